@@ -1,0 +1,36 @@
+"""cnnlab: convolutional neural networks on images, to learn from and to work with.
+
+The public API is small and mirrors the CLI. Names are imported lazily so that ``import cnnlab``
+stays fast and so that the NumPy-only parts (``cnnlab.numpy_engine``, ``cnnlab.data``) never pull
+in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "create_model": "cnnlab.models",
+    "list_models": "cnnlab.models",
+    "load_dataset": "cnnlab.data.datasets",
+    "list_datasets": "cnnlab.data.datasets",
+    "Config": "cnnlab.config",
+    "load_config": "cnnlab.config",
+    "train": "cnnlab.api",
+    "evaluate": "cnnlab.api",
+    "load_model": "cnnlab.export.model_file",
+    "summary": "cnnlab.models.summary",
+    "CnnlabError": "cnnlab.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m cnnlab`` (also what torchrun runs) is the same as the ``cnnlab`` command."""
+
+from cnnlab.cli.main import main
+
+raise SystemExit(main())
