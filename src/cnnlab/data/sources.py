@@ -30,6 +30,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from cnnlab.errors import CnnlabError
 
@@ -323,6 +324,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("copy_reg", "_reconstructor"),
         ("copyreg", "_reconstructor"),
         ("builtins", "object"),
+        ("_codecs", "encode"),  # how Python 3 pickles bytes at protocol 2 (harmless: str -> bytes)
     }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201 - pickle API
@@ -443,8 +445,6 @@ def _decode_jpeg_tar(tar_path: Path, split: str) -> tuple[np.ndarray, np.ndarray
     ``Image.frombytes``, which skips the plugin's Python-level marker parsing (about 1.7x faster
     than ``Image.open`` on 32x32 images, identical pixels).
     """
-    from PIL import Image  # Pillow is only needed for this copy
-
     raw = tar_path.read_bytes()
     with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
         members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg"))]
@@ -458,22 +458,31 @@ def _decode_jpeg_tar(tar_path: Path, split: str) -> tuple[np.ndarray, np.ndarray
     entries.sort(key=lambda e: (e[0], e[1]))
     classes = sorted({e[0] for e in entries})
     index = {c: k for k, c in enumerate(classes)}
-    first = raw[entries[0][2].offset_data : entries[0][2].offset_data + entries[0][2].size]
-    h, w, _ = _jpeg_header(first)
-    images = np.empty((len(entries), h, w, 3), dtype=np.uint8)  # (N, H, W, 3)
     labels = np.fromiter((index[e[0]] for e in entries), dtype=np.int64, count=len(entries))
+    images: np.ndarray | None = None
     for i, (_, _, m) in enumerate(entries):
-        data = raw[m.offset_data : m.offset_data + m.size]
-        try:
-            hh, ww, comps = _jpeg_header(data)
-            if (hh, ww) != (h, w):
-                raise ValueError(f"size {ww}x{hh} differs from the first image's {w}x{h}")
-            mode = "RGB" if comps == 3 else "L"
-            img = Image.frombytes(mode, (ww, hh), data, "jpeg", (mode, ""))
-        except (ValueError, OSError) as exc:
-            raise CnnlabError(f"cannot decode {tar_path}:{m.name}: {exc}") from None
-        images[i] = np.asarray(img) if comps == 3 else np.asarray(img)[..., None]  # gray -> broadcast to RGB
+        img = _decode_jpeg(raw[m.offset_data : m.offset_data + m.size], f"{tar_path}:{m.name}")
+        if images is None:  # the first image fixes the size; every other one must match it
+            images = np.empty((len(entries), *img.shape), dtype=np.uint8)  # (N, H, W, 3)
+        if img.shape != images.shape[1:]:
+            raise CnnlabError(
+                f"{tar_path}:{m.name} is {img.shape[1]}x{img.shape[0]}, the first image is "
+                f"{images.shape[2]}x{images.shape[1]}; all images of the copy must have one size"
+            )
+        images[i] = img
     return images, labels, classes
+
+
+def _decode_jpeg(data: bytes, where: str) -> np.ndarray:
+    """Decode one JPEG to uint8 (H, W, 3): the direct decoder for 3-channel files, Pillow's convert otherwise."""
+    try:
+        h, w, comps = _jpeg_header(data)
+        if comps == 3:
+            return np.asarray(Image.frombytes("RGB", (w, h), data, "jpeg", ("RGB", "")))
+        with Image.open(io.BytesIO(data)) as img:  # grayscale or CMYK: the rare slow path
+            return np.asarray(img.convert("RGB"))
+    except (ValueError, OSError) as exc:
+        raise CnnlabError(f"cannot decode {where}: {exc}") from None
 
 
 def _jpeg_cache_path(tars: list[Path]) -> Path:
