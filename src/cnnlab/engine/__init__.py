@@ -1,1 +1,1 @@
-"""engine."""
+"""Training engine: optimiser/schedule/loss registries, the epoch loop, checkpoints and the Trainer."""

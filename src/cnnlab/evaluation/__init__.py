@@ -1,1 +1,1 @@
-"""evaluation."""
+"""Evaluation: pure metric functions of arrays (NumPy only)."""

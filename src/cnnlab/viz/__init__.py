@@ -1,1 +1,1 @@
-"""viz."""
+"""Plots (training curves, confusion matrices), teaching visuals and the HTML report."""

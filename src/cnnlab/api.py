@@ -1,0 +1,284 @@
+"""The Python API behind ``cnnlab train`` and ``cnnlab evaluate``, usable from a notebook::
+
+    import cnnlab
+    result = cnnlab.train(data="mnist-sample", model="seed_cnn", epochs=3)
+    print(result.metrics["accuracy"], result.run_dir)
+    metrics = cnnlab.evaluate(result.run_dir)
+
+``train`` follows the data flow of docs/architecture.md: config -> dataset -> split and
+normalisation -> loaders -> model -> optimiser/schedule/loss -> Trainer -> best weights -> test
+metrics -> run folder (config, env, split, history, metrics, model file, checkpoints, plots).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config, save_config, to_dict
+from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset
+from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
+from cnnlab.data.splits import read_split_csv, write_split_csv
+from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.loop import predict
+from cnnlab.engine.losses import build_loss
+from cnnlab.engine.optim import build_optimizer
+from cnnlab.engine.schedulers import build_schedule
+from cnnlab.engine.trainer import Trainer
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluation.metrics import classification_metrics, format_report
+from cnnlab.export.model_file import load_model, save_model_file
+from cnnlab.models import create_model
+from cnnlab.runs import create_run_dir, env_info, read_json, write_json
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict[str, Any]  # test metrics of the best checkpoint
+    history: list[dict[str, float]]
+    config: Config
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnlabError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise CnnlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def make_config(
+    config: Config | str | Path | None = None, overrides: dict[str, Any] | None = None, **short: Any
+) -> Config:
+    """Config from a Config/YAML path, dotted overrides (``{"optim.lr": 0.01}``) and short names
+    (``epochs=3, lr=0.01, data="cifar10"``; see ``config.SHORT_KEYS``)."""
+    cfg = config if isinstance(config, Config) else load_config(config)
+    unknown = [k for k in short if k not in SHORT_KEYS]
+    if unknown:
+        raise CnnlabError(f"unknown argument(s) {unknown}; use one of {sorted(SHORT_KEYS)} or overrides={{'a.b': v}}")
+    merged = {SHORT_KEYS[k]: v for k, v in short.items() if v is not None}
+    merged.update(overrides or {})
+    return apply_overrides(cfg, merged)
+
+
+def build_model(cfg: Config, classes: list[str], input_shape: list[int]) -> torch.nn.Module:
+    c, h, _ = input_shape
+    return create_model(cfg.model.name, num_classes=len(classes), in_channels=c, input_size=h, **cfg.model.kwargs)
+
+
+def train(
+    config: Config | str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: str | Path | None = None,
+    log=print,
+    **short: Any,
+) -> TrainResult:
+    """Train a model and write a run folder. See the module docstring for an example.
+
+    Args:
+        config: a Config, a YAML file, or None for the defaults (seed recipe on the MNIST sample).
+        overrides: dotted keys, e.g. ``{"optim.name": "sgd", "optim.lr": 0.05}``.
+        resume: a run folder to continue from its ``checkpoints/last.pt`` (same config).
+        **short: short names as on the command line: data, data_root, model, epochs, lr, batch_size, seed, ...
+    """
+    start = time.perf_counter()
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise CnnlabError(
+                f"{run_dir} is not a run folder (no config.yaml); give the folder printed by 'cnnlab train'"
+            )
+        cfg = load_config(run_dir / "config.yaml")
+    else:
+        cfg = make_config(config, overrides, **short)
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+
+    ds = load_dataset(
+        cfg.data.name,
+        root=cfg.data.root,
+        download=cfg.data.download,
+        image_size=cfg.data.image_size,
+        channels=cfg.data.channels,
+    )
+    data = prepare_data(ds, cfg.data, cfg.train.seed, device, channels_last=cfg.train.channels_last)
+    model = build_model(cfg, data.classes, data.input_shape).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+    schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, len(data.train))
+    loss_fn = build_loss("cross_entropy", label_smoothing=cfg.train.label_smoothing)
+
+    if resume is None:
+        run_dir = create_run_dir(cfg.output.root, cfg.output.name or _default_name(cfg))
+        _write_run_start(run_dir, cfg, ds, data)
+    trainer = Trainer(
+        model,
+        optimizer,
+        schedule,
+        loss_fn,
+        data.train,
+        data.val,
+        cfg.train,
+        run_dir,
+        data.generator,
+        log=log,
+        progress=cfg.output.progress,
+    )
+    if resume is not None:
+        trainer.resume(run_dir / "checkpoints" / "last.pt")
+        log(f"resuming {run_dir} after epoch {trainer.epoch}")
+    log(
+        f"training {cfg.model.name} on {cfg.data.name}: {data.train.num_samples} train / "
+        f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples if data.test else 0} test images, "
+        f"input {'x'.join(map(str, data.input_shape))}, device {device}"
+    )
+    history = trainer.fit()
+
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file():
+        model.load_state_dict(load_checkpoint(best)["model"])
+    meta = _model_meta(cfg, data, trainer)
+    save_model_file(run_dir / "model", model, meta)
+    metrics = {}
+    if data.test is not None:
+        metrics = _final_metrics(model, data.test, data.classes)
+        metrics["best_epoch"] = trainer.early.best_epoch
+        metrics["train_seconds"] = time.perf_counter() - start
+        write_json(run_dir / "metrics.json", metrics)
+        meta["metrics"] = {k: metrics[k] for k in ("accuracy", "top5_accuracy", "loss") if k in metrics}
+        save_model_file(run_dir / "model", model, meta)
+    if cfg.output.plots:
+        _write_plots(run_dir, history, metrics, data.classes)
+    return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=cfg)
+
+
+def _default_name(cfg: Config) -> str:
+    data = cfg.data.name
+    if data.startswith("folder:"):
+        data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
+    return f"{data}-{cfg.model.name}"
+
+
+def _write_run_start(run_dir: Path, cfg: Config, ds, data: PreparedData) -> None:
+    save_config(cfg, run_dir / "config.yaml")
+    write_json(run_dir / "env.json", env_info(seed=cfg.train.seed))
+    write_split_csv(run_dir / "split.csv", data.split_rows)
+    write_json(
+        run_dir / "data.json",
+        {
+            **ds.summary(),
+            "mean": data.mean,
+            "std": data.std,
+            "split_counts": data.counts,
+            "input_shape": data.input_shape,
+        },
+    )
+
+
+def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer) -> dict[str, Any]:
+    return {
+        "architecture": cfg.model.name,
+        "kwargs": dict(cfg.model.kwargs),
+        "classes": data.classes,
+        "input_shape": data.input_shape,
+        "mean": data.mean,
+        "std": data.std,
+        "decode": "cnnlab.data.images v1",
+        "dataset": cfg.data.name,
+        "best_epoch": trainer.early.best_epoch,
+        "epochs_trained": trainer.epoch,
+        "config": to_dict(cfg),
+    }
+
+
+def _final_metrics(model, loader, classes) -> dict[str, Any]:
+    logits, targets = predict(model, loader)
+    return classification_metrics(targets, logits.argmax(1), logits, classes)
+
+
+def _write_plots(run_dir: Path, history, metrics, classes) -> None:
+    from cnnlab.viz.plots import plot_confusion, plot_history
+
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    if history:
+        plot_history(history, plots / "curves.png")
+    if metrics:
+        plot_confusion(np.array(metrics["confusion_matrix"]), classes, plots / "confusion.png", normalize=True)
+        plot_confusion(np.array(metrics["confusion_matrix"]), classes, plots / "confusion_counts.png", normalize=False)
+
+
+def evaluate(
+    run_or_model: str | Path,
+    data: str | None = None,
+    data_root: str | None = None,
+    split: str = "test",
+    batch_size: int = 1000,
+    device: str = "auto",
+    save: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a trained model (a run folder or a model folder) on a dataset split.
+
+    Without ``data``, the run's own dataset and test split are used (for image folders, the exact
+    files recorded in the run's split.csv). Class names and order must match the model's.
+    """
+    path = Path(run_or_model)
+    dev = resolve_device(device)
+    model, meta = load_model(path, dev)
+    run_dir = path if (path / "config.yaml").is_file() else None
+    name = data or meta.get("dataset")
+    if name is None:
+        raise CnnlabError(f"{path}: say which data to evaluate on with --data")
+    root = data_root or (meta.get("config", {}).get("data", {}).get("root") if data is None else None)
+    ds = load_dataset(name, root=root)
+    if list(ds.classes) != list(meta["classes"]):
+        raise CnnlabError(
+            f"the classes of {name} {ds.classes} differ from the model's {meta['classes']} (names and order must match)"
+        )
+    if isinstance(ds, FolderDataset) and run_dir is not None and data is None:
+        ds.splits = _splits_from_run(run_dir, ds)
+    loader = eval_loader(ds, split, meta, dev, batch_size=batch_size)
+    logits, targets = predict(model, loader)
+    metrics = classification_metrics(targets, logits.argmax(1), logits, meta["classes"])
+    metrics.update({"data": name, "split": split})
+    if save and run_dir is not None:
+        tag = "metrics.json" if data is None and split == "test" else f"eval-{_slug(name)}-{split}.json"
+        write_json(run_dir / tag, {**(read_json(run_dir / tag) if (run_dir / tag).is_file() else {}), **metrics})
+    return metrics
+
+
+def _splits_from_run(run_dir: Path, ds: FolderDataset) -> dict[str, list]:
+    rows = read_split_csv(run_dir / "split.csv")
+    out: dict[str, list] = {}
+    for split, source, label in rows:
+        out.setdefault(split, []).append((ds.root / source, label))
+    return out
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")[:60]
+
+
+__all__ = ["train", "evaluate", "TrainResult", "make_config", "format_report", "ArrayDataset"]

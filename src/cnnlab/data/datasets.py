@@ -1,0 +1,189 @@
+"""The dataset registry: one name per dataset, each giving train and test data plus class names.
+
+``load_dataset(name)`` returns either an :class:`ArrayDataset` (small datasets held in memory as
+uint8 arrays of shape (N, H, W, C): MNIST, Fashion-MNIST, CIFAR-10/100, the bundled MNIST sample,
+scikit-learn's digits) or a :class:`FolderDataset` (``folder:PATH``: files decoded on the fly).
+Raw file formats, checksums and downloads live in :mod:`cnnlab.data.sources`; this module only
+names datasets and shapes what they return. NumPy only: no torch import here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data import sources
+from cnnlab.errors import CnnlabError
+from cnnlab.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+
+
+@dataclass
+class ArrayDataset:
+    """A dataset held in memory. Images are uint8 (N, H, W, C); labels int64 (N,)."""
+
+    name: str
+    classes: list[str]
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    note: str = ""
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_images.shape[3])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": "arrays",
+            "classes": self.classes,
+            "input_shape": [self.channels, self.image_size, self.image_size],
+            "train_count": int(len(self.train_labels)),
+            "test_count": int(len(self.test_labels)),
+            "train_class_counts": np.bincount(self.train_labels, minlength=self.num_classes).tolist(),
+            "note": self.note,
+        }
+
+
+@dataclass
+class FolderDataset:
+    """Image files on disk. ``splits`` maps 'train'/'val'/'test' to lists of (path, label)."""
+
+    name: str
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[tuple[Path, int]]]
+    layout: str  # "splits" (train/ val/ test/ given) or "flat" (one folder of class folders)
+    channels: int = 3
+    image_size: int = 64
+    note: str = ""
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def summary(self) -> dict:
+        counts = {
+            s: np.bincount([y for _, y in items], minlength=self.num_classes).tolist()
+            for s, items in self.splits.items()
+        }
+        return {
+            "name": self.name,
+            "kind": "folder",
+            "root": str(self.root),
+            "layout": self.layout,
+            "classes": self.classes,
+            "input_shape": [self.channels, self.image_size, self.image_size],
+            "class_counts": counts,
+            "skipped": [list(s) for s in self.skipped],
+            "note": self.note,
+        }
+
+
+def _from_source(name: str, d: dict) -> ArrayDataset:
+    return ArrayDataset(
+        name=name,
+        classes=list(d["classes"]),
+        train_images=d["train_images"],
+        train_labels=d["train_labels"].astype(np.int64),
+        test_images=d["test_images"],
+        test_labels=d["test_labels"].astype(np.int64),
+        note=d.get("note", ""),
+    )
+
+
+def _root(root: str | Path | None) -> Path:
+    return Path(root).expanduser() if root else sources.default_root()
+
+
+@DATASETS.register("mnist-sample")
+def mnist_sample(root=None, download=False, **kw) -> ArrayDataset:
+    """6,000 train + 1,000 test real MNIST images shipped with cnnlab (stratified; offline)."""
+    return _from_source("mnist-sample", sources.load_mnist_sample())
+
+
+@DATASETS.register("mnist")
+def mnist(root=None, download=False, **kw) -> ArrayDataset:
+    """MNIST, 60,000 + 10,000 handwritten digits, 1x28x28 (official IDX files, md5-checked)."""
+    return _from_source("mnist", sources.load_idx_dataset("mnist", _root(root), download=download))
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(root=None, download=False, **kw) -> ArrayDataset:
+    """Fashion-MNIST, 60,000 + 10,000 clothing images, 1x28x28 (official IDX files, md5-checked)."""
+    return _from_source("fashion-mnist", sources.load_idx_dataset("fashion-mnist", _root(root), download=download))
+
+
+@DATASETS.register("cifar10")
+def cifar10(root=None, download=False, **kw) -> ArrayDataset:
+    """CIFAR-10, 50,000 + 10,000 colour images, 3x32x32, 10 classes."""
+    return _from_source("cifar10", sources.load_cifar("cifar10", _root(root), download=download))
+
+
+@DATASETS.register("cifar100")
+def cifar100(root=None, download=False, **kw) -> ArrayDataset:
+    """CIFAR-100, 50,000 + 10,000 colour images, 3x32x32, 100 fine classes."""
+    return _from_source("cifar100", sources.load_cifar("cifar100", _root(root), download=download))
+
+
+@DATASETS.register("digits")
+def digits(root=None, download=False, **kw) -> ArrayDataset:
+    """scikit-learn's 1,797 8x8 digits (no official split: a fixed seeded stratified 80/20 one)."""
+    return _from_source("digits", sources.load_digits())
+
+
+def load_folder(path: str | Path, image_size: int | None = None, channels: int | None = None) -> FolderDataset:
+    """``folder:PATH``: class subfolders, with train/ (val/, test/) splits or one flat folder to split."""
+    from cnnlab.data.folder import scan_folder  # local import: folder scanning pulls in Pillow
+
+    scan = scan_folder(Path(path).expanduser())
+    return FolderDataset(
+        name=f"folder:{path}",
+        root=scan.root,
+        classes=scan.classes,
+        splits=scan.splits,
+        layout=scan.layout,
+        channels=channels or 3,
+        image_size=image_size or 64,
+    )
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, download: bool = False, **kw
+) -> ArrayDataset | FolderDataset:
+    """Load a dataset by registered name or ``folder:PATH``.
+
+    Args:
+        name: e.g. ``"mnist-sample"``, ``"cifar10"``, ``"folder:~/photos"``.
+        root: folder with the dataset files (see docs/data.md for the layout of each).
+        download: fetch missing files from the official mirrors (checksums verified).
+    """
+    if name.startswith("folder:"):
+        path = name[len("folder:") :]
+        if not path:
+            raise CnnlabError("folder: needs a path, e.g. --data folder:./my_images")
+        return load_folder(path, image_size=kw.get("image_size"), channels=kw.get("channels"))
+    return DATASETS.get(name)(root=root, download=download)
+
+
+def list_datasets() -> list[str]:
+    return [*DATASETS.names(), "folder:PATH"]
+
+
+def describe_datasets() -> dict[str, str]:
+    """name -> first docstring line, for `cnnlab datasets` and the docs."""
+    return {n: (DATASETS.get(n).__doc__ or "").strip().splitlines()[0] for n in DATASETS.names()}

@@ -1,0 +1,202 @@
+"""From a dataset and a config to ready loaders: split, normalisation statistics, batches.
+
+``prepare_data`` is the one place where the data flow of ``cnnlab train`` is decided:
+stratified seeded train/val split of the training data (test untouched), mean/std from the train
+split only, the augmentation preset for training batches, and the fast in-memory path for array
+datasets or the DataLoader path for image folders. It returns everything the run folder records
+(split rows, statistics, counts) next to the loaders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.config import DataConfig
+from cnnlab.data.augment import build_augment
+from cnnlab.data.datasets import ArrayDataset, FolderDataset
+from cnnlab.data.images import load_image
+from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader, to_tensor_images
+from cnnlab.data.splits import channel_stats, stratified_split
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class PreparedData:
+    train: object
+    val: object | None
+    test: object | None
+    classes: list[str]
+    input_shape: list[int]  # [C, H, W]
+    mean: list[float]
+    std: list[float]
+    split_rows: list[tuple] = field(default_factory=list)  # (split, source, label)
+    counts: dict[str, list[int]] = field(default_factory=dict)  # split -> per-class counts
+    generator: torch.Generator | None = None  # drives shuffling and augmentation (saved in checkpoints)
+
+
+def prepare_data(
+    ds: ArrayDataset | FolderDataset,
+    cfg: DataConfig,
+    seed: int,
+    device: torch.device,
+    channels_last: bool = False,
+    train_shuffle: bool = True,
+) -> PreparedData:
+    """Split, compute statistics and build loaders for ``ds`` according to ``cfg``."""
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(ds, ArrayDataset):
+        return _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle)
+    return _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle)
+
+
+def convert_arrays(images: np.ndarray, channels: int | None, size: int | None) -> np.ndarray:
+    """uint8 (N, H, W, C) -> uint8 with the requested channel count and square size."""
+    if channels and channels != images.shape[3]:
+        if channels == 3 and images.shape[3] == 1:
+            images = np.repeat(images, 3, axis=3)
+        elif channels == 1 and images.shape[3] == 3:  # ITU-R 601 luma, as Pillow's convert("L")
+            images = (images @ np.array([0.299, 0.587, 0.114])).round().clip(0, 255).astype(np.uint8)[..., None]
+        else:
+            raise CnnlabError(f"cannot convert {images.shape[3]}-channel images to {channels} channels")
+    if size and size != images.shape[1]:
+        t = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        images = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return images
+
+
+def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle) -> PreparedData:
+    train_x = convert_arrays(ds.train_images, cfg.channels, cfg.image_size)
+    test_x = convert_arrays(ds.test_images, cfg.channels, cfg.image_size)
+    keep, held = stratified_split(ds.train_labels, cfg.val_fraction, seed)
+    mean, std = channel_stats(train_x[keep])
+    k = len(ds.classes)
+
+    def loader(x, y, train):
+        return TensorLoader(
+            to_tensor_images(x, device),
+            torch.from_numpy(y).to(device),
+            batch_size=cfg.batch_size if train else cfg.eval_batch_size,
+            mean=mean,
+            std=std,
+            shuffle=train and train_shuffle,
+            augment=build_augment(cfg.augment, x.shape[3]) if train else None,
+            generator=gen if train else None,
+            channels_last=channels_last,
+        )
+
+    y = ds.train_labels
+    rows = [("train", int(i), int(y[i])) for i in keep] + [("val", int(i), int(y[i])) for i in held]
+    rows += [("test", int(i), int(t)) for i, t in enumerate(ds.test_labels)]
+    return PreparedData(
+        train=loader(train_x[keep], y[keep], True),
+        val=loader(train_x[held], y[held], False) if len(held) else None,
+        test=loader(test_x, ds.test_labels, False),
+        classes=list(ds.classes),
+        input_shape=[int(train_x.shape[3]), int(train_x.shape[1]), int(train_x.shape[2])],
+        mean=mean,
+        std=std,
+        split_rows=rows,
+        counts={
+            "train": np.bincount(y[keep], minlength=k).tolist(),
+            "val": np.bincount(y[held], minlength=k).tolist(),
+            "test": np.bincount(ds.test_labels, minlength=k).tolist(),
+        },
+        generator=gen,
+    )
+
+
+def _split_items(items, fraction, seed):
+    labels = np.array([lab for _, lab in items])
+    keep, held = stratified_split(labels, fraction, seed)
+    return [items[i] for i in keep], [items[i] for i in held]
+
+
+def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, list[tuple[Path, int]]]:
+    """train/val/test lists: given splits are used as they are; missing val/test are carved from train."""
+    splits = {s: list(v) for s, v in ds.splits.items() if v}
+    train = splits.get("train", [])
+    if not train:
+        raise CnnlabError(f"{ds.root} has no training images (expected train/<class>/ or <class>/ folders)")
+    if "test" not in splits and cfg.test_fraction > 0:
+        train, splits["test"] = _split_items(train, cfg.test_fraction, seed)
+    if "val" not in splits and cfg.val_fraction > 0:
+        train, splits["val"] = _split_items(train, cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction), seed + 1)
+    splits["train"] = train
+    return splits
+
+
+def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle) -> PreparedData:
+    splits = folder_splits(ds, cfg, seed)
+    c, size = ds.channels, ds.image_size
+    # Statistics from (up to) 1,000 training images, decoded exactly as training decodes them.
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(splits["train"]), size=min(1000, len(splits["train"])), replace=False)
+    sample = FolderImages([splits["train"][i] for i in pick], c, size)
+    arr = np.stack([sample[i][0].numpy() for i in range(len(sample))])  # (n, C, H, W) float
+    mean = arr.mean((0, 2, 3)).tolist()
+    std = np.maximum(arr.std((0, 2, 3)), 1e-6).tolist()
+
+    def loader(split, train):
+        if split not in splits:
+            return None
+        return FolderLoader(
+            FolderImages(splits[split], c, size),
+            cfg.batch_size if train else cfg.eval_batch_size,
+            mean,
+            std,
+            shuffle=train and train_shuffle,
+            augment=build_augment(cfg.augment, c) if train else None,
+            generator=gen if train else None,
+            num_workers=cfg.num_workers,
+            device=device,
+            channels_last=channels_last,
+        )
+
+    k = len(ds.classes)
+    rows = [
+        (s, str(Path(p).relative_to(ds.root)), int(lab))
+        for s in ("train", "val", "test")
+        for p, lab in splits.get(s, [])
+    ]
+    return PreparedData(
+        train=loader("train", True),
+        val=loader("val", False),
+        test=loader("test", False),
+        classes=list(ds.classes),
+        input_shape=[c, size, size],
+        mean=mean,
+        std=std,
+        split_rows=rows,
+        counts={s: np.bincount([lab for _, lab in v], minlength=k).tolist() for s, v in splits.items()},
+        generator=gen,
+    )
+
+
+def eval_loader(
+    ds: ArrayDataset | FolderDataset, split: str, meta: dict, device, batch_size: int = 1000, num_workers: int = 2
+):
+    """A loader over ``split`` of ``ds`` preprocessed exactly as the model file says (for evaluate)."""
+    c, h, _ = meta["input_shape"]
+    if isinstance(ds, ArrayDataset):
+        x = ds.test_images if split == "test" else ds.train_images
+        y = ds.test_labels if split == "test" else ds.train_labels
+        x = convert_arrays(x, c, h)
+        return TensorLoader(
+            to_tensor_images(x, device), torch.from_numpy(y).to(device), batch_size, meta["mean"], meta["std"]
+        )
+    ds.channels, ds.image_size = c, h
+    items = ds.splits.get(split) or []
+    if not items:
+        raise CnnlabError(f"{ds.root} has no {split!r} split to evaluate on")
+    return FolderLoader(
+        FolderImages(items, c, h), batch_size, meta["mean"], meta["std"], num_workers=num_workers, device=device
+    )
+
+
+__all__ = ["PreparedData", "prepare_data", "convert_arrays", "folder_splits", "eval_loader", "load_image"]

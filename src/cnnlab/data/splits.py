@@ -1,0 +1,72 @@
+"""Train/validation splits and normalisation statistics.
+
+The validation set is carved out of the training data only, stratified by class and seeded, so
+each class keeps its share and the split is the same for the same seed. The test set is never
+touched. Mean and standard deviation per channel are computed on the training split alone
+(seed 004: statistics from validation or test data would leak information into training).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices 0..N-1 into (keep, held_out) with ``fraction`` of every class held out.
+
+    Each class with at least 2 samples gives at least one sample to each side, so small classes
+    are not lost from either. Returned index arrays are sorted.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise CnnlabError(f"split fraction must be in [0, 1), got {fraction}")
+    labels = np.asarray(labels)
+    if fraction == 0.0:
+        return np.arange(len(labels)), np.arange(0)
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n = int(round(fraction * len(idx)))
+        n = min(max(n, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        held.append(idx[:n])
+        keep.append(idx[n:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 images (N, H, W, C), scaled to [0, 1].
+
+    Accumulates in float64 over chunks so 50,000 CIFAR images need little memory.
+    """
+    if len(images) == 0:
+        raise CnnlabError("cannot compute normalisation statistics of an empty training split")
+    c = images.shape[-1]
+    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    for i in range(0, len(images), chunk):
+        x = images[i : i + chunk].reshape(-1, c).astype(np.float64) / 255.0
+        total += x.sum(0)
+        total_sq += (x * x).sum(0)
+        count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+    std = np.where(std < 1e-6, 1.0, std)  # a constant channel would divide by zero
+    return mean.tolist(), std.tolist()
+
+
+def write_split_csv(path: Path, rows: list[tuple]) -> None:
+    """rows: (split, source, label) where source is an index into the original split or a file path."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["split", "source", "label"])
+        w.writerows(rows)
+
+
+def read_split_csv(path: Path) -> list[tuple[str, str, int]]:
+    with open(path, newline="") as f:
+        return [(r["split"], r["source"], int(r["label"])) for r in csv.DictReader(f)]
