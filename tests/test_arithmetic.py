@@ -124,3 +124,47 @@ def test_receptive_field_step_dilation():
     assert effective_kernel(3, 2) == 5
     assert receptive_field_step(1, 1, 3, 1, dilation=2) == (5, 1)
     assert receptive_field_step(10, 4, 3, 2) == (18, 8)
+
+
+# --- the calc command ------------------------------------------------------------------------
+def _calc(argv, capsys) -> str:
+    import argparse
+
+    from cnnlab.cli import calc
+
+    parser = argparse.ArgumentParser()
+    calc.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["calc", *argv])
+    assert args.func(args) == 0
+    return capsys.readouterr().out
+
+
+def test_calc_conv_prints_size_params_macs_and_formula(capsys):
+    out = _calc(["conv", "--in", "32", "--k", "3", "--s", "1", "--p", "1", "--cin", "3", "--cout", "32"], capsys)
+    assert "H_out = floor((32 + 2*1 - 3) / 1) + 1 = 32" in out
+    assert f"= {conv_params(3, 32, 3):,}" in out and f"= {conv_macs(3, 32, 3, 32):,}" in out
+    out = _calc(["conv", "--in", "28x32", "--k", "3", "--s", "2", "--p", "same", "--d", "2"], capsys)
+    assert f"output size: {conv_output_size(28, 3, 2, 2, 2)}x{conv_output_size(32, 3, 2, 2, 2)}" in out
+
+
+def test_calc_pool_and_transpose(capsys):
+    assert "output size: 3x3" in _calc(["pool", "--in", "5", "--k", "2", "--ceil"], capsys)
+    assert "output size: 2x2" in _calc(["pool", "--in", "5", "--k", "2"], capsys)
+    assert "= 14" in _calc(["transpose", "--in", "7", "--k", "3", "--s", "2", "--p", "1", "--op", "1"], capsys)
+
+
+def test_calc_rf_table_for_the_seed_cnn(capsys):
+    out = _calc(["rf", "--layers", "conv3,pool2,conv3,pool2,conv3,pool2", "--in", "32"], capsys)
+    rows = [line.split() for line in out.splitlines() if line[:2].strip().isdigit()]
+    assert [int(r[6]) for r in rows] == [rf for rf, _ in receptive_field([(3, 1), (2, 2)] * 3)]
+    assert [int(r[8]) for r in rows] == [32, 16, 16, 8, 8, 4]  # feature-map sizes with 'same' convs
+
+
+def test_calc_rf_rejects_unreadable_layers():
+    from cnnlab.cli.calc import parse_layers
+
+    with pytest.raises(CnnlabError, match="convK or poolK"):
+        parse_layers("conv3,fc10")
+    assert parse_layers("conv3s2d2")[0] == {
+        "name": "conv3s2d2", "kind": "conv", "kernel": 3, "stride": 2, "dilation": 2, "padding": 2,
+    }  # fmt: skip

@@ -1,0 +1,318 @@
+"""Tests for the teaching visuals: the numbers (checked against torch and the seeds' corrected
+values), the figures (pixel size and panel count from the PNG and its JSON) and ``cnnlab teach``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.errors import CnnlabError
+from cnnlab.viz import teaching, teaching_activations, teaching_numbers, teaching_optim
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _check_files(result, panels: int) -> dict:
+    """The PNG exists with the pixel size the JSON reports, and the JSON matches the result."""
+    meta = json.loads(result.json.read_text())
+    assert meta["panels"] == result.panels == panels
+    with Image.open(result.png) as im:
+        assert list(im.size) == meta["size_px"] == list(result.size_px)
+        # not a blank canvas: a drawn figure has many distinct colours
+        assert len(im.convert("RGB").getcolors(maxcolors=1 << 20)) > 20
+    return meta
+
+
+def _torch_conv(image, kernel) -> np.ndarray:
+    x = torch.tensor(np.asarray(image, dtype=np.float64))[None, None]
+    k = torch.tensor(np.asarray(kernel, dtype=np.float64))[None, None]
+    return F.conv2d(x, k)[0, 0].numpy()
+
+
+# --- convolution -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(teaching.CONV_EXAMPLES))
+def test_conv_examples_match_torch(name):
+    ex = teaching.CONV_EXAMPLES[name]
+    r = teaching.conv_example(name)
+    np.testing.assert_allclose(r.values["output"], _torch_conv(ex["image"], ex["kernel"]))
+
+
+def test_conv_seed004_first_output_is_four_and_figure(tmp_path):
+    r = teaching.conv_example("seed004", out_dir=tmp_path)
+    assert r.values["first_output"] == 4  # seed 004 section 1.1
+    assert r.values["output_shape"] == [3, 3]
+    # 9 window positions + the filter + the output map
+    meta = _check_files(r, panels=11)
+    np.testing.assert_allclose(meta["values"]["output"], r.values["output"])
+    assert meta["values"]["positions_shown"] == [[i, j] for i in range(3) for j in range(3)]
+
+
+def test_conv_edge_example_corrects_seed002():
+    out = teaching.conv_example("edge").values["output"]
+    seed_printed = np.array([[0, 0, 270]] * 3)
+    assert not np.array_equal(out, seed_printed)
+    # the seed's own step ("position (1,1)" = top-left window) gives 90; the map agrees
+    assert out[0, 0] == 90
+    # the bright block starts in row 2, so the response grows row by row and the last column is flat
+    assert list(out[:, 0]) == [90, 180, 270] and list(out[:, 2]) == [0, 0, 0]
+
+
+def test_conv_patch_and_text():
+    r = teaching.conv_example("patch")
+    assert r.values["output"][0, 0] == 60  # seed 002: -10+0+30-40+0+60-70+0+90
+    text = teaching.conv_example_text(r)
+    assert "= 60" in text and "floor((3 + 2*0 - 3) / 1) + 1 = 1" in text
+
+
+def test_conv_steps_with_stride_and_padding_match_torch():
+    rng = np.random.default_rng(0)
+    image, kernel = rng.normal(size=(7, 7)), rng.normal(size=(3, 3))
+    calc = teaching.conv2d_steps(image, kernel, stride=2, padding=1)
+    x = torch.tensor(image)[None, None]
+    expected = F.conv2d(x, torch.tensor(kernel)[None, None], stride=2, padding=1)[0, 0].numpy()
+    np.testing.assert_allclose(calc["output"], expected)
+    assert len(calc["steps"]) == expected.size
+
+
+def test_unknown_example_is_a_user_error():
+    with pytest.raises(CnnlabError, match="seed004"):
+        teaching.conv_example("seed04")
+
+
+# --- pooling ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(teaching.POOL_EXAMPLES))
+def test_pool_examples_match_torch(name, tmp_path):
+    x = torch.tensor(np.array(teaching.POOL_EXAMPLES[name]["matrix"], dtype=np.float64))[None, None]
+    r = teaching.pool_example(name, out_dir=tmp_path)
+    np.testing.assert_allclose(r.values["max"], F.max_pool2d(x, 2)[0, 0].numpy())
+    np.testing.assert_allclose(r.values["avg"], F.avg_pool2d(x, 2)[0, 0].numpy())
+    assert r.values["global_avg"] == pytest.approx(F.adaptive_avg_pool2d(x, 1).item())
+    assert r.values["global_max"] == F.adaptive_max_pool2d(x, 1).item()
+    meta = _check_files(r, panels=5)
+    assert meta["values"]["global_avg"] == r.values["global_avg"]
+
+
+def test_pool_seed_values():
+    s1 = teaching.pool_example("seed001").values
+    assert s1["max"].tolist() == [[6, 8], [14, 16]]  # seed 001 prints this, correctly
+    s2 = teaching.pool_example("seed002").values
+    assert s2["max"].tolist() == [[6, 4], [8, 9]]  # seed 002 prints [[3, 4], [8, 9]]
+    assert s2["avg"].tolist() == [[3.75, 2.25], [5.5, 4.25]]
+    assert s2["global_avg"] == 63 / 16 != 3.875  # seed 002 prints 3.875
+    text = teaching.pool_example_text(teaching.pool_example("seed002"))
+    assert "global average = 63 / 16 = 3.9375" in text
+
+
+# --- activations -----------------------------------------------------------------------------
+TORCH_ACT = {
+    "relu": F.relu,
+    "leaky_relu": lambda t: F.leaky_relu(t, teaching_activations.LEAKY_SLOPE),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "elu": lambda t: F.elu(t, teaching_activations.ELU_ALPHA),
+    "softplus": F.softplus,
+}
+
+
+@pytest.mark.parametrize("name", teaching_activations.ACTIVATION_ORDER)
+def test_activation_values_and_derivatives_match_torch(name):
+    x = np.concatenate([np.linspace(-6, 6, 241), [-40.0, -1e-3, 1e-3, 40.0]])
+    f, df = teaching_activations.activation(name)
+    t = torch.tensor(x, requires_grad=True)
+    y = TORCH_ACT[name](t)
+    y.sum().backward()
+    np.testing.assert_allclose(f(x), y.detach().numpy(), rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(df(x), t.grad.numpy(), rtol=1e-6, atol=1e-10)
+
+
+def test_activation_figure(tmp_path):
+    r = teaching_activations.activation_plots(out_dir=tmp_path)
+    meta = _check_files(r, panels=8)
+    acts = meta["values"]["activations"]
+    assert set(acts) == set(teaching_activations.ACTIVATION_ORDER)
+    assert acts["sigmoid"]["max_derivative"] == pytest.approx(0.25, abs=1e-4)  # vanishing gradients
+    assert acts["relu"]["derivative_at_minus_4"] == 0.0  # a dead unit passes no gradient
+    assert "sigmoid'" in teaching_activations.activation_text(r)
+
+
+# --- softmax + cross-entropy ---------------------------------------------------------------------
+def test_softmax_example_matches_torch(tmp_path):
+    r = teaching_numbers.softmax_example(out_dir=tmp_path)
+    z = torch.tensor(teaching_numbers.SEED002_LOGITS, dtype=torch.float64, requires_grad=True)
+    np.testing.assert_allclose(r.values["probabilities"], torch.softmax(z, 0).detach().numpy())
+    for k, loss in enumerate(r.values["cross_entropy_per_target"]):
+        assert loss == pytest.approx(F.cross_entropy(z[None], torch.tensor([k])).item())
+    F.cross_entropy(z[None], torch.tensor([0])).backward()
+    np.testing.assert_allclose(r.values["gradient_if_target_0"], z.grad.numpy(), atol=1e-12)
+    # seed 002 prints [0.76, 0.21, 0.03]; the correct rounding is [0.76, 0.17, 0.07]
+    assert np.round(r.values["probabilities"], 2).tolist() == [0.76, 0.17, 0.07]
+    assert r.values["seed002_loss_cat"] == pytest.approx(2.302585, abs=1e-6)
+    _check_files(r, panels=4)
+
+
+def test_cross_entropy_is_stable_for_large_logits():
+    assert teaching_numbers.cross_entropy([1000.0, 0.0], 1) == pytest.approx(1000.0)
+    assert np.isfinite(teaching_numbers.softmax([1000.0, -1000.0])).all()
+
+
+# --- 1x1 convolutions and parameter counts ----------------------------------------------------
+def _n_params(*modules) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def test_onebyone_seed004_counts_match_torch(tmp_path):
+    r = teaching_numbers.onebyone_example(out_dir=tmp_path)
+    ex = r.values["examples"][teaching_numbers.ONE_BY_ONE_EXAMPLES[0][0]]
+    nn = torch.nn
+    direct = nn.Conv2d(256, 128, 5, padding=2, bias=False)
+    reduce, conv = nn.Conv2d(256, 64, 1, bias=False), nn.Conv2d(64, 128, 5, padding=2, bias=False)
+    assert ex["no_bias"]["direct_params"] == _n_params(direct) == 819_200  # seed 004 prints 820,000
+    assert ex["no_bias"]["kxk_after_params"] == _n_params(conv) == 204_800  # seed 004 prints 102,400
+    assert ex["no_bias"]["bottleneck_params"] == _n_params(reduce, conv) == 221_184  # seed prints 118,784
+    assert ex["with_bias"]["bottleneck_params"] == _n_params(nn.Conv2d(256, 64, 1), nn.Conv2d(64, 128, 5))
+    # MACs: every output position of a 'same' conv costs one dot product per output channel
+    x = torch.zeros(1, 256, 32, 32)
+    assert ex["no_bias"]["direct_macs"] == direct(x).numel() * 5 * 5 * 256
+    _check_files(r, panels=2)
+
+
+def test_onebyone_googlenet_and_depthwise():
+    r = teaching_numbers.onebyone_example()
+    g = r.values["examples"][teaching_numbers.ONE_BY_ONE_EXAMPLES[1][0]]["no_bias"]
+    assert (g["direct_params"], g["bottleneck_params"]) == (614_400, 325_632)  # seed 002, correct
+    assert round(g["param_reduction_pct"]) == 47
+    d = r.values["depthwise_separable"]
+    assert (d["standard"], d["separable"]) == (6_912, 795)
+    assert "3.70x fewer weights" in teaching_numbers.onebyone_text(r)
+
+
+def test_params_examples_match_torch_modules():
+    nn = torch.nn
+    ex = teaching_numbers.params_examples()
+    assert ex["seed004 conv 3x3, 1 -> 16"]["value"] == _n_params(nn.Conv2d(1, 16, 3)) == 160
+    assert ex["seed004 dense 128 -> 64"]["value"] == _n_params(nn.Linear(128, 64)) == 8256
+    assert ex["seed004 batch norm, 16 channels"]["value"] == _n_params(nn.BatchNorm2d(16))
+    assert ex["seed002 dense 1024 -> 512"]["value"] == _n_params(nn.Linear(1024, 512))
+    blocks = [m for c_in, c_out in [(3, 32), (32, 64), (64, 128)] for m in (nn.Conv2d(c_in, c_out, 3, padding=1),
+              nn.BatchNorm2d(c_out))]  # fmt: skip
+    seed_cnn = nn.Sequential(*blocks, nn.Linear(2048, 512), nn.Linear(512, 256), nn.Linear(256, 10))
+    assert ex["seed000 seed CNN total"]["value"] == _n_params(seed_cnn)  # seed 000 prints ~1,276,734
+
+
+# --- optimisers --------------------------------------------------------------------------------
+def _torch_opt(name, params):
+    o = torch.optim
+    return {
+        "gd": lambda: o.SGD(params, lr=0.1),
+        "momentum": lambda: o.SGD(params, lr=0.1, momentum=0.9),
+        "damped": lambda: o.SGD(params, lr=0.1, momentum=0.9, dampening=0.9),
+        "nesterov": lambda: o.SGD(params, lr=0.1, momentum=0.9, nesterov=True),
+        "rmsprop": lambda: o.RMSprop(params, lr=0.1, alpha=0.9),
+        "adam": lambda: o.Adam(params, lr=0.1),
+    }[name]()
+
+
+OURS = {
+    "gd": lambda: teaching_optim.GD(0.1),
+    "momentum": lambda: teaching_optim.Momentum(0.1, 0.9),
+    "damped": lambda: teaching_optim.Momentum(0.1, 0.9, dampening=0.9),  # seed 004's moving-average form
+    "nesterov": lambda: teaching_optim.Nesterov(0.1, 0.9),
+    "rmsprop": lambda: teaching_optim.RMSProp(0.1, alpha=0.9),
+    "adam": lambda: teaching_optim.Adam(0.1),
+}
+
+
+@pytest.mark.parametrize("surface", ["quadratic", "himmelblau", "wells"])
+@pytest.mark.parametrize("name", list(OURS))
+def test_update_rules_match_torch_optim(name, surface):
+    s = teaching_optim.SURFACES.create(surface)
+    ours = OURS[name]()
+    w = np.array(s.start)
+    p = torch.nn.Parameter(torch.tensor(s.start, dtype=torch.float64))
+    opt = _torch_opt(name, [p])
+    for _ in range(5):  # the first step, and the ones after it where the buffers matter
+        g = s.grad(w)
+        w = ours.step(w, g)
+        p.grad = torch.tensor(s.grad(p.detach().numpy()))
+        opt.step()
+        np.testing.assert_allclose(w, p.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("surface", teaching_optim.SURFACE_ORDER)
+def test_surface_gradients_match_finite_differences(surface):
+    s = teaching_optim.SURFACES.create(surface)
+    rng = np.random.default_rng(1)
+    for w in rng.uniform(-2, 2, size=(5, 2)):
+        h = 1e-6
+        fd = [(s.value(w + h * e) - s.value(w - h * e)) / (2 * h) for e in np.eye(2)]
+        np.testing.assert_allclose(s.grad(w), fd, rtol=1e-5, atol=1e-6)
+
+
+def test_sgd_noise_is_seeded_and_zero_noise_is_gd():
+    s = teaching_optim.SURFACES.create("quadratic")
+    a, b = teaching_optim.run_path(s, "sgd", seed=3), teaching_optim.run_path(s, "sgd", seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, teaching_optim.run_path(s, "sgd", seed=4))
+    w, g = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    np.testing.assert_allclose(teaching_optim.SGD(0.1, noise=0.0).step(w, g), teaching_optim.GD(0.1).step(w, g))
+
+
+def test_adam_first_step_has_length_lr_per_coordinate():
+    # m^/sqrt(v^) = g/|g| on step 1, so every coordinate moves by lr whatever the gradient's scale
+    w = np.array([3.0, -2.0])
+    step = teaching_optim.Adam(0.05).step(w, np.array([1e3, -1e-2])) - w
+    np.testing.assert_allclose(np.abs(step), [0.05, 0.05], rtol=1e-5)
+
+
+def test_saddle_stalls_plain_gd_but_noise_escapes():
+    import dataclasses
+
+    s = dataclasses.replace(teaching_optim.SURFACES.create("saddle"), start=(-2.0, 0.0))
+    gd = teaching_optim.path_summary(s, teaching_optim.run_path(s, "gd"))
+    sgd = teaching_optim.path_summary(s, teaching_optim.run_path(s, "sgd"))
+    assert gd["end"][1] == 0.0 and abs(gd["end"][0]) < 1e-2  # stuck at the stationary point
+    assert sgd["left_box"] and sgd["final_loss"] < gd["final_loss"]
+
+
+def test_optimizer_figure_and_json(tmp_path):
+    r = teaching_optim.optimizer_paths(out_dir=tmp_path)
+    meta = _check_files(r, panels=len(teaching_optim.SURFACE_ORDER))
+    funcs = meta["values"]["functions"]
+    assert list(funcs) == teaching_optim.SURFACE_ORDER
+    for name in teaching_optim.OPTIMIZER_ORDER:
+        quad = funcs["quadratic"]["paths"][name]
+        assert quad["final_loss"] < quad["start_loss"] / 100  # all of them make progress on a bowl
+        assert funcs["saddle"]["paths"][name]["left_box"]  # start 0.01 off the ridge: all slide off
+    wells = funcs["wells"]["paths"]
+    # from the same start, some optimisers settle in the local well and some reach the global one
+    assert {p["nearest_minimum"] for p in wells.values()} == {0, 1}
+    assert "himmelblau" in teaching_optim.optimizer_paths_text(r).lower()
+
+
+# --- the teach command -----------------------------------------------------------------------
+def _teach(argv):
+    from cnnlab.cli import teach
+
+    parser = argparse.ArgumentParser()
+    teach.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["teach", *argv])
+    return args.func(args)
+
+
+def test_teach_command_prints_and_writes(tmp_path, capsys):
+    assert _teach(["conv", "edge", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "out[0,0] = " in out and "= 90" in out and "11 panels" in out
+    assert (tmp_path / "conv_edge.png").exists() and (tmp_path / "conv_edge.json").exists()
+    assert _teach(["softmax", "1,2,3", "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "softmax.json").read_text())
+    assert meta["values"]["logits"] == [1.0, 2.0, 3.0]
+    assert _teach(["params"]) == 0
+    assert "1,276,682" in capsys.readouterr().out
