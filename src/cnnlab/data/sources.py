@@ -188,12 +188,17 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
     return dest
 
 
-def _offline_error(what: str, folder: Path, files: dict[str, str], extra: str = "") -> CnnlabError:
-    """The message for missing files: exactly which file names (with md5) go in which folder."""
+def _offline_error(what: str, folder: Path, files: dict[str, str], extra: str = "", failed: str = "") -> CnnlabError:
+    """The message for missing files: exactly which file names (with md5) go in which folder.
+
+    ``failed`` is the reason a download attempt failed; without one, the message offers downloading.
+    """
     listing = "\n".join(f"  {name}  (md5 {md5})" for name, md5 in files.items())
+    head = f"{what}: {failed}; are you offline?" if failed else f"{what}: files missing from {folder}/"
+    how = "" if failed else "download them with download=True (CLI: --download) on a machine with internet access, or "
     return CnnlabError(
-        f"{what} is not in {folder}/ . Place these files in {folder}/ :\n{listing}\n"
-        f"or pass download=True (CLI: --download) on a machine with internet access.{extra}"
+        f"{head}\nTo proceed offline, place these files in {folder}/\n{listing}\n"
+        f"or {how}point the data root (CLI: --data-root) at a folder that has them.{extra}"
     )
 
 
@@ -271,10 +276,12 @@ def load_idx_dataset(name: str, root: str | Path | None = None, download: bool =
     paths = {k: _find_idx_file(folder, f, keys[k]) for k, f in IDX_FILES.items()}
     missing = {IDX_FILES[k]: EXPECTED_MD5[keys[k]] for k, p in paths.items() if p is None}
     if missing and not download:
-        raise _offline_error(f"{name} (its official IDX files)", folder, missing)
+        raise _offline_error(f"{name} (the official IDX files)", folder, missing)
     for k, p in paths.items():
-        if p is None:
-            paths[k] = _download_from_mirrors(spec["mirrors"], folder / IDX_FILES[k], EXPECTED_MD5[keys[k]], missing)
+        if p is None:  # the message of a failure lists only the files still missing
+            dest, md5 = folder / IDX_FILES[k], EXPECTED_MD5[keys[k]]
+            paths[k] = _download_from_mirrors(name, spec["mirrors"], dest, md5, missing)
+            del missing[dest.name]
     out: dict = {}
     for split in ("train", "test"):
         images = read_idx(paths[f"{split}_images"])
@@ -291,17 +298,15 @@ def load_idx_dataset(name: str, root: str | Path | None = None, download: bool =
     return out
 
 
-def _download_from_mirrors(mirrors: list[str], dest: Path, md5: str, all_missing: dict[str, str]) -> Path:
+def _download_from_mirrors(what: str, mirrors: list[str], dest: Path, md5: str, all_missing: dict[str, str]) -> Path:
     """Try each mirror in turn; when all fail, say which files to place where to go on offline."""
     reasons = []
     for mirror in mirrors:
         try:
             return download(mirror + dest.name, dest, md5)
         except CnnlabError as exc:
-            reasons.append(str(exc).split(";")[0])
-    raise _offline_error(
-        f"{dest.name} could not be downloaded ({'; '.join(reasons)}), so the dataset", dest.parent, all_missing
-    )
+            reasons.append(str(exc).split("; ")[0])  # "download of URL failed (reason)"
+    raise _offline_error(what, dest.parent, all_missing, failed="; ".join(reasons))
 
 
 # ----------------------------------------------------------------------------------------- CIFAR
@@ -416,7 +421,7 @@ def load_cifar(name: str, root: str | Path | None = None, download: bool = False
             )
             raise _offline_error(name, root, {spec["archive"]: EXPECTED_MD5[spec["archive"]]}, extra)
         md5 = EXPECTED_MD5[spec["archive"]]
-        _download_from_mirrors([spec["url"].rsplit("/", 1)[0] + "/"], archive, md5, {spec["archive"]: md5})
+        _download_from_mirrors(name, [spec["url"].rsplit("/", 1)[0] + "/"], archive, md5, {spec["archive"]: md5})
     _check_md5(archive, spec["archive"])
     return {**_read_cifar_tarball(spec, archive), "source": f"{name}: official archive {archive}"}
 
