@@ -35,4 +35,15 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 # Family modules register themselves on import (keep this list sorted; one file per family).
-from cnnlab.models import seed  # noqa: E402,F401
+from cnnlab.models import (  # noqa: E402,F401
+    alexnet,
+    densenet,
+    efficientnet,
+    googlenet,
+    mobilenet,
+    resnet,
+    se_resnet,
+    seed,
+    vgg,
+    wide_resnet,
+)
