@@ -202,7 +202,8 @@ def test_params_examples_match_torch_modules():
     assert ex["seed002 dense 1024 -> 512"]["value"] == _n_params(nn.Linear(1024, 512))
     blocks = [m for c_in, c_out in [(3, 32), (32, 64), (64, 128)] for m in (nn.Conv2d(c_in, c_out, 3, padding=1),
               nn.BatchNorm2d(c_out))]  # fmt: skip
-    seed_cnn = nn.Sequential(*blocks, nn.Linear(2048, 512), nn.Linear(512, 256), nn.Linear(256, 10))
+    head = [nn.Linear(2048, 512), nn.BatchNorm1d(512), nn.Linear(512, 256), nn.BatchNorm1d(256), nn.Linear(256, 10)]
+    seed_cnn = nn.Sequential(*blocks, *head)
     assert ex["seed000 seed CNN total"]["value"] == _n_params(seed_cnn)  # seed 000 prints ~1,276,734
 
 
@@ -315,4 +316,4 @@ def test_teach_command_prints_and_writes(tmp_path, capsys):
     meta = json.loads((tmp_path / "softmax.json").read_text())
     assert meta["values"]["logits"] == [1.0, 2.0, 3.0]
     assert _teach(["params"]) == 0
-    assert "1,276,682" in capsys.readouterr().out
+    assert "1,278,218" in capsys.readouterr().out

@@ -185,7 +185,7 @@ def onebyone_text(result: TeachingResult) -> str:
 def params_examples() -> dict[str, dict[str, Any]]:
     """The seeds' parameter-count examples, each with its formula and the computed value."""
     seed_cnn = [conv_params(3, 32, 3), conv_params(32, 64, 3), conv_params(64, 128, 3)]
-    bn = [2 * c for c in (32, 64, 128)]
+    bn = [2 * c for c in (32, 64, 128, 512, 256)]  # BatchNorm2d after each conv, BatchNorm1d after FC1, FC2
     fc = [linear_params(2048, 512), linear_params(512, 256), linear_params(256, 10)]
     return {
         "seed004 conv 3x3, 1 -> 16": {"formula": "(3*3*1 + 1) * 16", "value": conv_params(1, 16, 3)},
