@@ -1,0 +1,578 @@
+"""The data doctor (``cnnlab data check``): everything that can be wrong with a dataset, before training.
+
+Practitioners' folders break training in known ways: a truncated JPEG kills a DataLoader worker
+(torchvision #138), an empty class folder fails obscurely (torchvision #4925), copies of test
+images sit in the training set (leakage: the test score is then too good), and imbalanced classes
+go unnoticed (Ultralytics #3660). The doctor reads every file once (the SHA-256 is taken from the
+same bytes that are decoded), decodes it once with the same rule training uses
+(:mod:`cnnlab.data.images`) and reports:
+
+* images per split and class; image modes, formats and the distribution of sizes;
+* every unreadable file with its reason (empty, truncated, not an image, unsupported, too large, corrupt);
+* exact duplicates (same SHA-256) within a split (warning) and across train and val/test (an error:
+  leakage); the same bytes under two class names is a label conflict (warning);
+* optionally near-duplicates by perceptual hashes (dHash and aHash, 64 bits each, written here with
+  Pillow and NumPy): two images are near-duplicates when both hashes differ in at most
+  ``threshold`` bits; across train and val/test they are reported as possible leakage (a warning,
+  since a perceptual hash can be fooled);
+* class imbalance with suggested class weights, inverse frequency normalised to mean 1:
+  ``w_c = (1 / n_c) / mean_k(1 / n_k)`` over the classes of the training split (an empty class gets 0).
+
+Errors (the exit code is 1): unreadable files, train<->val/test leakage, empty class folders, a
+class-set mismatch between splits, no images. Everything else is a warning (exit code 0).
+Named datasets (``mnist-sample``, ``cifar10`` ...) are checked from their arrays: counts,
+imbalance and duplicates by hashing each image's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cnnlab.data.folder import SPLIT_ORDER, FolderScan, collect_folder
+from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
+
+# Extensions each detected format is expected to have; a mismatch is a warning (the file still loads).
+_FORMAT_EXTENSIONS = {
+    "JPEG": {".jpg", ".jpeg"},
+    "PNG": {".png"},
+    "BMP": {".bmp"},
+    "GIF": {".gif"},
+    "TIFF": {".tif", ".tiff"},
+    "WEBP": {".webp"},
+    "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
+}
+IMBALANCE_WARN_RATIO = 1.5  # largest / smallest class count in the training split above this: warn
+NEAR_DUPLICATE_THRESHOLD = 4  # bits (of 64) that may differ in both dHash and aHash
+_HASH_SIZE = 8
+
+
+@dataclass
+class FileRecord:
+    """What the doctor learnt about one file (``rel``: path relative to the dataset root, '/'-separated)."""
+
+    rel: str
+    split: str
+    class_name: str
+    size_bytes: int = 0
+    sha256: str = ""
+    format: str | None = None
+    mode: str | None = None
+    width: int = 0
+    height: int = 0
+    error_kind: str | None = None
+    error: str | None = None
+    dhash: int | None = None
+    ahash: int | None = None
+
+
+@dataclass
+class Issue:
+    """One problem: ``code`` (e.g. 'unreadable', 'leak'), a one-line message and the files concerned."""
+
+    code: str
+    message: str
+    paths: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Report:
+    """The doctor's findings; ``to_dict`` is the JSON report, ``summary`` the one-screen text."""
+
+    target: str
+    kind: str  # "folder" or "arrays"
+    classes: list[str]
+    counts: dict[str, dict[str, int]]
+    layout: str | None = None
+    modes: dict[str, int] = field(default_factory=dict)
+    formats: dict[str, int] = field(default_factory=dict)
+    sizes: dict = field(default_factory=dict)
+    unreadable: list[dict] = field(default_factory=list)
+    exact_duplicates: list[dict] = field(default_factory=list)
+    near_duplicates: list[dict] | None = None
+    imbalance: dict = field(default_factory=dict)
+    skipped_files: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    errors: list[Issue] = field(default_factory=list)
+    warnings: list[Issue] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors else 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["exit_code"] = self.exit_code
+        return d
+
+    def summary(self, max_lines: int = 8) -> str:
+        """The one-screen text: counts table, modes/sizes, weights, then errors and warnings."""
+        return render_summary(self, max_lines=max_lines)
+
+
+# --- per-file work ----------------------------------------------------------------------------------
+
+
+_BIT_WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
+
+
+def _bits_to_int(bits: np.ndarray) -> int:
+    """64 booleans -> one unsigned 64-bit integer (bit i = element i)."""
+    return int(np.bitwise_or.reduce(bits.ravel().astype(np.uint64) * _BIT_WEIGHTS))
+
+
+def _perceptual_hashes(img: Image.Image) -> tuple[int, int]:
+    """(dHash, aHash) of an upright image, 64 bits each, from its grayscale.
+
+    dHash: shrink to 9x8 (box filter) and set a bit where brightness rises from one column to the
+    next; aHash: shrink to 8x8 and set a bit where a cell is brighter than the mean. Plain 8-bit
+    images use Pillow's 8-bit grayscale (fast); every other mode goes through the decoding rule.
+    """
+    w, h = img.size
+    factor = min(w, h) // (4 * _HASH_SIZE)
+    if factor >= 2 and img.mode in ("L", "RGB"):
+        img = img.reduce(factor)  # cheap area shrink of big photos first
+    if img.mode in ("L", "RGB") and "transparency" not in img.info:
+        gray = img.convert("L")
+    else:
+        gray = Image.fromarray(to_array(img, 1)[..., 0])  # mode 'F'
+    d = np.asarray(gray.resize((_HASH_SIZE + 1, _HASH_SIZE), Image.Resampling.BOX), dtype=np.float32)  # (8, 9)
+    a = np.asarray(gray.resize((_HASH_SIZE, _HASH_SIZE), Image.Resampling.BOX), dtype=np.float32)  # (8, 8)
+    return _bits_to_int(d[:, 1:] > d[:, :-1]), _bits_to_int(a > a.mean())
+
+
+def inspect_file(path: Path, rec: FileRecord, near: bool) -> FileRecord:
+    """Fill ``rec`` from one read of ``path``: hash, format, mode, size, error, perceptual hashes."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        rec.error_kind, rec.error = "corrupt", f"cannot open the file: {exc.strerror or exc}"
+        return rec
+    rec.size_bytes = len(data)
+    rec.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        img = open_image(data, name=rec.rel)
+        rec.format, rec.mode, (rec.width, rec.height) = img.format, img.mode, img.size
+        if img.mode not in SUPPORTED_MODES:
+            raise ImageReadError(rec.rel, "unsupported", f"unsupported image mode {img.mode!r}")
+        if near:
+            rec.dhash, rec.ahash = _perceptual_hashes(img)
+    except ImageReadError as exc:
+        rec.error_kind, rec.error = exc.kind, exc.reason
+    return rec
+
+
+def _records(
+    scan: FolderScan, near: bool, workers: int, progress: Callable[[int, int], None] | None
+) -> list[FileRecord]:
+    """Inspect every file of the scan, in ``workers`` threads (hashing and decoding release the GIL)."""
+    root = scan.root
+    jobs = [
+        (p, FileRecord(p.relative_to(root).as_posix(), split, scan.classes[y]))
+        for split, samples in scan.splits.items()
+        for p, y in samples
+    ]
+    out: list[FileRecord] = []
+    if workers <= 1:
+        results: Iterable[FileRecord] = (inspect_file(p, r, near) for p, r in jobs)
+    else:
+        pool = ThreadPoolExecutor(workers)
+        results = pool.map(lambda job: inspect_file(job[0], job[1], near), jobs)
+    for rec in results:
+        out.append(rec)
+        if progress:
+            progress(len(out), len(jobs))
+    if workers > 1:
+        pool.shutdown()
+    return out
+
+
+# --- the checks -------------------------------------------------------------------------------------
+
+
+def class_weights(counts: dict[str, int]) -> dict[str, float]:
+    """Inverse-frequency weights, mean 1 over non-empty classes: ``w_c = (1/n_c) / mean_k(1/n_k)``; empty: 0."""
+    inv = {c: (1.0 / n if n > 0 else 0.0) for c, n in counts.items()}
+    present = [v for v in inv.values() if v > 0]
+    if not present:
+        return dict.fromkeys(counts, 0.0)
+    mean = sum(present) / len(present)  # over the classes that have images
+    return {c: round(v / mean, 4) for c, v in inv.items()}
+
+
+def _imbalance(counts: dict[str, dict[str, int]], warnings: list[Issue]) -> dict:
+    """Imbalance figures and weights from the training split (or the only split there is)."""
+    split = "train" if "train" in counts else next(iter(counts))
+    per = counts[split]
+    nonzero = [n for n in per.values() if n > 0]
+    ratio = (max(nonzero) / min(nonzero)) if nonzero else None
+    out = {
+        "split": split,
+        "counts": per,
+        "largest": max(per, key=per.get) if per else None,
+        "smallest": min(per, key=per.get) if per else None,
+        "ratio": round(ratio, 3) if ratio else None,
+        "class_weights": class_weights(per),
+        "formula": "w_c = (1/n_c) / mean_k(1/n_k)",
+    }
+    if ratio and ratio > IMBALANCE_WARN_RATIO:
+        big, small = max(per, key=per.get), min((c for c in per if per[c] > 0), key=per.get)
+        warnings.append(
+            Issue(
+                "imbalance",
+                f"{split}: classes are imbalanced, {big!r} has {per[big]} images and {small!r} {per[small]} "
+                f"(ratio {ratio:.1f}); consider --balance weights or --balance sampler",
+            )
+        )
+    return out
+
+
+def _exact_duplicates(
+    groups: Iterable[list[tuple[str, str, str]]], errors: list, warnings: list, flat: bool = False
+) -> list[dict]:
+    """Report groups of identical items; each item is (name, split, class). ``flat``: one unsplit folder."""
+    out = []
+    for items in groups:
+        names = [n for n, _, _ in items]
+        splits = _ordered({s for _, s, _ in items})
+        classes = sorted({c for _, _, c in items})
+        leak = "train" in splits and len(splits) > 1
+        conflict = len(classes) > 1
+        out.append({"files": names, "splits": splits, "classes": classes, "leak": leak, "label_conflict": conflict})
+        joined = " == ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
+        if leak:
+            errors.append(Issue("leak", f"{joined}: the same image is in {' and '.join(splits)} (leakage)", names))
+        elif len(splits) > 1:
+            warnings.append(Issue("duplicate", f"{joined}: the same image is in {' and '.join(splits)}", names))
+        else:
+            where = "the folder (a random split may separate them)" if flat else splits[0]
+            warnings.append(Issue("duplicate", f"{joined}: identical files in {where}", names))
+        if conflict:
+            warnings.append(Issue("label_conflict", f"{joined}: the same image is labelled {classes}", names))
+    return out
+
+
+def _ordered(splits: set[str]) -> list[str]:
+    """Split names in train, val, test order."""
+    return sorted(splits, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
+
+
+def popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits per element of a uint64 array."""
+    if hasattr(np, "bitwise_count"):  # NumPy >= 2.0
+        return np.bitwise_count(x)
+    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
+
+
+def near_duplicate_pairs(dh: np.ndarray, ah: np.ndarray, threshold: int) -> list[tuple[int, int]]:
+    """Index pairs (i < j) whose dHash and aHash both differ in at most ``threshold`` bits.
+
+    Pigeonhole search: split the 64-bit dHash into threshold + 1 bands; two hashes within
+    ``threshold`` bits agree exactly on at least one band, so only items sharing a band value are
+    compared (all pairs of one bucket at once).
+    """
+    edges = np.linspace(0, 64, threshold + 2).astype(int)
+    pairs: set[tuple[int, int]] = set()
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        band = (dh >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)
+        order = np.argsort(band, kind="stable")
+        _, starts, sizes = np.unique(band[order], return_index=True, return_counts=True)
+        for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
+            idx = order[start : start + size]  # (g,) items sharing this band value
+            close = (popcount(dh[idx, None] ^ dh[None, idx]) <= threshold) & (
+                popcount(ah[idx, None] ^ ah[None, idx]) <= threshold
+            )  # (g, g)
+            ii, jj = np.nonzero(np.triu(close, k=1))
+            pairs.update(zip(np.minimum(idx[ii], idx[jj]).tolist(), np.maximum(idx[ii], idx[jj]).tolist()))
+    return sorted(pairs)
+
+
+def _groups_from_pairs(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (union-find) of the pair graph, only those with 2+ members, sorted."""
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[find(i)] = find(j)
+    comps: dict[int, list[int]] = defaultdict(list)
+    for i in {k for p in pairs for k in p}:
+        comps[find(i)].append(i)
+    return sorted(sorted(c) for c in comps.values())
+
+
+def _near_duplicates(recs: list[FileRecord], threshold: int, warnings: list[Issue], flat: bool = False) -> list[dict]:
+    """Near-duplicate groups among readable files; exact copies are left to the exact check."""
+    good = [r for r in recs if r.dhash is not None]
+    if len(good) < 2:
+        return []
+    dh = np.array([r.dhash for r in good], dtype=np.uint64)
+    ah = np.array([r.ahash for r in good], dtype=np.uint64)
+    pairs = [(i, j) for i, j in near_duplicate_pairs(dh, ah, threshold) if good[i].sha256 != good[j].sha256]
+    out = []
+    for comp in _groups_from_pairs(len(good), pairs):
+        items = [good[i] for i in comp]
+        names = [r.rel for r in items]
+        splits = _ordered({r.split for r in items})
+        leak = "train" in splits and len(splits) > 1
+        out.append({"files": names, "splits": splits, "classes": sorted({r.class_name for r in items}), "leak": leak})
+        joined = " ~ ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
+        where = f"across {' and '.join(splits)}, possible leakage" if leak else f"in {', '.join(splits)}"
+        where = "in the folder (a random split may separate them)" if flat else where
+        warnings.append(Issue("near_duplicate", f"{joined}: near-duplicates {where}", names))
+    return out
+
+
+def _size_stats(recs: list[FileRecord]) -> dict:
+    ok = [r for r in recs if r.error is None]
+    if not ok:
+        return {}
+    w = np.array([r.width for r in ok])
+    h = np.array([r.height for r in ok])
+    common = Counter(f"{r.width}x{r.height}" for r in ok).most_common(5)
+    return {
+        "width": {"min": int(w.min()), "median": float(np.median(w)), "max": int(w.max())},
+        "height": {"min": int(h.min()), "median": float(np.median(h)), "max": int(h.max())},
+        "distinct": len({(r.width, r.height) for r in ok}),
+        "most_common": [[s, n] for s, n in common],
+    }
+
+
+def _readable_counts(scan: FolderScan, recs: list[FileRecord]) -> dict[str, dict[str, int]]:
+    """Readable images per split and class (unreadable files are listed separately, not counted)."""
+    counts = {split: dict.fromkeys(scan.classes, 0) for split in scan.splits}
+    for r in recs:
+        if r.error is None:
+            counts[r.split][r.class_name] += 1
+    return counts
+
+
+def _structure_issues(scan: FolderScan, errors: list[Issue], warnings: list[Issue]) -> None:
+    for split, names in scan.empty_classes.items():
+        for c in names:
+            errors.append(Issue("empty_class", f"{split}/{c}: class folder has no images", [f"{split}/{c}"]))
+    for split, names in scan.missing_classes.items():
+        listed = ", ".join(repr(c) for c in names)
+        errors.append(Issue("class_mismatch", f"{split}: lacks class folder(s) {listed} that other splits have"))
+    root = scan.root
+    for p in scan.skipped_files:
+        rel = p.relative_to(root).as_posix()
+        warnings.append(Issue("skipped", f"{rel}: not an image extension, ignored", [rel]))
+
+
+def _format_mismatches(recs: list[FileRecord], warnings: list[Issue]) -> None:
+    for r in recs:
+        ext = Path(r.rel).suffix.lower()
+        if r.format in _FORMAT_EXTENSIONS and ext not in _FORMAT_EXTENSIONS[r.format]:
+            warnings.append(
+                Issue("format_mismatch", f"{r.rel}: named {ext} but holds {r.format} (loads fine)", [r.rel])
+            )
+
+
+def check_folder(
+    root: str | Path,
+    *,
+    near_duplicates: bool = False,
+    threshold: int = NEAR_DUPLICATE_THRESHOLD,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> Report:
+    """Check a ``folder:PATH`` dataset; see the module docstring for what is reported.
+
+    Args:
+        root: the dataset folder (either layout of :func:`cnnlab.data.folder.scan_folder`).
+        near_duplicates: also look for near-duplicates with perceptual hashes (about doubles the time).
+        threshold: bits (of 64) that both hashes may differ in for a near-duplicate.
+        workers: threads reading and decoding files (decoding releases the GIL; 1 = no threads).
+        progress: called as ``progress(done, total)`` after each file.
+    """
+    start = time.perf_counter()
+    scan = collect_folder(root)
+    recs = _records(scan, near_duplicates, workers, progress)
+    errors: list[Issue] = []
+    warnings: list[Issue] = []
+    _structure_issues(scan, errors, warnings)
+    if scan.num_images == 0:
+        errors.append(Issue("no_images", f"no images found under {scan.root}"))
+    bad = [r for r in recs if r.error is not None]
+    for r in bad:
+        errors.append(Issue("unreadable", f"{r.rel}: {r.error}", [r.rel]))
+    by_hash: dict[str, list[FileRecord]] = defaultdict(list)
+    for r in recs:
+        if r.sha256 and r.size_bytes:
+            by_hash[r.sha256].append(r)
+    dup_groups = [[(r.rel, r.split, r.class_name) for r in g] for g in by_hash.values() if len(g) > 1]
+    flat = scan.layout == "flat"
+    exact = _exact_duplicates(sorted(dup_groups), errors, warnings, flat)
+    near = _near_duplicates(recs, threshold, warnings, flat) if near_duplicates else None
+    _format_mismatches(recs, warnings)
+    counts = _readable_counts(scan, recs)
+    return Report(
+        target=str(root),
+        kind="folder",
+        layout=scan.layout,
+        classes=scan.classes,
+        counts=counts,
+        modes=dict(Counter(r.mode for r in recs if r.mode).most_common()),
+        formats=dict(Counter(r.format for r in recs if r.format).most_common()),
+        sizes=_size_stats(recs),
+        unreadable=[
+            {"path": r.rel, "split": r.split, "class": r.class_name, "kind": r.error_kind, "reason": r.error}
+            for r in bad
+        ],
+        exact_duplicates=exact,
+        near_duplicates=near,
+        imbalance=_imbalance(counts, warnings),
+        skipped_files=[p.relative_to(scan.root).as_posix() for p in scan.skipped_files],
+        ignored=[p.relative_to(scan.root).as_posix() for p in scan.ignored],
+        errors=errors,
+        warnings=warnings,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+# --- named datasets (arrays) ------------------------------------------------------------------------
+
+
+def _array_hashes(images: np.ndarray) -> list[str]:
+    """BLAKE2b digest of each image's bytes, (N, H, W, C) uint8 -> N hex strings."""
+    flat = np.ascontiguousarray(images).reshape(len(images), -1)
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in flat]
+
+
+def check_arrays(ds, name: str | None = None) -> Report:
+    """Check an in-memory dataset (``train_images`` (N, H, W, C) uint8, labels, ``classes``).
+
+    Reports counts per split and class, the image shape, imbalance and weights, and exact duplicates
+    within and across train/test found by hashing each image's bytes (items are named ``split[i]``).
+    """
+    start = time.perf_counter()
+    classes = list(ds.classes)
+    parts = {"train": (ds.train_images, ds.train_labels), "test": (ds.test_images, ds.test_labels)}
+    counts, by_hash = {}, defaultdict(list)
+    for split, (x, y) in parts.items():
+        y = np.asarray(y)
+        per = np.bincount(y, minlength=len(classes))
+        counts[split] = {c: int(n) for c, n in zip(classes, per)}
+        for i, h in enumerate(_array_hashes(x)):
+            by_hash[h].append((f"{split}[{i}]", split, classes[int(y[i])]))
+    errors: list[Issue] = []
+    warnings: list[Issue] = []
+    for split, per in counts.items():
+        for c, n in per.items():
+            if n == 0:
+                errors.append(Issue("empty_class", f"{split}: class {c!r} has no images"))
+    exact = _exact_duplicates([g for g in by_hash.values() if len(g) > 1], errors, warnings)
+    n, h, w, ch = ds.train_images.shape
+    return Report(
+        target=name or getattr(ds, "name", "arrays"),
+        kind="arrays",
+        classes=classes,
+        counts=counts,
+        modes={"L" if ch == 1 else "RGB": int(n + len(ds.test_images))},
+        sizes={
+            "width": {"min": w, "median": float(w), "max": w},
+            "height": {"min": h, "median": float(h), "max": h},
+            "distinct": 1,
+            "most_common": [[f"{w}x{h}", int(n + len(ds.test_images))]],
+        },
+        exact_duplicates=exact,
+        imbalance=_imbalance(counts, warnings),
+        errors=errors,
+        warnings=warnings,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def check(target: str, *, root: str | Path | None = None, **kw) -> Report:
+    """Check ``folder:PATH``, a folder path, or a registered dataset name (``mnist-sample``, ``cifar10`` ...)."""
+    if target.startswith("folder:"):
+        return check_folder(target[len("folder:") :], **kw)
+    path = Path(target).expanduser()
+    if path.exists() or "/" in target or "\\" in target:
+        return check_folder(path, **kw)
+    from cnnlab.data.datasets import load_dataset  # local import: only named datasets need it
+
+    ds = load_dataset(target, root=root)
+    if hasattr(ds, "splits"):  # a FolderDataset (should not happen for names, but be safe)
+        return check_folder(ds.root, **kw)
+    return check_arrays(ds, name=target)
+
+
+# --- the one-screen summary -------------------------------------------------------------------------
+
+
+def _table(report: Report) -> list[str]:
+    splits = list(report.counts)
+    if report.layout == "flat":  # one folder, split later: its only "split" is everything
+        report = Report(**{**report.__dict__, "counts": {"images": report.counts["train"]}})
+        splits = ["images"]
+    width = max([5, *(len(c) for c in report.classes)])
+    lines = [f"  {'class':<{width}} " + " ".join(f"{s:>7}" for s in splits)]
+    for c in report.classes:
+        lines.append(f"  {c:<{width}} " + " ".join(f"{report.counts[s].get(c, 0):>7}" for s in splits))
+    lines.append(f"  {'total':<{width}} " + " ".join(f"{sum(report.counts[s].values()):>7}" for s in splits))
+    return lines
+
+
+def _issue_lines(title: str, issues: list[Issue], max_lines: int) -> list[str]:
+    if not issues:
+        return []
+    lines = [f"{title} ({len(issues)})"]
+    lines += [f"  {i.code:<15} {i.message}" for i in issues[:max_lines]]
+    if len(issues) > max_lines:
+        lines.append(f"  ... and {len(issues) - max_lines} more (see the JSON report: --json FILE)")
+    return lines
+
+
+def render_summary(report: Report, max_lines: int = 8) -> str:
+    """Plain-text summary that fits on one screen for up to about 15 classes."""
+    total = sum(sum(per.values()) for per in report.counts.values())
+    head = f"cnnlab data check: {report.target}"
+    if report.layout:
+        head += f" (layout: {report.layout})"
+    bad = f" (+{len(report.unreadable)} unreadable, not counted)" if report.unreadable else ""
+    lines = [
+        head,
+        f"{len(report.classes)} classes, {total} readable images{bad}, checked in {report.seconds:.2f} s",
+        "",
+    ]
+    if len(report.classes) <= 30:
+        lines += _table(report)
+    else:
+        lines += ["  per split: " + ", ".join(f"{s} {sum(p.values())}" for s, p in report.counts.items())]
+    lines.append("")
+    if report.modes:
+        lines.append("modes:   " + ", ".join(f"{m}={n}" for m, n in report.modes.items()))
+    if report.formats:
+        lines.append("formats: " + ", ".join(f"{f}={n}" for f, n in report.formats.items()))
+    if report.sizes:
+        sz = report.sizes
+        common = ", ".join(f"{s} ({n})" for s, n in sz["most_common"][:3])
+        lines.append(
+            f"sizes:   {sz['distinct']} distinct; most common {common}; width {sz['width']['min']}-"
+            f"{sz['width']['max']}, height {sz['height']['min']}-{sz['height']['max']}"
+        )
+    imb = report.imbalance
+    if imb.get("class_weights") and len(report.classes) <= 30:
+        weights = ", ".join(f"{c} {w:.2f}" for c, w in imb["class_weights"].items())
+        lines.append(f"class weights ({imb['split']}, {imb['formula']}): {weights}")
+    lines.append("")
+    lines += _issue_lines("ERRORS", report.errors, max_lines)
+    lines += _issue_lines("WARNINGS", report.warnings, max_lines)
+    verdict = "FAILED" if report.errors else "OK"
+    lines.append(f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+    return "\n".join(lines)
