@@ -505,3 +505,23 @@ def test_real_cifar10_jpeg_copy():
     np.testing.assert_array_equal(np.bincount(d["train_labels"]), [5000] * 10)
     np.testing.assert_array_equal(np.bincount(d["test_labels"]), [1000] * 10)
     assert "JPEG" in d["note"]
+
+
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_tar_scanner_agrees_with_tarfile(tmp_path, fmt):
+    long_dir = "train/" + "c" * 60 + "/" + "d" * 50  # > 100 chars: ustar prefix field, GNU/pax long names
+    names = ["train/cat/0001.jpg", f"{long_dir}/0002.jpg", "train/dog/0003.jpg"]
+    path = tmp_path / "x.tar"
+    with tarfile.open(path, "w", format=fmt) as tar:
+        for k, name in enumerate(names):
+            payload = os.urandom(100 + 600 * k)
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    raw = path.read_bytes()
+    with tarfile.open(path) as tar:
+        expected = [(m.name, m.offset_data, m.size) for m in tar.getmembers() if m.isfile()]
+    assert sources._tar_files(raw) == expected
+    corrupt = bytearray(raw)
+    corrupt[10] ^= 0xFF  # breaks the first header's checksum: the fast scanner must not trust it
+    assert sources._scan_ustar(bytes(corrupt)) is None

@@ -442,22 +442,64 @@ def _jpeg_header(data: bytes) -> tuple[int, int, int]:
     raise ValueError("no JPEG start-of-frame marker")
 
 
+def _scan_ustar(raw: bytes) -> list[tuple[str, int, int]] | None:
+    """(name, data offset, size) of every regular file in an uncompressed ustar/v7 tar held in memory.
+
+    About 4x faster than ``tarfile.getmembers`` on the 50,000-member CIFAR-10 copy (0.65 s vs 2.45 s
+    on a busy 2-core machine), because it only reads the header fields it needs. Returns None (the
+    caller then uses tarfile) on anything it does not handle itself: pax or GNU long-name headers,
+    base-256 sizes, or a header whose checksum is wrong.
+    """
+    files, pos, end = [], 0, len(raw)
+    while pos + 512 <= end:
+        block = raw[pos : pos + 512]
+        if not any(block):  # two zero blocks end the archive; one is enough to stop
+            break
+        # checksum: sum of the header bytes with the checksum field itself read as eight spaces
+        stored = block[148:156].split(b"\0", 1)[0].strip()
+        if not stored.isdigit() or int(stored, 8) != sum(block) - sum(block[148:156]) + 8 * 32:
+            return None
+        typeflag, size_field = block[156:157], block[124:136]
+        if typeflag not in (b"0", b"\0", b"5") or size_field[0] & 0x80:
+            return None  # long names, links, pax headers or huge files: leave them to tarfile
+        size = int(size_field.split(b"\0", 1)[0].strip() or b"0", 8)
+        if typeflag != b"5":
+            name = block[0:100].split(b"\0", 1)[0]
+            prefix = block[345:500].split(b"\0", 1)[0] if block[257:262] == b"ustar" else b""
+            files.append(((prefix + b"/" + name if prefix else name).decode("utf-8", "replace"), pos + 512, size))
+        pos += 512 + (size + 511) // 512 * 512
+    return files
+
+
+def _tar_files(raw: bytes) -> list[tuple[str, int, int]]:
+    """(name, data offset, size) of the regular files in a tar held in memory (fast path, then tarfile)."""
+    files = _scan_ustar(raw)
+    if files is None:
+        with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+            files = [(m.name, m.offset_data, m.size) for m in tar.getmembers() if m.isfile()]
+    return files
+
+
 def _decode_jpeg_tar(tar_path: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode every ``split/<class>/*.jpg`` in an uncompressed tar, in (class, file name) order.
 
-    Speed: the tar is read once into memory and each member's bytes are sliced out by offset; the
-    JPEG size comes from its header and Pillow's jpeg decoder is called directly through
-    ``Image.frombytes``, which skips the plugin's Python-level marker parsing (about 1.7x faster
-    than ``Image.open`` on 32x32 images, identical pixels).
+    Speed: the tar is read once into memory, its headers are scanned directly (``_scan_ustar``) and
+    each member's bytes are sliced out by offset; the JPEG size comes from its header and Pillow's
+    jpeg decoder is called directly through ``Image.frombytes``, which skips the plugin's
+    Python-level marker parsing (about 1.7x faster than ``Image.open`` on 32x32 images, same pixels).
+    Threads do not help (the decode holds the GIL) and worker processes were slower on 2 shared
+    cores, so this stays one process; the .npz cache makes it a one-time cost anyway.
     """
     raw = tar_path.read_bytes()
-    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
-        members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith((".jpg", ".jpeg"))]
-    entries = []  # (class, file name, member)
-    for m in members:
-        parts = Path(m.name).parts
-        if len(parts) >= 3 and parts[-3] == split:
-            entries.append((parts[-2], parts[-1], m))
+    try:
+        files = _tar_files(raw)
+    except (tarfile.TarError, OSError) as exc:
+        raise CnnlabError(f"cannot read {tar_path}: {exc}. Replace it with an intact copy.") from None
+    entries = []  # (class, file name, data offset, size)
+    for name, offset, size in files:
+        parts = name.split("/")
+        if len(parts) >= 3 and parts[-3] == split and parts[-1].lower().endswith((".jpg", ".jpeg")):
+            entries.append((parts[-2], parts[-1], offset, size))
     if not entries:
         raise CnnlabError(f"{tar_path} holds no {split}/<class>/*.jpg files; expected the cifar10-jpeg layout")
     entries.sort(key=lambda e: (e[0], e[1]))
@@ -465,13 +507,14 @@ def _decode_jpeg_tar(tar_path: Path, split: str) -> tuple[np.ndarray, np.ndarray
     index = {c: k for k, c in enumerate(classes)}
     labels = np.fromiter((index[e[0]] for e in entries), dtype=np.int64, count=len(entries))
     images: np.ndarray | None = None
-    for i, (_, _, m) in enumerate(entries):
-        img = _decode_jpeg(raw[m.offset_data : m.offset_data + m.size], f"{tar_path}:{m.name}")
+    for i, (cls, fname, offset, size) in enumerate(entries):
+        where = f"{tar_path}:{split}/{cls}/{fname}"
+        img = _decode_jpeg(raw[offset : offset + size], where)
         if images is None:  # the first image fixes the size; every other one must match it
             images = np.empty((len(entries), *img.shape), dtype=np.uint8)  # (N, H, W, 3)
         if img.shape != images.shape[1:]:
             raise CnnlabError(
-                f"{tar_path}:{m.name} is {img.shape[1]}x{img.shape[0]}, the first image is "
+                f"{where} is {img.shape[1]}x{img.shape[0]}, the first image is "
                 f"{images.shape[2]}x{images.shape[1]}; all images of the copy must have one size"
             )
         images[i] = img
