@@ -317,3 +317,28 @@ def test_teach_command_prints_and_writes(tmp_path, capsys):
     assert meta["values"]["logits"] == [1.0, 2.0, 3.0]
     assert _teach(["params"]) == 0
     assert "1,278,218" in capsys.readouterr().out
+
+
+# --- batch norm and dropout ----------------------------------------------------------------------
+def test_batchnorm_example_matches_torch():
+    r = teaching_numbers.batchnorm_example()
+    v = r.values
+    bn = torch.nn.BatchNorm1d(2, eps=v["eps"], momentum=v["momentum"]).double()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor(v["gamma"]))
+        bn.bias.copy_(torch.tensor(v["beta"]))
+    x = torch.tensor(v["x"])
+    np.testing.assert_allclose(v["y_train"], bn.train()(x).detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(v["running_mean"], bn.running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(v["running_var"], bn.running_var.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(v["y_eval"], bn.eval()(x).detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(v["x_hat"].mean(0), 0, atol=1e-12)  # each channel normalised to mean 0
+
+
+def test_dropout_example_scales_kept_units():
+    v = teaching_numbers.batchnorm_example(p_drop=0.25, seed=5).values
+    kept = v["dropout_out"][v["dropout_mask"] == 1]
+    np.testing.assert_allclose(kept, 1 / (1 - 0.25))
+    assert (v["dropout_out"][v["dropout_mask"] == 0] == 0).all()
+    text = teaching_numbers.batchnorm_text(teaching_numbers.batchnorm_example())
+    assert "running var  = 0.9*1 + 0.1*var*N/(N-1)" in text

@@ -72,6 +72,13 @@ def _params(args):
     return None, params_text(params_examples())
 
 
+@TOPICS.register("batchnorm")
+def _batchnorm(args):
+    from cnnlab.viz.teaching_numbers import batchnorm_example, batchnorm_text
+
+    return None, batchnorm_text(batchnorm_example(seed=args.seed))
+
+
 EXAMPLE_HELP = (
     "which example: conv: seed004 | edge | patch; pool: seed001 | seed002; activations: one name "
     "(relu, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like 2.5,1.0,0.1"
@@ -81,13 +88,13 @@ EXAMPLE_HELP = (
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "teach",
-        help="worked examples: conv, pool, activations, optimizers, softmax, onebyone, params",
+        help="worked examples: conv, pool, activations, optimizers, softmax, onebyone, params, batchnorm",
         description="Print a worked example step by step and write its figure (PNG) and numbers (JSON).",
     )
     p.add_argument("topic", choices=TOPICS.names(), help="what to show")
     p.add_argument("example", nargs="?", help=EXAMPLE_HELP)
     p.add_argument("--out", type=Path, default=Path("teach"), help="folder for the PNG and JSON (default ./teach)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the noisy SGD gradient (optimizers)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the SGD noise and the dropout mask")
     p.set_defaults(func=run)
 
 

@@ -209,3 +209,63 @@ def params_examples() -> dict[str, dict[str, Any]]:
 def params_text(examples: dict[str, dict[str, Any]]) -> str:
     width = max(map(len, examples))
     return "\n".join(f"{name:<{width}}  {ex['formula']} = {ex['value']:,}" for name, ex in examples.items())
+
+
+# --- batch norm and dropout --------------------------------------------------------------------
+BN_INPUT = [[1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [6.0, 40.0]]  # (N=4, C=2): two features, four examples
+BN_GAMMA, BN_BETA = [1.0, 0.5], [0.0, 1.0]
+
+
+def batchnorm_example(
+    x: list[list[float]] | None = None, momentum: float = 0.1, eps: float = 1e-5, p_drop: float = 0.5, seed: int = 0
+) -> TeachingResult:
+    """Seed 004 section 2.2: normalise each channel with the batch mean and (biased) variance, scale by
+    gamma and shift by beta; update the running statistics the way torch does (unbiased variance,
+    ``running = (1 - momentum) running + momentum batch``). Then inverted dropout (seed 004 2.3):
+    keep each unit with probability 1 - p and scale the kept ones by 1 / (1 - p)."""
+    x = np.asarray(x or BN_INPUT, dtype=float)  # (N, C)
+    gamma, beta = np.asarray(BN_GAMMA), np.asarray(BN_BETA)
+    mean, var = x.mean(0), x.var(0)  # biased variance normalises the batch
+    x_hat = (x - mean) / np.sqrt(var + eps)
+    y = gamma * x_hat + beta
+    n = x.shape[0]
+    running_mean = (1 - momentum) * 0.0 + momentum * mean  # buffers start at mean 0, variance 1
+    running_var = (1 - momentum) * 1.0 + momentum * var * n / (n - 1)  # torch stores the unbiased variance
+    y_eval = gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta
+    rng = np.random.default_rng(seed)
+    units = np.ones(10)
+    keep = rng.random(units.shape) >= p_drop
+    values = {
+        "x": x, "gamma": gamma, "beta": beta, "eps": eps, "momentum": momentum,
+        "batch_mean": mean, "batch_var": var, "x_hat": x_hat, "y_train": y,
+        "running_mean": running_mean, "running_var": running_var, "y_eval": y_eval,
+        "dropout_p": p_drop, "dropout_in": units, "dropout_mask": keep.astype(int),
+        "dropout_out": units * keep / (1 - p_drop),
+    }  # fmt: skip
+    return TeachingResult("batchnorm", values)
+
+
+def batchnorm_text(result: TeachingResult) -> str:
+    v = result.values
+    m = v["momentum"]
+
+    def row(a) -> str:
+        return "[" + ", ".join(f"{t:.4f}" for t in np.ravel(a)) + "]"
+
+    lines = ["batch x (4 examples x 2 channels):"] + [f"  {row(r)}" for r in v["x"]]
+    lines += [
+        f"batch mean  = {row(v['batch_mean'])}",
+        f"batch var   = {row(v['batch_var'])}  (biased: divide by N)",
+        "x_hat = (x - mean) / sqrt(var + eps):",
+        *[f"  {row(r)}" for r in v["x_hat"]],
+        f"y = gamma * x_hat + beta with gamma {row(v['gamma'])}, beta {row(v['beta'])}:",
+        *[f"  {row(r)}" for r in v["y_train"]],
+        f"running mean = {1 - m:g}*0 + {m:g}*mean         = {row(v['running_mean'])}",
+        f"running var  = {1 - m:g}*1 + {m:g}*var*N/(N-1)  = {row(v['running_var'])}",
+        "eval mode uses the running statistics, not the batch's:",
+        *[f"  {row(r)}" for r in v["y_eval"]],
+        f"dropout p = {v['dropout_p']}: mask {v['dropout_mask'].tolist()}",
+        f"  output = input * mask / (1 - p) = {np.round(v['dropout_out'], 4).tolist()}",
+        "  (in eval mode dropout is the identity)",
+    ]
+    return "\n".join(lines)
