@@ -167,7 +167,7 @@ def test_mismatched_image_and_label_counts_are_refused(tmp_path, patch_md5):
     raw = tmp_path / "MNIST" / "raw"
     write_gz(raw / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.ones(4, np.uint8)))  # 5 images, 4 labels
     patch_md5(tmp_path, *raw.iterdir())
-    with pytest.raises(CnnlabError, match="do not fit together"):
+    with pytest.raises(CnnlabError, match=r"images \(5, 28, 28\).*labels \(4,\)"):
         sources.load_idx_dataset("mnist", tmp_path)
 
 
@@ -525,3 +525,48 @@ def test_tar_scanner_agrees_with_tarfile(tmp_path, fmt):
     corrupt = bytearray(raw)
     corrupt[10] ^= 0xFF  # breaks the first header's checksum: the fast scanner must not trust it
     assert sources._scan_ustar(bytes(corrupt)) is None
+
+
+def test_idx_files_with_the_wrong_type_or_labels_are_refused(tmp_path, patch_md5):
+    make_idx_tree(tmp_path, "MNIST")
+    raw = tmp_path / "MNIST" / "raw"
+    write_gz(raw / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.full(5, 10, np.uint8)))  # label 10 of 0..9
+    patch_md5(tmp_path, *raw.iterdir())
+    with pytest.raises(CnnlabError, match="not MNIST-like"):
+        sources.load_idx_dataset("mnist", tmp_path)
+    write_gz(raw / "t10k-images-idx3-ubyte.gz", idx_bytes(np.zeros((5, 28, 28), np.float32)))
+    write_gz(raw / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(5, np.uint8)))
+    patch_md5(tmp_path, *raw.iterdir())
+    with pytest.raises(CnnlabError, match="float32"):
+        sources.load_idx_dataset("mnist", tmp_path)
+
+
+def test_download_md5_mismatch_on_every_mirror_is_not_called_offline(tmp_path, http_server, monkeypatch):
+    served, url = http_server
+    for name in sources.IDX_FILES.values():
+        (served / name).write_bytes(b"not the official bytes")
+    monkeypatch.setitem(sources.IDX_DATASETS, "mnist", {**sources.IDX_DATASETS["mnist"], "mirrors": [url]})
+    with pytest.raises(CnnlabError) as info:
+        sources.load_idx_dataset("mnist", tmp_path, download=True)
+    msg = str(info.value)
+    assert "md5" in msg and "offline?" not in msg and "train-images-idx3-ubyte.gz" in msg
+    assert not any(p.is_file() for p in (tmp_path / "MNIST").rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda b: {b"data": b[b"data"]}, "not a CIFAR batch"),  # labels missing
+        (lambda b: {**b, b"labels": b[b"labels"][:-1]}, "labels of shape"),
+        (lambda b: {**b, b"labels": [10] * len(b[b"labels"])}, "outside 0..9"),
+        (lambda b: {**b, b"data": b[b"data"][:, :100]}, "expected \\(N, 3072\\)"),
+        (lambda b: [1, 2, 3], "not a CIFAR batch"),
+    ],
+)
+def test_malformed_cifar_batches_are_refused(tmp_path, patch_md5, change, words):
+    members, _ = make_cifar_members("cifar10")
+    batch = pickle.loads(members["data_batch_2"])
+    members["data_batch_2"] = cifar_pickle(change(batch))
+    patch_md5(tmp_path, write_cifar_tarball(tmp_path, "cifar10", members))
+    with pytest.raises(CnnlabError, match=words):
+        sources.load_cifar("cifar10", tmp_path)

@@ -126,6 +126,15 @@ def cache_dir() -> Path:
 # ------------------------------------------------------------------------------ md5 and download
 
 
+class DownloadError(CnnlabError):
+    """A download that failed or gave the wrong bytes; ``reason`` is the short cause (for one message per dataset)."""
+
+    def __init__(self, message: str, reason: str, offline: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.offline = offline  # True when the network failed, False when the bytes were wrong
+
+
 def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex md5 of a file, read in 1 MiB chunks."""
     h = hashlib.md5()
@@ -171,15 +180,19 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
                 out.flush()
                 os.fsync(out.fileno())
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise CnnlabError(
-                f"download of {url} failed ({reason}); are you offline? To proceed offline, place the file "
-                f"{dest.name} (md5 {md5}) in the folder {dest.parent}/"
+            reason = f"download of {url} failed ({getattr(exc, 'reason', exc)})"
+            raise DownloadError(
+                f"{reason}; are you offline? To proceed offline, place the file "
+                f"{dest.name} (md5 {md5}) in the folder {dest.parent}/",
+                reason,
+                offline=True,
             ) from None
         if h.hexdigest() != md5:
-            raise CnnlabError(
-                f"downloaded {url} but its md5 is {h.hexdigest()}, expected {md5}; the file was not kept. "
-                f"Try again later, or place the official {dest.name} in {dest.parent}/"
+            reason = f"{url} gave a file with md5 {h.hexdigest()}, expected {md5}; it was not kept"
+            raise DownloadError(
+                f"{reason}. Try again later, or place the official {dest.name} in {dest.parent}/",
+                reason,
+                offline=False,
             )
         os.replace(tmp, dest)
     finally:
@@ -194,7 +207,7 @@ def _offline_error(what: str, folder: Path, files: dict[str, str], extra: str = 
     ``failed`` is the reason a download attempt failed; without one, the message offers downloading.
     """
     listing = "\n".join(f"  {name}  (md5 {md5})" for name, md5 in files.items())
-    head = f"{what}: {failed}; are you offline?" if failed else f"{what}: files missing from {folder}/"
+    head = f"{what}: {failed}" if failed else f"{what}: files missing from {folder}/"
     how = "" if failed else "download them with download=True (CLI: --download) on a machine with internet access, or "
     return CnnlabError(
         f"{head}\nTo proceed offline, place these files in {folder}/\n{listing}\n"
@@ -286,12 +299,16 @@ def load_idx_dataset(name: str, root: str | Path | None = None, download: bool =
     for split in ("train", "test"):
         images = read_idx(paths[f"{split}_images"])
         labels = read_idx(paths[f"{split}_labels"])
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        ok = images.ndim == 3 and labels.ndim == 1 and len(images) == len(labels)
+        ok = ok and images.dtype == labels.dtype == np.uint8
+        ok = ok and (labels.size == 0 or labels.max() < len(spec["classes"]))
+        if not ok:
             raise CnnlabError(
-                f"{name} {split} files do not fit together: images {images.shape}, labels {labels.shape} "
-                f"in {folder}/. Replace them with the official files."
+                f"{name} {split} files in {folder}/ are not MNIST-like: images {images.shape} {images.dtype}, "
+                f"labels {labels.shape} {labels.dtype} (need uint8, one label < 10 per image). "
+                "Replace them with the official files."
             )
-        out[f"{split}_images"] = images.astype(np.uint8, copy=False)[..., None]  # (N, 28, 28, 1)
+        out[f"{split}_images"] = images[..., None]  # (N, 28, 28, 1)
         out[f"{split}_labels"] = labels.astype(np.int64)
     out["classes"] = list(spec["classes"])
     out["source"] = f"{name}: official IDX files in {folder}"
@@ -300,13 +317,14 @@ def load_idx_dataset(name: str, root: str | Path | None = None, download: bool =
 
 def _download_from_mirrors(what: str, mirrors: list[str], dest: Path, md5: str, all_missing: dict[str, str]) -> Path:
     """Try each mirror in turn; when all fail, say which files to place where to go on offline."""
-    reasons = []
+    errors: list[DownloadError] = []
     for mirror in mirrors:
         try:
             return download(mirror + dest.name, dest, md5)
-        except CnnlabError as exc:
-            reasons.append(str(exc).split("; ")[0])  # "download of URL failed (reason)"
-    raise _offline_error(what, dest.parent, all_missing, failed="; ".join(reasons))
+        except DownloadError as exc:
+            errors.append(exc)
+    failed = "; ".join(e.reason for e in errors) + ("; are you offline?" if any(e.offline for e in errors) else "")
+    raise _offline_error(what, dest.parent, all_missing, failed=failed)
 
 
 # ----------------------------------------------------------------------------------------- CIFAR
@@ -353,16 +371,26 @@ def _cifar_batches(spec: dict, open_member: Callable[[str], io.BufferedIOBase], 
         for member in spec[split]:
             with open_member(member) as f:
                 batch = _unpickle(f, f"{where}/{member}")
+            if not isinstance(batch, dict) or b"data" not in batch or spec["labels_key"] not in batch:
+                raise CnnlabError(f"{where}/{member} is not a CIFAR batch (needs b'data' and {spec['labels_key']!r})")
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
                 raise CnnlabError(f"{where}/{member}: data has shape {data.shape}, expected (N, 3072)")
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))  # (N, 3, 32, 32) -> (N, 32, 32, 3)
             labels.append(np.asarray(batch[spec["labels_key"]], dtype=np.int64))
+            if labels[-1].shape != (len(data),):
+                raise CnnlabError(f"{where}/{member}: {len(data)} images but labels of shape {labels[-1].shape}")
         out[f"{split}_images"] = np.ascontiguousarray(np.concatenate(images))
         out[f"{split}_labels"] = np.concatenate(labels)
     with open_member(spec["meta"]) as f:
         meta = _unpickle(f, f"{where}/{spec['meta']}")
+    if not isinstance(meta, dict) or spec["names_key"] not in meta:
+        raise CnnlabError(f"{where}/{spec['meta']} has no {spec['names_key']!r}; it is not the official meta file")
     out["classes"] = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec["names_key"]]]
+    for split in ("train", "test"):
+        lab = out[f"{split}_labels"]
+        if lab.size and (lab.min() < 0 or lab.max() >= len(out["classes"])):
+            raise CnnlabError(f"{where}: {split} labels run outside 0..{len(out['classes']) - 1}")
     return out
 
 
