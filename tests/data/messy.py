@@ -39,6 +39,7 @@ class Messy:
     hidden: list[str]  # hidden/system entries that must be ignored
     orientation_files: list[str]  # train/exif/orient_1.png .. orient_8.png
     upright: np.ndarray  # (H, W, 3) uint8 picture every orientation file must load as
+    near_groups: list[list[str]]  # near-duplicate groups (same pixels, different bytes)
     # relative path -> expected float (H, W, 1) or (H, W, 3) before the channel step, in [0, 1]
     mode_expected: dict[str, np.ndarray] = field(default_factory=dict)
     mode_of: dict[str, str] = field(default_factory=dict)  # relative path -> Pillow mode when reopened
@@ -179,6 +180,11 @@ def build_messy_folder(root: Path) -> Messy:
         hidden=[".DS_Store", "train/.ipynb_checkpoints", "train/modes/.DS_Store", "train/modes/.ipynb_checkpoints"],
         orientation_files=[f"train/exif/orient_{k}.png" for k in range(1, 9)],
         upright=_u8(20, 3),
+        # the eight orientations decode to one picture; I;16 PNG and I;16B TIFF hold the same pixels
+        near_groups=[
+            [f"train/exif/orient_{k}.png" for k in range(1, 9)],
+            ["train/modes/mode_I_16.png", "train/modes/mode_I_16B.tif"],
+        ],
     )
     for name, (img, ext, expected) in mode_images().items():
         rel = f"train/modes/{name.replace(';', '_')}{ext}"
