@@ -117,6 +117,11 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "cnnlab" / "data"
 
 
+def _as_root(root: str | Path | None) -> Path:
+    """The data root as an absolute, normalised path (messages then name the exact folder)."""
+    return Path(os.path.abspath(Path(root).expanduser())) if root is not None else default_root()
+
+
 def cache_dir() -> Path:
     """Folder for derived files (decoded arrays): ``$CNNLAB_CACHE`` or ~/.cache/cnnlab."""
     env = os.environ.get(CACHE_ENV)
@@ -283,7 +288,7 @@ def load_idx_dataset(name: str, root: str | Path | None = None, download: bool =
     if name not in IDX_DATASETS:
         raise CnnlabError(f"unknown IDX dataset {name!r}; choose one of {sorted(IDX_DATASETS)}")
     spec = IDX_DATASETS[name]
-    root = Path(root) if root is not None else default_root()
+    root = _as_root(root)
     folder = root / spec["folder"]
     keys = {k: f"{spec['folder'].split('/')[0]}/raw/{f}" for k, f in IDX_FILES.items()}
     paths = {k: _find_idx_file(folder, f, keys[k]) for k, f in IDX_FILES.items()}
@@ -433,7 +438,7 @@ def load_cifar(name: str, root: str | Path | None = None, download: bool = False
     if name not in CIFAR_DATASETS:
         raise CnnlabError(f"unknown CIFAR dataset {name!r}; choose one of {sorted(CIFAR_DATASETS)}")
     spec = CIFAR_DATASETS[name]
-    root = Path(root) if root is not None else default_root()
+    root = _as_root(root)
     folder, archive = root / spec["folder"], root / spec["archive"]
     if all((folder / m).is_file() for m in [*spec["train"], *spec["test"], spec["meta"]]):
         return {**_read_cifar_folder(spec, folder), "source": f"{name}: extracted batches in {folder}"}
@@ -577,7 +582,7 @@ def load_cifar10_jpeg(folder: str | Path) -> dict:
     ``cache_dir()``; later calls load that file (well under a second). Class folder names sort into
     the label order. The pixels are JPEG (quality 75) approximations, so the dict carries a ``note``.
     """
-    folder = Path(folder)
+    folder = _as_root(folder)
     tars = [folder / "train.tar", folder / "test.tar"]
     for t in tars:
         if not t.is_file():
