@@ -1,0 +1,373 @@
+"""Per-layer model summary: output shapes, parameters, MACs, receptive field and activation memory.
+
+Like Keras' ``model.summary()`` but with the quantities seed 002 teaches you to compute by hand:
+parameters (``k_h k_w C_in C_out + C_out`` for a conv), multiply-accumulates (MACs), and the
+receptive field ``RF_L = 1 + sum_l (k_l - 1) prod_{i<l} s_i`` with its "jump" (the distance in input
+pixels between neighbouring units), both from :func:`cnnlab.arithmetic.receptive_field_step`.
+Forward hooks on every leaf module record what actually runs, so the table is right for any
+``nn.Module``; named models are built on torch's ``meta`` device, which tracks shapes without
+allocating or computing anything, so even VGG-16 at 224 px summarises in milliseconds.
+
+Receptive fields are tracked per tensor: each hooked layer looks up the (rf, jump) of the tensor it
+received. When a tensor was made by a functional op between modules (``x + shortcut`` in a ResNet,
+``torch.cat`` in Inception and DenseNet), its value is the *largest* one recorded so far on a feature
+map of the same size, i.e. the largest RF over the merged branches; such summaries are flagged
+``rf_exact = False``. Squeeze-excitation gates see the whole image through their global pooling;
+like most tools we leave that global context out and report the local (convolutional) RF. For purely
+sequential nets the figures are exact. MACs count conv, transposed-conv and linear layers (one
+multiply-add per weight use); normalisation, activations and pooling are elementwise and not counted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.arithmetic import conv_macs, receptive_field_step
+from cnnlab.errors import CnnlabError
+
+
+@dataclass
+class LayerRow:
+    """One executed leaf module. ``output_shape`` excludes the batch dimension."""
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    params: int  # learnable parameters owned by this layer (0 when the module ran before)
+    trainable: int
+    macs: int  # per image
+    rf: int  # receptive field (input pixels) of one output unit
+    jump: int  # input-pixel distance between neighbouring output units
+    activation_bytes: int  # size of this layer's output for one image
+
+
+@dataclass
+class Summary:
+    """Result of :func:`summary`; ``table()`` renders it, ``to_dict()`` serialises it."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    rows: list[LayerRow] = field(default_factory=list)
+    total_params: int = 0
+    trainable_params: int = 0
+    param_bytes: int = 0
+    total_macs: int = 0
+    activation_bytes: int = 0
+    rf_exact: bool = True
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def table(self, max_name: int = 40) -> str:
+        """Keras-style text table with one row per executed layer and totals underneath."""
+        head = ("Layer (type)", "Output shape", "Param #", "MACs", "RF", "Jump", "Act. mem")
+        body = [
+            (
+                _clip(f"{r.name} ({r.type})", max_name),
+                str(r.output_shape),
+                f"{r.params:,}",
+                f"{r.macs:,}",
+                str(r.rf),
+                str(r.jump),
+                _bytes(r.activation_bytes),
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+        fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        rule = "-" * len(fmt.format(*head))
+        rf_note = "exact (sequential)" if self.rf_exact else "approximate: largest over merged branches (add/cat)"
+        lines = [
+            f"Model: {self.model}    input {_shape(self.input_shape)} -> output {_shape(self.output_shape)}",
+            rule,
+            fmt.format(*head),
+            rule.replace("-", "="),
+            *(fmt.format(*row) for row in body),
+            rule.replace("-", "="),
+            f"Total params: {self.total_params:,} ({_bytes(self.param_bytes)})",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.non_trainable_params:,}",
+            f"MACs per image: {self.total_macs:,} ({_si(self.total_macs)})",
+            f"Activation memory per image (all layer outputs): {_bytes(self.activation_bytes)}",
+            f"Receptive field: {rf_note}",
+        ]
+        return "\n".join(lines)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else "…" + text[-(n - 1) :]
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "x".join(str(s) for s in shape)
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+# ---------------------------------------------------------------- input shapes
+
+
+def parse_input_shape(text: str) -> tuple[int, int, int]:
+    """``"3x32x32"`` (also ``3,32,32`` or ``3*32*32``) -> ``(3, 32, 32)``; a clear error otherwise."""
+    parts = re.split(r"[x×,*]", text.strip().lower())
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise CnnlabError(f"bad input shape {text!r}: expected CxHxW with positive integers, e.g. 3x32x32 or 1x28x28.")
+    c, h, w = (int(p) for p in parts)
+    return c, h, w
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """A registered model's natural input, read from its builder's ``in_channels``/``input_size`` defaults."""
+    from cnnlab.models import MODELS
+
+    params = inspect.signature(MODELS.get(name)).parameters
+
+    def default(key: str, fallback: int) -> int:
+        p = params.get(key)
+        return fallback if p is None or p.default is inspect.Parameter.empty else int(p.default)
+
+    size = default("input_size", 32)
+    return default("in_channels", 3), size, size
+
+
+def build_model(
+    name: str, input_shape: tuple[int, int, int], num_classes: int | None = None, device: str = "cpu", **kw: Any
+) -> nn.Module:
+    """Build a registered model for ``input_shape`` (C, H, W); on ``device="meta"`` nothing is allocated."""
+    from cnnlab.models import create_model
+
+    c, h, w = input_shape
+    if num_classes is not None:
+        kw["num_classes"] = num_classes
+    with torch.device(device):
+        try:
+            return create_model(name, in_channels=c, input_size=h, **kw)
+        except (ValueError, RuntimeError) as exc:  # a builder refusing this input size or channel count
+            raise CnnlabError(f"model {name!r} cannot be built for input {_shape(input_shape)}: {exc}") from exc
+
+
+# ---------------------------------------------------------------- receptive-field and MAC rules per layer
+
+
+def _window(module: nn.Module, in_shape: torch.Size, out_shape: torch.Size) -> tuple[int, int, int] | None:
+    """(kernel, stride, dilation) along the height axis for layers that slide a window, else None."""
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        k = module.kernel_size
+        s = module.stride
+        d = getattr(module, "dilation", 1)
+        first = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 - square windows in practice
+        return first(k), first(s) or first(k), first(d)
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and len(in_shape) == 4:
+        n, o = in_shape[-2], out_shape[-2]
+        stride = max(n // o, 1)
+        return n - (o - 1) * stride, stride, 1
+    return None
+
+
+def _macs(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    if isinstance(module, nn.Conv2d) and y.dim() == 4:
+        c_in, c_out, k, g = module.in_channels, module.out_channels, module.kernel_size, module.groups
+        return conv_macs(c_in, c_out, k, y.shape[-2], y.shape[-1], g)
+    if isinstance(module, nn.ConvTranspose2d) and x.dim() == 4:
+        kh, kw = module.kernel_size
+        per_pixel = module.in_channels * (module.out_channels // module.groups) * kh * kw
+        return per_pixel * x.shape[-2] * x.shape[-1]
+    if isinstance(module, nn.Linear):
+        rows = y[0].numel() // module.out_features  # > 1 when a (B, T, F) sequence goes in
+        return module.in_features * module.out_features * rows
+    return 0
+
+
+@dataclass
+class _RF:
+    rf: int
+    jump: int
+    spatial: int  # side of the feature map this value belongs to (1 once features are flat)
+
+
+def _spatial(t: torch.Tensor) -> int:
+    return max(t.shape[-2], t.shape[-1]) if t.dim() == 4 else 1
+
+
+class _Tracker:
+    """Forward hooks that fill rows; receptive fields are keyed by the id of the tensor they describe."""
+
+    def __init__(self, model: nn.Module):
+        self.rows: list[LayerRow] = []
+        self.rf: dict[int, _RF] = {}
+        self.keep: list[torch.Tensor] = []  # holds tensors alive so their ids stay unique
+        self.seen: set[int] = set()
+        self.exact = True
+        self.names = {m: n for n, m in model.named_modules()}
+
+    def start(self, x: torch.Tensor) -> None:
+        self.rf[id(x)] = _RF(1, 1, _spatial(x))
+        self.keep.append(x)
+
+    def _lookup(self, x: torch.Tensor) -> _RF:
+        if id(x) not in self.rf:
+            # made by a functional op (add, cat, flatten, ...): take the largest RF recorded so far on a map
+            # of the same size, so that global-context gates (squeeze-excitation) do not count as merged branches
+            self.exact = False
+            same = [v for v in self.rf.values() if v.spatial == _spatial(x)] or list(self.rf.values())
+            best = max(same, key=lambda v: (v.rf, v.jump), default=_RF(1, 1, _spatial(x)))
+            self.rf[id(x)] = best
+            self.keep.append(x)
+        return self.rf[id(x)]
+
+    def hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
+        y = output if isinstance(output, torch.Tensor) else None
+        if x is None or y is None:
+            return
+        state = self._lookup(x)
+        rf, jump = state.rf, state.jump
+        win = _window(module, x.shape, y.shape)
+        if win is not None:
+            rf, jump = receptive_field_step(rf, jump, *win)
+        elif isinstance(module, nn.ConvTranspose2d):
+            # upsampling: each output unit sees ceil(k/s) input units; the jump shrinks by s (kept >= 1)
+            k, s = module.kernel_size[0], module.stride[0]
+            rf, jump = rf + (math.ceil(k / s) - 1) * jump, max(jump // s, 1)
+        if y.dim() < 4 and state.spatial > 1:
+            # flat features after a feature map (flatten, or a linear layer on it): every unit sees it all
+            rf, jump = rf + (state.spatial - 1) * jump, jump * state.spatial
+        self.rf[id(y)] = _RF(rf, jump, _spatial(y))
+        self.keep.append(y)
+        own = list(module.parameters(recurse=False)) if module not in self.seen else []
+        self.seen.add(module)
+        self.rows.append(
+            LayerRow(
+                name=self.names.get(module, "?") or type(module).__name__,
+                type=type(module).__name__,
+                output_shape=tuple(y.shape[1:]),
+                params=sum(p.numel() for p in own),
+                trainable=sum(p.numel() for p in own if p.requires_grad),
+                macs=_macs(module, x, y),
+                rf=rf,
+                jump=jump,
+                activation_bytes=y[0].numel() * y.element_size(),
+            )
+        )
+
+
+def _first_tensor(out: Any) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]  # (logits, aux...) contract: the main output comes first
+    raise CnnlabError(f"cannot summarise a model whose output is {type(out).__name__}; expected a tensor.")
+
+
+def summary(
+    model_or_name: nn.Module | str,
+    input_shape: tuple[int, int, int] | None = None,
+    *,
+    num_classes: int | None = None,
+    device: str | None = None,
+    **model_kwargs: Any,
+) -> Summary:
+    """Summarise a model (an ``nn.Module`` or a registered name) for one input of ``input_shape`` (C, H, W).
+
+    Args:
+        model_or_name: a module, or a registered model name (built for ``input_shape`` with
+            ``num_classes`` and ``model_kwargs``).
+        input_shape: (C, H, W); defaults to a named model's natural input; required for modules.
+        device: where to run; defaults to ``"meta"`` for names (shapes only, no memory) and to the
+            module's own device for modules.
+
+    Returns:
+        A :class:`Summary`; ``print(s.table())`` shows it.
+    """
+    if isinstance(model_or_name, str):
+        name = model_or_name
+        input_shape = tuple(input_shape or default_input_shape(name))
+        device = device or "meta"
+        model = build_model(name, input_shape, num_classes, device, **model_kwargs)
+    else:
+        model, name = model_or_name, type(model_or_name).__name__
+        if input_shape is None:
+            raise CnnlabError("summary(model) needs input_shape=(C, H, W), e.g. (3, 32, 32).")
+        first = next(model.parameters(), None)
+        device = device or (str(first.device) if first is not None else "cpu")
+    input_shape = tuple(int(v) for v in input_shape)
+    if len(input_shape) != 3:
+        raise CnnlabError(f"input_shape must be (C, H, W), got {input_shape}.")
+    return _run(model, name, input_shape, device)
+
+
+def _shape_only_norms(model: nn.Module) -> list[nn.Module]:
+    """On the meta device, normalisation layers run through slow Python decompositions (~8 ms each);
+    their output has the input's shape, so a shape-only stand-in makes BN-heavy nets ~10x faster."""
+    norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+    swapped = [m for m in model.modules() if isinstance(m, norms)]
+    for m in swapped:
+        m.forward = torch.empty_like  # instance attribute shadows the class method; hooks still fire
+    return swapped
+
+
+def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str) -> Summary:
+    tracker = _Tracker(model)
+    handles = [
+        m.register_forward_hook(tracker.hook)
+        for m in model.modules()
+        if not list(m.children()) and not isinstance(m, nn.Identity)
+    ]
+    was_training = model.training
+    model.eval()  # batch of one: BatchNorm1d in train mode would refuse it; eval also drops aux heads
+    stand_ins = _shape_only_norms(model) if str(device) == "meta" else []
+    try:
+        x = torch.zeros(1, *input_shape, device=device)
+        tracker.start(x)
+        with torch.no_grad():
+            try:
+                out = _first_tensor(model(x))
+            except (RuntimeError, ValueError) as exc:
+                raise CnnlabError(
+                    f"{name} cannot run on input {_shape(input_shape)}: {exc}. "
+                    "Check --input (channels and size) against the model."
+                ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+        for m in stand_ins:
+            del m.forward  # back to the class's forward
+        model.train(was_training)
+    params = list(model.parameters())
+    return Summary(
+        model=name,
+        input_shape=input_shape,
+        output_shape=tuple(out.shape[1:]),
+        rows=tracker.rows,
+        total_params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        total_macs=sum(r.macs for r in tracker.rows),
+        activation_bytes=sum(r.activation_bytes for r in tracker.rows),
+        rf_exact=tracker.exact,
+    )
