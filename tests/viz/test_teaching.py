@@ -342,3 +342,34 @@ def test_dropout_example_scales_kept_units():
     assert (v["dropout_out"][v["dropout_mask"] == 0] == 0).all()
     text = teaching_numbers.batchnorm_text(teaching_numbers.batchnorm_example())
     assert "running var  = 0.9*1 + 0.1*var*N/(N-1)" in text
+
+
+# --- the learning pages quote real output ---------------------------------------------------------
+def _doc_transcripts():
+    """(page, command, expected output) for every `$ cnnlab calc|teach ...` in docs/learn."""
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "learn"
+    for page in sorted(docs.glob("*.md")):
+        for block in page.read_text().split("```console\n")[1:]:
+            body = block.split("```")[0]
+            for chunk in body.split("$ cnnlab ")[1:]:
+                command, _, output = chunk.partition("\n")
+                if command.split()[0] in ("calc", "teach") and output.strip():
+                    yield page.name, command, output
+
+
+def test_learning_pages_show_the_commands_real_output(tmp_path, monkeypatch, capsys):
+    from cnnlab.cli import calc, teach
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    calc.add_parser(sub)
+    teach.add_parser(sub)
+    monkeypatch.chdir(tmp_path)  # teach writes into ./teach, as in the pages
+    transcripts = list(_doc_transcripts())
+    assert len(transcripts) >= 15
+    for page, command, expected in transcripts:
+        args = parser.parse_args(command.split())
+        assert args.func(args) == 0
+        assert capsys.readouterr().out.strip() == expected.strip(), f"{page}: cnnlab {command}"
