@@ -139,14 +139,17 @@ class ScratchResult:
     history: list[dict]
 
 
-def fit(cfg: ScratchConfig, log: Callable[[str], None] = print) -> ScratchResult:
-    """Train ``cfg.model`` on ``cfg.data`` and write a run folder; returns where and what it measured."""
+def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = None) -> ScratchResult:
+    """Train ``cfg.model`` on ``cfg.data`` and write a run folder; returns where and what it measured.
+
+    ``dataset`` (optional) is an already loaded ``ArrayDataset`` to use instead of ``cfg.data``.
+    """
     from cnnlab.runs import create_run_dir, write_history_csv, write_json
 
     limiter = _thread_limit(cfg.threads)
     manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    ds, train, val, test, rows = load_data(cfg)
+    ds, train, val, test, rows = load_data(cfg, dataset)
     model = create_model(cfg.model, num_classes=len(ds.classes), in_channels=ds.channels, input_size=ds.image_size)
     optimizer, loss_fn = build_optimizer(model.parameters(), cfg), CrossEntropyLoss()
 
@@ -204,12 +207,12 @@ def final_metrics(model: Module, test: Batches, classes: list[str], batch_size: 
     return classification_metrics(test.labels, logits.argmax(1), logits, list(classes))
 
 
-def load_data(cfg: ScratchConfig):
-    """Dataset from the registry -> (dataset, train, val or None, test, split rows)."""
+def load_data(cfg: ScratchConfig, dataset: Any = None):
+    """Dataset from the registry (or ``dataset``) -> (dataset, train, val or None, test, split rows)."""
     from cnnlab.data.datasets import ArrayDataset, load_dataset
     from cnnlab.data.splits import channel_stats, stratified_split
 
-    ds = load_dataset(cfg.data, root=cfg.data_root)
+    ds = dataset if dataset is not None else load_dataset(cfg.data, root=cfg.data_root)
     if not isinstance(ds, ArrayDataset):
         raise CnnlabError(
             f"the NumPy engine trains on in-memory datasets (mnist, cifar10, ...); {cfg.data!r} is a folder. "
