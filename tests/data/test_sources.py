@@ -269,8 +269,33 @@ def test_load_idx_dataset_downloads_from_a_mirror_over_http(tmp_path, http_serve
 # ----------------------------------------------------------------------------------------- CIFAR
 
 
-def cifar_pickle(obj: dict) -> bytes:
-    return pickle.dumps(obj, protocol=2)
+class Py2Pickler(pickle._Pickler):
+    """Writes bytes and str as Python 2 byte strings (BINSTRING), as in the official CIFAR batches.
+
+    The official files were pickled by Python 2, so their keys and names are byte strings that
+    ``encoding="bytes"`` turns into ``bytes``; Python 3's own protocol-2 pickles differ (they store
+    bytes through ``_codecs.encode``), so the tests write the Python 2 opcodes themselves.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_string(self, obj: bytes | str) -> None:
+        raw = obj if isinstance(obj, bytes) else obj.encode("latin-1")
+        if len(raw) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_string
+    dispatch[str] = save_py2_string
+
+
+def cifar_pickle(obj: object) -> bytes:
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(obj)
+    # NumPy 2 names its module numpy._core; the 2009 files say numpy.core
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
 
 
 def make_cifar_members(name: str, n_per_batch: int = 4, seed: int = 0) -> tuple[dict, dict]:
@@ -283,15 +308,14 @@ def make_cifar_members(name: str, n_per_batch: int = 4, seed: int = 0) -> tuple[
         for k, member in enumerate(spec[split]):
             data = rng.integers(0, 256, (n_per_batch + k, 3072), dtype=np.uint8)  # batches of different sizes
             labels = rng.integers(0, n_classes, n_per_batch + k).tolist()
-            batch = {b"batch_label": member.encode(), b"data": data, spec["labels_key"]: labels}
+            batch = {"batch_label": member, "data": data, spec["labels_key"].decode(): labels}
             if name == "cifar100":
-                batch[b"coarse_labels"] = [lab // 5 for lab in labels]
+                batch["coarse_labels"] = [lab // 5 for lab in labels]
             members[member] = cifar_pickle(batch)
             truth[split].append((data, labels))
-    names = [f"class_{i:03d}".encode() for i in range(n_classes)]
-    meta = {spec["names_key"]: names}
+    meta = {spec["names_key"].decode(): [f"class_{i:03d}" for i in range(n_classes)]}  # py2 str, like the originals
     if name == "cifar100":
-        meta[b"coarse_label_names"] = [f"super_{i}".encode() for i in range(20)]
+        meta["coarse_label_names"] = [f"super_{i}" for i in range(20)]
     members[spec["meta"]] = cifar_pickle(meta)
     return members, truth
 
@@ -565,8 +589,17 @@ def test_download_md5_mismatch_on_every_mirror_is_not_called_offline(tmp_path, h
 )
 def test_malformed_cifar_batches_are_refused(tmp_path, patch_md5, change, words):
     members, _ = make_cifar_members("cifar10")
-    batch = pickle.loads(members["data_batch_2"])
+    batch = pickle.loads(members["data_batch_2"], encoding="bytes")
     members["data_batch_2"] = cifar_pickle(change(batch))
     patch_md5(tmp_path, write_cifar_tarball(tmp_path, "cifar10", members))
     with pytest.raises(CnnlabError, match=words):
         sources.load_cifar("cifar10", tmp_path)
+
+
+def test_download_into_an_unwritable_place_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "root"
+    blocker.write_text("a file where the data folder should be")
+    src = tmp_path / "blob.bin"
+    src.write_bytes(b"x")
+    with pytest.raises(CnnlabError, match="cannot write the download of blob.bin"):
+        sources.download(src.as_uri(), blocker / "MNIST" / "blob.bin", md5(src))

@@ -25,7 +25,6 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -171,8 +170,14 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
             or the md5 did not match (the temporary file is deleted).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise CnnlabError(
+            f"cannot write the download of {dest.name} into {dest.parent}/ ({exc}); "
+            "choose a writable data root (CLI: --data-root) or place the file there yourself"
+        ) from None
     tmp = Path(tmp_name)
     try:
         h = hashlib.md5()
@@ -368,14 +373,13 @@ def _unpickle(f: io.BufferedIOBase, where: str) -> dict:
         raise CnnlabError(f"cannot read the CIFAR batch {where}: {exc}. Replace it with the official file.") from None
 
 
-def _cifar_batches(spec: dict, open_member: Callable[[str], io.BufferedIOBase], where: str) -> dict:
-    """Assemble the dict from the batches, given a function that opens a member by its base name."""
+def _cifar_batches(spec: dict, batches: dict[str, object], where: str) -> dict:
+    """Assemble the dataset dict from the unpickled batches and meta, keyed by member base name."""
     out: dict = {}
     for split in ("train", "test"):
         images, labels = [], []
         for member in spec[split]:
-            with open_member(member) as f:
-                batch = _unpickle(f, f"{where}/{member}")
+            batch = batches[member]
             if not isinstance(batch, dict) or b"data" not in batch or spec["labels_key"] not in batch:
                 raise CnnlabError(f"{where}/{member} is not a CIFAR batch (needs b'data' and {spec['labels_key']!r})")
             data = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -387,8 +391,7 @@ def _cifar_batches(spec: dict, open_member: Callable[[str], io.BufferedIOBase], 
                 raise CnnlabError(f"{where}/{member}: {len(data)} images but labels of shape {labels[-1].shape}")
         out[f"{split}_images"] = np.ascontiguousarray(np.concatenate(images))
         out[f"{split}_labels"] = np.concatenate(labels)
-    with open_member(spec["meta"]) as f:
-        meta = _unpickle(f, f"{where}/{spec['meta']}")
+    meta = batches[spec["meta"]]
     if not isinstance(meta, dict) or spec["names_key"] not in meta:
         raise CnnlabError(f"{where}/{spec['meta']} has no {spec['names_key']!r}; it is not the official meta file")
     out["classes"] = [n.decode() if isinstance(n, bytes) else str(n) for n in meta[spec["names_key"]]]
@@ -399,29 +402,38 @@ def _cifar_batches(spec: dict, open_member: Callable[[str], io.BufferedIOBase], 
     return out
 
 
+def _cifar_members(spec: dict) -> list[str]:
+    return [*spec["train"], *spec["test"], spec["meta"]]
+
+
 def _read_cifar_tarball(spec: dict, archive: Path) -> dict:
-    """Read the batches straight out of the .tar.gz (no extraction)."""
+    """Read the batches straight out of the .tar.gz in one streaming pass (no extraction).
+
+    Streaming mode (``r|gz``) matters: after ``getmembers`` a random-access ``extractfile`` on a
+    gzip stream seeks backwards, which restarts decompression from the start for every batch.
+    """
+    wanted, batches = set(_cifar_members(spec)), {}
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
-
-            def open_member(base: str) -> io.BufferedIOBase:
-                if base not in members:
-                    raise CnnlabError(f"{archive} has no member {base!r}; it is not the official archive")
-                return tar.extractfile(members[base])
-
-            return _cifar_batches(spec, open_member, str(archive))
+        with tarfile.open(archive, "r|gz") as tar:
+            for m in tar:
+                base = m.name.rsplit("/", 1)[-1]
+                if m.isfile() and base in wanted and base not in batches:
+                    batches[base] = _unpickle(tar.extractfile(m), f"{archive}/{m.name}")
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise CnnlabError(f"cannot read {archive}: {exc}. Delete it and download it again.") from None
+    missing = sorted(wanted - set(batches))
+    if missing:
+        raise CnnlabError(f"{archive} has no member(s) {missing}; it is not the official {spec['archive']}")
+    return _cifar_batches(spec, batches, str(archive))
 
 
 def _read_cifar_folder(spec: dict, folder: Path) -> dict:
     """Read torchvision's extracted folder (``cifar-10-batches-py/`` or ``cifar-100-python/``)."""
-
-    def open_member(base: str) -> io.BufferedIOBase:
-        return open(folder / base, "rb")
-
-    return _cifar_batches(spec, open_member, str(folder))
+    batches = {}
+    for base in _cifar_members(spec):
+        with open(folder / base, "rb") as f:
+            batches[base] = _unpickle(f, str(folder / base))
+    return _cifar_batches(spec, batches, str(folder))
 
 
 def load_cifar(name: str, root: str | Path | None = None, download: bool = False) -> dict:
@@ -440,7 +452,7 @@ def load_cifar(name: str, root: str | Path | None = None, download: bool = False
     spec = CIFAR_DATASETS[name]
     root = _as_root(root)
     folder, archive = root / spec["folder"], root / spec["archive"]
-    if all((folder / m).is_file() for m in [*spec["train"], *spec["test"], spec["meta"]]):
+    if all((folder / m).is_file() for m in _cifar_members(spec)):
         return {**_read_cifar_folder(spec, folder), "source": f"{name}: extracted batches in {folder}"}
     jpeg = root / "cifar10-jpeg"
     if not archive.is_file() and name == "cifar10" and (jpeg / "train.tar").is_file():
