@@ -13,6 +13,7 @@ from cnnlab.arithmetic import (
     conv_transpose_output_size,
     effective_kernel,
     linear_params,
+    parse_layers,
     pool_output_size,
     receptive_field,
     receptive_field_step,
@@ -161,8 +162,6 @@ def test_calc_rf_table_for_the_seed_cnn(capsys):
 
 
 def test_calc_rf_rejects_unreadable_layers():
-    from cnnlab.cli.calc import parse_layers
-
     with pytest.raises(CnnlabError, match="convK or poolK"):
         parse_layers("conv3,fc10")
     assert parse_layers("conv3s2d2")[0] == {

@@ -13,6 +13,7 @@ Seed 002 writes the same sum as ``1 + Σ (k - 1) Π strides``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from cnnlab.errors import CnnlabError
@@ -186,3 +187,35 @@ def receptive_field(layers: Sequence[tuple[int, ...]]) -> list[tuple[int, int]]:
         rf, jump = receptive_field_step(rf, jump, *layer)
         out.append((rf, jump))
     return out
+
+
+_TOKEN = re.compile(r"(conv|pool)(\d+)((?:[sdp]\d+)*)")
+
+
+def parse_layers(text: str) -> list[dict]:
+    """Parse a readable layer list such as ``"conv3,pool2,conv3s2d2"``.
+
+    Each comma-separated token is ``convK`` or ``poolK`` followed by optional ``sS`` (stride),
+    ``dD`` (dilation) and ``pP`` (padding). Convolutions default to stride 1 and "same" padding,
+    pooling to stride K and padding 0.
+
+    Returns:
+        One dict per layer with ``name``, ``kind``, ``kernel``, ``stride``, ``dilation``, ``padding``.
+    """
+    layers = []
+    for token in filter(None, (t.strip().lower() for t in text.split(","))):
+        m = _TOKEN.fullmatch(token)
+        if not m:
+            raise CnnlabError(
+                f"cannot read layer {token!r}: write convK or poolK, optionally with sS, dD, pP "
+                "(e.g. conv3, pool2, conv3s2, conv3d2p2)."
+            )
+        kind, k = m.group(1), int(m.group(2))
+        opts = {key: int(val) for key, val in re.findall(r"([sdp])(\d+)", m.group(3))}
+        d = opts.get("d", 1)
+        stride = opts.get("s", 1 if kind == "conv" else k)
+        pad = opts.get("p", same_padding(k, d) if kind == "conv" and effective_kernel(k, d) % 2 else 0)
+        layers.append({"name": token, "kind": kind, "kernel": k, "stride": stride, "dilation": d, "padding": pad})
+    if not layers:
+        raise CnnlabError("the layer list is empty; give e.g. 'conv3,conv3,pool2'.")
+    return layers

@@ -373,3 +373,34 @@ def test_learning_pages_show_the_commands_real_output(tmp_path, monkeypatch, cap
         args = parser.parse_args(command.split())
         assert args.func(args) == 0
         assert capsys.readouterr().out.strip() == expected.strip(), f"{page}: cnnlab {command}"
+
+
+# --- receptive field -------------------------------------------------------------------------------
+def test_receptive_field_figure_matches_arithmetic(tmp_path):
+    from cnnlab.arithmetic import receptive_field
+    from cnnlab.viz import teaching_rf
+
+    r = teaching_rf.receptive_field_example(out_dir=tmp_path)
+    rows = r.values["rows"]
+    assert [(row["rf"], row["jump"]) for row in rows] == receptive_field([(3, 1), (2, 2)] * 3)
+    assert [row["size"] for row in rows] == [32, 16, 16, 8, 8, 4]
+    assert rows[-1]["rf"] == 22  # seed 000 prints 15
+    meta = _check_files(r, panels=6)
+    assert meta["values"]["rows"] == rows
+
+
+def test_receptive_field_centre_matches_gradient_support():
+    """The input pixels that move one output unit form the square the figure draws for it."""
+    from cnnlab.viz import teaching_rf
+
+    row = teaching_rf.receptive_field_table(teaching_rf.SEED_CNN_LAYERS, 32)[-1]
+    layers = []
+    for _ in range(3):  # the seed CNN's geometry; average pooling so every covered pixel gets gradient
+        conv = torch.nn.Conv2d(1, 1, 3, padding=1, bias=False)
+        torch.nn.init.constant_(conv.weight, 1.0)
+        layers += [conv, torch.nn.AvgPool2d(2)]
+    x = torch.ones(1, 1, 32, 32, requires_grad=True)
+    torch.nn.Sequential(*layers)(x)[0, 0, 2, 2].backward()
+    cols = (x.grad[0, 0].sum(0) != 0).nonzero().flatten().double()
+    centre = row["start"] + 2 * row["jump"]
+    assert (cols.min().item(), cols.max().item()) == (centre - (row["rf"] - 1) / 2, centre + (row["rf"] - 1) / 2)

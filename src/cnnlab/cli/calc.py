@@ -17,11 +17,11 @@ from cnnlab.arithmetic import (
     conv_transpose_output_size,
     effective_kernel,
     linear_params,
+    parse_layers,
     pool_output_size,
     receptive_field,
     same_padding,
 )
-from cnnlab.errors import CnnlabError
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -82,30 +82,6 @@ def add_parser(subparsers) -> None:
     r.add_argument("--layers", required=True, help="e.g. 'conv3,pool2,conv3,pool2,conv3,pool2'")
     r.add_argument("--in", dest="size", type=_size, help="input size, to also show the feature-map size")
     p.set_defaults(func=run)
-
-
-_TOKEN = re.compile(r"(conv|pool)(\d+)((?:[sdp]\d+)*)")
-
-
-def parse_layers(text: str) -> list[dict]:
-    """Parse 'conv3,pool2,conv3s2d2' into dicts with kind, kernel, stride, dilation, padding."""
-    layers = []
-    for token in filter(None, (t.strip().lower() for t in text.split(","))):
-        m = _TOKEN.fullmatch(token)
-        if not m:
-            raise CnnlabError(
-                f"cannot read layer {token!r}: write convK or poolK, optionally with sS, dD, pP "
-                "(e.g. conv3, pool2, conv3s2, conv3d2p2)."
-            )
-        kind, k = m.group(1), int(m.group(2))
-        opts = {key: int(val) for key, val in re.findall(r"([sdp])(\d+)", m.group(3))}
-        d = opts.get("d", 1)
-        stride = opts.get("s", 1 if kind == "conv" else k)
-        pad = opts.get("p", same_padding(k, d) if kind == "conv" and effective_kernel(k, d) % 2 else 0)
-        layers.append({"name": token, "kind": kind, "kernel": k, "stride": stride, "dilation": d, "padding": pad})
-    if not layers:
-        raise CnnlabError("--layers is empty; give e.g. 'conv3,conv3,pool2'.")
-    return layers
 
 
 def _run_conv(a) -> None:

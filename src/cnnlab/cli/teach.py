@@ -72,6 +72,14 @@ def _params(args):
     return None, params_text(params_examples())
 
 
+@TOPICS.register("rf")
+def _rf(args):
+    from cnnlab.viz.teaching_rf import SEED_CNN_LAYERS, receptive_field_example, receptive_field_text
+
+    r = receptive_field_example(args.example or SEED_CNN_LAYERS, out_dir=args.out)
+    return r, receptive_field_text(r)
+
+
 @TOPICS.register("batchnorm")
 def _batchnorm(args):
     from cnnlab.viz.teaching_numbers import batchnorm_example, batchnorm_text
@@ -81,14 +89,15 @@ def _batchnorm(args):
 
 EXAMPLE_HELP = (
     "which example: conv: seed004 | edge | patch; pool: seed001 | seed002; activations: one name "
-    "(relu, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like 2.5,1.0,0.1"
+    "(relu, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like 2.5,1.0,0.1; "
+    "rf: layers like conv3,pool2,conv3"
 )
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "teach",
-        help="worked examples: conv, pool, activations, optimizers, softmax, onebyone, params, batchnorm",
+        help="worked examples: conv, pool, activations, optimizers, softmax, onebyone, params, rf, batchnorm",
         description="Print a worked example step by step and write its figure (PNG) and numbers (JSON).",
     )
     p.add_argument("topic", choices=TOPICS.names(), help="what to show")
