@@ -477,13 +477,14 @@ def test_load_digits_scaled_and_split_stratified_and_seeded():
     assert d["train_images"].shape[1:] == (8, 8, 1) and d["train_images"].dtype == np.uint8
     assert len(d["train_labels"]) + len(d["test_labels"]) == 1797
     assert d["train_images"].max() == 255 and d["train_images"].min() == 0
-    assert not set(d["train_index"]) & set(d["test_index"])
+    assert "no official train/test split" in d["note"] and "80%/20%" in d["note"]
+    assert not set(d["train_indices"]) & set(d["test_indices"])
     counts = np.bincount(d["test_labels"], minlength=10) / np.bincount(
         np.concatenate([d["train_labels"], d["test_labels"]]), minlength=10
     )
     assert np.all(np.abs(counts - 0.2) < 0.01)  # every class is split 80/20
-    np.testing.assert_array_equal(sources.load_digits()["test_index"], d["test_index"])
-    assert not np.array_equal(sources.load_digits(seed=1)["test_index"], d["test_index"])
+    np.testing.assert_array_equal(sources.load_digits()["test_indices"], d["test_indices"])
+    assert not np.array_equal(sources.load_digits(seed=1)["test_indices"], d["test_indices"])
 
 
 def test_default_root_and_cache_dir_follow_the_environment(monkeypatch, tmp_path):

@@ -661,10 +661,12 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> dict:
         "train_labels": labels[train_index],
         "test_images": images[test_index],
         "test_labels": labels[test_index],
-        "train_index": train_index,
-        "test_index": test_index,
+        "train_indices": train_index,  # rows of sklearn's load_digits() arrays
+        "test_indices": test_index,
         "classes": [str(i) for i in range(10)],
-        "source": f"digits: scikit-learn load_digits, stratified seeded split (seed {seed}, test {test_fraction})",
+        "source": "digits: scikit-learn load_digits (UCI optdigits)",
+        "note": f"no official train/test split: stratified {1 - test_fraction:.0%}/{test_fraction:.0%} "
+        f"split, seed {seed}",
     }
 
 
@@ -689,4 +691,6 @@ def load_mnist_sample() -> dict:
         ) from None
     out["classes"] = [str(i) for i in range(10)]
     out["source"] = "mnist-sample: stratified subset of the official MNIST files, bundled with cnnlab"
+    n_train, n_test = len(out["train_labels"]), len(out["test_labels"])
+    out["note"] = f"bundled subset of MNIST ({n_train:,} train + {n_test:,} test images), not the full dataset"
     return out
