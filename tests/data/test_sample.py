@@ -43,6 +43,7 @@ def test_sample_shapes_dtypes_and_per_class_counts(sample):
     np.testing.assert_array_equal(np.bincount(sample["train_labels"], minlength=10), [600] * 10)
     np.testing.assert_array_equal(np.bincount(sample["test_labels"], minlength=10), [100] * 10)
     assert sample["classes"] == [str(i) for i in range(10)]
+    assert "6,000 train + 1,000 test" in sample["note"]  # says it is a subset, with the real counts
     assert sample["train_images"].max() == 255 and sample["train_images"].min() == 0  # real 8-bit digits
 
 

@@ -604,3 +604,12 @@ def test_download_into_an_unwritable_place_is_a_clear_error(tmp_path):
     src.write_bytes(b"x")
     with pytest.raises(CnnlabError, match="cannot write the download of blob.bin"):
         sources.download(src.as_uri(), blocker / "MNIST" / "blob.bin", md5(src))
+
+
+def test_jpeg_copy_still_loads_when_the_cache_cannot_be_written(jpeg_copy, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("CNNLAB_CACHE", str(blocker / "cache"))
+    with pytest.warns(UserWarning, match="could not write the cache"):
+        d = sources.load_cifar10_jpeg(jpeg_copy)
+    assert d["train_images"].shape == (3, 32, 32, 3)

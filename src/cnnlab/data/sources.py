@@ -25,6 +25,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -623,14 +624,19 @@ def load_cifar10_jpeg(folder: str | Path) -> dict:
 
 def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an uncompressed .npz via a temp file + rename; a cache that cannot be written is skipped."""
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        tmp = Path(name)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
         os.replace(tmp, path)
-    except OSError:
-        return
+    except OSError as exc:  # read-only home, full disk: loading still works, only slower next time
+        warnings.warn(f"could not write the cache file {path}: {exc}", stacklevel=3)
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
 
 
 # --------------------------------------------------------------------------- digits and sample
