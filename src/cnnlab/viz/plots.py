@@ -30,7 +30,8 @@ def plot_history(history: list[dict[str, float]], path: str | Path | None = None
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         if title == "learning rate":
-            ax.set_yscale("log")
+            if all(r.get("lr", 0) > 0 for r in history):
+                ax.set_yscale("log")
         else:
             ax.legend()
     fig.tight_layout()

@@ -1,0 +1,124 @@
+"""Training end to end on scikit-learn's digits (8x8, fast): run folder, resume, NaN, early stop."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cnnlab.api import evaluate, train
+from cnnlab.config import load_config
+from cnnlab.data.datasets import load_dataset
+from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.loop import NonFiniteLossError
+from cnnlab.export.model_file import load_model
+
+RUN_FILES = [
+    "config.yaml",
+    "env.json",
+    "split.csv",
+    "history.csv",
+    "metrics.json",
+    "data.json",
+    "model/weights.safetensors",
+    "model/model.json",
+    "checkpoints/last.pt",
+    "checkpoints/best.pt",
+    "plots/curves.png",
+    "plots/confusion.png",
+]
+
+
+def test_run_folder_is_complete_and_never_overwritten(fast_overrides):
+    a = train(overrides=fast_overrides, log=lambda s: None)
+    b = train(overrides=fast_overrides, log=lambda s: None)
+    assert a.run_dir != b.run_dir and b.run_dir.name == a.run_dir.name + "-2"
+    for f in RUN_FILES:
+        assert (a.run_dir / f).is_file(), f
+    metrics = json.loads((a.run_dir / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.5  # 2 epochs on digits beat chance (0.1) by far
+    n_test = len(load_dataset("digits").test_labels)
+    assert len(metrics["per_class"]) == 10 and sum(r["support"] for r in metrics["per_class"]) == n_test
+    assert load_config(a.run_dir / "config.yaml") == a.config
+    data = json.loads((a.run_dir / "data.json").read_text())
+    assert len(data["mean"]) == 1 and 0 < data["mean"][0] < 1
+    history = (a.run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and history[0].startswith("epoch,train_loss")
+
+
+def test_split_is_stratified_seeded_and_test_untouched(fast_overrides):
+    r = train(overrides=fast_overrides, log=lambda s: None)
+    rows = [line.split(",") for line in (r.run_dir / "split.csv").read_text().splitlines()[1:]]
+    train_idx = {int(s) for split, s, _ in rows if split == "train"}
+    val_idx = {int(s) for split, s, _ in rows if split == "val"}
+    ds = load_dataset("digits")
+    assert not train_idx & val_idx and train_idx | val_idx == set(range(len(ds.train_labels)))
+    assert sum(1 for split, *_ in rows if split == "test") == len(ds.test_labels)
+    val_labels = [int(y) for split, _, y in rows if split == "val"]
+    assert set(val_labels) == set(range(10))  # every class is represented
+
+
+def test_same_seed_same_weights_and_evaluate_reproduces_metrics(fast_overrides):
+    a = train(overrides=fast_overrides, log=lambda s: None)
+    b = train(overrides=fast_overrides, log=lambda s: None)
+    wa, _ = load_model(a.run_dir)
+    wb, _ = load_model(b.run_dir)
+    for (ka, va), (_, vb) in zip(wa.state_dict().items(), wb.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    again = evaluate(a.run_dir, save=False)
+    assert again["accuracy"] == a.metrics["accuracy"]
+    assert again["confusion_matrix"] == a.metrics["confusion_matrix"]
+
+
+def test_resume_at_epoch_boundary_is_bit_identical(fast_overrides):
+    full = train(overrides={**fast_overrides, "train.epochs": 3, "train.early_stop_patience": None}, log=lambda s: None)
+    # Same run stopped after 2 epochs (its config is then edited to ask for 3, as a user extending it would)
+    part = train(overrides={**fast_overrides, "train.epochs": 2, "train.early_stop_patience": None}, log=lambda s: None)
+    cfg = yaml.safe_load((part.run_dir / "config.yaml").read_text())
+    cfg["train"]["epochs"] = 3
+    (part.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    resumed = train(resume=part.run_dir, log=lambda s: None)
+    a = load_checkpoint(full.run_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [r["train_loss"] for r in full.history] == [r["train_loss"] for r in resumed.history]
+
+
+def test_non_finite_loss_stops_and_keeps_previous_checkpoints(fast_overrides, monkeypatch):
+    import cnnlab.api as api
+
+    calls = {"n": 0}
+    real = api.build_loss
+
+    def poisoned(*args, **kw):  # a loss that turns NaN on the 3rd step of epoch 2
+        inner = real(*args, **kw)
+
+        def loss(logits, y):
+            calls["n"] += 1
+            out = inner(logits, y)
+            return out * float("nan") if calls["n"] == steps_per_epoch + 3 else out
+
+        return loss
+
+    steps_per_epoch = -(-int(0.9 * len(load_dataset("digits").train_labels)) // fast_overrides["data.batch_size"])
+    monkeypatch.setattr(api, "build_loss", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3\b"):
+        train(overrides={**fast_overrides, "train.epochs": 3}, log=lambda s: None)
+    (run_dir,) = Path(fast_overrides["output.root"]).iterdir()
+    for name in ("last.pt", "best.pt"):
+        state = load_checkpoint(run_dir / "checkpoints" / name)
+        assert state["epoch"] == 1
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (run_dir / "model").exists()  # no model file from a broken run
+
+
+def test_early_stopping_stops_before_the_epoch_limit(fast_overrides):
+    # lr 0 never improves val accuracy after the first epoch: patience 1 stops at epoch 2 of 10.
+    r = train(
+        overrides={**fast_overrides, "train.epochs": 10, "train.early_stop_patience": 1, "optim.lr": 0.0},
+        log=lambda s: None,
+    )
+    assert len(r.history) == 2
