@@ -257,7 +257,7 @@ def path_summary(surface: Surface, path: Array) -> dict[str, Any]:
 
 def _draw_surface(ax, surface: Surface, paths: dict[str, Array]) -> None:
     xmin, xmax, ymin, ymax = surface.box
-    xs, ys = np.meshgrid(np.linspace(xmin, xmax, 200), np.linspace(ymin, ymax, 200))
+    xs, ys = np.meshgrid(np.linspace(xmin, xmax, 120), np.linspace(ymin, ymax, 120))
     zs = surface.f(xs, ys)
     # Himmelblau spans 0..900: log-spaced levels show its basins
     levels = np.geomspace(0.5, zs.max(), 25) if surface.log_levels else np.linspace(zs.min(), zs.max(), 25)
