@@ -613,3 +613,20 @@ def test_jpeg_copy_still_loads_when_the_cache_cannot_be_written(jpeg_copy, tmp_p
     with pytest.warns(UserWarning, match="could not write the cache"):
         d = sources.load_cifar10_jpeg(jpeg_copy)
     assert d["train_images"].shape == (3, 32, 32, 3)
+
+
+def test_read_idx_reports_damaged_gzip_data_and_detects_gzip_by_content(tmp_path):
+    arr = np.arange(4 * 28 * 28, dtype=np.uint32).astype(np.uint8).reshape(4, 28, 28)
+    good = write_gz(tmp_path / "good.gz", idx_bytes(arr))
+    damaged = bytearray(good.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # corrupt the deflate stream (or its CRC)
+    (tmp_path / "damaged.gz").write_bytes(bytes(damaged))
+    with pytest.raises(CnnlabError, match="damaged.gz"):
+        sources.read_idx(tmp_path / "damaged.gz")
+    cut = tmp_path / "cut.gz"
+    cut.write_bytes(good.read_bytes()[:-20])
+    with pytest.raises(CnnlabError, match="cut.gz"):
+        sources.read_idx(cut)
+    renamed = tmp_path / "train-images-idx3-ubyte"  # gzip content under the extracted name
+    renamed.write_bytes(good.read_bytes())
+    np.testing.assert_array_equal(sources.read_idx(renamed), arr)

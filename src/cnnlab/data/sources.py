@@ -26,6 +26,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from importlib import resources
 from pathlib import Path
 
@@ -233,7 +234,7 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (gzipped when the name ends in .gz) into an array of its declared shape.
+    """Read an IDX file (gzipped or not: detected from its first bytes) into an array of its declared shape.
 
     Layout: two zero bytes, a type byte, the number of dimensions ``d``, then ``d`` big-endian
     uint32 sizes, then the data in C order. Multi-byte types are converted to native byte order.
@@ -244,12 +245,10 @@ def read_idx(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b" or path.suffix == ".gz":  # gzip by content, whatever the name says
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; zlib.error: corrupt data
         raise CnnlabError(f"cannot read IDX file {path}: {exc}. Delete it and download it again.") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise CnnlabError(
