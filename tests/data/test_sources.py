@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import http.client
 import http.server
 import io
 import os
@@ -630,3 +631,15 @@ def test_read_idx_reports_damaged_gzip_data_and_detects_gzip_by_content(tmp_path
     renamed = tmp_path / "train-images-idx3-ubyte"  # gzip content under the extracted name
     renamed.write_bytes(good.read_bytes())
     np.testing.assert_array_equal(sources.read_idx(renamed), arr)
+
+
+def test_download_cut_off_mid_transfer_keeps_nothing(tmp_path, monkeypatch):
+    class CutResponse(io.BytesIO):
+        def read(self, n=-1):
+            raise http.client.IncompleteRead(b"partial")
+
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda *a, **k: CutResponse())
+    dest = tmp_path / "dl" / "t10k-labels-idx1-ubyte.gz"
+    with pytest.raises(CnnlabError, match="offline.*t10k-labels-idx1-ubyte.gz"):
+        sources.download("http://example.invalid/t10k-labels-idx1-ubyte.gz", dest, "0" * 32)
+    assert list(dest.parent.iterdir()) == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import pickle
@@ -191,7 +192,7 @@ def download(url: str, dest: str | Path, md5: str) -> Path:
                     out.write(block)
                 out.flush()
                 os.fsync(out.fileno())
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # incl. timeouts
             reason = f"download of {url} failed ({getattr(exc, 'reason', exc)})"
             raise DownloadError(
                 f"{reason}; are you offline? To proceed offline, place the file "
