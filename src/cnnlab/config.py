@@ -16,7 +16,7 @@ from __future__ import annotations
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import yaml
@@ -202,8 +202,8 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-    elif tp is str and isinstance(value, str):
-        return value
+    elif tp is str and isinstance(value, (str, PurePath)):
+        return str(value)  # Path objects are welcome from Python
     raise CnnlabError(f"config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 

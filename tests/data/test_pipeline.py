@@ -1,0 +1,102 @@
+"""Splits, statistics and loaders as training sees them (arrays and image folders)."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cnnlab
+from cnnlab.config import DataConfig
+from cnnlab.data.augment import AUGMENTATIONS, build_augment, hflip, random_crop
+from cnnlab.data.datasets import load_dataset
+from cnnlab.data.pipeline import convert_arrays, prepare_data
+from cnnlab.data.splits import channel_stats, stratified_split
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares():
+    labels = np.repeat(np.arange(4), [100, 50, 20, 3])
+    keep, held = stratified_split(labels, 0.2, seed=7)
+    again = stratified_split(labels, 0.2, seed=7)
+    assert np.array_equal(keep, again[0]) and np.array_equal(held, again[1])
+    assert not np.intersect1d(keep, held).size and len(keep) + len(held) == len(labels)
+    assert np.bincount(labels[held]).tolist() == [20, 10, 4, 1]  # the 3-sample class still gives one
+    assert not np.array_equal(held, stratified_split(labels, 0.2, seed=8)[1])
+
+
+def test_statistics_come_from_the_train_split_only():
+    ds = load_dataset("mnist-sample")
+    data = prepare_data(ds, DataConfig(), seed=0, device=torch.device("cpu"))
+    keep = [int(s) for split, s, _ in data.split_rows if split == "train"]
+    mean, std = channel_stats(ds.train_images[keep])
+    assert data.mean == pytest.approx(mean) and data.std == pytest.approx(std)
+    all_mean, _ = channel_stats(ds.train_images)
+    assert data.mean != pytest.approx(all_mean, abs=1e-9)
+    assert data.mean[0] == pytest.approx(0.1307, abs=0.01)  # MNIST's well-known mean
+
+
+def test_tensor_loader_normalises_and_covers_each_sample_once():
+    ds = load_dataset("digits")
+    data = prepare_data(ds, DataConfig(batch_size=100, val_fraction=0.1), seed=0, device=torch.device("cpu"))
+    xs, ys = zip(*data.train)
+    x, y = torch.cat(xs), torch.cat(ys)
+    assert x.shape[1:] == (1, 8, 8) and len(y) == data.train.num_samples
+    assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1) < 0.05
+    assert sorted(torch.bincount(y).tolist()) == sorted(data.counts["train"])
+
+
+def test_augmentations_keep_shape_range_and_are_reproducible():
+    x = torch.rand(16, 3, 32, 32)
+    for name in AUGMENTATIONS.names():
+        aug = AUGMENTATIONS.create(name)
+        if aug is None:
+            continue
+        a = aug(x.clone(), torch.Generator().manual_seed(1))
+        b = aug(x.clone(), torch.Generator().manual_seed(1))
+        assert a.shape == x.shape and torch.equal(a, b), name
+        assert float(a.min()) >= 0 and float(a.max()) <= 1, name
+    assert build_augment("auto", 1) is None and build_augment("auto", 3) is not None
+
+
+def test_flip_and_crop_do_what_they_say():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    flipped = hflip(x, torch.Generator().manual_seed(0), p=1.0)
+    assert torch.equal(flipped, x.flip(3))
+    shifted = random_crop(x, torch.Generator().manual_seed(0), pad=1)
+    for i in range(2):  # each output is a translated window of the zero-padded input
+        padded = torch.nn.functional.pad(x[i], (1, 1, 1, 1))
+        windows = [padded[:, r : r + 4, c : c + 4] for r in range(3) for c in range(3)]
+        assert any(torch.equal(shifted[i], w) for w in windows)
+
+
+def test_channel_and_size_conversion():
+    gray = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 1), dtype=np.uint8)
+    rgb = convert_arrays(gray, 3, None)
+    assert rgb.shape == (2, 8, 8, 3) and np.array_equal(rgb[..., 0], gray[..., 0])
+    assert np.array_equal(convert_arrays(rgb, 1, None), gray)
+    assert convert_arrays(gray, None, 16).shape == (2, 16, 16, 1)
+
+
+def test_training_on_an_image_folder(tmp_path):
+    """A flat folder of class subfolders is split into train/val/test and trains through DataLoader workers."""
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate([(220, 30, 30), (30, 30, 220)]):
+        (tmp_path / "imgs" / f"class{c}").mkdir(parents=True)
+        for i in range(20):
+            pixels = np.clip(np.array(colour) + rng.normal(0, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "imgs" / f"class{c}" / f"{i}.png")
+    result = cnnlab.train(
+        data=f"folder:{tmp_path / 'imgs'}",
+        model="seed_cnn",
+        epochs=2,
+        image_size=16,
+        out=tmp_path / "runs",
+        overrides={"data.num_workers": 0, "output.progress": False},
+        log=lambda s: None,
+    )
+    rows = (result.run_dir / "split.csv").read_text().splitlines()[1:]
+    assert len(rows) == 40 and {r.split(",")[0] for r in rows} == {"train", "val", "test"}
+    assert all(not r.split(",")[1].startswith("/") for r in rows)  # paths relative to the folder
+    assert result.metrics["num_samples"] == sum(r.startswith("test,") for r in rows)
+    assert result.metrics["accuracy"] >= 0.75  # red vs blue is easy
+    again = cnnlab.evaluate(result.run_dir, save=False)  # the run's own test files, from split.csv
+    assert again["accuracy"] == result.metrics["accuracy"]
