@@ -643,3 +643,13 @@ def test_download_cut_off_mid_transfer_keeps_nothing(tmp_path, monkeypatch):
     with pytest.raises(CnnlabError, match="offline.*t10k-labels-idx1-ubyte.gz"):
         sources.download("http://example.invalid/t10k-labels-idx1-ubyte.gz", dest, "0" * 32)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_a_broken_jpeg_cache_file_is_rebuilt(jpeg_copy):
+    cache = sources._jpeg_cache_path([jpeg_copy / "train.tar", jpeg_copy / "test.tar"])
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(b"PK\x03\x04 not really a zip")
+    d = sources.load_cifar10_jpeg(jpeg_copy)
+    np.testing.assert_array_equal(d["train_labels"], [0, 1, 1])
+    with np.load(cache) as z:  # replaced by a good one
+        np.testing.assert_array_equal(z["train_labels"], [0, 1, 1])

@@ -27,6 +27,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zipfile
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -607,8 +608,8 @@ def load_cifar10_jpeg(folder: str | Path) -> dict:
             with np.load(cache, allow_pickle=False) as z:
                 out = {k: z[k] for k in ("train_images", "train_labels", "test_images", "test_labels")}
                 out["classes"] = [str(c) for c in z["classes"]]
-        except (OSError, ValueError, KeyError):
-            out = None  # a broken cache file is rebuilt below
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            out = None  # a broken cache file (say, from a full disk) is rebuilt below
     if out is None:
         out = {}
         for split, tar in zip(("train", "test"), tars):
