@@ -218,8 +218,19 @@ def test_near_duplicate_pairs_match_brute_force():
             for j in range(i + 1, 300)
             if bin(int(dh[i]) ^ int(dh[j])).count("1") <= t and bin(int(ah[i]) ^ int(ah[j])).count("1") <= t
         ]
-        assert near_duplicate_pairs(dh, ah, t) == want
+        pairs, crowded = near_duplicate_pairs(dh, ah, t)
+        assert pairs == want and not crowded.any()
     assert popcount(np.array([0, 1, 2**64 - 1], dtype=np.uint64)).tolist() == [0, 1, 64]
+
+
+def test_crowded_hash_buckets_are_skipped_and_reported():
+    dh = np.zeros(300, dtype=np.uint64)  # e.g. 300 blank images: one crowded bucket
+    dh[-1] = np.uint64(2**64 - 1)
+    ah = dh.copy()
+    pairs, crowded = near_duplicate_pairs(dh, ah, 4, max_bucket=100)
+    assert pairs == [] and crowded.sum() == 299 and not crowded[-1]
+    pairs, crowded = near_duplicate_pairs(dh[:50], ah[:50], 4, max_bucket=100)
+    assert len(pairs) == 50 * 49 // 2 and not crowded.any()
 
 
 def test_class_weights_formula():
@@ -304,3 +315,15 @@ def test_doctor_and_folder_modules_do_not_import_torch():
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_low_detail_datasets_skip_the_near_duplicate_search(tmp_path):
+    blank = io.BytesIO()
+    Image.new("L", (4, 4), 0).save(blank, "PNG")
+    (tmp_path / "x").mkdir()
+    for i in range(300):  # > MAX_BUCKET images whose hashes are all zero
+        (tmp_path / "x" / f"{i}.png").write_bytes(blank.getvalue())
+    r = check_folder(tmp_path, near_duplicates=True)
+    assert r.near_duplicates == []
+    assert [i.code for i in r.warnings if i.code.startswith("near")] == ["near_duplicate_unusable"]
+    assert len(r.exact_duplicates) == 1 and len(r.exact_duplicates[0]["files"]) == 300

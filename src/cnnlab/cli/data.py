@@ -69,14 +69,12 @@ def run(args) -> int:
         raise CnnlabError(f"--threshold must be between 0 and 31 bits, got {threshold}.")
     if args.workers < 1:
         raise CnnlabError(f"--workers must be at least 1, got {args.workers}.")
-    kw = {"near_duplicates": args.near_duplicates, "threshold": threshold, "workers": args.workers}
+    kw = {"near_duplicates": args.near_duplicates, "threshold": threshold}
     target = args.target
     is_folder = target.startswith("folder:") or Path(target).expanduser().exists() or "/" in target
     if is_folder:
-        kw["progress"] = _progress_bar()
-    elif args.near_duplicates:
-        raise CnnlabError("--near-duplicates works on image folders only; named datasets are checked for exact copies.")
-    report = check(target, root=args.data_root, **(kw if is_folder else {}))
+        kw.update(progress=_progress_bar(), workers=args.workers)
+    report = check(target, root=args.data_root, **kw)
     if args.json == "-":
         print(json.dumps(report.to_dict(), indent=2))
         return report.exit_code

@@ -52,6 +52,7 @@ _FORMAT_EXTENSIONS = {
 }
 IMBALANCE_WARN_RATIO = 1.5  # largest / smallest class count in the training split above this: warn
 NEAR_DUPLICATE_THRESHOLD = 4  # bits (of 64) that may differ in both dHash and aHash
+MAX_BUCKET = 256  # items sharing one hash band beyond which that band value is "crowded" (not compared)
 _HASH_SIZE = 8
 
 
@@ -273,27 +274,39 @@ def popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
 
 
-def near_duplicate_pairs(dh: np.ndarray, ah: np.ndarray, threshold: int) -> list[tuple[int, int]]:
+def near_duplicate_pairs(
+    dh: np.ndarray, ah: np.ndarray, threshold: int, max_bucket: int = MAX_BUCKET
+) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Index pairs (i < j) whose dHash and aHash both differ in at most ``threshold`` bits.
 
     Pigeonhole search: split the 64-bit dHash into threshold + 1 bands; two hashes within
     ``threshold`` bits agree exactly on at least one band, so only items sharing a band value are
-    compared (all pairs of one bucket at once).
+    compared. A band value shared by more than ``max_bucket`` items marks a crowded, low-detail
+    region of hash space (digits on a black background, blank images): comparing all of those pairs
+    would be quadratic and mostly meaningless, so those buckets are skipped and their items returned.
+
+    Returns:
+        (pairs, crowded) with ``crowded`` a bool mask (N,) of items in a skipped bucket, whose
+        near-duplicates may be missed.
     """
     edges = np.linspace(0, 64, threshold + 2).astype(int)
     pairs: set[tuple[int, int]] = set()
+    crowded = np.zeros(len(dh), dtype=bool)
     for lo, hi in zip(edges[:-1], edges[1:]):
         band = (dh >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)
         order = np.argsort(band, kind="stable")
         _, starts, sizes = np.unique(band[order], return_index=True, return_counts=True)
         for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
             idx = order[start : start + size]  # (g,) items sharing this band value
+            if size > max_bucket:
+                crowded[idx] = True
+                continue
             close = (popcount(dh[idx, None] ^ dh[None, idx]) <= threshold) & (
                 popcount(ah[idx, None] ^ ah[None, idx]) <= threshold
             )  # (g, g)
             ii, jj = np.nonzero(np.triu(close, k=1))
             pairs.update(zip(np.minimum(idx[ii], idx[jj]).tolist(), np.maximum(idx[ii], idx[jj]).tolist()))
-    return sorted(pairs)
+    return sorted(pairs), crowded
 
 
 def _groups_from_pairs(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
@@ -321,7 +334,25 @@ def _near_duplicates(recs: list[FileRecord], threshold: int, warnings: list[Issu
         return []
     dh = np.array([r.dhash for r in good], dtype=np.uint64)
     ah = np.array([r.ahash for r in good], dtype=np.uint64)
-    pairs = [(i, j) for i, j in near_duplicate_pairs(dh, ah, threshold) if good[i].sha256 != good[j].sha256]
+    found, crowded = near_duplicate_pairs(dh, ah, threshold)
+    if crowded.mean() > 0.5:  # e.g. MNIST: 8x8 hashes of digits on black cannot tell images apart
+        warnings.append(
+            Issue(
+                "near_duplicate_unusable",
+                f"{int(crowded.sum())} of {len(good)} images share their perceptual hash bands with hundreds of "
+                "others (low-detail images); the near-duplicate search is not meaningful here and was skipped",
+            )
+        )
+        return []
+    if crowded.any():
+        warnings.append(
+            Issue(
+                "near_duplicate_crowded",
+                f"{int(crowded.sum())} images have low-detail perceptual hashes shared by many others (e.g. plain "
+                "backgrounds); near-duplicates among them were not searched",
+            )
+        )
+    pairs = [(i, j) for i, j in found if good[i].sha256 != good[j].sha256]
     out = []
     for comp in _groups_from_pairs(len(good), pairs):
         items = [good[i] for i in comp]
@@ -453,43 +484,55 @@ def _array_hashes(images: np.ndarray) -> list[str]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).hexdigest() for row in flat]
 
 
-def check_arrays(ds, name: str | None = None) -> Report:
+def _array_records(ds, near: bool) -> list[FileRecord]:
+    """One FileRecord per image of an in-memory dataset, named ``split[i]``; hashes from the array bytes."""
+    classes = list(ds.classes)
+    recs = []
+    for split, x, y in (("train", ds.train_images, ds.train_labels), ("test", ds.test_images, ds.test_labels)):
+        y = np.asarray(y)
+        for i, digest in enumerate(_array_hashes(x)):
+            rec = FileRecord(f"{split}[{i}]", split, classes[int(y[i])], sha256=digest, size_bytes=x[i].nbytes)
+            rec.width, rec.height = x.shape[2], x.shape[1]
+            if near:  # (H, W, C) uint8 -> PIL image, then the same hashes as for files
+                rec.dhash, rec.ahash = _perceptual_hashes(Image.fromarray(x[i][..., 0] if x.shape[3] == 1 else x[i]))
+            recs.append(rec)
+    return recs
+
+
+def check_arrays(
+    ds, name: str | None = None, *, near_duplicates: bool = False, threshold: int = NEAR_DUPLICATE_THRESHOLD
+) -> Report:
     """Check an in-memory dataset (``train_images`` (N, H, W, C) uint8, labels, ``classes``).
 
-    Reports counts per split and class, the image shape, imbalance and weights, and exact duplicates
-    within and across train/test found by hashing each image's bytes (items are named ``split[i]``).
+    Reports counts per split and class, the image shape, imbalance and weights, exact duplicates
+    within and across train/test found by hashing each image's bytes (items are named ``split[i]``),
+    and optionally near-duplicates by the same perceptual hashes as for files.
     """
     start = time.perf_counter()
     classes = list(ds.classes)
-    parts = {"train": (ds.train_images, ds.train_labels), "test": (ds.test_images, ds.test_labels)}
-    counts, by_hash = {}, defaultdict(list)
-    for split, (x, y) in parts.items():
-        y = np.asarray(y)
-        per = np.bincount(y, minlength=len(classes))
-        counts[split] = {c: int(n) for c, n in zip(classes, per)}
-        for i, h in enumerate(_array_hashes(x)):
-            by_hash[h].append((f"{split}[{i}]", split, classes[int(y[i])]))
+    recs = _array_records(ds, near_duplicates)
+    counts = {s: dict.fromkeys(classes, 0) for s in ("train", "test")}
+    by_hash: dict[str, list[FileRecord]] = defaultdict(list)
+    for r in recs:
+        counts[r.split][r.class_name] += 1
+        by_hash[r.sha256].append(r)
     errors: list[Issue] = []
     warnings: list[Issue] = []
     for split, per in counts.items():
-        for c, n in per.items():
-            if n == 0:
-                errors.append(Issue("empty_class", f"{split}: class {c!r} has no images"))
-    exact = _exact_duplicates([g for g in by_hash.values() if len(g) > 1], errors, warnings)
+        errors += [Issue("empty_class", f"{split}: class {c!r} has no images") for c, n in per.items() if n == 0]
+    groups = [[(r.rel, r.split, r.class_name) for r in g] for g in by_hash.values() if len(g) > 1]
+    exact = _exact_duplicates(groups, errors, warnings)
+    near = _near_duplicates(recs, threshold, warnings) if near_duplicates else None
     n, h, w, ch = ds.train_images.shape
     return Report(
         target=name or getattr(ds, "name", "arrays"),
         kind="arrays",
         classes=classes,
         counts=counts,
-        modes={"L" if ch == 1 else "RGB": int(n + len(ds.test_images))},
-        sizes={
-            "width": {"min": w, "median": float(w), "max": w},
-            "height": {"min": h, "median": float(h), "max": h},
-            "distinct": 1,
-            "most_common": [[f"{w}x{h}", int(n + len(ds.test_images))]],
-        },
+        modes={"L" if ch == 1 else "RGB": len(recs)},
+        sizes=_size_stats(recs),
         exact_duplicates=exact,
+        near_duplicates=near,
         imbalance=_imbalance(counts, warnings),
         errors=errors,
         warnings=warnings,
@@ -509,7 +552,8 @@ def check(target: str, *, root: str | Path | None = None, **kw) -> Report:
     ds = load_dataset(target, root=root)
     if hasattr(ds, "splits"):  # a FolderDataset (should not happen for names, but be safe)
         return check_folder(ds.root, **kw)
-    return check_arrays(ds, name=target)
+    near = {k: kw[k] for k in ("near_duplicates", "threshold") if k in kw}
+    return check_arrays(ds, name=target, **near)
 
 
 # --- the one-screen summary -------------------------------------------------------------------------
