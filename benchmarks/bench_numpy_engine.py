@@ -1,0 +1,206 @@
+"""Benchmark of the NumPy engine: step time vs torch, speed-up over seed 003's approach, accuracy.
+
+Parts (``--parts step,baseline,mnist,cifar10``):
+
+* ``step``: one LeNet-5 training step (batch 64, float32, Adam) in ``cnnlab.numpy_engine`` and in
+  torch on the CPU, same weights and inputs, timed in one process in alternating rounds (other jobs
+  share the machine, so only ratios measured side by side mean something). BLAS/OpenMP threads 1
+  and 2 are both measured for each engine.
+* ``baseline``: images per second of seed 003's one-image-at-a-time patch-loop approach
+  (``benchmarks/seed003_baseline.py``, same LeNet) against the engine's batched step.
+* ``mnist``: LeNet-5 on the full MNIST training set (60,000 images, no validation split, Adam 1e-3,
+  batch 64); test accuracy after every epoch and seconds per epoch.
+* ``cifar10``: the same on the RGB CIFAR-10 JPEG copy (seed 003 reached about 30% on grayscale).
+
+Run: ``.venv/bin/python benchmarks/bench_numpy_engine.py --parts step,baseline --json out.json``.
+The data parts need ``../shared/data`` next to the repository or ``CNNLAB_SHARED_DATA``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import cnnlab.numpy_engine as ne  # noqa: E402
+from cnnlab.numpy_engine.train import Batches, evaluate, train_one_epoch  # noqa: E402
+
+SHARED = Path(os.environ.get("CNNLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def torch_lenet(in_channels: int = 1, pad: int = 2):
+    import torch.nn as nn
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+
+
+def bench_step(batch: int = 64, rounds: int = 10, steps: int = 5) -> dict:
+    """Median seconds per training step for each engine and thread count, measured alternately."""
+    import torch
+
+    ne.manual_seed(0)
+    model = ne.lenet()
+    tmodel = torch_lenet()
+    tmodel.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in model.state_dict().items()})
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    loss_fn, opt = ne.CrossEntropyLoss(), ne.Adam(model.parameters())
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    tloss, topt = torch.nn.CrossEntropyLoss(), torch.optim.Adam(tmodel.parameters())
+
+    def ours():
+        loss_fn(model.forward(x), y)
+        opt.zero_grad()
+        model.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
+
+    def theirs():
+        topt.zero_grad()
+        tloss(tmodel(xt), yt).backward()
+        topt.step()
+
+    default_torch_threads = torch.get_num_threads()
+    configs = {}
+    for threads in (1, 2):
+        configs[f"numpy_{threads}t"] = (ours, threads, None)
+        configs[f"torch_{threads}t"] = (theirs, None, threads)
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    for r in range(rounds + 1):  # round 0 warms up
+        for name, (fn, blas, tthreads) in configs.items():
+            with threadpool_limits(blas):
+                if tthreads:
+                    torch.set_num_threads(tthreads)
+                t = time.perf_counter()
+                for _ in range(steps):
+                    fn()
+                if r:
+                    times[name].append((time.perf_counter() - t) / steps)
+    torch.set_num_threads(default_torch_threads)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    best_ours = min(med["numpy_1t"], med["numpy_2t"])
+    best_torch = min(med["torch_1t"], med["torch_2t"])
+    # ratio per round (same moment, same machine load), then the median over rounds
+    per_round = [
+        min(a, b) / min(c, d)
+        for a, b, c, d in zip(times["numpy_1t"], times["numpy_2t"], times["torch_1t"], times["torch_2t"])
+    ]
+    return {
+        "batch": batch,
+        "ms_per_step": {k: round(v * 1e3, 3) for k, v in med.items()},
+        "ratio_numpy_over_torch_best": round(best_ours / best_torch, 3),
+        "ratio_median_of_rounds": round(statistics.median(per_round), 3),
+        "ratio_same_threads": {t: round(med[f"numpy_{t}t"] / med[f"torch_{t}t"], 3) for t in (1, 2)},
+    }
+
+
+def bench_baseline(batch: int = 64, images: int = 16, rounds: int = 3) -> dict:
+    """Images/s of the seed-003-style per-image loop vs the engine (same LeNet, same machine, alternating)."""
+    from seed003_baseline import SeedStyleLeNet, check_against_engine
+
+    ne.manual_seed(0)
+    model = ne.lenet()
+    base = SeedStyleLeNet(model.state_dict(), padding=2)
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, batch)
+    loss_fn, opt = ne.CrossEntropyLoss(), ne.SGD(model.parameters(), lr=0.01)
+    ours_t, base_t = [], []
+    with threadpool_limits(1):
+        for _ in range(rounds):
+            t = time.perf_counter()
+            for _ in range(5):
+                loss_fn(model.forward(x), y)
+                opt.zero_grad()
+                model.backward(loss_fn.backward(), input_grad=False)
+                opt.step()
+            ours_t.append(batch * 5 / (time.perf_counter() - t))
+            t = time.perf_counter()
+            for i in range(images):
+                base.train_step(x[i].transpose(1, 2, 0).astype(np.float64), int(y[i]), lr=0.01)
+            base_t.append(images / (time.perf_counter() - t))
+    ours_ips, base_ips = statistics.median(ours_t), statistics.median(base_t)
+    return {
+        "engine_images_per_s": round(ours_ips, 1),
+        "seed003_images_per_s": round(base_ips, 2),
+        "speedup": round(ours_ips / base_ips, 1),
+        "seed003_hours_per_mnist_epoch": round(60000 / base_ips / 3600, 2),
+        "gradient_agreement_max_rel_diff": check_against_engine(),
+    }
+
+
+def bench_training(name: str, epochs: int, batch: int = 64, lr: float = 1e-3, model_name: str = "lenet") -> dict:
+    """Train on the full training set of ``name``; test accuracy and seconds after every epoch."""
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.data.splits import channel_stats
+
+    t = time.perf_counter()
+    ds = load_dataset(name, root=SHARED)
+    load_s = time.perf_counter() - t
+    mean, std = (np.asarray(v) for v in channel_stats(ds.train_images))
+    train = Batches(ds.train_images, ds.train_labels, mean, std)
+    test = Batches(ds.test_images, ds.test_labels, mean, std)
+    ne.manual_seed(0)
+    model = ne.create_model(model_name, in_channels=ds.channels, input_size=ds.image_size, num_classes=10)
+    loss_fn, opt = ne.CrossEntropyLoss(), ne.Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(0)
+    rows = []
+    with threadpool_limits(1):
+        for epoch in range(1, epochs + 1):
+            t = time.perf_counter()
+            row = train_one_epoch(model, loss_fn, opt, train, batch, rng)
+            train_s = time.perf_counter() - t
+            t = time.perf_counter()
+            row |= evaluate(model, test, "test")
+            rows.append({"epoch": epoch, **row, "train_seconds": train_s, "eval_seconds": time.perf_counter() - t})
+            print(f"  {name} epoch {epoch}: test_acc {row['test_acc']:.4f}  {train_s:.1f} s train", flush=True)
+    return {"dataset": name, "model": model_name, "batch": batch, "lr": lr, "load_seconds": load_s, "epochs": rows}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="step,baseline", help="comma list of step,baseline,mnist,cifar10")
+    ap.add_argument("--mnist-epochs", type=int, default=3)
+    ap.add_argument("--cifar-epochs", type=int, default=5)
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    parts = args.parts.split(",")
+    out = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "load_average_start": os.getloadavg(),
+    }
+    if "step" in parts:
+        out["step"] = bench_step()
+        print("step:", json.dumps(out["step"]), flush=True)
+    if "baseline" in parts:
+        out["baseline"] = bench_baseline()
+        print("baseline:", json.dumps(out["baseline"]), flush=True)
+    if "mnist" in parts:
+        out["mnist"] = bench_training("mnist", args.mnist_epochs)
+    if "cifar10" in parts:
+        out["cifar10"] = bench_training("cifar10", args.cifar_epochs)
+    out["load_average_end"] = os.getloadavg()
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
