@@ -70,3 +70,28 @@ def test_report_lists_every_class_and_averages(random_preds):
     text = format_report(classification_metrics(y, scores.argmax(1), scores, [f"c{i}" for i in range(5)]))
     for name in ["c0", "c4", "macro avg", "weighted avg", "accuracy", "top-5"]:
         assert name in text
+
+
+def test_normalised_confusion_over_true_pred_and_all_match_scikit_learn(random_preds):
+    from cnnlab.evaluation.metrics import normalize_confusion
+
+    y, scores = random_preds
+    pred = scores.argmax(1)
+    cm = confusion_matrix(y, pred, 5)
+    for over in ("true", "pred", "all"):
+        assert np.allclose(normalize_confusion(cm, over), skm.confusion_matrix(y, pred, normalize=over))
+    with pytest.raises(ValueError):
+        normalize_confusion(cm, "rows")
+
+
+def test_topk_accuracies_and_report_rows(random_preds):
+    from cnnlab.evaluation.metrics import report_rows, topk_accuracies
+
+    y, scores = random_preds
+    acc = topk_accuracies(scores, y, (1, 3, 5, 10))
+    assert list(acc) == ["top1", "top3", "top5"]  # k above the class count is left out
+    assert acc["top3"] == pytest.approx(skm.top_k_accuracy_score(y, scores, k=3))
+    assert acc["top1"] == pytest.approx(skm.accuracy_score(y, scores.argmax(1)))
+    rows = report_rows(classification_metrics(y, scores.argmax(1), scores))
+    assert [r["class"] for r in rows[-2:]] == ["macro avg", "weighted avg"] and len(rows) == 7
+    assert rows[-1]["support"] == len(y)

@@ -113,6 +113,33 @@ def classification_metrics(
     return out
 
 
+def normalize_confusion(cm: np.ndarray, over: str = "true") -> np.ndarray:
+    """Confusion matrix as shares: ``over="true"`` divides rows (per-class recall on the diagonal),
+    ``"pred"`` divides columns (per-class precision on the diagonal), ``"all"`` divides by the total."""
+    cm = np.asarray(cm, dtype=np.float64)
+    if over == "true":
+        return normalize_rows(cm)
+    if over == "pred":
+        return normalize_rows(cm.T).T
+    if over == "all":
+        return cm / max(cm.sum(), 1.0)
+    raise ValueError(f"over must be 'true', 'pred' or 'all', not {over!r}")
+
+
+def topk_accuracies(scores: np.ndarray, targets: np.ndarray, ks: tuple[int, ...] = (1, 3, 5)) -> dict[str, float]:
+    """``{"top1": ..., "top3": ..., "top5": ...}`` for the k that do not exceed the class count."""
+    return {f"top{k}": topk_accuracy(scores, targets, k) for k in ks if k <= scores.shape[1]}
+
+
+def report_rows(m: dict) -> list[dict]:
+    """The classification report as table rows: one per class, then macro and weighted averages
+    (support = all samples), ready for a CSV or an HTML table."""
+    rows = [dict(r) for r in m["per_class"]]
+    for avg in ("macro", "weighted"):
+        rows.append({"class": f"{avg} avg", **m[avg], "support": m["num_samples"]})
+    return rows
+
+
 def format_report(m: dict) -> str:
     """A fixed-width table of per-class precision/recall/F1/support with averages (like scikit-learn's)."""
     width = max(12, *(len(r["class"]) for r in m["per_class"]))
