@@ -90,6 +90,7 @@ def train(
     overrides: dict[str, Any] | None = None,
     resume: str | Path | None = None,
     log=print,
+    callbacks: list | None = None,
     **short: Any,
 ) -> TrainResult:
     """Train a model and write a run folder. See the module docstring for an example.
@@ -98,6 +99,8 @@ def train(
         config: a Config, a YAML file, or None for the defaults (seed recipe on the MNIST sample).
         overrides: dotted keys, e.g. ``{"optim.name": "sgd", "optim.lr": 0.05}``.
         resume: a run folder to continue from its ``checkpoints/last.pt`` (same config).
+        log: where progress lines go (``print``; ``lambda s: None`` for silence).
+        callbacks: functions ``cb(trainer, row)`` called after every epoch (see engine.trainer.Trainer).
         **short: short names as on the command line: data, data_root, model, epochs, lr, batch_size, seed, ...
     """
     start = time.perf_counter()
@@ -145,6 +148,7 @@ def train(
         data.generator,
         log=log,
         progress=cfg.output.progress,
+        callbacks=list(callbacks or []),
     )
     if resume is not None:
         trainer.resume(run_dir / "checkpoints" / "last.pt")

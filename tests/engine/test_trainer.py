@@ -122,3 +122,19 @@ def test_early_stopping_stops_before_the_epoch_limit(fast_overrides):
         log=lambda s: None,
     )
     assert len(r.history) == 2
+
+
+def test_callbacks_see_every_epoch_and_can_stop_training(fast_overrides):
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def cb(trainer, row):
+        seen.append((trainer.epoch, row["val_acc"]))
+        if trainer.epoch == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(overrides={**fast_overrides, "train.epochs": 4}, log=lambda s: None, callbacks=[cb])
+    assert [e for e, _ in seen] == [1, 2] and all(0 <= a <= 1 for _, a in seen)

@@ -70,6 +70,9 @@ class Trainer:
     generator: torch.Generator
     log: Callable[[str], None] = print
     progress: bool = True  # show a progress bar per epoch
+    # Called as cb(trainer, row) after each epoch's row is recorded and checkpoints are saved
+    # (TensorBoard logging, Optuna pruning, ...). An exception raised by a callback ends training.
+    callbacks: list[Callable[[Trainer, dict], None]] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
     epoch: int = 0  # epochs completed
 
@@ -124,6 +127,8 @@ class Trainer:
         self._save(improved)
         write_history_csv(self.run_dir / "history.csv", self.history)
         self.log(_epoch_line(row, self.cfg.epochs, improved))
+        for cb in self.callbacks:
+            cb(self, row)
         return row
 
     # ---- checkpoints -------------------------------------------------------------------------
