@@ -327,3 +327,41 @@ def test_low_detail_datasets_skip_the_near_duplicate_search(tmp_path):
     assert r.near_duplicates == []
     assert [i.code for i in r.warnings if i.code.startswith("near")] == ["near_duplicate_unusable"]
     assert len(r.exact_duplicates) == 1 and len(r.exact_duplicates[0]["files"]) == 300
+
+
+def test_screen_samples_fail_and_skip(messy):
+    from cnnlab.data.doctor import screen_samples
+    from cnnlab.data.folder import collect_folder
+
+    splits = collect_folder(messy.root).splits
+    with pytest.raises(CnnlabError) as err:
+        screen_samples(splits, on_bad_image="fail")
+    assert all(rel in str(err.value) for rel in messy.unreadable) and "--on-bad-image skip" in str(err.value)
+    with pytest.raises(CnnlabError, match="more than the 5%"):
+        screen_samples(splits, on_bad_image="skip")  # 4 of 30 files are bad
+    keep, bad = screen_samples(splits, on_bad_image="skip", max_bad_fraction=0.5, workers=2)
+    root = str(messy.root) + "/"
+    assert sorted(p.replace(root, "") for _, p, _ in bad) == sorted(messy.unreadable)
+    assert sum(map(len, keep.values())) == sum(map(len, splits.values())) - len(messy.unreadable)
+    with pytest.raises(CnnlabError, match="must be one of skip, fail"):
+        screen_samples(splits, on_bad_image="ignore")
+
+
+def test_screen_samples_refuses_to_empty_a_class(tmp_path):
+    from cnnlab.data.doctor import screen_samples
+
+    (tmp_path / "a.png").write_bytes(b"")
+    _picture(0).save(tmp_path / "b.png")
+    splits = {"train": [(tmp_path / "a.png", 0)] + [(tmp_path / "b.png", 1)] * 30}
+    with pytest.raises(CnnlabError, match=r"label\(s\) \[0\] have no training images"):
+        screen_samples(splits, on_bad_image="skip")
+
+
+def test_image_read_error_survives_pickling():
+    import pickle
+
+    from cnnlab.data.images import ImageReadError
+
+    err = pickle.loads(pickle.dumps(ImageReadError("x/y.jpg", "truncated", "truncated: cut")))
+    assert (err.path, err.kind, err.reason) == ("x/y.jpg", "truncated", "truncated: cut")
+    assert "x/y.jpg" in str(err)

@@ -39,6 +39,7 @@ from PIL import Image
 
 from cnnlab.data.folder import SPLIT_ORDER, FolderScan, collect_folder
 from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
+from cnnlab.errors import CnnlabError
 
 # Extensions each detected format is expected to have; a mismatch is a warning (the file still loads).
 _FORMAT_EXTENSIONS = {
@@ -473,6 +474,78 @@ def check_folder(
         warnings=warnings,
         seconds=round(time.perf_counter() - start, 3),
     )
+
+
+# --- pre-flight screening for training (--on-bad-image skip|fail) -----------------------------------
+
+BAD_IMAGE_POLICIES = ("skip", "fail")
+MAX_BAD_FRACTION = 0.05  # skip: stop when more than this fraction of the images is unreadable
+
+
+def _screen_one(path: Path) -> str | None:
+    """None if ``path`` decodes under the training rule, else the reason it cannot be used."""
+    try:
+        img = open_image(path)
+        if img.mode not in SUPPORTED_MODES:
+            return f"unsupported image mode {img.mode!r}"
+    except ImageReadError as exc:
+        return exc.reason
+    return None
+
+
+def screen_samples(
+    splits: dict[str, list[tuple[Path, int]]],
+    *,
+    on_bad_image: str = "fail",
+    max_bad_fraction: float = MAX_BAD_FRACTION,
+    workers: int = 1,
+) -> tuple[dict[str, list[tuple[Path, int]]], list[tuple[str, str, str]]]:
+    """Decode every file once before training, so a bad file never reaches a DataLoader worker.
+
+    Args:
+        splits: ``{split: [(path, label)]}`` as from ``scan_folder`` (or after the train/val split).
+        on_bad_image: "fail" raises on the first check if any file is unreadable; "skip" drops them.
+        max_bad_fraction: with "skip", raise when more than this fraction of all images is unreadable.
+        workers: threads decoding files.
+
+    Returns:
+        (the splits without unreadable files, ``[(split, path, reason)]`` of the files left out).
+
+    Raises:
+        CnnlabError: "fail" with any unreadable file, "skip" above the threshold; the message lists files.
+    """
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise CnnlabError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}.")
+    items = [(split, p, y) for split, samples in splits.items() for p, y in samples]
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            reasons = list(pool.map(_screen_one, [p for _, p, _ in items]))
+    else:
+        reasons = [_screen_one(p) for _, p, _ in items]
+    bad = [(split, str(p), r) for (split, p, _), r in zip(items, reasons) if r is not None]
+    if not bad:
+        return splits, []
+    listing = "; ".join(f"{p}: {r}" for _, p, r in bad[:10]) + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
+    if on_bad_image == "fail":
+        raise CnnlabError(
+            f"{len(bad)} unreadable image(s): {listing}. Fix or delete them ('cnnlab data check' lists them all), "
+            "or pass --on-bad-image skip to train without them."
+        )
+    if len(bad) > max_bad_fraction * len(items):
+        raise CnnlabError(
+            f"{len(bad)} of {len(items)} images are unreadable ({len(bad) / len(items):.1%}), more than the "
+            f"{max_bad_fraction:.0%} that --on-bad-image skip tolerates: {listing}. Run 'cnnlab data check'."
+        )
+    keep: dict[str, list[tuple[Path, int]]] = {split: [] for split in splits}
+    for (split, p, y), r in zip(items, reasons):
+        if r is None:
+            keep[split].append((p, y))
+    lost = sorted({y for s, p, y in items if s == "train"} - {y for _, y in keep.get("train", [])})
+    if lost:
+        raise CnnlabError(
+            f"after leaving out unreadable images, class label(s) {lost} have no training images left: {listing}."
+        )
+    return keep, bad
 
 
 # --- named datasets (arrays) ------------------------------------------------------------------------

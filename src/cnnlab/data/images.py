@@ -65,6 +65,10 @@ class ImageReadError(CnnlabError):
             "('cnnlab data check' lists every such file)."
         )
 
+    def __reduce__(self):
+        # keep the three fields through pickling (DataLoader workers send exceptions to the main process)
+        return (type(self), (self.path, self.kind, self.reason))
+
 
 def _sniff(data: bytes) -> tuple[str, str]:
     """(kind, reason) for bytes Pillow could not identify, guessed from their first bytes."""
