@@ -144,8 +144,14 @@ def bench_baseline(batch: int = 64, images: int = 16, rounds: int = 3) -> dict:
     }
 
 
-def bench_training(name: str, epochs: int, batch: int = 64, lr: float = 1e-3, model_name: str = "lenet") -> dict:
-    """Train on the full training set of ``name``; test accuracy and seconds after every epoch."""
+def bench_training(
+    name: str, epochs: int, batch: int = 64, lr: float = 1e-3, model_name: str = "lenet", torch_epoch: bool = True
+) -> dict:
+    """Train on the full training set of ``name``; test accuracy and seconds after every epoch.
+
+    With ``torch_epoch`` the same LeNet also trains one epoch in torch (1 thread, same batches) right
+    after the engine's first epoch, so the seconds per epoch can be read against torch at the same load.
+    """
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.splits import channel_stats
 
@@ -159,7 +165,7 @@ def bench_training(name: str, epochs: int, batch: int = 64, lr: float = 1e-3, mo
     model = ne.create_model(model_name, in_channels=ds.channels, input_size=ds.image_size, num_classes=10)
     loss_fn, opt = ne.CrossEntropyLoss(), ne.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(0)
-    rows = []
+    rows, torch_row = [], None
     with threadpool_limits(1):
         for epoch in range(1, epochs + 1):
             t = time.perf_counter()
@@ -169,7 +175,37 @@ def bench_training(name: str, epochs: int, batch: int = 64, lr: float = 1e-3, mo
             row |= evaluate(model, test, "test")
             rows.append({"epoch": epoch, **row, "train_seconds": train_s, "eval_seconds": time.perf_counter() - t})
             print(f"  {name} epoch {epoch}: test_acc {row['test_acc']:.4f}  {train_s:.1f} s train", flush=True)
-    return {"dataset": name, "model": model_name, "batch": batch, "lr": lr, "load_seconds": load_s, "epochs": rows}
+            if epoch == 1 and torch_epoch and model_name == "lenet":
+                torch_row = _torch_epoch(train, test, ds.channels, batch, lr)
+                print(f"  torch epoch 1: test_acc {torch_row['test_acc']:.4f}  {torch_row['train_seconds']:.1f} s")
+    return {
+        "dataset": name, "model": model_name, "batch": batch, "lr": lr, "load_seconds": load_s,
+        "epochs": rows, "torch_epoch_1": torch_row,
+    }  # fmt: skip
+
+
+def _torch_epoch(train: Batches, test: Batches, channels: int, batch: int, lr: float) -> dict:
+    """One epoch of the same LeNet in torch on the CPU (1 thread), fed the same normalised batches."""
+    import torch
+
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmodel = torch_lenet(channels, 2 if channels == 1 else 0)
+    topt, tloss = torch.optim.Adam(tmodel.parameters(), lr=lr), torch.nn.CrossEntropyLoss()
+    order = np.random.default_rng(0).permutation(len(train))
+    t = time.perf_counter()
+    for s in range(0, len(order), batch):
+        x, y = train.get(np.sort(order[s : s + batch]))
+        topt.zero_grad()
+        tloss(tmodel(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        topt.step()
+    seconds = time.perf_counter() - t
+    with torch.no_grad():
+        chunks = [test.get(slice(i, i + 1000))[0] for i in range(0, len(test), 1000)]
+        preds = np.concatenate([tmodel(torch.from_numpy(x)).argmax(1).numpy() for x in chunks])
+    torch.set_num_threads(threads)
+    return {"train_seconds": seconds, "test_acc": float((preds == test.labels).mean())}
 
 
 def main() -> None:

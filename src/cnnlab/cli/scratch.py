@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     t.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay (default 0)")
     t.add_argument("--val-fraction", type=float, default=d.val_fraction, help=f"default {d.val_fraction}")
     t.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
-    t.add_argument("--threads", type=int, default=None, help="BLAS threads (default: library default)")
+    t.add_argument("--threads", type=int, default=d.threads, help=f"BLAS threads (default {d.threads})")
     t.add_argument("--out", default=d.output_root, help=f"folder that holds run folders (default {d.output_root})")
     t.add_argument("--name", default=None, help="run folder name")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")

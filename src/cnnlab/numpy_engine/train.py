@@ -43,7 +43,10 @@ class ScratchConfig:
     weight_decay: float = 0.0
     val_fraction: float = 0.1  # stratified, seeded share of the training data held out
     seed: int = 0
-    threads: int | None = None  # BLAS threads (None: leave the library default)
+    # BLAS threads. 1 by default: LeNet-sized matrices gain nothing from a second thread (14.0 vs
+    # 14.3 ms per step on 2 idle cores), and on busy cores extra threads spin-wait (7x slower
+    # measured). None leaves the library default. See docs/benchmarks.md.
+    threads: int | None = 1
     output_root: str = "runs"
     name: str | None = None
     progress: bool = True
@@ -144,45 +147,68 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
 
     ``dataset`` (optional) is an already loaded ``ArrayDataset`` to use instead of ``cfg.data``.
     """
-    from cnnlab.runs import create_run_dir, write_history_csv, write_json
+    from cnnlab.runs import create_run_dir
 
     limiter = _thread_limit(cfg.threads)
-    manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    ds, train, val, test, rows = load_data(cfg, dataset)
-    model = create_model(cfg.model, num_classes=len(ds.classes), in_channels=ds.channels, input_size=ds.image_size)
-    optimizer, loss_fn = build_optimizer(model.parameters(), cfg), CrossEntropyLoss()
+    try:
+        manual_seed(cfg.seed)
+        ds, train, val, test, rows = load_data(cfg, dataset)
+        shape = {"num_classes": len(ds.classes), "in_channels": ds.channels, "input_size": ds.image_size}
+        model = create_model(cfg.model, **shape)
+        run_dir = create_run_dir(cfg.output_root, cfg.name or f"{cfg.data}-scratch-{cfg.model}")
+        _write_run_start(run_dir, cfg, ds, train, rows)
+        log(
+            f"training numpy-engine {cfg.model} ({model.num_parameters():,} parameters) on {cfg.data}: "
+            f"{len(train)} train / {len(val) if val else 0} val / {len(test)} test images -> {run_dir}"
+        )
+        start = time.perf_counter()
+        history = train_epochs(model, cfg, train, val, run_dir, log)
+        metrics = final_metrics(model, test, ds.classes, cfg.eval_batch_size)
+        metrics |= {"train_seconds": time.perf_counter() - start, "engine": "numpy"}
+        _write_run_end(run_dir, model, cfg, ds, train, metrics, shape)
+        log(f"test accuracy {metrics['accuracy']:.4f}  ({metrics['train_seconds']:.1f} s)  run folder: {run_dir}")
+        return ScratchResult(run_dir, metrics, history)
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
 
-    run_dir = create_run_dir(cfg.output_root, cfg.name or f"{cfg.data}-scratch-{cfg.model}")
-    _write_run_start(run_dir, cfg, ds, train, rows)
-    log(
-        f"training numpy-engine {cfg.model} ({model.num_parameters():,} parameters) on {cfg.data}: "
-        f"{len(train)} train / {len(val) if val else 0} val / {len(test)} test images -> {run_dir}"
-    )
+
+def train_epochs(
+    model: Module, cfg: ScratchConfig, train: Batches, val: Batches | None, run_dir: Path, log: Callable[[str], None]
+) -> list[dict]:
+    """The epoch loop: train, validate, append a row to history.csv, print it."""
+    from cnnlab.runs import write_history_csv
+
+    optimizer, loss_fn = build_optimizer(model.parameters(), cfg), CrossEntropyLoss()
+    rng = np.random.default_rng(cfg.seed)
     history: list[dict] = []
-    start = time.perf_counter()
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         bar = _progress(-(-len(train) // cfg.batch_size), f"epoch {epoch}/{cfg.epochs}", cfg.progress)
         row: dict[str, Any] = {"epoch": epoch}
-        row |= train_one_epoch(model, loss_fn, optimizer, train, cfg.batch_size, rng, bar)
-        if bar is not None:
-            bar.close()
+        try:
+            row |= train_one_epoch(model, loss_fn, optimizer, train, cfg.batch_size, rng, bar)
+        finally:
+            if bar is not None:
+                bar.close()
         if val is not None:
             row |= evaluate(model, val, "val", cfg.eval_batch_size)
         row |= {"lr": optimizer.lr, "seconds": time.perf_counter() - t0}
         history.append(row)
         write_history_csv(run_dir / "history.csv", history)
         log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+    return history
 
-    metrics = final_metrics(model, test, ds.classes, cfg.eval_batch_size)
-    metrics["train_seconds"] = time.perf_counter() - start
-    metrics["engine"] = "numpy"
+
+def _write_run_end(run_dir: Path, model: Module, cfg: ScratchConfig, ds, train: Batches, metrics: dict, shape) -> None:
+    """metrics.json and model/ (weights.npz + model.json with everything needed to rebuild and predict)."""
+    from cnnlab.runs import write_json
+
     write_json(run_dir / "metrics.json", metrics)
     meta = {
         "engine": "numpy",
         "architecture": cfg.model,
-        "kwargs": {"num_classes": len(ds.classes), "in_channels": ds.channels, "input_size": ds.image_size},
+        "kwargs": shape,
         "classes": list(ds.classes),
         "input_shape": [ds.channels, ds.image_size, ds.image_size],
         "mean": train.mean.tolist(),
@@ -193,10 +219,6 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
     }
     save_npz(model, run_dir / "model" / "weights.npz", meta)
     write_json(run_dir / "model" / "model.json", meta)
-    log(f"test accuracy {metrics['accuracy']:.4f}  ({metrics['train_seconds']:.1f} s)  run folder: {run_dir}")
-    if limiter is not None:
-        limiter.restore_original_limits()
-    return ScratchResult(run_dir, metrics, history)
 
 
 def final_metrics(model: Module, test: Batches, classes: list[str], batch_size: int = 1000) -> dict:
