@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SCRIPT = """
+STEP = """
 import sys
 import numpy as np
 import cnnlab.numpy_engine as ne
-from cnnlab.numpy_engine import gradcheck, train  # noqa: F401
+from cnnlab.numpy_engine import gradcheck  # noqa: F401
 m = ne.lenet()
 x = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
 loss_fn, opt = ne.CrossEntropyLoss(), ne.SGD(m.parameters(), lr=0.1, momentum=0.9)
@@ -20,8 +20,26 @@ import tqdm  # the progress bar the trainer uses
 print("torch" in sys.modules)
 """
 
+FIT = """
+import sys
+from cnnlab.numpy_engine.train import ScratchConfig, fit
+cfg = ScratchConfig(model="fastnet", data="digits", epochs=1, output_root=sys.argv[1], progress=True)
+fit(cfg, log=lambda s: None)
+print("torch" in sys.modules)
+"""
+
+
+def _run(code: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
 
 def test_numpy_engine_training_step_does_not_import_torch():
-    out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert _run(STEP) == "False"
+
+
+def test_scratch_training_run_with_run_folder_does_not_import_torch(tmp_path):
+    """The whole path: dataset registry, split, progress bar, metrics, run folder."""
+    assert _run(FIT, str(tmp_path)) == "False"
+    assert (tmp_path / "digits-scratch-fastnet" / "metrics.json").is_file()
