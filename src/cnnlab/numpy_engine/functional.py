@@ -2,13 +2,14 @@
 
 Seed 003 convolved one single-channel image at a time with Python loops over patches. Here every
 operation works on a whole batch ``(B, C, H, W)`` at once: ``windows`` builds a zero-copy strided
-view of all k x k patches, convolution becomes one matrix product per image (``W @ cols``) and the
-backward pass scatters patch gradients back with ``col2im``, which loops only over the k x k kernel
-offsets (25 iterations for a 5x5 kernel), never over samples or pixels. The derivations are in
-``docs/learn/backprop.md``.
+view of all k x k patches, convolution becomes one matrix product for the whole batch
+(``W2 @ cols``), and the backward pass scatters patch gradients back with ``col2im``, which loops
+only over the k x k kernel offsets (25 iterations for a 5x5 kernel), never over samples or pixels.
+The derivations are in ``docs/learn/backprop.md``.
 
 Layout conventions (same as torch): activations ``(B, C, H, W)``, conv weights ``(Co, C, kh, kw)``
-(Co = output channels).
+(Co = output channels). Outputs may be non-contiguous views (a convolution returns its
+(Co, B, ...) result with the axes swapped); every function here accepts any strides.
 """
 
 from __future__ import annotations
@@ -67,15 +68,15 @@ def windows(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) ->
 
 
 def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """Patch matrix of a padded batch: ``(B, C*kh*kw, Ho*Wo)`` (one contiguous copy).
+    """Patch matrix of a padded batch: ``(C*kh*kw, B*Ho*Wo)`` (one contiguous copy).
 
-    Column ``l`` of image ``b`` holds the flattened receptive field of output pixel ``l``, in the same
-    ``(c, i, j)`` order as a flattened weight ``W[o]`` so that ``W.reshape(Co, -1) @ cols[b]`` is the
-    convolution of image ``b``.
+    Column ``(b, y, x)`` holds the flattened receptive field of output pixel (y, x) of image b, in the
+    same ``(c, i, j)`` order as a flattened weight ``W[o]``, so that ``W.reshape(Co, -1) @ cols`` is
+    the convolution of the whole batch in one matrix product.
     """
-    win = windows(xp, kernel, stride)
+    win = windows(xp, kernel, stride)  # (B, C, kh, kw, Ho, Wo)
     B, C, kh, kw, Ho, Wo = win.shape
-    return win.reshape(B, C * kh * kw, Ho * Wo)
+    return win.transpose(1, 2, 3, 0, 4, 5).reshape(C * kh * kw, B * Ho * Wo)
 
 
 def col2im(
@@ -111,23 +112,25 @@ def conv2d_forward(
 ) -> tuple[np.ndarray, tuple]:
     """Cross-correlation (what deep learning calls convolution) of ``x`` (B, C, H, W) with ``weight``.
 
-    Returns ``(y, cache)`` with ``y`` (B, Co, Ho, Wo). For each image ``y[b] = W2 @ cols[b] + bias``
-    where ``W2 = weight.reshape(Co, C*kh*kw)`` and ``cols`` is the im2col patch matrix; ``cache``
-    keeps ``cols`` for the backward pass. Stride-1 convolutions take the faster "wide" path.
+    Returns ``(y, cache)`` with ``y`` (B, Co, Ho, Wo). The whole batch is one matrix product
+    ``W2 @ cols + bias`` with ``W2 = weight.reshape(Co, C*kh*kw)`` and ``cols`` the im2col patch
+    matrix (C*kh*kw, B*L); ``cache`` keeps ``cols`` for the backward pass. ``y`` is a view of that
+    product's (Co, B, ...) memory with the axes swapped, so no copy is made to reorder it.
+    Stride-1 convolutions take the faster "wide" path (see :func:`_wide_im2col`).
     """
     Co, C, kh, kw = weight.shape
-    if stride == (1, 1):
-        cols, geom = _wide_im2col(x, (kh, kw), padding)
-    else:
-        cols, geom = im2col(pad2d(x, padding), (kh, kw), stride), None
-    y = np.matmul(weight.reshape(Co, -1), cols)  # (Co, CKK) @ (B, CKK, L) -> (B, Co, L): one GEMM per image
-    if bias is not None:
-        y += bias[:, None]
     B = x.shape[0]
     Ho, Wo = out_size(x.shape[2], kh, stride[0], padding[0]), out_size(x.shape[3], kw, stride[1], padding[1])
-    if geom is not None:  # drop the kw-1 wrap-around columns of every wide row (a view)
-        return y.reshape(B, Co, Ho, geom[1])[..., :Wo], (cols, geom)
-    return y.reshape(B, Co, Ho, Wo), (cols, geom)
+    if stride == (1, 1):
+        cols, geom = _wide_im2col(x, (kh, kw), padding)
+        row = geom[1]  # wide rows: Wp columns, the last kw-1 are wrap-around garbage
+    else:
+        cols, geom, row = im2col(pad2d(x, padding), (kh, kw), stride), None, Wo
+    y = weight.reshape(Co, -1) @ cols  # (Co, CKK) @ (CKK, B*L) -> (Co, B*L)
+    if bias is not None:
+        y += bias[:, None]
+    y = y.reshape(Co, B, Ho, row)[..., :Wo].transpose(1, 0, 2, 3)  # (B, Co, Ho, Wo) view
+    return y, (cols, geom)
 
 
 def _wide_im2col(x: np.ndarray, kernel: tuple[int, int], padding: tuple[int, int]) -> tuple[np.ndarray, tuple]:
@@ -136,40 +139,40 @@ def _wide_im2col(x: np.ndarray, kernel: tuple[int, int], padding: tuple[int, int
     Flatten each padded image to one row of Hp*Wp pixels. Output pixel (y, x) then reads input
     pixel ``p + i*Wp + j`` with ``p = y*Wp + x``: every kernel offset (i, j) is a plain shift of
     the flat image. Computing outputs for all Wp columns (the last kw-1 of each row are wrap-around
-    garbage that callers slice off) makes each (c, i, j) row of ``cols`` one contiguous slice of
+    garbage that callers slice off) makes each (c, i, j, b) run of ``cols`` one contiguous slice of
     Ho*Wp floats, which copies several times faster than 2-D windows. Returns ``(cols, (Hp, Wp))``
-    with ``cols`` (B, C*kh*kw, Ho*Wp).
+    with ``cols`` (C*kh*kw, B*Ho*Wp).
     """
     (kh, kw), (ph, pw) = kernel, padding
     B, C, H, W = x.shape
     Hp, Wp = H + 2 * ph, W + 2 * pw
-    Ho = Hp - kh + 1
-    # kw-1 spare elements at the end: the wrap-around reads of the very last image stay in bounds
-    buf = np.zeros(B * C * Hp * Wp + kw - 1, dtype=x.dtype)
-    buf[: B * C * Hp * Wp].reshape(B, C, Hp, Wp)[:, :, ph : ph + H, pw : pw + W] = x
+    Ho, n = Hp - kh + 1, Hp * Wp
+    # channel-major (C, B, Hp, Wp) images, plus kw-1 spare elements so the last wrap-around read stays in bounds
+    buf = np.zeros(C * B * n + kw - 1, dtype=x.dtype)
+    buf[: C * B * n].reshape(C, B, Hp, Wp)[:, :, ph : ph + H, pw : pw + W] = x.transpose(1, 0, 2, 3)
     e = buf.itemsize
-    win = as_strided(buf, (B, C, kh, kw, Ho * Wp), (C * Hp * Wp * e, Hp * Wp * e, Wp * e, e, e), writeable=False)
-    return win.reshape(B, C * kh * kw, Ho * Wp), (Hp, Wp)
+    win = as_strided(buf, (C, kh, kw, B, Ho * Wp), (B * n * e, Wp * e, e, n * e, e), writeable=False)
+    return win.reshape(C * kh * kw, B * Ho * Wp), (Hp, Wp)
 
 
 def _wide_col2im(
     dcols: np.ndarray, shape: tuple[int, ...], kernel: tuple[int, int], geom: tuple[int, int]
 ) -> np.ndarray:
-    """Adjoint of :func:`_wide_im2col`: add each (i, j) row of ``dcols`` back at flat offset i*Wp + j.
+    """Adjoint of :func:`_wide_im2col`: add each (i, j) slab of ``dcols`` back at flat offset i*Wp + j.
 
-    ``dcols`` is (B, C*kh*kw, Ho*Wp) with zeros in the wrap-around columns. Returns the padded input
-    gradient (B, C, Hp, Wp); 25 contiguous slab additions for a 5x5 kernel.
+    ``dcols`` is (C*kh*kw, B*Ho*Wp) with zeros in the wrap-around columns. Returns the padded input
+    gradient as a (B, C, Hp, Wp) view; 25 contiguous slab additions for a 5x5 kernel.
     """
     (kh, kw), (Hp, Wp) = kernel, geom
     B, C = shape[0], shape[1]
-    L = dcols.shape[-1]
-    d = dcols.reshape(B, C, kh, kw, L)
-    dx = np.zeros((B, C, Hp * Wp + kw - 1), dtype=dcols.dtype)
+    L = dcols.shape[1] // B
+    d = dcols.reshape(C, kh, kw, B, L)
+    dx = np.zeros((C, B, Hp * Wp + kw - 1), dtype=dcols.dtype)
     for i in range(kh):
         for j in range(kw):
             off = i * Wp + j
-            dx[:, :, off : off + L] += d[:, :, i, j]
-    return dx[:, :, : Hp * Wp].reshape(B, C, Hp, Wp)
+            dx[:, :, off : off + L] += d[:, i, j]
+    return dx[:, :, : Hp * Wp].reshape(C, B, Hp, Wp).transpose(1, 0, 2, 3)
 
 
 def conv2d_backward(
@@ -183,30 +186,29 @@ def conv2d_backward(
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward`: returns ``(dx, dweight, dbias)``.
 
-    With ``y[b] = W2 @ cols[b]``: ``dW2 = sum_b dy[b] @ cols[b].T`` and ``dcols[b] = W2.T @ dy[b]``;
-    col2im then adds each patch gradient back onto the pixels it came from. ``need_dx=False``
-    skips the input gradient (the first layer of a network never needs it).
+    With ``Y2 = W2 @ cols`` (Y2 the output as a (Co, B*L) matrix): ``dW2 = dY2 @ cols.T`` and
+    ``dcols = W2.T @ dY2``, two matrix products for the whole batch; col2im then adds each patch
+    gradient back onto the pixels it came from. ``need_dx=False`` skips the input gradient (the
+    first layer of a network never needs it).
     """
     cols, geom = cache
     Co, C, kh, kw = weight.shape
     B, _, Ho, Wo = dy.shape
     db = dy.sum(axis=(0, 2, 3))
-    if geom is not None:  # wide layout: zero gradient for the wrap-around columns
-        dyw = np.zeros((B, Co, Ho, geom[1]), dtype=dy.dtype)
-        dyw[..., :Wo] = dy
-        dy2 = dyw.reshape(B, Co, -1)
-    else:
-        dy2 = dy.reshape(B, Co, -1)  # (B, Co, L)
-    # (B, CKK, L) @ (B, L, Co) -> (B, CKK, Co), summed over the batch, transposed to (Co, CKK)
-    dw = np.matmul(cols, dy2.transpose(0, 2, 1)).sum(axis=0).T.reshape(weight.shape)
+    row = geom[1] if geom is not None else Wo
+    dy2 = np.zeros((Co, B, Ho, row), dtype=dy.dtype)  # wide layout: zero gradient for wrap-around columns
+    dy2[..., :Wo] = dy.transpose(1, 0, 2, 3)
+    dy2 = dy2.reshape(Co, -1)  # (Co, B*L)
+    dw = (dy2 @ cols.T).reshape(weight.shape)  # (Co, B*L) @ (B*L, CKK)
     if not need_dx:
         return None, dw, db
-    dcols = np.matmul(weight.reshape(Co, -1).T, dy2)  # (CKK, Co) @ (B, Co, L) -> (B, CKK, L)
+    dcols = weight.reshape(Co, -1).T @ dy2  # (CKK, Co) @ (Co, B*L) -> (CKK, B*L)
     if geom is not None:
         dxp = _wide_col2im(dcols, x_shape, (kh, kw), geom)
     else:
         H, W = x_shape[2] + 2 * padding[0], x_shape[3] + 2 * padding[1]
-        dxp = col2im(dcols.reshape(B, C, kh, kw, Ho, Wo), (B, C, H, W), (kh, kw), stride)
+        d6 = dcols.reshape(C, kh, kw, B, Ho, Wo).transpose(3, 0, 1, 2, 4, 5)  # (B, C, kh, kw, Ho, Wo) view
+        dxp = col2im(d6, (B, C, H, W), (kh, kw), stride)
     return unpad2d(dxp, padding), dw, db
 
 
