@@ -281,11 +281,24 @@ def test_check_dispatches_names_to_the_dataset_registry(monkeypatch, messy):
 
     fake = types.ModuleType("cnnlab.data.datasets")
     fake.load_dataset = fake_load_dataset
+    fake.list_datasets = lambda: ["toy-name", "mnist", "folder:PATH"]
     monkeypatch.setitem(sys.modules, "cnnlab.data.datasets", fake)
     monkeypatch.setattr("cnnlab.data.datasets", fake, raising=False)
     r = check("toy-name", root="/somewhere")
     assert calls == [("toy-name", "/somewhere")] and r.kind == "arrays" and r.target == "toy-name"
     assert check(f"folder:{messy.root}").kind == "folder" and calls == [("toy-name", "/somewhere")]
+    with pytest.raises(CnnlabError, match="neither a folder .* nor a dataset name. Did you mean 'mnist'"):
+        check("mnsit")
+
+
+def test_registered_in_the_cnnlab_command(messy, capsys):
+    from cnnlab.cli.main import main
+
+    assert main(["data", "check", str(messy.root), "--max-lines", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "ERRORS (7)" in out and "... and 5 more" in out
+    assert main(["data", "check", str(messy.root / "missing")]) == 1
+    assert "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.data

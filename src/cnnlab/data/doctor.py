@@ -39,7 +39,7 @@ from PIL import Image
 
 from cnnlab.data.folder import SPLIT_ORDER, FolderScan, collect_folder
 from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 # Extensions each detected format is expected to have; a mismatch is a warning (the file still loads).
 _FORMAT_EXTENSIONS = {
@@ -620,8 +620,14 @@ def check(target: str, *, root: str | Path | None = None, **kw) -> Report:
     path = Path(target).expanduser()
     if path.exists() or "/" in target or "\\" in target:
         return check_folder(path, **kw)
-    from cnnlab.data.datasets import load_dataset  # local import: only named datasets need it
+    from cnnlab.data.datasets import list_datasets, load_dataset  # local import: only names need it
 
+    names = [n for n in list_datasets() if n != "folder:PATH"]
+    if target not in names:
+        raise CnnlabError(
+            f"{target!r} is neither a folder ({path.resolve()} does not exist) nor a dataset name."
+            f"{did_you_mean(target, names)} Datasets: {', '.join(names)}; for a folder, check the path."
+        )
     ds = load_dataset(target, root=root)
     if hasattr(ds, "splits"):  # a FolderDataset (should not happen for names, but be safe)
         return check_folder(ds.root, **kw)
