@@ -187,3 +187,33 @@ def test_open_image_keeps_format_and_is_detached(tmp_path):
     path.unlink()  # the image must not depend on the file any more
     assert img.format == "JPEG" and img.size == (64, 48)
     assert to_array(img, 1).shape == (48, 64, 1)
+
+
+def _bytes_image(mode: str, arr: np.ndarray) -> Image.Image:
+    return Image.frombytes(mode, (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr).tobytes())
+
+
+def test_less_common_modes():
+    rng = np.random.default_rng(5)
+    v16 = rng.integers(0, 65536, (3, 4), dtype=np.uint16)
+    for mode, dtype in (("I;16L", "<u2"), ("I;16N", "=u2")):
+        got = to_array(_bytes_image(mode, v16.astype(dtype)), 1)
+        np.testing.assert_allclose(got[..., 0], v16 / 65535, atol=1e-6)
+    rgbx = rng.integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    np.testing.assert_allclose(to_array(_bytes_image("RGBX", rgbx), 3), rgbx[..., :3] / 255, atol=1e-6)
+    # premultiplied alpha: over white, the stored (already multiplied) colour plus (1 - alpha)
+    alpha = rng.integers(1, 256, (3, 4, 1), dtype=np.uint8)
+    colour = (rng.integers(0, 256, (3, 4, 3)) * alpha // 255).astype(np.uint8)
+    got = to_array(_bytes_image("RGBa", np.concatenate([colour, alpha], axis=2)), 3)
+    np.testing.assert_allclose(got, colour / 255 + (1 - alpha / 255), atol=1.5 / 255)
+    # YCbCr and HSV are defined by their conversion to RGB
+    for mode in ("YCbCr", "HSV"):
+        img = _bytes_image(mode, rng.integers(0, 256, (3, 4, 3), dtype=np.uint8))
+        np.testing.assert_allclose(to_array(img, 3), np.asarray(img.convert("RGB")) / 255, atol=1e-6)
+
+
+def test_multi_frame_gif_gives_the_first_frame(tmp_path):
+    frames = [Image.new("L", (4, 3), v) for v in (40, 200)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    got = load_image(tmp_path / "a.gif", 1)
+    assert got.shape == (3, 4, 1) and np.allclose(got, 40 / 255, atol=1e-6)

@@ -21,10 +21,11 @@ The rule, applied after the file is fully decoded and its EXIF orientation (tags
 * Channels: a 1-channel result is repeated to 3 channels; a 3-channel result becomes 1 channel by
   ITU-R BT.601 luma, ``0.299 R + 0.587 G + 0.114 B`` (in float, no rounding).
 
-The result is float32 ``(H, W, C)`` in [0, 1] with C the model's channel count (1 or 3). Images with
-more than :data:`MAX_IMAGE_PIXELS` pixels are refused from the header alone, before decoding
-(decompression bombs), and truncated files raise instead of coming back half grey: this module never
-sets ``ImageFile.LOAD_TRUNCATED_IMAGES``.
+The result is float32 ``(H, W, C)`` in [0, 1] with C the model's channel count (1 or 3).
+Multi-frame files (animated GIF, multi-page TIFF) give their first frame. Images with more than
+:data:`MAX_IMAGE_PIXELS` pixels are refused from the header alone, before decoding (decompression
+bombs), and truncated files raise instead of coming back half grey: this module never sets
+``ImageFile.LOAD_TRUNCATED_IMAGES``. Users read the same rule in docs/own-images.md.
 """
 
 from __future__ import annotations
