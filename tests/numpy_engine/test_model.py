@@ -29,19 +29,19 @@ def test_lenet_parameter_count_is_lenet5():
 
 
 def test_state_dict_uses_torch_sequential_names():
-    keys = set(ne.fastnet().state_dict())
+    keys = set(ne.allconv().state_dict())
     assert {"0.weight", "0.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked", "11.weight"} <= keys
 
 
 def test_save_and_load_npz_roundtrip(tmp_path):
     ne.manual_seed(1)
-    a = ne.fastnet()
+    a = ne.allconv()
     a.train()
     a(np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32))  # move running stats
-    path = ne.save_npz(a, tmp_path / "m.npz", meta={"model": "fastnet"})
+    path = ne.save_npz(a, tmp_path / "m.npz", meta={"model": "allconv"})
     ne.manual_seed(2)
-    b = ne.fastnet()
-    assert ne.load_npz(b, path) == {"model": "fastnet"}
+    b = ne.allconv()
+    assert ne.load_npz(b, path) == {"model": "allconv"}
     for k, v in a.state_dict().items():
         np.testing.assert_array_equal(b.state_dict()[k], v)
     x = np.random.default_rng(3).random((2, 1, 28, 28), dtype=np.float32)
@@ -51,7 +51,7 @@ def test_save_and_load_npz_roundtrip(tmp_path):
 def test_load_refuses_a_different_architecture(tmp_path):
     path = ne.save_npz(ne.lenet(), tmp_path / "m.npz")
     with pytest.raises(CnnlabError, match="missing"):
-        ne.load_npz(ne.fastnet(), path)
+        ne.load_npz(ne.allconv(), path)
     with pytest.raises(CnnlabError, match="not found"):
         ne.load_npz(ne.lenet(), tmp_path / "nope.npz")
 
@@ -86,7 +86,7 @@ def test_zero_grad_and_accumulation():
 
 
 def test_astype_float64_converts_parameters_and_buffers():
-    m = ne.fastnet().astype(np.float64)
+    m = ne.allconv().astype(np.float64)
     assert all(v.dtype == np.float64 for k, v in m.state_dict().items() if "num_batches" not in k)
 
 

@@ -23,7 +23,7 @@ print("torch" in sys.modules)
 FIT = """
 import sys
 from cnnlab.numpy_engine.train import ScratchConfig, fit
-cfg = ScratchConfig(model="fastnet", data="digits", epochs=1, output_root=sys.argv[1], progress=True)
+cfg = ScratchConfig(model="allconv", data="digits", epochs=1, output_root=sys.argv[1], progress=True)
 fit(cfg, log=lambda s: None)
 print("torch" in sys.modules)
 """
@@ -42,4 +42,4 @@ def test_numpy_engine_training_step_does_not_import_torch():
 def test_scratch_training_run_with_run_folder_does_not_import_torch(tmp_path):
     """The whole path: dataset registry, split, progress bar, metrics, run folder."""
     assert _run(FIT, str(tmp_path)) == "False"
-    assert (tmp_path / "digits-scratch-fastnet" / "metrics.json").is_file()
+    assert (tmp_path / "digits-scratch-allconv" / "metrics.json").is_file()

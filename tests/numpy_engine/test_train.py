@@ -25,7 +25,7 @@ def test_batches_normalise_to_float32_nchw():
 
 def test_cli_train_writes_the_run_folder(tmp_path, capsys):
     code = main(
-        ["scratch", "train", "--model", "fastnet", "--data", "digits", "--epochs", "3", "--lr", "0.01",
+        ["scratch", "train", "--model", "allconv", "--data", "digits", "--epochs", "3", "--lr", "0.01",
          "--out", str(tmp_path), "--name", "r", "--no-progress"]
     )  # fmt: skip
     assert code == 0
@@ -33,7 +33,7 @@ def test_cli_train_writes_the_run_folder(tmp_path, capsys):
     for f in ("config.yaml", "env.json", "split.csv", "data.json", "history.csv", "metrics.json"):
         assert (run / f).is_file(), f
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["engine"] == "numpy" and cfg["model"] == "fastnet" and cfg["epochs"] == 3
+    assert cfg["engine"] == "numpy" and cfg["model"] == "allconv" and cfg["epochs"] == 3
     with open(run / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -42,9 +42,9 @@ def test_cli_train_writes_the_run_folder(tmp_path, capsys):
     assert metrics["accuracy"] > 0.5  # 10 classes: chance is 0.1
     assert len(metrics["confusion_matrix"]) == 10
     # the saved weights reproduce the reported test accuracy
-    model = ne.fastnet(in_channels=1, input_size=8, num_classes=10)
+    model = ne.allconv(in_channels=1, input_size=8, num_classes=10)
     meta = ne.load_npz(model, run / "model" / "weights.npz")
-    assert meta["architecture"] == "fastnet" and meta["metrics"]["accuracy"] == metrics["accuracy"]
+    assert meta["architecture"] == "allconv" and meta["metrics"]["accuracy"] == metrics["accuracy"]
     assert "test accuracy" in capsys.readouterr().out
 
 

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     from cnnlab.numpy_engine.train import ScratchConfig
 
     d = ScratchConfig()
-    t.add_argument("--model", default=d.model, help=f"lenet or fastnet (default {d.model})")
+    t.add_argument("--model", default=d.model, help=f"lenet or allconv (default {d.model})")
     t.add_argument("--data", default=d.data, help=f"dataset name, e.g. mnist, cifar10 (default {d.data})")
     t.add_argument("--data-root", default=d.data_root, help="folder holding the dataset files")
     t.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs}")

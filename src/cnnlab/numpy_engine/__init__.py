@@ -24,12 +24,12 @@ from cnnlab.numpy_engine.layers import (
 )
 from cnnlab.numpy_engine.losses import CrossEntropyLoss
 from cnnlab.numpy_engine.model import Module, Parameter, Sequential, load_npz, manual_seed, save_npz
-from cnnlab.numpy_engine.models import NUMPY_MODELS, create_model, fastnet, lenet
+from cnnlab.numpy_engine.models import NUMPY_MODELS, allconv, create_model, lenet
 from cnnlab.numpy_engine.optim import SGD, Adam, AdamW, RMSprop
 
 __all__ = [
     "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "Flatten", "GlobalAvgPool2d", "LeakyReLU",
     "Linear", "MaxPool2d", "ReLU", "Sigmoid", "Tanh", "CrossEntropyLoss", "Module", "Parameter", "Sequential",
-    "load_npz", "manual_seed", "save_npz", "NUMPY_MODELS", "create_model", "fastnet", "lenet",
+    "load_npz", "manual_seed", "save_npz", "NUMPY_MODELS", "create_model", "allconv", "lenet",
     "SGD", "Adam", "AdamW", "RMSprop",
 ]  # fmt: skip
