@@ -158,7 +158,9 @@ def test_clean_folder_with_only_warnings_exits_zero(tmp_path, capsys):
 def test_class_mismatch_is_an_error(tmp_path):
     _clean_folder(tmp_path / "train", {"cat": 1, "dog": 1, "eel": 1})
     _clean_folder(tmp_path / "test", {"cat": 1, "fox": 1}, start=40)
+    _picture(7).save(tmp_path / "train" / "loose.png")
     r = check_folder(tmp_path)
+    assert [i.message for i in _codes(r.warnings, "skipped")] == ["train/loose.png: outside any class folder, ignored"]
     msgs = [i.message for i in _codes(r.errors, "class_mismatch")]
     assert msgs == [
         "train: lacks class folder(s) 'fox' that other splits have",

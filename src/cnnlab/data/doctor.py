@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnlab.data.folder import SPLIT_ORDER, FolderScan, collect_folder
+from cnnlab.data.folder import IMAGE_EXTENSIONS, SPLIT_ORDER, FolderScan, collect_folder
 from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
 from cnnlab.errors import CnnlabError, did_you_mean
 
@@ -402,7 +402,8 @@ def _structure_issues(scan: FolderScan, errors: list[Issue], warnings: list[Issu
     root = scan.root
     for p in scan.skipped_files:
         rel = p.relative_to(root).as_posix()
-        warnings.append(Issue("skipped", f"{rel}: not an image extension, ignored", [rel]))
+        why = "outside any class folder" if p.suffix.lower() in IMAGE_EXTENSIONS else "not an image extension"
+        warnings.append(Issue("skipped", f"{rel}: {why}, ignored", [rel]))
 
 
 def _format_mismatches(recs: list[FileRecord], warnings: list[Issue]) -> None:
