@@ -23,6 +23,7 @@ _LAZY = {
     "train": "cnnlab.api",
     "evaluate": "cnnlab.api",
     "load_model": "cnnlab.export.model_file",
+    "Predictor": "cnnlab.serve.predictor",
     "summary": "cnnlab.models.summary",
     "CnnlabError": "cnnlab.errors",
 }

@@ -1,0 +1,167 @@
+"""Parity checks: does an exported or compressed model still give the original model's answers?
+
+Users lose trust in exports that silently disagree with the original (Ultralytics issue #5016
+reported 46% top-1 agreement after an export). After every export cnnlab runs both models on the
+same N inputs and reports top-1 agreement and the largest absolute difference between their
+softmax probabilities; the export fails (``CnnlabError``, non-zero exit in the CLI) when agreement
+is below 100% or the difference above 1e-4. The inputs are real images from the model's own
+dataset (test split, preprocessed exactly as evaluation does) when that dataset can be loaded
+here, otherwise standard-normal tensors (the distribution normalised inputs have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.errors import CnnlabError
+
+MAX_PROB_DIFF = 1e-4  # largest allowed |p_ref - p_exported| over all images and classes
+RESIZE_RULE = "bilinear, antialias=True, align_corners=False, to the square input size, then clamp to [0, 1]"
+LogitsFn = Callable[[np.ndarray], np.ndarray]  # normalised (B, C, H, W) float32 -> logits (B, K)
+
+
+@dataclass
+class ParityReport:
+    n: int
+    agreement: float  # fraction of images with the same top-1 class
+    max_prob_diff: float
+    source: str  # where the inputs came from
+    tolerance: float = MAX_PROB_DIFF
+
+    @property
+    def ok(self) -> bool:
+        return self.agreement == 1.0 and self.max_prob_diff <= self.tolerance
+
+    def line(self) -> str:
+        verdict = "OK" if self.ok else "FAILED"
+        return (
+            f"parity on {self.n} {self.source}: top-1 agreement {self.agreement:.2%}, "
+            f"max |prob diff| {self.max_prob_diff:.2e} (limit {self.tolerance:.0e}) -> {verdict}"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "agreement": self.agreement,
+            "max_prob_diff": self.max_prob_diff,
+            "source": self.source,
+            "ok": self.ok,
+        }
+
+
+def parity_inputs(meta: dict[str, Any], n: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:
+    """N normalised inputs (N, C, H, W) float32 and a description of where they came from."""
+    real = _dataset_inputs(meta, n)
+    if real is not None:
+        return real
+    c, h, w = meta["input_shape"]
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, c, h, w, generator=gen).numpy(), "random standard-normal inputs (dataset not available)"
+
+
+def _dataset_inputs(meta: dict[str, Any], n: int) -> tuple[np.ndarray, str] | None:
+    """The first N test images of the model's dataset, preprocessed as evaluation does; None if unavailable."""
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.data.pipeline import eval_loader
+
+    name = meta.get("dataset")
+    if not name:
+        return None
+    root = (meta.get("config") or {}).get("data", {}).get("root")
+    try:
+        ds = load_dataset(name, root=root)
+        loader = eval_loader(ds, "test", meta, "cpu", batch_size=n, num_workers=0)
+        x, _ = next(iter(loader))
+    except (CnnlabError, OSError, StopIteration, ValueError):
+        return None
+    label = "folder" if str(name).startswith("folder:") else name
+    return x.numpy().astype(np.float32), f"test images of {label}"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def run_batched(fn: LogitsFn, x: np.ndarray, batch: int) -> np.ndarray:
+    """Apply ``fn`` in chunks of ``batch`` (exercises the dynamic batch axis with a ragged last chunk)."""
+    return np.concatenate([np.asarray(fn(x[i : i + batch])) for i in range(0, len(x), batch)])
+
+
+def compare(
+    reference: LogitsFn,
+    candidate: LogitsFn,
+    x: np.ndarray,
+    source: str = "inputs",
+    batch: int = 7,
+    tolerance: float = MAX_PROB_DIFF,
+) -> ParityReport:
+    """Run both models on ``x`` and measure top-1 agreement and the largest probability difference.
+
+    The candidate runs in chunks of ``batch`` (7 by default: not the export's example batch, and a
+    ragged last chunk), so a batch size frozen into the graph shows up here as an error.
+    """
+    p_ref = softmax(run_batched(reference, x, 64))
+    p_new = softmax(run_batched(candidate, x, batch))
+    if p_ref.shape != p_new.shape:
+        raise CnnlabError(f"the exported model gives outputs of shape {p_new.shape}, the original {p_ref.shape}")
+    agreement = float((p_ref.argmax(1) == p_new.argmax(1)).mean())
+    diff = float(np.abs(p_ref - p_new).max()) if p_ref.size else 0.0
+    return ParityReport(n=len(x), agreement=agreement, max_prob_diff=diff, source=source, tolerance=tolerance)
+
+
+def require(report: ParityReport, what: str) -> ParityReport:
+    """Raise a CnnlabError naming ``what`` when the report fails; return it otherwise."""
+    if not report.ok:
+        raise CnnlabError(
+            f"{what} does not reproduce the original model: {report.line()}. Do not use it; report the "
+            "model architecture and versions (torch, onnx/onnxruntime) so the export can be fixed."
+        )
+    return report
+
+
+def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """What an exported file carries and the server shows: enough to preprocess and name the classes,
+    but no file paths, library versions or training config."""
+    dataset = str(meta.get("dataset") or "")
+    return {
+        "architecture": meta["architecture"],
+        "classes": list(meta["classes"]),
+        "input_shape": list(meta["input_shape"]),  # [C, H, W]
+        "mean": list(meta["mean"]),  # per channel, on [0, 1] pixels
+        "std": list(meta["std"]),
+        "decode": meta.get("decode", "cnnlab.data.images v1"),
+        "resize": RESIZE_RULE,
+        "input_layout": "NCHW float32, (pixel/255 - mean) / std",
+        "dataset": "folder" if dataset.startswith("folder:") else dataset,
+        "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))},
+    }
+
+
+def torch_logits_fn(model: torch.nn.Module) -> LogitsFn:
+    """A NumPy-in, NumPy-out wrapper around an eval-mode torch model."""
+
+    @torch.no_grad()
+    def fn(x: np.ndarray) -> np.ndarray:
+        out = model(torch.from_numpy(np.ascontiguousarray(x)))
+        return (out if isinstance(out, torch.Tensor) else out[0]).float().numpy()
+
+    return fn
+
+
+__all__ = [
+    "ParityReport",
+    "MAX_PROB_DIFF",
+    "parity_inputs",
+    "compare",
+    "require",
+    "softmax",
+    "torch_logits_fn",
+    "public_meta",
+]

@@ -1,0 +1,221 @@
+"""Predictions from a saved model file, with the same preprocessing as evaluation (no web dependencies).
+
+Seed 002's REST example loads a pickled model and leaves "preprocess image..." as a comment; the
+preprocessing is where served predictions drift from evaluated ones. Here it comes from
+``model.json`` alone: every image (path, bytes, PIL image or array) is decoded by the one rule of
+:mod:`cnnlab.data.images`, resized like :class:`cnnlab.data.loaders.FolderImages` (bilinear,
+antialiased, ``align_corners=False``) to the model's square input size, clamped to [0, 1] and
+normalised with the stored mean/std. So a file predicted here gets exactly the logits that
+``cnnlab evaluate`` computed for it. ``cnnlab predict``, ``cnnlab serve`` and the exporters'
+parity checks all go through this class.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
+from cnnlab.data.images import MAX_IMAGE_PIXELS, ImageReadError, open_image, to_array
+from cnnlab.errors import CnnlabError
+from cnnlab.export.model_file import load_model
+from cnnlab.export.parity import public_meta
+
+ImageLike = str | Path | bytes | Image.Image | np.ndarray
+
+
+def check_meta(meta: dict[str, Any], where: str = "model.json") -> None:
+    """Refuse a model.json whose classes, input shape or normalisation cannot be used for prediction."""
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+        raise CnnlabError(f"{where}: 'classes' must be a non-empty list of class names, got {classes!r}")
+    if len(set(classes)) != len(classes):
+        dup = sorted({c for c in classes if classes.count(c) > 1})
+        raise CnnlabError(f"{where}: class names must be unique; repeated: {dup}")
+    shape = meta.get("input_shape")
+    ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)
+    if not ok or shape[0] not in (1, 3) or shape[1] != shape[2]:
+        raise CnnlabError(f"{where}: 'input_shape' must be [C, S, S] with C 1 or 3, got {shape!r}")
+    for key in ("mean", "std"):
+        vals = meta.get(key)
+        if not isinstance(vals, list) or len(vals) != shape[0] or not all(math.isfinite(float(v)) for v in vals):
+            raise CnnlabError(f"{where}: {key!r} must list {shape[0]} finite number(s), got {vals!r}")
+    if min(float(v) for v in meta["std"]) <= 0:
+        raise CnnlabError(f"{where}: 'std' must be positive, got {meta['std']}")
+
+
+def decode_bytes(data: bytes, channels: int, *, name: str = "<upload>", max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file's bytes to float32 (H, W, channels) in [0, 1] by the shared rule."""
+    return to_array(open_image(data, name=name, max_pixels=max_pixels), channels, name=name)
+
+
+def array_to_float(arr: np.ndarray, channels: int) -> np.ndarray:
+    """A NumPy image (H, W) or (H, W, C) -> float32 (H, W, channels) in [0, 1].
+
+    uint8 arrays are divided by 255 and uint16 by 65535 (as the file rule does); float arrays are
+    taken to be in [0, 1]. Channel changes use the same repeat / BT.601 luma rule as files.
+    """
+    a = np.asarray(arr)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise CnnlabError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {a.shape}")
+    if a.dtype == np.uint8 or a.dtype == np.uint16:
+        mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
+        if a.dtype == np.uint16:
+            if a.shape[2] != 1:
+                raise CnnlabError("uint16 image arrays must have one channel")
+            return to_array(Image.fromarray(a[..., 0], mode="I;16"), channels)
+        return to_array(Image.fromarray(a[..., 0] if mode == "L" else a, mode=mode), channels)
+    a = np.clip(np.nan_to_num(a.astype(np.float32), nan=0.0), 0.0, 1.0)
+    if a.shape[2] == 4:  # composite over white, as the file rule does for transparency
+        a = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])
+    if a.shape[2] != channels:
+        a = np.repeat(a, 3, axis=2) if channels == 3 else (a @ np.float32([0.299, 0.587, 0.114]))[..., None]
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
+    """Files, folders (searched recursively for image files) and globs -> a sorted, de-duplicated list."""
+    out: list[Path] = []
+    for pat in patterns:
+        p = Path(pat).expanduser()
+        if p.is_dir():
+            found = sorted(
+                f
+                for f in p.rglob("*")
+                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not is_ignored(f.name)
+            )
+            if not found:
+                raise CnnlabError(f"folder {p} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            out += found
+        elif p.is_file():
+            out.append(p)
+        elif any(ch in str(pat) for ch in "*?["):
+            found = sorted(Path(f) for f in glob.glob(str(p), recursive=True) if Path(f).is_file())
+            if not found:
+                raise CnnlabError(f"the pattern {pat!r} matches no files")
+            out += found
+        else:
+            raise CnnlabError(f"{pat}: no such file or folder")
+    seen: set[Path] = set()
+    return [f for f in out if not (f in seen or seen.add(f))]
+
+
+class Predictor:
+    """Load a model file once, then predict classes for images of any kind.
+
+    Example::
+
+        p = Predictor("runs/mnist-sample-seed_cnn")
+        p.predict(["digit.png"], topk=3)[0]["label"]
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        device: str | torch.device = "cpu",
+        batch_size: int = 64,
+        max_pixels: int | None = None,
+    ):
+        self.model, self.meta = load_model(model_path, device)
+        check_meta(self.meta)
+        self.device = torch.device(device)
+        self.classes: list[str] = list(self.meta["classes"])
+        self.input_shape: list[int] = list(self.meta["input_shape"])
+        self.channels, self.size = self.input_shape[0], self.input_shape[1]
+        self.batch_size = int(batch_size)
+        self.max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
+        self.mean = torch.tensor(self.meta["mean"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.inv_std = 1.0 / torch.tensor(self.meta["std"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """One inference on a blank image; checks the output size against the class list."""
+        out = self.logits(torch.zeros(1, *self.input_shape, device=self.device))
+        if tuple(out.shape) != (1, len(self.classes)):
+            raise CnnlabError(
+                f"the model gives {tuple(out.shape)[1:]} outputs but model.json lists {len(self.classes)} classes"
+            )
+
+    # ---- preprocessing -------------------------------------------------------------------------
+    def load(self, image: ImageLike, name: str | None = None) -> np.ndarray:
+        """Any supported input -> float32 (H, W, C) in [0, 1] with the model's channel count."""
+        if isinstance(image, (str, Path)):
+            return to_array(open_image(image, max_pixels=self.max_pixels), self.channels, name=image)
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            return decode_bytes(bytes(image), self.channels, name=name or "<bytes>", max_pixels=self.max_pixels)
+        if isinstance(image, Image.Image):
+            if image.width * image.height > self.max_pixels:
+                raise ImageReadError(name or "<image>", "too_large", f"too large: {image.width}x{image.height}")
+            return to_array(image, self.channels, name=name or "<image>")
+        if isinstance(image, np.ndarray):
+            return array_to_float(image, self.channels)
+        raise CnnlabError(f"cannot predict on a {type(image).__name__}; give paths, bytes, PIL images or arrays")
+
+    def to_input(self, arr: np.ndarray) -> torch.Tensor:
+        """float (H, W, C) in [0, 1] -> (C, S, S) resized exactly as FolderImages does, not yet normalised."""
+        x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W)
+        if x.shape[1:] != (self.size, self.size):
+            x = F.interpolate(
+                x[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
+            )[0]
+        return x.clamp_(0, 1)
+
+    def preprocess(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
+        """Decoded images -> normalised batch (B, C, S, S) on the model's device."""
+        x = torch.stack([self.to_input(a) for a in arrays]).to(self.device)
+        return (x - self.mean) * self.inv_std
+
+    # ---- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, C, S, S) -> logits (B, K), run in chunks of ``batch_size``."""
+        outs = []
+        for i in range(0, len(x), self.batch_size):
+            out = self.model(x[i : i + self.batch_size])
+            outs.append((out if isinstance(out, torch.Tensor) else out[0]).float())
+        return torch.cat(outs) if outs else torch.empty(0, len(self.classes))
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised batch -> softmax probabilities (B, K)."""
+        return torch.softmax(self.logits(x), dim=1)
+
+    def format(self, probs: torch.Tensor, topk: int = 5) -> list[dict[str, Any]]:
+        """(B, K) probabilities -> one dict per image: label, index, probability and the top-k list."""
+        k = max(1, min(int(topk), len(self.classes)))
+        values, indices = probs.cpu().topk(k, dim=1)
+        results = []
+        for vals, idxs in zip(values.tolist(), indices.tolist()):
+            top = [{"label": self.classes[i], "index": i, "probability": v} for v, i in zip(vals, idxs)]
+            results.append({**top[0], "top": top})
+        return results
+
+    def predict(self, images: ImageLike | Sequence[ImageLike], topk: int = 5) -> list[dict[str, Any]]:
+        """Predict one image or a sequence of images; returns one result dict per image, in order.
+
+        Raises:
+            ImageReadError: for the first image that cannot be decoded (use :meth:`load` per image
+                to handle bad files one by one, as ``cnnlab predict`` does).
+        """
+        if isinstance(images, (str, Path, bytes, bytearray, Image.Image, np.ndarray)):
+            images = [images]
+        arrays = [self.load(im) for im in images]
+        if not arrays:
+            return []
+        return self.format(self.probabilities(self.preprocess(arrays)), topk)
+
+    def public_meta(self) -> dict[str, Any]:
+        """What a client may see about the model: no file paths, no library versions, no config."""
+        return public_meta(self.meta)
+
+
+__all__ = ["Predictor", "check_meta", "decode_bytes", "array_to_float", "expand_inputs"]
