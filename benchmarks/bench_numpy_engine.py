@@ -208,6 +208,47 @@ def _torch_epoch(train: Batches, test: Batches, channels: int, batch: int, lr: f
     return {"train_seconds": seconds, "test_acc": float((preds == test.labels).mean())}
 
 
+def markdown(out: dict) -> str:
+    """The results as the Markdown tables quoted in docs/benchmarks.md."""
+    load = f"{out['load_average_start'][0]:.1f} at start / {out['load_average_end'][0]:.1f} at end"
+    lines = [f"Measured {out['date']}, numpy {out['numpy']}, {out['cpu_count']} CPUs, load average {load}."]
+    if "step" in out:
+        st = out["step"]
+        lines += ["", "| LeNet-5 train step, batch 64, float32 | ms/step |", "|---|---|"]
+        for k, v in st["ms_per_step"].items():
+            engine, threads = k.split("_")
+            lines.append(f"| {engine}, {threads[0]} BLAS/OpenMP thread(s) | {v:.2f} |")
+        best, rounds = st["ratio_numpy_over_torch_best"], st["ratio_median_of_rounds"]
+        lines.append(
+            f"| **numpy / torch** (best of each; median of per-round ratios) | **{best:.2f}x** ({rounds:.2f}x) |"
+        )
+    if "baseline" in out:
+        b = out["baseline"]
+        lines += [
+            "",
+            "| same LeNet-5, one training step | images/s |",
+            "|---|---|",
+            f"| seed 003's approach (one image, patch loops) | {b['seed003_images_per_s']:.1f} |",
+            f"| cnnlab.numpy_engine (batch 64) | {b['engine_images_per_s']:.0f} |",
+            f"| **speed-up** | **{b['speedup']:.0f}x** |",
+            f"| seed-003 style: hours per MNIST epoch | {b['seed003_hours_per_mnist_epoch']:.2f} |",
+        ]
+    for key in ("mnist", "cifar10"):
+        if key in out:
+            r = out[key]
+            lines += ["", f"| {key} epoch | test accuracy | train seconds | eval seconds |", "|---|---|---|---|"]
+            for e in r["epochs"]:
+                lines.append(
+                    f"| {e['epoch']} | {e['test_acc']:.4f} | {e['train_seconds']:.1f} | {e['eval_seconds']:.1f} |"
+                )
+            if r.get("torch_epoch_1"):
+                t = r["torch_epoch_1"]
+                lines.append(
+                    f"| torch, 1 thread, epoch 1 (same run) | {t['test_acc']:.4f} | {t['train_seconds']:.1f} | |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default="step,baseline", help="comma list of step,baseline,mnist,cifar10")
@@ -234,6 +275,7 @@ def main() -> None:
     if "cifar10" in parts:
         out["cifar10"] = bench_training("cifar10", args.cifar_epochs)
     out["load_average_end"] = os.getloadavg()
+    print(markdown(out))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
 
