@@ -318,8 +318,13 @@ def test_cifar10_jpeg_test_split_loads_as_a_folder(shared_data, tmp_path):
     assert splits_layout.layout == "splits" and len(splits_layout.splits["test"]) == 10_000
     x = load_image(scan.splits["train"][0][0], 3)
     assert x.shape == (32, 32, 3) and x.dtype == np.float32
-    r = check_folder(tmp_path / "test")
-    assert r.exit_code == 0 and r.modes == {"RGB": 10_000} and r.unreadable == []
+    sub = tmp_path / "two_classes"  # the doctor on 2 of the classes (symlinked class folders are followed)
+    for c in ("cat", "dog"):
+        (sub / c).parent.mkdir(exist_ok=True)
+        (sub / c).symlink_to(tmp_path / "test" / c, target_is_directory=True)
+    r = check_folder(sub)
+    assert r.exit_code == 0 and r.unreadable == [] and r.counts == {"train": {"cat": 1000, "dog": 1000}}
+    assert r.modes == {"RGB": 2000} and r.sizes["most_common"] == [["32x32", 2000]]
 
 
 def test_doctor_and_folder_modules_do_not_import_torch():
