@@ -161,12 +161,17 @@ def _write(root: Path, rel: str, data: bytes) -> None:
     p.write_bytes(data)
 
 
-def build_messy_folder(root: Path) -> Messy:
-    """Create the messy folder under ``root`` (which may exist and be empty) and return its facts."""
+def build_messy_folder(root: Path, trainable: bool = False) -> Messy:
+    """Create the messy folder under ``root`` (which may exist and be empty) and return its facts.
+
+    ``trainable=True`` builds the variant for training tests: no empty class folder (which stops
+    training before any file is read) and 20 more good images per train class, so the 4 unreadable
+    files are under 5 % of the images (the default limit of ``--on-bad-image skip``).
+    """
     root.mkdir(parents=True, exist_ok=True)
     m = Messy(
         root=root,
-        classes=["broken", "empty", "exif", "modes"],
+        classes=["broken", "exif", "modes"] if trainable else ["broken", "empty", "exif", "modes"],
         unreadable={
             "train/broken/zero.jpg": ("empty", "empty file (0 bytes)"),
             "train/broken/truncated.jpg": ("truncated", "truncated"),
@@ -175,7 +180,7 @@ def build_messy_folder(root: Path) -> Messy:
         },
         leak_pair=("train/modes/mode_RGB.png", "test/modes/rgb_copy.png"),
         train_duplicate=("train/broken/ok_1.png", "train/broken/ok_1_copy.png"),
-        empty_class="empty",
+        empty_class="" if trainable else "empty",
         skipped=["train/broken/notes.txt"],
         hidden=[".DS_Store", "train/.ipynb_checkpoints", "train/modes/.DS_Store", "train/modes/.ipynb_checkpoints"],
         orientation_files=[f"train/exif/orient_{k}.png" for k in range(1, 9)],
@@ -205,8 +210,9 @@ def build_messy_folder(root: Path) -> Messy:
     _write(root, "train/broken/page.jpg", html)
     _write(root, "train/broken/iphone.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     _write(root, "train/broken/notes.txt", b"where these photos came from\n")
-    (root / "train/empty").mkdir(parents=True)
-    (root / "test/empty").mkdir(parents=True)
+    if not trainable:
+        (root / "train/empty").mkdir(parents=True)
+        (root / "test/empty").mkdir(parents=True)
     _write(root, "test/broken/ok_2.png", png_bytes(32))
     _write(root, "test/exif/ok_3.jpg", jpeg_bytes(33))
     _write(root, "test/modes/rgb_copy.png", (root / m.leak_pair[0]).read_bytes())
@@ -219,6 +225,13 @@ def build_messy_folder(root: Path) -> Messy:
         "train": {"broken": 6, "empty": 0, "exif": 8, "modes": len(m.mode_expected)},
         "test": {"broken": 1, "empty": 0, "exif": 1, "modes": 1},
     }
+    if trainable:
+        for split in m.counts:
+            del m.counts[split]["empty"]
+        for k, cls in enumerate(m.classes):
+            for i in range(20):
+                _write(root, f"train/{cls}/good_{i:02d}.png", png_bytes(1000 + 100 * k + i))
+            m.counts["train"][cls] += 20
     return m
 
 

@@ -385,3 +385,18 @@ def test_image_read_error_survives_pickling():
     err = pickle.loads(pickle.dumps(ImageReadError("x/y.jpg", "truncated", "truncated: cut")))
     assert (err.path, err.kind, err.reason) == ("x/y.jpg", "truncated", "truncated: cut")
     assert "x/y.jpg" in str(err)
+
+
+def test_trainable_messy_variant(messy_trainable):
+    from cnnlab.data.doctor import screen_samples
+
+    m = messy_trainable
+    scan = scan_folder(m.root)  # no empty class: scan_folder accepts it
+    assert scan.classes == m.classes == ["broken", "exif", "modes"]
+    keep, bad = screen_samples(scan.splits, on_bad_image="skip")  # 4 bad of 90: under the 5 % default
+    assert len(bad) == len(m.unreadable) == 4 and sum(map(len, scan.splits.values())) == 90
+    r = check_folder(m.root)
+    assert r.counts["train"] == {
+        c: n - sum(1 for u in m.unreadable if f"/{c}/" in u) for c, n in m.counts["train"].items()
+    }
+    assert {i.code for i in r.errors} == {"unreadable", "leak"}
