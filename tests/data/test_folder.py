@@ -174,3 +174,12 @@ def test_manifest_accepts_dicts_and_rejects_bad_files(tmp_path):
         read_manifest(tmp_path / "bad.csv")
     with pytest.raises(CnnlabError, match="not found"):
         read_manifest(tmp_path / "missing.csv")
+
+
+def test_symlinked_class_folders_are_followed_and_kept_relative(tmp_path):
+    _touch(tmp_path / "elsewhere", "cats/1.png", "cats/2.png")
+    _touch(tmp_path / "ds", "dogs/3.png")
+    (tmp_path / "ds" / "cats").symlink_to(tmp_path / "elsewhere" / "cats", target_is_directory=True)
+    scan = scan_folder(tmp_path / "ds")
+    assert scan.counts() == {"train": {"cats": 2, "dogs": 1}}
+    assert [r.path for r in manifest_rows(scan)] == ["cats/1.png", "cats/2.png", "dogs/3.png"]

@@ -257,12 +257,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``, '/'-separated, without resolving symlinks (class folders may be links)."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return Path(os.path.relpath(path.resolve(), root.resolve())).as_posix()
+
+
 def manifest_rows(scan: FolderScan, splits: Mapping[str, Iterable[Sample]] | None = None) -> list[ManifestRow]:
     """Rows for every sample of ``splits`` (default: ``scan.splits``), hashing each file once."""
     rows = []
     for split, samples in (splits if splits is not None else scan.splits).items():
         for path, label in samples:
-            rel = Path(path).resolve().relative_to(scan.root.resolve()).as_posix()
+            rel = _relative(Path(path), scan.root)
             rows.append(ManifestRow(split, rel, int(label), scan.classes[label], file_sha256(path)))
     return rows
 
