@@ -183,3 +183,10 @@ def test_symlinked_class_folders_are_followed_and_kept_relative(tmp_path):
     scan = scan_folder(tmp_path / "ds")
     assert scan.counts() == {"train": {"cats": 2, "dogs": 1}}
     assert [r.path for r in manifest_rows(scan)] == ["cats/1.png", "cats/2.png", "dogs/3.png"]
+
+
+def test_symlink_loop_inside_a_class_folder_terminates(tmp_path):
+    _touch(tmp_path, "cats/1.png", "dogs/2.png")
+    (tmp_path / "cats" / "again").symlink_to(tmp_path / "cats", target_is_directory=True)
+    scan = scan_folder(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p, _ in scan.splits["train"]] == ["cats/1.png", "dogs/2.png"]

@@ -102,8 +102,14 @@ def _subdirs(folder: Path, ignored: list[Path]) -> list[Path]:
 def _images_under(folder: Path, scan_ignored: list[Path], skipped: list[Path]) -> list[Path]:
     """Image files anywhere below ``folder`` (nested folders included), sorted, hidden ones skipped."""
     found = []
+    seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: a symlink loop stops here
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         keep = []
         for d in sorted(dirnames):
             if is_ignored(d):
