@@ -1,0 +1,194 @@
+"""Interpretation of a trained classifier's mistakes: which class pairs it confuses most, which
+test images it gets most wrong (highest loss), and a ``misclassified.csv`` a user can open.
+
+Seed 000 lists "common confusion pairs" (cat/dog, automobile/truck) as the first thing to look at
+after accuracy; users of other tools ask for the misclassified files themselves. The pure functions
+here take logits, targets and class names (NumPy); :func:`run_predictions` is the bridge from a run
+folder to those arrays (it loads the model and the run's own test split, so it imports torch lazily).
+Every sample keeps an ``id``: its file name (relative to the data folder) for image folders, its
+index in the split for in-memory datasets, so a row of the CSV leads back to the image.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluation.metrics import confusion_matrix, softmax
+
+CSV_COLUMNS = ["index", "id", "true", "pred", "confidence", "p_true", "loss"]
+
+
+def sample_losses(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N,) cross-entropy of each sample: logsumexp(z) - z_target (float64, stable)."""
+    z = np.asarray(logits, dtype=np.float64)
+    m = z.max(1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(z - m).sum(1))
+    return lse - z[np.arange(len(z)), np.asarray(targets)]
+
+
+def most_confused(cm: np.ndarray, classes: list[str], top: int = 10, min_count: int = 1) -> list[dict[str, Any]]:
+    """Off-diagonal cells of a confusion matrix, largest first.
+
+    Returns rows {"true", "pred", "count", "share"}; ``share`` is the fraction of the true class's
+    samples that went to ``pred``. Ties are broken by the class order (stable).
+    """
+    cm = np.asarray(cm)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")
+    support = cm.sum(1)
+    rows = []
+    for f in flat[:top]:
+        i, j = divmod(int(f), cm.shape[1])
+        if off[i, j] < min_count:
+            break
+        rows.append({"true": classes[i], "pred": classes[j], "count": int(off[i, j]), "share": off[i, j] / support[i]})
+    return rows
+
+
+def prediction_table(
+    logits: np.ndarray, targets: np.ndarray, classes: list[str], ids: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """One row per sample: index, id, true and predicted class, confidence (probability of the
+    prediction), probability of the true class, loss and whether it was right."""
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    pred = probs.argmax(1)
+    losses = sample_losses(logits, targets)
+    ids = ids if ids is not None else [str(i) for i in range(len(targets))]
+    return [
+        {
+            "index": i,
+            "id": ids[i],
+            "true": classes[int(t)],
+            "pred": classes[int(p)],
+            "confidence": float(probs[i, p]),
+            "p_true": float(probs[i, t]),
+            "loss": float(losses[i]),
+            "correct": bool(p == t),
+        }
+        for i, (t, p) in enumerate(zip(targets, pred))
+    ]
+
+
+def top_losses(rows: list[dict[str, Any]], k: int = 25, only_wrong: bool = False) -> list[dict[str, Any]]:
+    """The k rows with the highest loss (the model's worst predictions), highest first."""
+    pool = [r for r in rows if not r["correct"]] if only_wrong else rows
+    return sorted(pool, key=lambda r: -r["loss"])[:k]
+
+
+def misclassified(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """All wrong predictions, highest loss first."""
+    return top_losses(rows, len(rows), only_wrong=True)
+
+
+def write_misclassified_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Write the wrong predictions (highest loss first) with columns ``CSV_COLUMNS``."""
+    path = Path(path)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in misclassified(rows):
+            w.writerow({**r, **{k: f"{r[k]:.6f}" for k in ("confidence", "p_true", "loss")}})
+    return path
+
+
+@dataclass
+class RunPredictions:
+    """A run's model, its predictions on one split, and access to the images behind them."""
+
+    run_dir: Path
+    model: Any  # torch.nn.Module in eval mode
+    meta: dict[str, Any]
+    split: str
+    logits: np.ndarray  # (N, K) float32
+    targets: np.ndarray  # (N,) int64
+    ids: list[str]
+    _images: Any = field(repr=False, default=None)  # callable: indices -> float (n, H, W, C) in [0, 1]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def probs(self) -> np.ndarray:
+        return softmax(self.logits.astype(np.float64))
+
+    def rows(self) -> list[dict[str, Any]]:
+        return prediction_table(self.logits, self.targets, self.classes, self.ids)
+
+    def confusion(self) -> np.ndarray:
+        return confusion_matrix(self.targets, self.logits.argmax(1), len(self.classes))
+
+    def images(self, indices) -> np.ndarray:
+        """Display images (n, H, W, C) float in [0, 1], decoded as the model saw them (before normalisation)."""
+        return self._images(np.asarray(indices, dtype=np.int64))
+
+    def inputs(self, indices):
+        """Normalised model inputs (n, C, H, W) as a float tensor on the model's device."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(self.images(indices).transpose(0, 3, 1, 2))).float()
+        mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.meta["std"], dtype=torch.float32).view(1, -1, 1, 1)
+        dev = next(self.model.parameters()).device
+        return ((x - mean) / std).to(dev)
+
+
+def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 500) -> RunPredictions:
+    """Load a run's model and predict its own ``split`` (the run's test split by default)."""
+    from cnnlab.data.datasets import ArrayDataset, load_dataset
+    from cnnlab.data.pipeline import convert_arrays, eval_loader
+    from cnnlab.engine.loop import predict
+    from cnnlab.export.model_file import load_model
+
+    run_dir = Path(run)
+    if not run_dir.is_dir():
+        raise CnnlabError(f"run folder {run_dir} does not exist; give a folder written by 'cnnlab train'")
+    model, meta = load_model(run_dir, device)
+    root = meta.get("config", {}).get("data", {}).get("root")
+    ds = load_dataset(meta["dataset"], root=root)
+    if not isinstance(ds, ArrayDataset) and (run_dir / "split.csv").is_file():
+        ds.splits = _folder_splits_from_run(run_dir, ds.root)
+    logits, targets = predict(model, eval_loader(ds, split, meta, device, batch_size=batch_size))
+    c, h, _ = meta["input_shape"]
+    if isinstance(ds, ArrayDataset):
+        arr = convert_arrays(ds.test_images if split == "test" else ds.train_images, c, h)
+        ids = [str(i) for i in range(len(arr))]
+
+        def images(idx):
+            return arr[idx].astype(np.float32) / 255.0
+    else:
+        from cnnlab.data.loaders import FolderImages
+
+        items = ds.splits[split]
+        ids = [_relative(p, ds.root) for p, _ in items]
+        decoded = FolderImages(items, c, h)
+
+        def images(idx):
+            if not len(idx):
+                return np.zeros((0, h, h, c), np.float32)
+            return np.stack([decoded[int(i)][0].numpy().transpose(1, 2, 0) for i in idx])
+
+    return RunPredictions(run_dir, model, meta, split, logits, targets.astype(np.int64), ids, images)
+
+
+def _folder_splits_from_run(run_dir: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:
+    from cnnlab.data.splits import read_split_csv
+
+    out: dict[str, list[tuple[Path, int]]] = {}
+    for split, source, label in read_split_csv(run_dir / "split.csv"):
+        out.setdefault(split, []).append((Path(root) / source, int(label)))
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
