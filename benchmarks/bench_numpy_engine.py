@@ -81,18 +81,21 @@ def bench_step(batch: int = 64, rounds: int = 10, steps: int = 5) -> dict:
         configs[f"numpy_{threads}t"] = (ours, threads, None)
         configs[f"torch_{threads}t"] = (theirs, None, threads)
     times: dict[str, list[float]] = {k: [] for k in configs}
+    cpu: dict[str, list[float]] = {k: [] for k in configs}  # process CPU time: robust to other jobs
     for r in range(rounds + 1):  # round 0 warms up
         for name, (fn, blas, tthreads) in configs.items():
             with threadpool_limits(blas):
                 if tthreads:
                     torch.set_num_threads(tthreads)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 for _ in range(steps):
                     fn()
                 if r:
                     times[name].append((time.perf_counter() - t) / steps)
+                    cpu[name].append((time.process_time() - c) / steps)
     torch.set_num_threads(default_torch_threads)
     med = {k: statistics.median(v) for k, v in times.items()}
+    fastest = {k: min(v) for k, v in times.items()}
     best_ours = min(med["numpy_1t"], med["numpy_2t"])
     best_torch = min(med["torch_1t"], med["torch_2t"])
     # ratio per round (same moment, same machine load), then the median over rounds
@@ -100,11 +103,18 @@ def bench_step(batch: int = 64, rounds: int = 10, steps: int = 5) -> dict:
         min(a, b) / min(c, d)
         for a, b, c, d in zip(times["numpy_1t"], times["numpy_2t"], times["torch_1t"], times["torch_2t"])
     ]
+    cpu_1t = {k: statistics.median(cpu[k]) for k in ("numpy_1t", "torch_1t")}
     return {
         "batch": batch,
         "ms_per_step": {k: round(v * 1e3, 3) for k, v in med.items()},
+        "fastest_round_ms_per_step": {k: round(v * 1e3, 3) for k, v in fastest.items()},
+        "cpu_ms_per_step_1_thread": {k: round(v * 1e3, 3) for k, v in cpu_1t.items()},
         "ratio_numpy_over_torch_best": round(best_ours / best_torch, 3),
         "ratio_median_of_rounds": round(statistics.median(per_round), 3),
+        "ratio_fastest_rounds": round(
+            min(fastest["numpy_1t"], fastest["numpy_2t"]) / min(fastest["torch_1t"], fastest["torch_2t"]), 3
+        ),
+        "ratio_cpu_1_thread": round(cpu_1t["numpy_1t"] / cpu_1t["torch_1t"], 3),
         "ratio_same_threads": {t: round(med[f"numpy_{t}t"] / med[f"torch_{t}t"], 3) for t in (1, 2)},
     }
 
