@@ -68,13 +68,12 @@ def array_to_float(arr: np.ndarray, channels: int) -> np.ndarray:
         a = a[..., None]
     if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
         raise CnnlabError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {a.shape}")
-    if a.dtype == np.uint8 or a.dtype == np.uint16:
-        mode = {1: "L", 3: "RGB", 4: "RGBA"}[a.shape[2]]
-        if a.dtype == np.uint16:
-            if a.shape[2] != 1:
-                raise CnnlabError("uint16 image arrays must have one channel")
-            return to_array(Image.fromarray(a[..., 0], mode="I;16"), channels)
-        return to_array(Image.fromarray(a[..., 0] if mode == "L" else a, mode=mode), channels)
+    if a.dtype == np.uint16:
+        if a.shape[2] != 1:
+            raise CnnlabError("uint16 image arrays must have one channel")
+        return to_array(Image.fromarray(np.ascontiguousarray(a[..., 0])), channels)  # mode I;16
+    if a.dtype == np.uint8:  # Pillow picks L, RGB or RGBA from the shape
+        return to_array(Image.fromarray(np.ascontiguousarray(a[..., 0] if a.shape[2] == 1 else a)), channels)
     a = np.clip(np.nan_to_num(a.astype(np.float32), nan=0.0), 0.0, 1.0)
     if a.shape[2] == 4:  # composite over white, as the file rule does for transparency
         a = a[..., :3] * a[..., 3:] + (1.0 - a[..., 3:])

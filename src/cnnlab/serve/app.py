@@ -1,0 +1,387 @@
+"""The prediction server: FastAPI routes around :class:`~cnnlab.serve.predictor.Predictor`, hardened.
+
+Seed 002 (step 10, "REST API") sketches a Flask route that unpickles a model and feeds it the raw
+upload. A server that faces real clients must also survive them, so every request passes through:
+
+* :class:`Guard` (pure ASGI, outermost of ours): gives each request an id (``X-Request-ID``),
+  refuses bodies over the limit (default 8 MB) with 413 — from ``Content-Length`` before reading
+  anything, and by counting streamed bytes for chunked uploads — and refuses prediction requests
+  with 503 when more than ``max_concurrency + max_queue`` are already in flight.
+* the upload's type is decided by its first bytes (PNG, JPEG, GIF, BMP, WebP, TIFF), never its name
+  (415 otherwise); decoding is guarded and capped at ``max_pixels`` (default 16 M, below Pillow's
+  89 M), read from the header before any pixel is decoded, so a decompression bomb costs
+  milliseconds (422); nothing a client sends can produce a 500.
+* errors are JSON ``{"error": {"status", "code", "message", "request_id"}}`` with no traceback,
+  path or version; ``/model`` shows metadata without paths, versions or the training config.
+* optional micro-batching (:class:`MicroBatcher`) groups concurrent single-image requests into one
+  forward pass; inference runs on one dedicated thread (torch parallelises inside the op).
+
+``/ready`` answers 503 until the model is loaded and a warm-up inference has passed.
+"""
+
+import asyncio
+import json
+import re
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from fastapi import FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from cnnlab.data.images import ImageReadError
+from cnnlab.serve.predictor import Predictor
+
+REQUEST_ID = "cnnlab.request_id"  # scope key
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_PREDICT_PATHS = frozenset({"/predict", "/predict/batch"})
+
+
+@dataclass
+class ServeSettings:
+    """Limits of the server; every field is a ``cnnlab serve`` flag."""
+
+    max_body_bytes: int = 8 * 1024 * 1024  # whole request body
+    max_pixels: int = 16_000_000  # per image, checked from the header (Pillow's own limit is 89,478,485)
+    max_concurrency: int = 4  # requests decoding / waiting for inference at once
+    max_queue: int = 64  # further requests allowed to wait; beyond that 503
+    max_files: int = 64  # images per /predict/batch request
+    max_topk: int = 100
+    batch_window_ms: float = 0.0  # micro-batching: wait this long to group requests (0 = off)
+    max_batch: int = 32  # largest micro-batch
+    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    device: str = "cpu"
+
+
+# ---- errors ----------------------------------------------------------------------------------------
+class ApiError(HTTPException):
+    """An HTTP error with a machine-readable code; Starlette's handlers turn it into our JSON."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.code = code
+
+
+_STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large", 503: "unavailable"}
+
+
+def error_body(status: int, code: str, message: str, request_id: str) -> dict[str, Any]:
+    return {"error": {"status": status, "code": code, "message": message, "request_id": request_id}}
+
+
+def _rid(request: Request) -> str:
+    return request.scope.get(REQUEST_ID, "-")
+
+
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "error")
+    body = error_body(exc.status_code, code, str(exc.detail), _rid(request))
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # name the field and the problem, never echo the input back
+    parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
+    return JSONResponse(error_body(422, "invalid_request", "; ".join(parts), _rid(request)), status_code=422)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        error_body(500, "internal_error", "internal error; quote the request id when reporting it", _rid(request)),
+        status_code=500,
+        headers={"x-request-id": _rid(request)},  # sent outside Guard (by Starlette's error middleware)
+    )
+
+
+# ---- the ASGI guard --------------------------------------------------------------------------------
+class BodyTooLarge(ApiError):
+    def __init__(self, limit: int):
+        super().__init__(413, "too_large", f"request body over the limit of {limit:,} bytes")
+
+
+class Guard:
+    """Request ids, the body-size limit and the admission limit, in front of the FastAPI app."""
+
+    def __init__(self, app, settings: ServeSettings):
+        self.app, self.settings = app, settings
+        self.in_flight = 0  # prediction requests admitted and not yet answered
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or [])
+        client_id = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = client_id if _CLIENT_ID.match(client_id) else uuid.uuid4().hex
+        scope[REQUEST_ID] = rid
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        limit = self.settings.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return await _send_json(send_with_id, 413, error_body(413, "too_large", _too_large(length, limit), rid))
+        is_predict = scope["method"] == "POST" and scope["path"] in _PREDICT_PATHS
+        if is_predict and self.in_flight >= self.settings.max_concurrency + self.settings.max_queue:
+            body = error_body(503, "busy", "the server is at its request limit; retry shortly", rid)
+            return await _send_json(send_with_id, 503, body, [(b"retry-after", b"1")])
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)  # handled by the app's HTTPException handler -> 413
+            return message
+
+        self.in_flight += is_predict
+        try:
+            await self.app(scope, counting_receive, send_with_id)
+        finally:
+            self.in_flight -= is_predict
+
+
+def _too_large(length: bytes, limit: int) -> str:
+    return f"request body of {length.decode('latin-1')} bytes is over the limit of {limit:,} bytes"
+
+
+async def _send_json(send, status: int, body: dict, extra: list | None = None) -> None:
+    raw = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode()), *(extra or [])]
+    # Connection: close, because the unread request body must not be taken for the next request
+    headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})
+
+
+# ---- upload checks ---------------------------------------------------------------------------------
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+)
+
+
+def sniff_type(data: bytes) -> str | None:
+    """The image type named by the file's first bytes, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+
+
+def _describe(data: bytes) -> str:
+    head = data[:256].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "HTML"
+    if head.startswith(b"<"):
+        return "XML/SVG"
+    if head.startswith(b"%pdf"):
+        return "PDF"
+    return "not a supported image format"
+
+
+def decode_upload(predictor: Predictor, data: bytes, name: str) -> torch.Tensor:
+    """Bytes -> normalised (C, S, S) tensor, or ApiError 415/422 (never anything else)."""
+    if not data:
+        raise ApiError(422, "empty", f"{name}: the upload is empty (0 bytes)")
+    kind = sniff_type(data)
+    if kind is None:
+        raise ApiError(
+            415, "unsupported_type", f"{name}: {_describe(data)}; send PNG, JPEG, GIF, BMP, WebP or TIFF (by content)"
+        )
+    try:
+        arr = predictor.load(data, name=name)
+        return predictor.preprocess([arr])[0]
+    except ImageReadError as exc:
+        # the magic bytes named an image type, so a failure now means damaged data, not a wrong type
+        code = {"too_large": "too_many_pixels", "truncated": "truncated", "empty": "empty"}.get(exc.kind, "undecodable")
+        raise ApiError(422, code, f"{name}: {exc.reason}") from None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the upload's fault, not a 500
+        raise ApiError(
+            422, "undecodable", f"{name}: the {kind} data cannot be decoded ({type(exc).__name__})"
+        ) from None
+
+
+def _safe_name(upload: UploadFile) -> str:
+    return Path(upload.filename or "upload").name[:200] or "upload"
+
+
+# ---- micro-batching --------------------------------------------------------------------------------
+class MicroBatcher:
+    """Run single-image requests through the model, grouping those that arrive within a short window."""
+
+    def __init__(self, predictor: Predictor, executor: ThreadPoolExecutor, max_batch: int, window_ms: float):
+        self.predictor, self.executor = predictor, executor
+        self.max_batch, self.window = max(1, max_batch), max(0.0, window_ms) / 1000
+        self.queue: asyncio.Queue | None = None
+        self.task: asyncio.Task | None = None
+
+    async def run_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, S, S) -> probabilities (B, K) on the inference thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.predictor.probabilities, x)
+
+    async def submit(self, x: torch.Tensor) -> torch.Tensor:
+        """(C, S, S) -> probabilities (K,)."""
+        if self.window <= 0:
+            return (await self.run_batch(x[None]))[0]
+        if self.task is None:
+            self.queue = asyncio.Queue()
+            self.task = asyncio.create_task(self._loop())
+        fut = asyncio.get_running_loop().create_future()
+        await self.queue.put((x, fut))
+        return await fut
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            deadline = loop.time() + self.window
+            while len(items) < self.max_batch and (left := deadline - loop.time()) > 0:
+                try:
+                    items.append(await asyncio.wait_for(self.queue.get(), left))
+                except asyncio.TimeoutError:
+                    break
+            try:
+                probs = await self.run_batch(torch.stack([x for x, _ in items]))
+                for i, (_, fut) in enumerate(items):
+                    if not fut.done():
+                        fut.set_result(probs[i])
+            except Exception as exc:  # noqa: BLE001 - hand the failure to every waiting request
+                for _, fut in items:
+                    if not fut.done():
+                        fut.set_exception(exc)
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+
+# ---- the app ---------------------------------------------------------------------------------------
+def upload_page() -> str:
+    return resources.files("cnnlab.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app serving ``model_path``; loading and warm-up run in the background at start-up."""
+    settings = settings or ServeSettings()
+    state: dict[str, Any] = {"predictor": None, "batcher": None, "failed": None, "gate": None}
+
+    def load(executor: ThreadPoolExecutor) -> None:
+        try:
+            if settings.threads:
+                torch.set_num_threads(settings.threads)
+            predictor = Predictor(model_path, device=settings.device, max_pixels=settings.max_pixels)
+            predictor.warm_up()
+            state["batcher"] = MicroBatcher(predictor, executor, settings.max_batch, settings.batch_window_ms)
+            state["predictor"] = predictor
+        except Exception as exc:  # noqa: BLE001 - /ready reports it; the message has no path
+            state["failed"] = type(exc).__name__
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Created here, inside the server's event loop; one thread runs every forward pass.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-infer")
+        state.update(
+            predictor=None, batcher=None, failed=None, gate=asyncio.Semaphore(max(1, settings.max_concurrency))
+        )
+        loading = asyncio.get_running_loop().run_in_executor(executor, load, executor)
+        yield
+        await loading
+        if state["batcher"] is not None:
+            state["batcher"].close()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="cnnlab prediction server",
+        version="1",  # the API's version, not a library version
+        description="Image classification with a model trained by cnnlab. POST an image to /predict.",
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(Guard, settings=settings)
+    app.state.cnnlab = state
+
+    def ready_predictor() -> Predictor:
+        if state["predictor"] is None:
+            msg = "model failed to load" if state["failed"] else "model is loading"
+            raise ApiError(503, "not_ready", msg, headers={"retry-after": "1"})
+        return state["predictor"]
+
+    _add_routes(app, settings, state, ready_predictor)
+    return app
+
+
+def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predictor) -> None:
+    TopK = Annotated[int, Query(ge=1, le=settings.max_topk, description="how many classes to return")]
+    OneFile = Annotated[UploadFile, File(description="an image file: PNG, JPEG, GIF, BMP, WebP or TIFF")]
+    ManyFiles = Annotated[list[UploadFile], File(description="image files (repeat the field)")]
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(upload_page())
+
+    @app.get("/health", summary="liveness: the process answers")
+    async def health() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="readiness: model loaded and warm-up inference passed (503 before)")
+    async def ready() -> dict:
+        ready_predictor()
+        return {"status": "ready"}
+
+    @app.get("/model", summary="model metadata: architecture, classes, input shape, preprocessing, metrics")
+    async def model_info() -> dict:
+        return ready_predictor().public_meta()
+
+    @app.post("/predict", summary="top-k classes of one image (multipart field 'file')")
+    async def predict(request: Request, file: OneFile, topk: TopK = 5) -> dict:
+        predictor = ready_predictor()
+        name, data = _safe_name(file), await file.read()
+        async with state["gate"]:
+            x = await run_in_threadpool(decode_upload, predictor, data, name)  # (C, S, S)
+            probs = await state["batcher"].submit(x)  # (K,)
+        return {"request_id": _rid(request), "filename": name, **predictor.format(probs[None], topk)[0]}
+
+    @app.post("/predict/batch", summary="top-k classes of several images (multipart fields 'files')")
+    async def predict_batch(request: Request, files: ManyFiles, topk: TopK = 5) -> dict:
+        predictor = ready_predictor()
+        if len(files) > settings.max_files:
+            raise ApiError(413, "too_many_files", f"{len(files)} files; at most {settings.max_files} per request")
+        results: list[dict[str, Any]] = []
+        good: list[tuple[int, torch.Tensor]] = []
+        async with state["gate"]:
+            for upload in files:
+                name, data = _safe_name(upload), await upload.read()
+                try:
+                    good.append((len(results), await run_in_threadpool(decode_upload, predictor, data, name)))
+                    results.append({"filename": name})
+                except ApiError as exc:
+                    err = {"status": exc.status_code, "code": exc.code, "message": exc.detail}
+                    results.append({"filename": name, "error": err})
+            if good:
+                probs = await state["batcher"].run_batch(torch.stack([x for _, x in good]))
+                for (i, _), row in zip(good, predictor.format(probs, topk)):
+                    results[i].update(row)
+        return {"request_id": _rid(request), "results": results}
+
+
+__all__ = ["create_app", "ServeSettings", "Guard", "MicroBatcher", "sniff_type", "decode_upload"]
