@@ -25,9 +25,11 @@ from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config, save
 from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset
 from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
 from cnnlab.data.splits import read_split_csv, write_split_csv
+from cnnlab.data.augment import build_mixer
 from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
-from cnnlab.engine.losses import build_loss
+from cnnlab.engine.losses import build_loss, class_weights
 from cnnlab.engine.optim import build_optimizer
 from cnnlab.engine.schedulers import build_schedule
 from cnnlab.engine.trainer import Trainer
@@ -126,12 +128,13 @@ def train(
         channels=cfg.data.channels,
     )
     data = prepare_data(ds, cfg.data, cfg.train.seed, device, channels_last=cfg.train.channels_last)
-    model = build_model(cfg, data.classes, data.input_shape).to(device)
+    model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.parameters(), cfg.optim)
-    schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, len(data.train))
-    loss_fn = build_loss("cross_entropy", label_smoothing=cfg.train.label_smoothing)
+    optimizer = build_optimizer(model, cfg.optim)
+    steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
+    schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
+    loss_fn = _build_loss(cfg, data, device)
 
     if resume is None:
         run_dir = create_run_dir(cfg.output.root, cfg.output.name or _default_name(cfg))
@@ -149,6 +152,7 @@ def train(
         log=log,
         progress=cfg.output.progress,
         callbacks=list(callbacks or []),
+        mixer=build_mixer(cfg.data.mixup, cfg.data.cutmix, data.generator),
     )
     if resume is not None:
         trainer.resume(run_dir / "checkpoints" / "last.pt")
@@ -162,12 +166,17 @@ def train(
 
     best = run_dir / "checkpoints" / "best.pt"
     if best.is_file():
-        model.load_state_dict(load_checkpoint(best)["model"])
+        state = load_checkpoint(best)
+        model.load_state_dict(state["model"])
+        if state.get("ema"):  # EMA on: the averaged weights are the model (validation chose them)
+            trainer.ema.load_state_dict(state["ema"])
+    if trainer.ema is not None:
+        model.load_state_dict(trainer.ema.module.state_dict())
     meta = _model_meta(cfg, data, trainer)
     save_model_file(run_dir / "model", model, meta)
     metrics = {}
     if data.test is not None:
-        metrics = _final_metrics(model, data.test, data.classes)
+        metrics = _final_metrics(model, data.test, data.classes, tta=cfg.train.tta)
         metrics["best_epoch"] = trainer.early.best_epoch
         metrics["train_seconds"] = time.perf_counter() - start
         write_json(run_dir / "metrics.json", metrics)
@@ -217,8 +226,15 @@ def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer) -> dict[str, 
     }
 
 
-def _final_metrics(model, loader, classes) -> dict[str, Any]:
-    logits, targets = predict(model, loader)
+def _build_loss(cfg: Config, data: PreparedData, device: torch.device) -> torch.nn.Module:
+    t = cfg.train
+    weight = class_weights(data.counts["train"]).to(device) if cfg.data.balance == "weights" else None
+    smoothing = t.label_smoothing
+    return build_loss(t.loss, label_smoothing=smoothing, weight=weight, gamma=t.focal_gamma, alpha=t.focal_alpha)
+
+
+def _final_metrics(model, loader, classes, tta: str = "none") -> dict[str, Any]:
+    logits, targets = predict(model, loader, tta=tta)
     return classification_metrics(targets, logits.argmax(1), logits, classes)
 
 

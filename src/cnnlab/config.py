@@ -38,6 +38,9 @@ class DataConfig:
     eval_batch_size: int = 1000
     num_workers: int = 2  # DataLoader workers (image folders only; in-memory data needs none)
     on_bad_image: str = "fail"  # fail | skip (image folders)
+    balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced sampling)
+    mixup: float = 0.0  # MixUp Beta(alpha, alpha) parameter; 0 disables (batch level, loss on mixed targets)
+    cutmix: float = 0.0  # CutMix Beta(alpha, alpha) parameter; 0 disables (with mixup too: one of them per batch)
 
 
 @dataclass
@@ -55,18 +58,36 @@ class OptimConfig:
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    alpha: float = 0.99  # RMSprop running-average decay
+    rho: float = 0.9  # Adadelta running-average decay
+    weight_decay_mode: str = "auto"  # auto (the optimiser's own) | l2 (added to the gradient) | decoupled
+    no_decay_norm_bias: bool = False  # no weight decay on biases and normalisation parameters (1-D tensors)
+    group_lr: dict[str, float] = field(default_factory=dict)  # parameter-name glob -> LR, e.g. {"fc*": 0.01}
+    lookahead_k: int = 0  # Lookahead: sync slow weights every k steps; 0 disables
+    lookahead_alpha: float = 0.5  # Lookahead slow-weight step size
 
 
 @dataclass
 class SchedConfig:
-    name: str = "plateau"  # plateau | cosine | step | onecycle | none
+    name: str = "plateau"  # see `cnnlab.engine.schedulers.SCHEDULERS` (plateau, cosine, onecycle, step, ...)
     monitor: str = "val_loss"  # metric watched by plateau
     factor: float = 0.5
     patience: int = 3
     min_lr: float = 1e-6
-    step_size: int = 10  # step
-    gamma: float = 0.1  # step
-    warmup_epochs: float = 0.0
+    step_size: int = 10  # step: epochs between decays
+    gamma: float = 0.1  # step / multistep / exponential: LR factor (exponential: per epoch)
+    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])  # multistep: epochs where LR *= gamma
+    power: float = 1.0  # polynomial decay exponent (1 = linear)
+    restart_epochs: int = 10  # cosine_restarts: length of the first cycle in epochs
+    restart_mult: int = 1  # cosine_restarts: each cycle is this many times longer than the previous
+    base_lr: float = 1e-4  # cyclic: lower LR bound (optim.lr is the upper bound)
+    cycle_epochs: float = 2.0  # cyclic: epochs per half cycle (rise or fall)
+    cycle_mode: str = "triangular"  # cyclic: triangular | triangular2 | exp_range
+    pct_start: float = 0.25  # onecycle: share of the steps spent rising
+    div_factor: float = 25.0  # onecycle: initial LR = optim.lr / div_factor
+    final_div_factor: float = 1e4  # onecycle: final LR = initial LR / final_div_factor
+    warmup_epochs: float = 0.0  # linear warm-up before any schedule (fractions allowed)
+    warmup_start: float = 0.0  # warm-up starts at this fraction of the LR
 
 
 @dataclass
@@ -74,8 +95,23 @@ class TrainConfig:
     epochs: int = 8
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    grad_clip: float | None = 1.0  # max global L2 norm; null disables
+    grad_clip: float | None = 1.0  # max global L2 norm (or max |g| with grad_clip_mode value); null disables
+    grad_clip_mode: str = "norm"  # norm | value
+    loss: str = "cross_entropy"  # cross_entropy | focal
     label_smoothing: float = 0.0
+    focal_gamma: float = 2.0  # focal loss focusing strength
+    focal_alpha: float | None = None  # focal loss class-balance weight (null: none)
+    l1: float = 0.0  # L1 penalty coefficient added to the loss (sum |w| of weights)
+    l2: float = 0.0  # L2 penalty coefficient added to the loss (sum w^2 of weights; not optimiser decay)
+    init: str = "default"  # default | he_normal | he_uniform | xavier_normal | xavier_uniform | lecun_* | zero
+    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a gradient scaler)
+    compile: bool = False  # torch.compile the model for training
+    accumulate: int = 1  # gradient accumulation: optimiser step every N batches
+    ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); evaluation then uses the EMA weights; 0 disables
+    tta: str = "none"  # test-time augmentation at evaluation: none | flip | flip-translate
+    skip_nonfinite: int = 0  # skip up to this many steps with a NaN/Inf loss before stopping
+    checkpoint_every: int = 0  # also save checkpoints/last.pt every N steps (mid-epoch resume); 0: per epoch
+    log_steps: bool = True  # write steps.csv (global step, epoch, lr, loss) into the run folder
     early_stop_metric: str = "val_acc"  # val_acc | val_loss | val_macro_f1
     early_stop_patience: int | None = 5  # null disables early stopping
     early_stop_min_delta: float = 0.0
@@ -112,6 +148,7 @@ SHORT_KEYS = {
     "download": "data.download",
     "batch_size": "data.batch_size",
     "augment": "data.augment",
+    "balance": "data.balance",
     "image_size": "data.image_size",
     "model": "model.name",
     "optimizer": "optim.name",

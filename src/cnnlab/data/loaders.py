@@ -7,8 +7,11 @@
   decoding rule of :mod:`cnnlab.data.images`; augmentation then runs on the collated batch with
   the same functions, so both paths have the same semantics.
 
-Both yield ``(x, y)`` with x float32 normalised (B, C, H, W) and y int64 (B,), and both draw
-their shuffling from a torch.Generator whose state can be saved for exact resume.
+Both yield ``(x, y)`` with x float32 normalised (B, C, H, W) and y int64 (B,). Each epoch draws
+one seed from the data generator and derives its order from it (a permutation, or class-balanced
+sampling with replacement when ``weights`` are given), so ``state_dict()`` — the epoch seed and the
+batches consumed — is enough to resume mid-epoch: the order is rebuilt and the consumed batches are
+skipped without being loaded. Augmentation draws continue from the saved generator state.
 """
 
 from __future__ import annotations
@@ -25,7 +28,49 @@ from cnnlab.data.augment import Augment
 from cnnlab.data.images import load_image
 
 
-class TensorLoader:
+def epoch_order(n: int, seed: int, shuffle: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Sample indices for one epoch: weighted sampling with replacement, a permutation, or 0..n-1."""
+    g = torch.Generator().manual_seed(seed)
+    if weights is not None:
+        return torch.multinomial(weights, n, replacement=True, generator=g)
+    return torch.randperm(n, generator=g) if shuffle else torch.arange(n)
+
+
+def balanced_weights(labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Per-sample weights 1 / count(class), so every class is drawn equally often (``--balance sampler``)."""
+    y = torch.as_tensor(np.asarray(labels)).long().cpu()
+    counts = torch.bincount(y).float()
+    return (1.0 / counts.clamp_min(1))[y].double()
+
+
+class _EpochPlan:
+    """The epoch seed and position of a loader; mixed into both loaders (saved for mid-epoch resume)."""
+
+    generator: torch.Generator
+    shuffle: bool
+    weights: torch.Tensor | None
+
+    def _begin_epoch(self, n: int) -> tuple[torch.Tensor, int]:
+        resume = getattr(self, "_resume", None)
+        if resume is not None:
+            seed, start = resume
+            self._resume = None
+        else:
+            random = self.shuffle or self.weights is not None
+            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator)) if random else 0
+            start = 0
+        self._epoch_seed, self.position = seed, start
+        return epoch_order(n, seed, self.shuffle, self.weights), start
+
+    def state_dict(self) -> dict:
+        return {"epoch_seed": getattr(self, "_epoch_seed", 0), "position": getattr(self, "position", 0)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The next iteration continues the saved epoch at the saved batch."""
+        self._resume = (int(state["epoch_seed"]), int(state["position"]))
+
+
+class TensorLoader(_EpochPlan):
     """Iterate over an in-memory uint8 image tensor in (optionally shuffled, augmented) batches."""
 
     def __init__(
@@ -40,8 +85,9 @@ class TensorLoader:
         generator: torch.Generator | None = None,
         drop_last: bool = False,
         channels_last: bool = False,
+        weights: torch.Tensor | None = None,  # per-sample sampling weights (class-balanced sampling)
     ):
-        self.images, self.labels = images, labels
+        self.images, self.labels, self.weights = images, labels, weights
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.generator = generator or torch.Generator().manual_seed(0)
         self.drop_last, self.channels_last = drop_last, channels_last
@@ -58,10 +104,10 @@ class TensorLoader:
         return len(self.labels)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        order, start = self._begin_epoch(len(self.labels))
         order = order.to(self.images.device)
-        for i in range(len(self)):
+        for i in range(start, len(self)):
+            self.position = i + 1
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
             x = self.images[idx].float().div_(255.0)  # (B, C, H, W) in [0, 1]
             if self.augment is not None:
@@ -96,7 +142,20 @@ class FolderImages(Dataset):
         return x.clamp_(0, 1), label
 
 
-class FolderLoader:
+class _OrderSampler(torch.utils.data.Sampler):
+    """Yields the owning loader's current epoch order (so persistent workers survive across epochs)."""
+
+    def __init__(self, owner: FolderLoader):
+        self.owner = owner
+
+    def __iter__(self):
+        return iter(self.owner._current.tolist())
+
+    def __len__(self) -> int:
+        return len(self.owner._current)
+
+
+class FolderLoader(_EpochPlan):
     """DataLoader over files, then the same augment + normalise steps as TensorLoader."""
 
     def __init__(
@@ -111,14 +170,16 @@ class FolderLoader:
         num_workers=2,
         device="cpu",
         channels_last=False,
+        weights=None,
     ):
         self.generator = generator or torch.Generator().manual_seed(0)
         self.augment, self.channels_last, self.device = augment, channels_last, torch.device(device)
+        self.shuffle, self.weights, self.batch_size = shuffle, weights, batch_size
+        self._current = torch.arange(len(dataset))
         self.loader = DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            generator=self.generator,
+            sampler=_OrderSampler(self),
             num_workers=num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=num_workers > 0,
@@ -127,14 +188,17 @@ class FolderLoader:
         self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return -(-len(self.loader.dataset) // self.batch_size)
 
     @property
     def num_samples(self) -> int:
         return len(self.loader.dataset)
 
     def __iter__(self):
+        order, start = self._begin_epoch(len(self.loader.dataset))
+        self._current = order[start * self.batch_size :]
         for x, y in self.loader:
+            self.position += 1
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.augment is not None:
                 x = self.augment(x, self.generator)

@@ -20,7 +20,7 @@ from cnnlab.config import DataConfig
 from cnnlab.data.augment import build_augment
 from cnnlab.data.datasets import ArrayDataset, FolderDataset
 from cnnlab.data.images import load_image
-from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader, to_tensor_images
+from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader, balanced_weights, to_tensor_images
 from cnnlab.data.splits import channel_stats, stratified_split
 from cnnlab.errors import CnnlabError
 
@@ -49,6 +49,8 @@ def prepare_data(
 ) -> PreparedData:
     """Split, compute statistics and build loaders for ``ds`` according to ``cfg``."""
     gen = torch.Generator().manual_seed(seed)
+    if cfg.balance not in ("none", "weights", "sampler"):
+        raise CnnlabError(f"data.balance must be none, weights or sampler, not {cfg.balance!r}")
     if isinstance(ds, ArrayDataset):
         return _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle)
     return _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle)
@@ -88,6 +90,7 @@ def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle) ->
             augment=build_augment(cfg.augment, x.shape[3]) if train else None,
             generator=gen if train else None,
             channels_last=channels_last,
+            weights=balanced_weights(y) if train and cfg.balance == "sampler" else None,
         )
 
     y = ds.train_labels
@@ -156,6 +159,7 @@ def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle) ->
             num_workers=cfg.num_workers,
             device=device,
             channels_last=channels_last,
+            weights=balanced_weights([lab for _, lab in splits[split]]) if train and cfg.balance == "sampler" else None,
         )
 
     k = len(ds.classes)

@@ -1,44 +1,231 @@
-"""Optimiser registry. Each entry builds a torch optimiser from ``OptimConfig`` and parameters.
+"""Optimiser registry: every optimiser of seed 002's list, built from ``OptimConfig``.
 
-Weight decay in SGD/Adam/RMSprop is the classic L2 term added to the gradient; AdamW decouples it
-(Loshchilov & Hutter 2019). Seed 000's recipe is Adam with lr 1e-3 and weight decay 1e-4.
+Each entry turns parameter groups and the config into a torch optimiser. torch provides SGD
+(momentum, Nesterov), Adagrad, Adadelta, RMSprop, Adam, AdamW, RAdam and NAdam; LAMB (You et al.
+2020, layer-wise trust ratio for large batches) is written here because torch has none, and
+:class:`Lookahead` (Zhang et al. 2019: slow weights pulled towards the fast ones every k steps)
+wraps any of them. Weight decay comes in two forms (Loshchilov & Hutter 2019): L2, added to the
+gradient before the adaptive scaling, and decoupled, shrinking the weights directly;
+``weight_decay_mode`` picks one for any optimiser (``auto`` keeps each optimiser's own: decoupled
+for AdamW and LAMB, L2 for the rest). Parameter groups give per-group LRs (``group_lr``: name glob
+-> LR) and optionally no decay on biases and normalisation weights. Seed 000's recipe is Adam with
+lr 1e-3 and weight decay 1e-4.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import math
+from collections.abc import Callable
+
 import torch
+from torch import nn
 
 from cnnlab.config import OptimConfig
+from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optimizer")
+DECOUPLED_BY_DEFAULT = {"adamw", "lamb"}  # optimisers whose own weight decay is decoupled
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(params, c: OptimConfig) -> torch.optim.Optimizer:
+def sgd(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
     """SGD with (Nesterov) momentum; momentum 0 gives plain SGD."""
     return torch.optim.SGD(
-        params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0, weight_decay=c.weight_decay
+        params, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov and c.momentum > 0, weight_decay=wd
     )
 
 
-@OPTIMIZERS.register("adam")
-def adam(params, c: OptimConfig) -> torch.optim.Optimizer:
-    """Adam (Kingma & Ba 2015) with L2 weight decay."""
-    return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay)
+@OPTIMIZERS.register("adagrad")
+def adagrad(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """Adagrad (Duchi et al. 2011): per-weight LR shrinking with the sum of squared gradients."""
+    return torch.optim.Adagrad(params, lr=c.lr, eps=c.eps, weight_decay=wd)
 
 
-@OPTIMIZERS.register("adamw")
-def adamw(params, c: OptimConfig) -> torch.optim.Optimizer:
-    """Adam with decoupled weight decay."""
-    return torch.optim.AdamW(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=c.weight_decay)
+@OPTIMIZERS.register("adadelta")
+def adadelta(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """Adadelta (Zeiler 2012): running averages of squared gradients and updates; lr 1.0 is its usual scale."""
+    return torch.optim.Adadelta(params, lr=c.lr, rho=c.rho, eps=c.eps, weight_decay=wd)
 
 
 @OPTIMIZERS.register("rmsprop")
-def rmsprop(params, c: OptimConfig) -> torch.optim.Optimizer:
+def rmsprop(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
     """RMSprop (Hinton 2012) with optional momentum."""
-    return torch.optim.RMSprop(params, lr=c.lr, momentum=c.momentum, eps=c.eps, weight_decay=c.weight_decay)
+    return torch.optim.RMSprop(params, lr=c.lr, alpha=c.alpha, momentum=c.momentum, eps=c.eps, weight_decay=wd)
 
 
-def build_optimizer(params, c: OptimConfig) -> torch.optim.Optimizer:
-    return OPTIMIZERS.get(c.name)(params, c)
+@OPTIMIZERS.register("adam")
+def adam(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """Adam (Kingma & Ba 2015) with L2 weight decay."""
+    return torch.optim.Adam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=wd)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+    return torch.optim.AdamW(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=wd)
+
+
+@OPTIMIZERS.register("radam")
+def radam(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """Rectified Adam (Liu et al. 2020): turns the adaptive step on only once its variance is tractable."""
+    return torch.optim.RAdam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=wd)
+
+
+@OPTIMIZERS.register("nadam")
+def nadam(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """Adam with Nesterov momentum (Dozat 2016)."""
+    return torch.optim.NAdam(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=wd)
+
+
+@OPTIMIZERS.register("lamb")
+def lamb(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
+    """LAMB (You et al. 2020): Adam direction with decoupled decay, rescaled per tensor by ||w|| / ||update||."""
+    return Lamb(params, lr=c.lr, betas=c.betas, eps=c.eps, weight_decay=wd)
+
+
+class Lamb(torch.optim.Optimizer):
+    """Layer-wise Adaptive Moments: ``w -= lr * r * u`` with ``u = adam_step + wd * w``, ``r = ||w|| / ||u||``."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["exp_avg_sq"] = torch.zeros_like(p)
+                state["step"] += 1
+                t = float(state["step"])
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(p.grad, 1 - b1)
+                v.mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                update = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update.add_(p, alpha=group["weight_decay"])
+                w_norm, u_norm = p.norm(), update.norm()
+                # Trust ratio 1 when either norm is zero (fresh zero-initialised tensors, zero updates).
+                trust = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                p.add_(update * trust, alpha=-group["lr"])
+        return loss
+
+
+class Lookahead(torch.optim.Optimizer):
+    """Lookahead (Zhang et al. 2019) around any optimiser: every ``k`` steps, slow += alpha * (fast - slow)
+    and the fast weights restart from the slow ones. ``param_groups`` are the inner optimiser's, so LR
+    schedules act on it directly; ``state_dict`` holds the inner state plus the slow weights."""
+
+    def __init__(self, inner: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5):
+        self.inner, self.k, self.alpha = inner, k, alpha
+        self.param_groups = inner.param_groups
+        self.defaults = inner.defaults
+        self.state = inner.state
+        self.steps = 0
+        self.slow = [[p.detach().clone() for p in g["params"]] for g in inner.param_groups]
+        self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = self.inner.step(closure)
+        self.steps += 1
+        if self.steps % self.k == 0:
+            for group, slow in zip(self.param_groups, self.slow):
+                for p, s in zip(group["params"], slow):
+                    s.add_(p - s, alpha=self.alpha)
+                    p.copy_(s)
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.inner.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict:
+        return {"inner": self.inner.state_dict(), "steps": self.steps, "slow": [list(s) for s in self.slow]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.inner.load_state_dict(state["inner"])
+        self.steps = int(state["steps"])
+        with torch.no_grad():
+            for mine, saved in zip(self.slow, state["slow"]):
+                for s, v in zip(mine, saved):
+                    s.copy_(v)
+
+    def __repr__(self) -> str:
+        return f"Lookahead(k={self.k}, alpha={self.alpha}, {self.inner!r})"
+
+
+def param_groups(model: nn.Module, c: OptimConfig) -> list[dict]:
+    """Groups by (LR, decay): ``group_lr`` globs over parameter names (first match wins), and with
+    ``no_decay_norm_bias`` every 1-D tensor (biases, BatchNorm/LayerNorm scales) gets no decay."""
+    groups: dict[tuple[float, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        lr = next((v for pat, v in c.group_lr.items() if fnmatch.fnmatch(name, pat)), c.lr)
+        decay = not (c.no_decay_norm_bias and p.ndim <= 1)
+        groups.setdefault((float(lr), decay), []).append(p)
+    if c.group_lr and all(lr == c.lr for lr, _ in groups):
+        raise CnnlabError(f"optim.group_lr {c.group_lr} matched no parameter name; see `cnnlab summary` for the names")
+    return [{"params": ps, "lr": lr, "decay": decay} for (lr, decay), ps in groups.items()]
+
+
+def _add_l2_to_grad(opt, args, kwargs) -> None:
+    # L2 form for optimisers whose own decay is decoupled: g += wd * w, before the optimiser sees g.
+    for g in opt.param_groups:
+        wd = g.get("l2_wd", 0.0)
+        if wd:
+            for p in g["params"]:
+                if p.grad is not None:
+                    p.grad.add_(p.detach(), alpha=wd)
+
+
+def _decoupled_decay(opt, args, kwargs) -> None:
+    # Decoupled form for L2-style optimisers: w *= 1 - lr * wd, independent of the gradient scaling.
+    with torch.no_grad():
+        for g in opt.param_groups:
+            wd = g.get("decoupled_wd", 0.0)
+            if wd:
+                for p in g["params"]:
+                    if p.grad is not None:
+                        p.mul_(1 - g["lr"] * wd)
+
+
+def build_optimizer(model_or_params, c: OptimConfig) -> torch.optim.Optimizer:
+    """Build ``c.name`` over a model's parameter groups (or a plain parameter iterable)."""
+    builder = OPTIMIZERS.get(c.name)
+    _check_lr(c.lr)
+    if isinstance(model_or_params, nn.Module):
+        groups = param_groups(model_or_params, c)
+    else:
+        groups = [{"params": list(model_or_params), "lr": c.lr, "decay": True}]
+    native = "decoupled" if c.name in DECOUPLED_BY_DEFAULT else "l2"
+    mode = native if c.weight_decay_mode == "auto" else c.weight_decay_mode
+    if mode not in ("l2", "decoupled"):
+        raise CnnlabError(f"optim.weight_decay_mode must be auto, l2 or decoupled, not {c.weight_decay_mode!r}")
+    for g in groups:
+        wd = c.weight_decay if g.pop("decay") else 0.0
+        # The optimiser applies its own form itself; the other form goes through a step pre-hook.
+        g["weight_decay"] = wd if mode == native else 0.0
+        g["l2_wd" if native == "decoupled" else "decoupled_wd"] = wd if mode != native else 0.0
+    opt = builder(groups, c, c.weight_decay)
+    if mode != native and c.weight_decay:
+        opt.register_step_pre_hook(_add_l2_to_grad if mode == "l2" else _decoupled_decay)
+    if c.lookahead_k:
+        opt = Lookahead(opt, k=c.lookahead_k, alpha=c.lookahead_alpha)
+    return opt
+
+
+def _check_lr(lr: float) -> None:
+    if not math.isfinite(lr) or lr < 0:
+        raise CnnlabError(f"optim.lr must be a finite number >= 0, got {lr}")

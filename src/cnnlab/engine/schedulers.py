@@ -1,97 +1,201 @@
-"""Learning-rate schedule registry.
+"""Learning-rate schedule registry, with a linear warm-up that composes with every schedule.
 
-A schedule object has ``step_batch()`` (called after every optimiser step) and ``step_epoch(metrics)``
-(after validation), so per-step schedules (one-cycle, warm-up) and per-epoch ones (plateau) share
-one interface and the loop needs no special cases.
+Every registered builder returns a torch LR scheduler (or None for a constant LR) plus whether it
+advances per optimiser step or per epoch. All schedules except reduce-on-plateau run per step, with
+epoch-based settings converted to steps, so the LR is smooth and the loop needs no special cases:
+``Schedule.step_batch()`` after every optimiser step, ``Schedule.step_epoch(metrics)`` after
+validation. Schedules covered (seed 002, "Learning Rate Scheduling"): step, multistep,
+exponential, polynomial, cosine, cosine with warm restarts (Loshchilov & Hutter 2017),
+reduce-on-plateau (seed 000's choice), cyclic (Smith 2017) and one-cycle (Smith 2018).
+
+Warm-up (Goyal et al. 2017) scales the inner schedule's starting LR from ``warmup_start`` to 1 over
+``warmup_epochs``; the inner schedule then starts its own clock. Chainable torch schedulers compute
+the next LR from the current one, so the warm-up restores the inner LR before the inner schedule
+ever steps again; otherwise the warm-up factor would leak into every later LR.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-import torch
+from torch.optim import lr_scheduler as L
 
 from cnnlab.config import SchedConfig
+from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
 
 SCHEDULERS: Registry = Registry("scheduler")
 
 
-class Schedule:
-    """Wraps a torch LR scheduler; ``per_batch`` says when it advances."""
+@dataclass
+class Plan:
+    """What a builder sees: total steps of the inner schedule and steps per epoch."""
 
-    def __init__(self, scheduler=None, per_batch: bool = False, monitor: str | None = None):
-        self.scheduler, self.per_batch, self.monitor = scheduler, per_batch, monitor
+    total: int
+    per_epoch: int
+
+
+class Schedule:
+    """A torch scheduler (or none) behind one interface, with an optional linear warm-up in front."""
+
+    def __init__(self, opt, scheduler=None, per_batch=True, monitor=None, warmup_steps=0, warmup_start=0.0):
+        self.opt, self.scheduler, self.per_batch, self.monitor = opt, scheduler, per_batch, monitor
+        self.warmup_steps, self.warmup_start = int(warmup_steps), float(warmup_start)
+        self.steps = 0  # optimiser steps taken
+        self.inner_lrs = [g["lr"] for g in opt.param_groups]  # the LR the inner schedule wants now
+        if self.warmup_steps > 0:
+            self._set_warm_lrs()
+
+    def _set_warm_lrs(self) -> None:
+        frac = self.warmup_start + (1 - self.warmup_start) * (self.steps + 1) / self.warmup_steps
+        for g, lr in zip(self.opt.param_groups, self.inner_lrs):
+            g["lr"] = lr * frac
+
+    @property
+    def warming_up(self) -> bool:
+        return self.steps < self.warmup_steps
 
     def step_batch(self) -> None:
+        self.steps += 1
+        if self.steps < self.warmup_steps:
+            self._set_warm_lrs()
+            return
+        if self.steps == self.warmup_steps:  # warm-up over: hand the inner schedule its own LR back
+            for g, lr in zip(self.opt.param_groups, self.inner_lrs):
+                g["lr"] = lr
+            return
         if self.scheduler is not None and self.per_batch:
             self.scheduler.step()
 
     def step_epoch(self, metrics: dict[str, float]) -> None:
-        if self.scheduler is None or self.per_batch:
+        if self.scheduler is None or self.per_batch or self.warming_up:
             return
         if self.monitor:
+            if self.monitor not in metrics:
+                raise CnnlabError(f"sched.monitor {self.monitor!r} is not a metric; use one of {sorted(metrics)}")
             self.scheduler.step(metrics[self.monitor])
         else:
             self.scheduler.step()
 
     def state_dict(self) -> dict:
-        return self.scheduler.state_dict() if self.scheduler is not None else {}
+        return {
+            "steps": self.steps,
+            "inner_lrs": list(self.inner_lrs),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        if self.scheduler is not None and state:
-            self.scheduler.load_state_dict(state)
+        if not state:
+            return
+        self.steps, self.inner_lrs = int(state["steps"]), list(state["inner_lrs"])
+        if self.scheduler is not None and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
 
 
 @SCHEDULERS.register("none")
-def constant(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:
+def constant(opt, c: SchedConfig, p: Plan):
     """Constant learning rate."""
-    return Schedule()
+    return None, True
 
 
 @SCHEDULERS.register("plateau")
-def plateau(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:
+def plateau(opt, c: SchedConfig, p: Plan):
     """Multiply the LR by ``factor`` when ``monitor`` has not improved for ``patience`` epochs (seed 000)."""
     mode = "min" if c.monitor.endswith("loss") else "max"
-    s = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode=mode, factor=c.factor, patience=c.patience, min_lr=c.min_lr
-    )
-    return Schedule(s, monitor=c.monitor)
+    return L.ReduceLROnPlateau(opt, mode=mode, factor=c.factor, patience=c.patience, min_lr=c.min_lr), False
 
 
 @SCHEDULERS.register("step")
-def step(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:
+def step(opt, c: SchedConfig, p: Plan):
     """Multiply the LR by ``gamma`` every ``step_size`` epochs."""
-    return Schedule(torch.optim.lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma))
+    return L.StepLR(opt, step_size=max(1, c.step_size * p.per_epoch), gamma=c.gamma), True
+
+
+@SCHEDULERS.register("multistep")
+def multistep(opt, c: SchedConfig, p: Plan):
+    """Multiply the LR by ``gamma`` at each epoch in ``milestones``."""
+    return L.MultiStepLR(opt, milestones=[m * p.per_epoch for m in c.milestones], gamma=c.gamma), True
+
+
+@SCHEDULERS.register("exponential")
+def exponential(opt, c: SchedConfig, p: Plan):
+    """Multiply the LR by ``gamma`` per epoch, spread evenly over its steps (gamma ** (1 / steps))."""
+    return L.ExponentialLR(opt, gamma=c.gamma ** (1.0 / max(1, p.per_epoch))), True
+
+
+@SCHEDULERS.register("polynomial")
+def polynomial(opt, c: SchedConfig, p: Plan):
+    """LR * (1 - t/T) ** power over the run (power 1: linear decay to 0)."""
+    return L.PolynomialLR(opt, total_iters=p.total, power=c.power), True
 
 
 @SCHEDULERS.register("cosine")
-def cosine(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:
-    """Cosine decay to ``min_lr`` over the whole run, per step, after an optional linear warm-up."""
-    total = max(1, epochs * steps_per_epoch)
-    warm = int(c.warmup_epochs * steps_per_epoch)
-    base = [g["lr"] for g in opt.param_groups]
+def cosine(opt, c: SchedConfig, p: Plan):
+    """Half a cosine from the LR down to ``min_lr`` over the run."""
+    return L.CosineAnnealingLR(opt, T_max=p.total, eta_min=c.min_lr), True
 
-    def factor(i: int, b: float) -> float:
-        if i < warm:
-            return (i + 1) / warm
-        t = (i - warm) / max(1, total - warm)
-        floor = c.min_lr / b
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
-    lambdas = [lambda i, b=b: factor(i, b) for b in base]
-    return Schedule(torch.optim.lr_scheduler.LambdaLR(opt, lambdas), per_batch=True)
+@SCHEDULERS.register("cosine_restarts")
+def cosine_restarts(opt, c: SchedConfig, p: Plan):
+    """SGDR: cosine cycles of ``restart_epochs`` (each ``restart_mult`` times longer), restarting at the LR."""
+    t0 = max(1, c.restart_epochs * p.per_epoch)
+    return L.CosineAnnealingWarmRestarts(opt, T_0=t0, T_mult=c.restart_mult, eta_min=c.min_lr), True
+
+
+def _has_momentum(opt) -> bool:
+    return any(k in opt.defaults for k in ("momentum", "betas")) and opt.defaults.get("momentum", 1) != 0
+
+
+@SCHEDULERS.register("cyclic")
+def cyclic(opt, c: SchedConfig, p: Plan):
+    """Triangular cycles between ``base_lr`` and the LR, ``cycle_epochs`` per half cycle."""
+    up = max(1, int(c.cycle_epochs * p.per_epoch))
+    max_lr = [g["lr"] for g in opt.param_groups]
+    return L.CyclicLR(
+        opt, base_lr=c.base_lr, max_lr=max_lr, step_size_up=up, mode=c.cycle_mode, cycle_momentum=False
+    ), True
 
 
 @SCHEDULERS.register("onecycle")
-def onecycle(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:
-    """One-cycle (Smith 2018): warm up to the configured LR, then anneal, per step."""
-    max_lr = [g["lr"] for g in opt.param_groups]
-    s = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=max_lr, total_steps=max(1, epochs * steps_per_epoch), pct_start=0.25
+def onecycle(opt, c: SchedConfig, p: Plan):
+    """One-cycle: rise from LR/div_factor to the LR for ``pct_start`` of the run, then anneal far below."""
+    s = L.OneCycleLR(
+        opt,
+        max_lr=[g["lr"] for g in opt.param_groups],
+        total_steps=p.total,
+        pct_start=c.pct_start,
+        div_factor=c.div_factor,
+        final_div_factor=c.final_div_factor,
+        cycle_momentum=_has_momentum(opt),
     )
-    return Schedule(s, per_batch=True)
+    return s, True
 
 
 def build_schedule(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:
-    return SCHEDULERS.get(c.name)(opt, c, epochs, steps_per_epoch)
+    """The schedule ``c.name`` over ``epochs`` of ``steps_per_epoch`` optimiser steps, after any warm-up."""
+    per_epoch = max(1, steps_per_epoch)
+    warm = int(math.ceil(c.warmup_epochs * per_epoch))
+    total = max(1, epochs * per_epoch - warm)
+    # OneCycle and friends write into param_groups; build on the inner optimiser for Lookahead.
+    scheduler, per_batch = SCHEDULERS.get(c.name)(_inner(opt), c, Plan(total, per_epoch))
+    monitor = c.monitor if c.name == "plateau" else None
+    return Schedule(opt, scheduler, per_batch, monitor, warmup_steps=warm, warmup_start=c.warmup_start)
+
+
+def _inner(opt):
+    return getattr(opt, "inner", opt)
+
+
+def lr_curve(opt_factory, c: SchedConfig, epochs: int, steps_per_epoch: int) -> list[float]:
+    """The LR of every step of a schedule (for plots and tests), from a fresh optimiser."""
+    opt = opt_factory()
+    s = build_schedule(opt, c, epochs, steps_per_epoch)
+    lrs = []
+    for _ in range(epochs):
+        for _ in range(steps_per_epoch):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            s.step_batch()
+        s.step_epoch({c.monitor: 1.0})
+    return lrs

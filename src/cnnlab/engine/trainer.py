@@ -1,11 +1,15 @@
 """The Trainer: wires ``train_one_epoch`` and ``evaluate`` to early stopping, checkpoints and history.
 
-Per epoch: train, validate, step the schedule, record a history row, save ``last.pt`` (and
-``best.pt`` when the monitored metric improved), print one line, stop early when the metric has
-not improved by ``min_delta`` for ``patience`` epochs. A checkpoint holds everything needed to
-continue the run exactly: model, optimiser, schedule, epoch, early-stopping state, history and all
-random states (global torch RNG for dropout, the data generator for shuffling and augmentation).
-No checkpoint is written from non-finite weights.
+Per epoch: train, validate (with the EMA weights when EMA is on, and test-time augmentation when
+asked), step the schedule, record a history row, save ``last.pt`` (and ``best.pt`` when the
+monitored metric improved), print one line, stop early when the metric has not improved by
+``min_delta`` for ``patience`` epochs. With ``checkpoint_every`` N, ``last.pt`` is also written
+every N optimiser steps, and a resumed run skips the batches already consumed (the loader replays
+the epoch's permutation from its seed). A checkpoint holds everything needed to continue the run
+exactly: model, optimiser, schedule, grad scaler, EMA weights, epoch and step, the epoch's running
+sums, the loader position, early-stopping state, history and all random states (global torch RNG
+for dropout, the data generator for shuffling and augmentation). No checkpoint is written from
+non-finite weights. The LR and loss of every step go to ``steps.csv``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 from cnnlab.engine.checkpoint import all_finite, atomic_save, load_checkpoint, rng_state, set_rng_state
-from cnnlab.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from cnnlab.engine.loop import EpochState, NonFiniteLossError, StepOptions, evaluate, train_one_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import write_history_csv
 
@@ -73,6 +77,7 @@ class Trainer:
     # Called as cb(trainer, row) after each epoch's row is recorded and checkpoints are saved
     # (TensorBoard logging, Optuna pruning, ...). An exception raised by a callback ends training.
     callbacks: list[Callable[[Trainer, dict], None]] = field(default_factory=list)
+    mixer: Callable | None = None  # batch-level MixUp/CutMix: (x, y) -> (x, y_b, lam)
     history: list[dict] = field(default_factory=list)
     epoch: int = 0  # epochs completed
 
@@ -82,6 +87,28 @@ class Trainer:
             metric = metric.replace("val_", "train_")
         self.early = EarlyStopping(metric, self.cfg.early_stop_patience, self.cfg.early_stop_min_delta)
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        device = next(self.model.parameters()).device
+        c = self.cfg
+        self.opts = StepOptions(
+            grad_clip=c.grad_clip,
+            clip_mode=c.grad_clip_mode,
+            amp=c.amp,
+            accumulate=max(1, c.accumulate),
+            l1=c.l1,
+            l2=c.l2,
+            skip_nonfinite=c.skip_nonfinite,
+            sync_every=1 if device.type == "cpu" else 25,
+        )
+        self.scaler = torch.amp.GradScaler(device.type) if c.amp == "fp16" else None
+        self.ema = _make_ema(self.model, c.ema) if c.ema else None
+        self.forward = torch.compile(self.model) if c.compile else self.model
+        self.state = EpochState()
+        self._steps_csv = self.run_dir / "steps.csv"
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights evaluation uses: the EMA average when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def fit(self) -> list[dict]:
         """Train until ``cfg.epochs`` or early stopping; returns the history rows."""
@@ -100,6 +127,11 @@ class Trainer:
     def _run_epoch(self) -> dict:
         start = time.perf_counter()
         bar = _progress(len(self.train_loader), f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.progress)
+        if self.state.batches == 0:
+            self.state.start_epoch()
+        elif bar is not None:
+            bar.update(self.state.batches)
+        every = self.cfg.checkpoint_every
         try:
             row = train_one_epoch(
                 self.model,
@@ -107,18 +139,25 @@ class Trainer:
                 self.optimizer,
                 self.loss_fn,
                 schedule=self.schedule,
-                grad_clip=self.cfg.grad_clip,
                 epoch=self.epoch,
                 progress=bar,
+                opts=self.opts,
+                state=self.state,
+                scaler=self.scaler,
+                ema=self.ema,
+                mixer=self.mixer,
+                forward=self.forward,
+                on_step=(lambda st: st.global_step % every == 0 and self._save_step()) if every else None,
             )
-        except NonFiniteLossError:
+        finally:
             if bar is not None:
                 bar.close()
-            raise
-        if bar is not None:
-            bar.close()
+            for msg in self.state.messages:
+                self.log(msg)
+            self.state.messages.clear()
+        self.state.batches = 0  # epoch complete: the next one starts from its first batch
         if self.val_loader is not None:
-            row.update(evaluate(self.model, self.val_loader, "val"))
+            row.update(evaluate(self.eval_model, self.val_loader, "val", tta=self.cfg.tta))
         row = {"epoch": self.epoch + 1, **row, "seconds": time.perf_counter() - start}
         self.schedule.step_epoch(row if self.val_loader is not None else _train_as_val(row))
         self.epoch += 1
@@ -133,10 +172,16 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        st = self.state
+        loader_state = getattr(self.train_loader, "state_dict", None)
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "loop": {k: getattr(st, k) for k in ("batches", "loss_sum", "correct", "seen", "global_step", "skipped")},
+            "loader": loader_state() if loader_state is not None and st.batches else {},
             "epoch": self.epoch,
             "early": {
                 "best": self.early.best,
@@ -151,23 +196,51 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
+        for k, v in state.get("loop", {}).items():
+            setattr(self.state, k, v)
+        if state.get("loader"):
+            self.train_loader.load_state_dict(state["loader"])
         self.epoch = int(state["epoch"])
         e = state["early"]
         self.early.best, self.early.best_epoch, self.early.bad_epochs = e["best"], e["best_epoch"], e["bad_epochs"]
         self.history = list(state["history"])
         set_rng_state(state["rng"], {"data": self.generator})
 
-    def _save(self, improved: bool) -> None:
-        if not all_finite(self.model):
+    def _check_finite(self, where: str) -> None:
+        if not all_finite(self.model) or (self.ema is not None and not all_finite(self.ema.module)):
             raise NonFiniteLossError(
-                f"the weights contain NaN or Inf after epoch {self.epoch}; no checkpoint was written and the "
+                f"the weights contain NaN or Inf {where}; no checkpoint was written and the "
                 "previous ones are intact. Lower the learning rate or enable gradient clipping."
             )
+
+    def _save(self, improved: bool) -> None:
+        self._check_finite(f"after epoch {self.epoch}")
+        self._write_steps()
         state = self.state_dict()
         ckpt = self.run_dir / "checkpoints"
         atomic_save(state, ckpt / "last.pt")
         if improved:
             atomic_save(state, ckpt / "best.pt")
+
+    def _save_step(self) -> None:
+        """Mid-epoch ``last.pt`` (every ``checkpoint_every`` optimiser steps); ``best.pt`` stays per epoch."""
+        self._check_finite(f"at step {self.state.global_step}")
+        self._write_steps()
+        atomic_save(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+
+    def _write_steps(self) -> None:
+        rows, self.state.step_log = self.state.step_log, []
+        if not self.cfg.log_steps or not rows:
+            return
+        new = not self._steps_csv.exists()
+        with open(self._steps_csv, "a") as f:
+            if new:
+                f.write("step,epoch,lr,loss\n")
+            f.writelines(f"{s},{e},{lr:.6g},{loss:.6g}\n" for s, e, lr, loss in rows)
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint written by this Trainer (``last.pt``)."""
@@ -176,6 +249,23 @@ class Trainer:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CnnlabError(f"checkpoint {path} does not match this run's model or settings: {exc}") from None
+        _truncate_steps(self._steps_csv, self.state.global_step)
+
+
+def _truncate_steps(path: Path, last_step: int) -> None:
+    # Rows written after the checkpoint (a run killed between the two writes) would be repeated.
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= last_step]
+    path.write_text("".join(keep))
+
+
+def _make_ema(model: nn.Module, decay: float):
+    """Exponential moving average of parameters and buffers (BatchNorm statistics included)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _train_as_val(row: dict) -> dict:
