@@ -1,13 +1,18 @@
-"""Run plots: training curves and confusion-matrix heatmaps, written as PNG files.
+"""Run plots: training curves, confusion-matrix heatmaps, ROC and precision-recall curves, the
+reliability diagram and image grids (worst predictions, right/wrong predictions), written as PNG.
 
 matplotlib runs with the Agg backend (no display needed). Each function returns the Figure after
-saving it, so tests and notebooks can inspect axes and values.
+saving it, so tests and notebooks can inspect axes and values; beside every ``x.png`` it writes
+``x.json`` with the numbers that were plotted, so a test (or a user) can check the picture's content
+without reading pixels.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -35,10 +40,9 @@ def plot_history(history: list[dict[str, float]], path: str | Path | None = None
         else:
             ax.legend()
     fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return fig
+    keys = ("train_loss", "val_loss", "train_acc", "val_acc", "lr")
+    series = {k: [r.get(k, math.nan) for r in history] for k in keys}
+    return _finish(fig, path, {"epochs": epochs, "panels": [p[0] for p in panels], **series})
 
 
 def plot_confusion(
@@ -71,7 +75,132 @@ def plot_confusion(
                     color="white" if shown[i, j] > 0.5 * (shown.max() or 1) else "black",
                 )
     fig.tight_layout()
+    return _finish(fig, path, {"classes": list(classes), "normalize": normalize, "matrix": shown.tolist()})
+
+
+def _finish(fig, path: str | Path | None, data: dict[str, Any], dpi: int = 110):
+    """Save ``fig`` as PNG and ``data`` as JSON beside it (same stem), close it, return it."""
     if path is not None:
-        fig.savefig(path, dpi=110)
+        path = Path(path)
+        fig.savefig(path, dpi=dpi)
+        text = json.dumps(data, indent=1, default=_jsonable)
+        path.with_suffix(".json").write_text(text.replace("NaN", "null") + "\n")
     plt.close(fig)
     return fig
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot serialise {type(obj).__name__}")
+
+
+def _thin(x: np.ndarray, y: np.ndarray, n: int = 300) -> tuple[list[float], list[float]]:
+    """At most ``n`` points of a curve, always keeping the first and the last (for plots and JSON)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(x) > n:
+        keep = np.unique(np.r_[np.linspace(0, len(x) - 1, n).round().astype(int), len(x) - 1])
+        x, y = x[keep], y[keep]
+    return [round(float(v), 6) for v in x], [round(float(v), 6) for v in y]
+
+
+def _legend_classes(k: int) -> bool:
+    return k <= 12  # beyond a dozen classes a legend hides the curves
+
+
+def plot_roc_pr(roc: dict, pr: dict, classes: list[str], path: str | Path | None = None):
+    """Two panels: one-vs-rest ROC curves (with the macro AUC) and precision-recall curves (macro AP).
+
+    Args:
+        roc: the result of :func:`cnnlab.evaluation.curves.roc_ovr`.
+        pr: the result of :func:`cnnlab.evaluation.curves.pr_ovr`.
+    """
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6))
+    data: dict[str, Any] = {"classes": list(classes), "panels": ["roc", "pr"], "roc": [], "pr": []}
+    colors = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    for c, name in enumerate(classes):
+        fpr, tpr = _thin(roc["curves"][c]["fpr"], roc["curves"][c]["tpr"])
+        rec, prec = _thin(pr["curves"][c]["recall"], pr["curves"][c]["precision"])
+        a1.plot(fpr, tpr, lw=1.2, color=colors(c % colors.N), label=f"{name} ({roc['auc'][c]:.3f})")
+        a2.step(rec, prec, where="post", lw=1.2, color=colors(c % colors.N), label=f"{name} ({pr['ap'][c]:.3f})")
+        data["roc"].append({"class": name, "auc": roc["auc"][c], "fpr": fpr, "tpr": tpr})
+        data["pr"].append({"class": name, "ap": pr["ap"][c], "recall": rec, "precision": prec})
+    a1.plot([0, 1], [0, 1], ls="--", color="gray", lw=0.8)
+    a1.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01))
+    a1.set_title(f"ROC, one-vs-rest (macro AUC {roc['macro_auc']:.4f})")
+    a2.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01))
+    a2.set_title(f"precision-recall (macro AP {pr['macro_ap']:.4f})")
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3)
+        if _legend_classes(len(classes)):
+            ax.legend(fontsize=7, loc="lower right" if ax is a1 else "lower left")
+    fig.tight_layout()
+    data.update(macro_auc=roc["macro_auc"], macro_ap=pr["macro_ap"])
+    return _finish(fig, path, data)
+
+
+def plot_reliability(cal: dict, path: str | Path | None = None):
+    """Reliability diagram (accuracy against confidence per bin, gap to the diagonal shaded) and the
+    histogram of confidences. ``cal`` is the result of :func:`cnnlab.evaluation.curves.calibration`."""
+    edges, count = np.asarray(cal["edges"]), np.asarray(cal["count"])
+    acc, conf = np.asarray(cal["accuracy"]), np.asarray(cal["confidence"])
+    width, mids = np.diff(edges), (edges[:-1] + edges[1:]) / 2
+    filled = count > 0
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    a1.bar(mids[filled], acc[filled], width=width[filled], edgecolor="black", color="#4c72b0", label="accuracy")
+    a1.bar(
+        mids[filled],
+        conf[filled] - acc[filled],
+        bottom=acc[filled],
+        width=width[filled],
+        color="#dd8452",
+        alpha=0.5,
+        label="gap to confidence",
+    )
+    a1.plot([0, 1], [0, 1], ls="--", color="gray", lw=1)
+    a1.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+    a1.set_title(f"reliability diagram (ECE {cal['ece']:.4f})")
+    a1.legend(loc="upper left", fontsize=8)
+    a2.bar(mids, count, width=width, edgecolor="black", color="#55a868")
+    a2.set(xlim=(0, 1), xlabel="confidence", ylabel="predictions")
+    a2.set_title("confidence histogram")
+    fig.tight_layout()
+    data = {k: cal[k] for k in ("edges", "count", "accuracy", "confidence", "ece", "mce")}
+    return _finish(fig, path, {"panels": ["reliability", "histogram"], **data})
+
+
+def plot_image_grid(
+    images: np.ndarray, rows: list[dict[str, Any]], path: str | Path | None = None, title: str = "", cols: int = 8
+):
+    """A grid of images, each titled ``true -> pred (confidence)`` with its id, framed green when the
+    prediction is right and red when wrong.
+
+    Args:
+        images: (n, H, W, C) float in [0, 1]; C is 1 (shown grey) or 3.
+        rows: n rows of :func:`cnnlab.evaluation.interpret.prediction_table`.
+    """
+    n = len(rows)
+    if n == 0:
+        raise ValueError("plot_image_grid needs at least one image")
+    cols = min(cols, n)
+    nrows = math.ceil(n / cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(1.6 * cols, 1.9 * nrows + (0.4 if title else 0)), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.remove()
+    for ax, img, r in zip(axes.flat, images, rows):
+        img = np.clip(img, 0, 1)
+        grey = img.shape[-1] == 1
+        ax.imshow(img[..., 0] if grey else img, cmap="gray" if grey else None, vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        color = "#1a9850" if r["correct"] else "#d73027"
+        for side in ax.spines.values():
+            side.set_edgecolor(color)
+            side.set_linewidth(3)
+        label = f"{r['true'][:10]}→{r['pred'][:10]} {r['confidence']:.2f}\n{str(r['id'])[-18:]}"
+        ax.set_title(label, fontsize=7, color=color)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    keep = ("index", "id", "true", "pred", "confidence", "loss", "correct")
+    return _finish(fig, path, {"title": title, "panels": n, "rows": [{k: r[k] for k in keep if k in r} for r in rows]})
