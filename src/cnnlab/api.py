@@ -139,6 +139,10 @@ def train(
     if resume is None:
         run_dir = create_run_dir(cfg.output.root, cfg.output.name or _default_name(cfg))
         _write_run_start(run_dir, cfg, ds, data)
+    if cfg.output.tensorboard or cfg.output.mlflow:  # tracking as callbacks (cnnlab.tracking)
+        from cnnlab.tracking import tracking_callbacks
+
+        callbacks = [*(callbacks or []), *tracking_callbacks(cfg, run_dir)]
     trainer = Trainer(
         model,
         optimizer,
@@ -182,6 +186,9 @@ def train(
         write_json(run_dir / "metrics.json", metrics)
         meta["metrics"] = {k: metrics[k] for k in ("accuracy", "top5_accuracy", "loss") if k in metrics}
         save_model_file(run_dir / "model", model, meta)
+    for cb in trainer.callbacks:  # trackers log the test metrics, then close
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(trainer, metrics)
     if cfg.output.plots:
         _write_plots(run_dir, history, metrics, data.classes)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=cfg)

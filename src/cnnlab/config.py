@@ -126,6 +126,8 @@ class OutputConfig:
     name: str | None = None  # run folder name (default: <dataset>-<model>); a number is appended if taken
     plots: bool = True
     progress: bool = True  # progress bar
+    tensorboard: bool = False  # TensorBoard events in <run>/tensorboard: scalars, images, graph
+    mlflow: bool = False  # also log to MLflow (needs `pip install mlflow`)
 
 
 @dataclass
@@ -160,6 +162,7 @@ SHORT_KEYS = {
     "device": "train.device",
     "out": "output.root",
     "name": "output.name",
+    "tensorboard": "output.tensorboard",
 }
 
 

@@ -24,6 +24,7 @@ _SHORT_HELP = {
     "device": "auto, cpu, cuda or cuda:N",
     "out": "folder that holds run folders",
     "name": "run folder name",
+    "tensorboard": "log to TensorBoard (event files in RUN/tensorboard)",
 }
 
 
@@ -39,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     for short, key in SHORT_KEYS.items():
         flag = "--" + short.replace("_", "-")
-        if short == "download":
+        if short in ("download", "tensorboard"):  # on/off switches
             p.add_argument(
                 flag,
                 dest=f"cfg:{key}",
