@@ -15,7 +15,7 @@ from cnnlab import __version__
 from cnnlab.errors import CnnlabError
 
 # Subcommand modules under cnnlab.cli, in the order `cnnlab --help` lists them.
-COMMANDS = ["train", "evaluate", "summary", "calc", "teach", "data", "models", "scratch"]
+COMMANDS = ["train", "evaluate", "summary", "calc", "teach", "data", "models", "scratch", "tune", "runs"]
 
 
 class _Parser(argparse.ArgumentParser):
