@@ -155,8 +155,8 @@ class ConvNormAct(nn.Sequential):
 class DepthwiseSeparableConv(nn.Sequential):
     """Depthwise kxk conv (one filter per channel) then pointwise 1x1 conv, each with norm + activation.
 
-    Weights: ``c_in k^2 + c_in c_out`` instead of ``c_in c_out k^2`` (about 8-9x fewer for 3x3), the
-    factorisation of MobileNet V1 (Howard et al. 2017).
+    Weights: ``c_in k^2 + c_in c_out`` instead of ``c_in c_out k^2``, i.e. ``1 / (1/c_out + 1/k^2)`` times
+    fewer (7.9x for 3x3 and 64 outputs, approaching 9x): the factorisation of MobileNet V1 (Howard et al. 2017).
     """
 
     def __init__(

@@ -1,0 +1,154 @@
+"""cnnlab.models.summary and the `cnnlab summary` / `cnnlab models` commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.cli.main import main
+from cnnlab.errors import CnnlabError
+from cnnlab.models import create_model
+from cnnlab.models.summary import default_input_shape, parse_input_shape, summary
+
+SPECS = Path(__file__).resolve().parents[2] / "configs" / "models"
+
+
+def weight_rows(s):
+    return [r for r in s.rows if r.type in ("Conv2d", "Linear")]
+
+
+def test_seed_cnn_matches_the_seed_table():
+    s = summary("seed_cnn", (3, 32, 32))
+    # seed 000's per-layer table: three convs and three linear layers
+    assert [r.params for r in weight_rows(s)] == [896, 18_496, 73_856, 1_049_088, 131_328, 2_570]
+    assert s.total_params == s.trainable_params == 1_278_218  # the table's ~1,276,734 omits the FC BatchNorms
+    assert [r.output_shape for r in weight_rows(s)][:3] == [(32, 32, 32), (64, 16, 16), (128, 8, 8)]
+    assert s.rf_exact
+
+
+def test_stacked_3x3_convs_have_rf_3_5_7():
+    s = summary("custom", (1, 28, 28), spec=str(SPECS / "rf_stack.yaml"))
+    convs = [r for r in s.rows if r.type == "Conv2d"]
+    assert [(r.rf, r.jump) for r in convs] == [(3, 1), (5, 1), (7, 1)]
+    assert s.rf_exact
+
+
+def test_rf_follows_the_recurrence_through_pooling():
+    # conv3 -> pool2 -> conv3: rf 3, then 3 + 1*1 = 4 (jump 2), then 4 + 2*2 = 8 (seed 002 formula)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3))
+    s = summary(model, (1, 16, 16))
+    assert [(r.rf, r.jump) for r in s.rows] == [(3, 1), (4, 2), (8, 2)]
+
+
+def test_published_receptive_fields_of_branchy_and_deep_nets():
+    # Araujo et al. (Distill 2019) list 435 px for ResNet-18's last conv; VGG-16's conv5_3/pool5 are 196/212
+    res = {r.name: r.rf for r in summary("resnet18").rows}
+    vgg = [r.rf for r in summary("vgg16").rows if r.type in ("Conv2d", "MaxPool2d")]
+    assert res["layer4.1.conv2"] == 435
+    assert vgg[-2:] == [196, 212]
+    assert not summary("resnet18").rf_exact  # residual additions: flagged approximate
+
+
+def test_macs_params_and_memory_of_a_conv():
+    s = summary(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False)), (3, 10, 10))
+    (row,) = s.rows
+    assert row.params == 8 * 3 * 3 * 3
+    assert row.macs == 8 * 10 * 10 * 3 * 3 * 3  # one multiply-add per weight and output pixel
+    assert row.activation_bytes == 8 * 10 * 10 * 4
+    assert s.param_bytes == row.params * 4
+
+
+def test_module_summary_on_cpu_equals_named_summary_on_meta():
+    model = create_model("mobilenet_v2_cifar")
+    mine, named = summary(model, (3, 32, 32)), summary("mobilenet_v2_cifar", (3, 32, 32))
+    assert [(r.name, r.output_shape, r.macs, r.rf) for r in mine.rows] == [
+        (r.name, r.output_shape, r.macs, r.rf) for r in named.rows
+    ]
+    assert model.training  # mode restored
+    assert not any("forward" in vars(m) for m in model.modules())  # no stand-in left behind
+
+
+def test_frozen_parameters_are_reported_as_non_trainable():
+    model = create_model("lenet5")
+    model[0].requires_grad_(False)
+    s = summary(model, (1, 32, 32))
+    assert s.non_trainable_params == 6 * 25 + 6
+    assert s.rows[0].trainable == 0 and s.rows[0].params == 156
+
+
+def test_table_shows_rows_and_totals():
+    text = summary("lenet5").table()
+    assert "Total params: 61,706" in text
+    assert "Conv2d" in text and "RF" in text and "Receptive field: exact" in text
+
+
+@pytest.mark.parametrize("bad", ["3x32", "3x32x0", "axbxc", "", "3x32x32x1"])
+def test_bad_input_shape_is_a_clear_error(bad):
+    with pytest.raises(CnnlabError, match="CxHxW"):
+        parse_input_shape(bad)
+
+
+def test_parse_and_default_input_shapes():
+    assert parse_input_shape("1x28x28") == (1, 28, 28)
+    assert parse_input_shape("3,224,224") == (3, 224, 224)
+    assert default_input_shape("plain_mlp") == (1, 28, 28)
+    assert default_input_shape("resnet50") == (3, 224, 224)
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(CnnlabError, match="resnet18"):
+        summary("resnt18")
+
+
+def test_model_that_cannot_take_the_input_is_a_clear_error():
+    with pytest.raises(CnnlabError, match="cannot"):
+        summary("vgg11", (3, 28, 28))
+
+
+def test_cli_summary(capsys):
+    assert main(["summary", "lenet5", "--input", "1x28x28", "--classes", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params:" in out and "(5,)" in out
+
+
+def test_cli_summary_of_a_spec_file(capsys):
+    assert main(["summary", str(SPECS / "small_cnn.yaml"), "--input", "1x28x28"]) == 0
+    assert "small_cnn.yaml" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["summary", "seed_cnn", "--input", "3x32"], "CxHxW"),
+        (["summary", "sed_cnn"], "seed_cnn"),
+        (["summary", "missing.yaml"], "not found"),
+        (["models", "zzzz"], "no registered model"),
+    ],
+)
+def test_cli_user_errors(capsys, argv, message):
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_models_lists_params_and_macs(capsys):
+    assert main(["models", "lenet", "--input", "1x32x32"]) == 0
+    out = capsys.readouterr().out
+    assert "lenet5" in out and "61,706" in out
+
+
+def test_cli_models_markdown(capsys):
+    assert main(["models", "resnet18*", "--markdown"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| model |")
+    assert any("`resnet18`" in line and "11,689,512" in line for line in lines)
+
+
+def test_summary_runs_non_square_module_inputs():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    s = summary(model, (1, 20, 12))
+    assert s.rows[0].output_shape == (4, 18, 10)
+    assert s.output_shape == (2,)
+    assert torch.get_num_threads() >= 1
