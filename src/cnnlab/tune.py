@@ -251,6 +251,7 @@ def tune(
     epochs: int | None = None,
     pruner: str = "median",
     pruner_startup: int = 2,
+    pruner_warmup: int = 0,
     seed: int = 0,
     overrides: dict[str, Any] | None = None,
     out_dir: str | Path | None = None,
@@ -271,6 +272,8 @@ def tune(
         metric: history column to optimise (best epoch's value); ``*loss`` is minimised.
         epochs: epochs per trial (default: the config's ``train.epochs``).
         pruner: median (stop trials below the median of earlier ones at the same epoch) or none.
+        pruner_startup, pruner_warmup: trials that finish before pruning starts; epochs a trial
+            always gets before it can be pruned.
         fail_running: mark trials left RUNNING by an interrupted process as FAIL before continuing
             (leave False when several processes work on one study at the same time).
         enqueue: parameter sets ``{key: value}`` to try first (before the sampler's own choices).
@@ -295,7 +298,7 @@ def tune(
         load_if_exists=True,
         direction=direction_of(metric),
         sampler=None,  # set below, seeded by how far the study has got (a resumed TPE must not repeat itself)
-        pruner=make_pruner(pruner, n_startup_trials=pruner_startup),
+        pruner=make_pruner(pruner, n_startup_trials=pruner_startup, n_warmup_steps=pruner_warmup),
     )
     if study.user_attrs.get("metric", metric) != metric:
         raise CnnlabError(

@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--metric", default="val_acc", help="history column to optimise (val_acc, val_loss, val_macro_f1)")
     p.add_argument("--pruner", choices=["median", "none"], default="median", help="stop poor trials early")
     p.add_argument("--pruner-startup", type=int, default=2, help="trials that finish before pruning starts")
+    p.add_argument("--pruner-warmup", type=int, default=0, help="epochs every trial gets before it can be pruned")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--out", help="study folder (default <output.root>/tune-<study>)")
     p.add_argument(
@@ -58,6 +59,7 @@ def run(args) -> int:
         epochs=args.epochs,
         pruner=args.pruner,
         pruner_startup=args.pruner_startup,
+        pruner_warmup=args.pruner_warmup,
         seed=args.seed,
         overrides=overrides,
         out_dir=args.out,
