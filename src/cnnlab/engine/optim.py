@@ -129,12 +129,19 @@ class Lookahead(torch.optim.Optimizer):
 
     def __init__(self, inner: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5):
         self.inner, self.k, self.alpha = inner, k, alpha
-        self.param_groups = inner.param_groups
         self.defaults = inner.defaults
-        self.state = inner.state
         self.steps = 0
         self.slow = [[p.detach().clone() for p in g["params"]] for g in inner.param_groups]
         self._optimizer_step_pre_hooks, self._optimizer_step_post_hooks = {}, {}
+
+    # Delegated, not copied: the inner optimiser's load_state_dict replaces its param_groups list.
+    @property
+    def param_groups(self) -> list[dict]:
+        return self.inner.param_groups
+
+    @property
+    def state(self):
+        return self.inner.state
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
