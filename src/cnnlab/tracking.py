@@ -31,13 +31,21 @@ SCALAR_TAGS = {
 
 
 def tracking_callbacks(cfg, run_dir: Path) -> list:
-    """The callbacks that ``cfg.output.tensorboard`` / ``cfg.output.mlflow`` ask for."""
+    """The callbacks that ``cfg.output.tensorboard`` / ``cfg.output.mlflow`` ask for (rank 0 only under DDP)."""
     out: list = []
+    if _rank() != 0:  # one event file / MLflow run per training, written by the process that owns the run folder
+        return out
     if getattr(cfg.output, "tensorboard", False):
         out.append(TensorBoardCallback(Path(run_dir) / "tensorboard"))
     if getattr(cfg.output, "mlflow", False):
         out.append(MLflowCallback(cfg, run_dir))
     return out
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _summary_writer():
