@@ -184,7 +184,8 @@ def plot_image_grid(
         raise ValueError("plot_image_grid needs at least one image")
     cols = min(cols, n)
     nrows = math.ceil(n / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(1.6 * cols, 1.9 * nrows + (0.4 if title else 0)), squeeze=False)
+    height = 1.9 * nrows + (0.4 if title else 0)
+    fig, axes = plt.subplots(nrows, cols, figsize=(1.6 * cols, height), squeeze=False)
     for ax in axes.flat[n:]:
         ax.remove()
     for ax, img, r in zip(axes.flat, images, rows):
@@ -200,7 +201,9 @@ def plot_image_grid(
         label = f"{r['true'][:10]}→{r['pred'][:10]} {r['confidence']:.2f}\n{str(r['id'])[-18:]}"
         ax.set_title(label, fontsize=7, color=color)
     if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        fig.suptitle(title, fontsize=10, y=1 - 0.12 / height)
+    # fixed margins (in inches) instead of tight_layout, which costs seconds on a grid of many axes
+    top = 1 - (0.38 + (0.4 if title else 0)) / height
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05 / height, top=top, wspace=0.12, hspace=0.32)
     keep = ("index", "id", "true", "pred", "confidence", "loss", "correct")
     return _finish(fig, path, {"title": title, "panels": n, "rows": [{k: r[k] for k in keep if k in r} for r in rows]})

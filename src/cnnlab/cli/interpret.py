@@ -1,0 +1,51 @@
+"""``cnnlab interpret RUN``: where a trained model goes wrong — the most confused class pairs, the
+highest-loss test images (table and gallery PNG) and ``RUN/misclassified.csv`` with every mistake."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "interpret",
+        help="most-confused classes, worst predictions, misclassified.csv",
+        description="Interpret a run's mistakes on its test split: confused pairs, highest-loss images "
+        "(RUN/plots/worst.png) and every misclassified sample (RUN/misclassified.csv).",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder written by cnnlab train")
+    p.add_argument("--top", type=int, default=25, help="how many worst predictions to list and draw (default 25)")
+    p.add_argument("--split", default="test", choices=["train", "test"], help="which split (default test)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cnnlab.errors import CnnlabError
+    from cnnlab.evaluation.interpret import most_confused, run_predictions, top_losses, write_misclassified_csv
+    from cnnlab.viz.plots import plot_image_grid
+
+    if args.top < 1:
+        raise CnnlabError(f"--top must be at least 1, not {args.top}")
+    rp = run_predictions(args.run, split=args.split, device=args.device)
+    rows = rp.rows()
+    wrong = sum(not r["correct"] for r in rows)
+    print(f"{rp.run_dir}: {len(rows) - wrong} of {len(rows)} {args.split} images right, {wrong} wrong\n")
+    pairs = most_confused(rp.confusion(), rp.classes, top=10)
+    print("most confused pairs (true -> predicted)")
+    for r in pairs:
+        print(
+            f"  {r['true'][:16]:>16} -> {r['pred'][:16]:<16} {r['count']:6d}  ({100 * r['share']:.1f} % of {r['true']})"
+        )
+    if not pairs:
+        print("  none: every image was classified correctly")
+    worst = top_losses(rows, args.top)
+    print(f"\n{len(worst)} highest-loss images")
+    print(f"  {'id':>20}  {'true':>12}  {'predicted':>12}  confidence    loss")
+    for r in worst:
+        names = f"{r['id'][-20:]:>20}  {r['true'][:12]:>12}  {r['pred'][:12]:>12}"
+        print(f"  {names}  {r['confidence']:10.3f}  {r['loss']:6.3f}")
+    csv_path = write_misclassified_csv(rp.run_dir / "misclassified.csv", rows)
+    (rp.run_dir / "plots").mkdir(exist_ok=True)
+    gallery = rp.run_dir / "plots" / "worst.png"
+    plot_image_grid(rp.images([r["index"] for r in worst]), worst, gallery, f"{len(worst)} highest-loss images")
+    print(f"\nwrote {csv_path} ({wrong} rows) and {gallery}")
+    return 0

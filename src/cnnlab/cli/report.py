@@ -1,0 +1,31 @@
+"""``cnnlab report RUN``: the self-contained HTML report of a run (``RUN/report.html``)."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write the HTML report of a run",
+        description="Evaluate a run on its test split and write RUN/report.html: one file with config, data, "
+        "curves, metrics, confusion matrix, worst predictions, calibration, ROC/PR and model summary "
+        "(images inlined, no network needed).",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder written by cnnlab train")
+    p.add_argument("--out", help="where to write the HTML (default RUN/report.html)")
+    p.add_argument("--top", type=int, default=24, help="worst predictions to show (default 24)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--open", action="store_true", help="open the report in the default web browser")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from cnnlab.viz.report import write_report
+
+    path = write_report(args.run, out=args.out, top=args.top, device=args.device)
+    print(f"wrote {path}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
