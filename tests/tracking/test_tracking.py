@@ -77,3 +77,14 @@ def test_mlflow_calls_with_a_fake_module(monkeypatch, quick):
     assert steps == [1, 2, 2]  # two epochs, then the test metrics
     logged = [c[1][0] for c in calls if c[0] == "log_artifact"]
     assert any(p.endswith("metrics.json") for p in logged)
+
+
+def test_only_rank_zero_tracks(monkeypatch, tmp_path):
+    import torch.distributed as dist
+
+    cfg = load_config(overrides={"output.tensorboard": True})
+    assert len(tracking_callbacks(cfg, tmp_path)) == 1
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    assert tracking_callbacks(cfg, tmp_path / "rank1") == []
+    assert not (tmp_path / "rank1").exists()
