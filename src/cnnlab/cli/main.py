@@ -17,6 +17,7 @@ from cnnlab.errors import CnnlabError
 # Subcommand modules under cnnlab.cli, in the order `cnnlab --help` lists them.
 COMMANDS = ["train", "evaluate", "summary", "calc", "teach", "data", "models", "scratch", "tune", "runs"]
 COMMANDS += ["predict", "export", "serve", "compress"]  # deployment (issue 8)
+COMMANDS += ["interpret", "visualize", "report"]  # evaluation, pictures, HTML report (issue 5)
 
 
 class _Parser(argparse.ArgumentParser):
