@@ -191,6 +191,10 @@ def train(
             cb.on_train_end(trainer, metrics)
     if cfg.output.plots:
         _write_plots(run_dir, history, metrics, data.classes)
+    if cfg.output.plots and data.test is not None:  # HTML report; a failure there only warns
+        from cnnlab.viz.report import write_report_safely
+
+        write_report_safely(run_dir, log=log, device=device)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=cfg)
 
 
