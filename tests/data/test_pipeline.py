@@ -100,3 +100,40 @@ def test_training_on_an_image_folder(tmp_path):
     assert result.metrics["accuracy"] >= 0.75  # red vs blue is easy
     again = cnnlab.evaluate(result.run_dir, save=False)  # the run's own test files, from split.csv
     assert again["accuracy"] == result.metrics["accuracy"]
+
+
+def test_split_manifest_is_written_and_reused_exactly(tmp_path):
+    rng = np.random.default_rng(1)
+    for c in range(2):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(15):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / f"c{c}" / f"{i}.png"
+            )
+    common = {
+        "data": f"folder:{tmp_path / 'imgs'}",
+        "epochs": 1,
+        "image_size": 8,
+        "out": tmp_path / "runs",
+        "log": lambda s: None,
+    }
+    first = cnnlab.train(**common, overrides={"data.num_workers": 0, "output.progress": False, "train.seed": 0})
+    manifest = first.run_dir / "split_manifest.csv"
+    header, *rows = manifest.read_text().splitlines()
+    assert (
+        header == "split,path,label,class,sha256" and len(rows) == 30 and all(len(r.split(",")[4]) == 64 for r in rows)
+    )
+    # another seed would split differently; with the manifest the split is the same
+    again = cnnlab.train(
+        **common,
+        overrides={
+            "data.num_workers": 0,
+            "output.progress": False,
+            "train.seed": 5,
+            "data.split_manifest": str(manifest),
+        },
+    )
+    assert (again.run_dir / "split.csv").read_text() == (first.run_dir / "split.csv").read_text()
+    (tmp_path / "imgs" / "c0" / "3.png").write_bytes((tmp_path / "imgs" / "c0" / "4.png").read_bytes())
+    with pytest.raises(cnnlab.CnnlabError, match=r"c0/3.png: content changed"):
+        cnnlab.train(**common, overrides={"data.num_workers": 0, "data.split_manifest": str(manifest)})

@@ -146,20 +146,58 @@ def digits(root=None, download=False, **kw) -> ArrayDataset:
     return _from_source("digits", sources.load_digits())
 
 
-def load_folder(path: str | Path, image_size: int | None = None, channels: int | None = None) -> FolderDataset:
-    """``folder:PATH``: class subfolders, with train/ (val/, test/) splits or one flat folder to split."""
-    from cnnlab.data.folder import scan_folder  # local import: folder scanning pulls in Pillow
+def load_folder(
+    path: str | Path,
+    image_size: int | None = None,
+    channels: int | None = None,
+    on_bad_image: str = "fail",
+    max_bad_fraction: float = 0.05,
+    manifest: str | Path | None = None,
+) -> FolderDataset:
+    """``folder:PATH``: class subfolders, with train/ (val/, test/) splits or one flat folder to split.
+
+    Every file is decoded once here (``doctor.screen_samples``), so an unreadable file is found
+    before training starts and never reaches a DataLoader worker: ``on_bad_image="fail"`` stops
+    with the list of bad files, ``"skip"`` leaves them out and records them in ``skipped``.
+    With ``manifest`` (a ``split_manifest.csv`` of an earlier run), the exact same files go to the
+    same splits, after checking that none is missing or changed (SHA-256).
+    """
+    from cnnlab.data.doctor import screen_samples  # local imports: these pull in Pillow
+    from cnnlab.data.folder import read_manifest, scan_folder, splits_from_manifest
 
     scan = scan_folder(Path(path).expanduser())
+    if manifest:
+        scan.splits = splits_from_manifest(scan.root, read_manifest(manifest), scan.classes)
+        scan.layout = "manifest"
+    splits, bad = screen_samples(scan.splits, on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, workers=2)
     return FolderDataset(
         name=f"folder:{path}",
         root=scan.root,
         classes=scan.classes,
-        splits=scan.splits,
+        splits=splits,
         layout=scan.layout,
         channels=channels or 3,
         image_size=image_size or 64,
+        skipped=[(p, reason) for _, p, reason in bad],
     )
+
+
+def write_folder_manifest(path: Path, ds: FolderDataset, split_rows: list[tuple]) -> None:
+    """Write ``split_manifest.csv``: split, path (relative), label, class and SHA-256 of every file used,
+    so ``--data.split_manifest`` can repeat the exact split later."""
+    from cnnlab.data.folder import file_sha256, write_manifest
+
+    rows = [
+        {
+            "split": split,
+            "path": Path(rel).as_posix(),
+            "label": label,
+            "class": ds.classes[label],
+            "sha256": file_sha256(ds.root / rel),
+        }
+        for split, rel, label in split_rows
+    ]
+    write_manifest(path, rows)
 
 
 def load_dataset(
@@ -176,7 +214,14 @@ def load_dataset(
         path = name[len("folder:") :]
         if not path:
             raise CnnlabError("folder: needs a path, e.g. --data folder:./my_images")
-        return load_folder(path, image_size=kw.get("image_size"), channels=kw.get("channels"))
+        return load_folder(
+            path,
+            image_size=kw.get("image_size"),
+            channels=kw.get("channels"),
+            on_bad_image=kw.get("on_bad_image", "fail"),
+            max_bad_fraction=kw.get("max_bad_fraction", 0.05),
+            manifest=kw.get("manifest"),
+        )
     return DATASETS.get(name)(root=root, download=download)
 
 
