@@ -92,3 +92,13 @@ def test_brier_and_summary(probs_and_labels):
     s = curve_metrics(y, p)
     assert set(s) >= {"macro_auc", "auc", "macro_ap", "ap", "ece", "mce", "brier"}
     assert len(s["auc"]) == 6 and all(isinstance(v, float) for v in s["auc"])
+
+
+def test_package_exports_resolve():
+    import cnnlab.evaluation as E
+    import cnnlab.viz as V
+
+    assert E.roc_ovr is roc_ovr and {"run_predictions", "most_confused", "classification_metrics"} <= set(E.__all__)
+    assert all(callable(getattr(E, n)) for n in E.__all__) and all(callable(getattr(V, n)) for n in V.__all__)
+    with pytest.raises(AttributeError):
+        E.nope  # noqa: B018
