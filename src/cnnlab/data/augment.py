@@ -17,6 +17,7 @@ CutMix (Yun et al. 2019) mix pairs of images and their labels; they act on (x, y
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable
@@ -279,6 +280,7 @@ def _bind(fn, **defaults):
 
     def factory(**params) -> Augment:
         kw = {**defaults, **params}
+        inspect.signature(fn).bind(None, None, **kw)  # unknown argument names fail here, not mid-training
         return lambda x, g: fn(x, g, **kw)
 
     factory.__doc__ = fn.__doc__

@@ -1,0 +1,84 @@
+"""``cnnlab augment-preview``: one batch before and after augmentation, as a PNG grid."""
+
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "augment-preview",
+        help="write a PNG of one batch before and after augmentation",
+        description="Take the first N training images of a dataset, apply an augmentation (a preset or a "
+        "'+'-joined op list such as 'crop(pad=4)+hflip+erase'), and write the originals above the "
+        "augmented images. --mixup/--cutmix show the batch-level mixing too.",
+    )
+    p.add_argument("--data", default="mnist-sample", help="dataset name or folder:PATH (default mnist-sample)")
+    p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--augment", default="auto", help="preset or op list (default auto)")
+    p.add_argument("-n", "--count", type=int, default=16, help="images in the batch (default 16)")
+    p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="augment_preview.png", help="output PNG (default augment_preview.png)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from cnnlab.data.augment import build_augment, build_mixer
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.data.pipeline import convert_arrays
+    from cnnlab.errors import CnnlabError
+
+    if args.count < 1:
+        raise CnnlabError("--count must be at least 1")
+    ds = load_dataset(args.data, root=args.data_root)
+    if hasattr(ds, "train_images"):
+        images = convert_arrays(ds.train_images[: args.count], None, None)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # (B, C, H, W)
+    else:
+        from cnnlab.data.loaders import FolderImages
+
+        items = ds.splits["train"][: args.count]
+        x = torch.stack([FolderImages(items, ds.channels, ds.image_size)[i][0] for i in range(len(items))])
+    gen = torch.Generator().manual_seed(args.seed)
+    aug = build_augment(args.augment, x.shape[1])
+    after = aug(x.clone(), gen) if aug is not None else x.clone()
+    title = f"augment: {args.augment}"
+    mixer = build_mixer(args.mixup, args.cutmix, gen)
+    if mixer is not None:
+        after, _, lam = mixer(after, torch.arange(len(after)))
+        title += f" + {'CutMix' if args.cutmix else 'MixUp'} (lam {lam:.2f})"
+    path = write_grid(x, after, args.out, title)
+    print(f"wrote {path} ({len(x)} images; top: original, bottom: augmented)")
+    return 0
+
+
+def write_grid(before, after, path, title: str):
+    """Two blocks of image rows: originals, then augmented; float (B, C, H, W) in [0, 1]."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(before)
+    cols = min(n, 8)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 1.2, 2 * rows * 1.25), squeeze=False)
+    for block, batch in enumerate((before, after)):
+        for i in range(rows * cols):
+            ax = axes[block * rows + i // cols][i % cols]
+            ax.axis("off")
+            if i < n:
+                img = batch[i].clamp(0, 1).permute(1, 2, 0).numpy()
+                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        axes[block * rows][0].set_title("original" if block == 0 else "augmented", loc="left", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

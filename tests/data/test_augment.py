@@ -1,0 +1,102 @@
+"""Augmentation ops: what each one does, the spec grammar, the v2 policies, MixUp/CutMix."""
+
+import pytest
+import torch
+
+from cnnlab.data.augment import (
+    AUGMENTATIONS,
+    BatchMixer,
+    affine,
+    build_augment,
+    crop_flip,
+    cutout,
+    erase,
+    hflip,
+    parse_spec,
+    random_crop,
+    resized_crop,
+)
+from cnnlab.errors import CnnlabError
+
+FAST_OPS = [n for n in AUGMENTATIONS.names() if n not in ("randaugment", "trivialaugment", "autoaugment", "augmix")]
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("name", FAST_OPS)
+def test_each_op_keeps_shape_and_range_and_is_seeded(name):
+    x = torch.rand(8, 3, 16, 16)
+    aug = AUGMENTATIONS.create(name)
+    if aug is None:
+        return
+    a, b = aug(x.clone(), _g(1)), aug(x.clone(), _g(1))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 1 + 1e-6
+
+
+def test_crop_flip_equals_crop_then_flip_in_distribution():
+    x = torch.rand(64, 1, 6, 6)
+    one = crop_flip(x, _g(3), pad=2, p=1.0)
+    # With p=1 every image is flipped: undoing the flip leaves a pure pad-and-crop of the input.
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    unflipped = one.flip(3)
+    for i in range(4):
+        windows = [padded[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(unflipped[i], w) for w in windows)
+    assert torch.equal(crop_flip(x, _g(3), pad=0, p=0.0), x)
+    assert torch.equal(random_crop(x, _g(0), pad=0), x) and torch.equal(hflip(x, _g(0), p=1.0), x.flip(3))
+
+
+def test_geometric_ops_move_pixels_as_asked():
+    x = torch.zeros(1, 1, 9, 9)
+    x[..., 4, 4] = 1.0  # a dot in the centre
+    assert torch.allclose(affine(x, _g(), degrees=90.0 * 0), x, atol=1e-6)  # identity parameters
+    shifted = affine(x, _g(), translate=0.25)  # moves by up to 2.25 px: the dot leaves the centre
+    assert shifted[..., 4, 4] < 1.0 and float(shifted.sum()) > 0.5
+    full = resized_crop(torch.rand(4, 3, 8, 8), _g(), scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    assert full.shape == (4, 3, 8, 8)
+
+
+def test_erase_and_cutout_zero_a_box():
+    x = torch.ones(16, 3, 10, 10)
+    e = erase(x, _g(), p=1.0, scale=(0.1, 0.1), ratio=(1.0, 1.0))
+    zeros = (e == 0).all(1).flatten(1).sum(1)  # pixels zeroed per image
+    assert torch.all(zeros == 9) or torch.all((zeros >= 9) & (zeros <= 16))
+    c = cutout(x, _g(), size=4)
+    assert torch.all((c == 0).all(1).flatten(1).sum(1) <= 16) and float(c.min()) == 0.0
+
+
+def test_spec_grammar_and_errors():
+    assert parse_spec("crop(pad=4)+hflip+erase(p=0.5, scale=[0.1, 0.2])") == [
+        ("crop", {"pad": 4}),
+        ("hflip", {}),
+        ("erase", {"p": 0.5, "scale": (0.1, 0.2)}),
+    ]
+    assert build_augment("none", 3) is None and build_augment("auto", 1) is None
+    x = torch.rand(4, 3, 8, 8)
+    assert torch.equal(build_augment("hflip(p=1.0)", 3)(x, _g()), x.flip(3))
+    with pytest.raises(CnnlabError, match="unknown augmentation"):
+        build_augment("hflipp", 3)
+    with pytest.raises(CnnlabError, match="hflip"):
+        build_augment("hflip(q=1)", 3)
+
+
+@pytest.mark.parametrize("name", ["randaugment", "trivialaugment", "autoaugment", "augmix"])
+def test_v2_policies_are_reproducible_from_the_generator(name):
+    x = torch.rand(4, 3, 16, 16)
+    aug = AUGMENTATIONS.create(name)
+    a, b, c = aug(x, _g(5)), aug(x, _g(5)), aug(x, _g(6))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_mixup_and_cutmix_mix_images_and_report_lam():
+    x = torch.stack([torch.full((1, 8, 8), float(i)) for i in range(6)])
+    y = torch.arange(6)
+    mx, yb, lam = BatchMixer(mixup=0.4, cutmix=0.0, generator=_g())(x, y)
+    assert 0 <= lam <= 1 and torch.allclose(mx[:, 0, 0, 0], lam * y.float() + (1 - lam) * yb.float())
+    cx, yb, lam = BatchMixer(mixup=0.0, cutmix=1.0, generator=_g(2))(x, y)
+    own = (cx == x).flatten(1).float().mean(1)  # share of each image kept (pairs with itself count fully)
+    moved = yb != y
+    assert torch.allclose(own[moved], torch.full_like(own[moved], lam), atol=1e-6)
