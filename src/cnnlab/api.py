@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config, save_config, to_dict
-from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset
+from cnnlab.data.augment import build_mixer
+from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
 from cnnlab.data.splits import read_split_csv, write_split_csv
-from cnnlab.data.augment import build_mixer
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
@@ -126,7 +126,12 @@ def train(
         download=cfg.data.download,
         image_size=cfg.data.image_size,
         channels=cfg.data.channels,
+        on_bad_image=cfg.data.on_bad_image,
+        max_bad_fraction=cfg.data.max_bad_fraction,
+        manifest=cfg.data.split_manifest,
     )
+    for path, reason in getattr(ds, "skipped", []):
+        log(f"skipped unreadable image {path}: {reason}")
     data = prepare_data(ds, cfg.data, cfg.train.seed, device, channels_last=cfg.train.channels_last)
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(device)
     if cfg.train.channels_last:
@@ -209,6 +214,8 @@ def _write_run_start(run_dir: Path, cfg: Config, ds, data: PreparedData) -> None
     save_config(cfg, run_dir / "config.yaml")
     write_json(run_dir / "env.json", env_info(seed=cfg.train.seed))
     write_split_csv(run_dir / "split.csv", data.split_rows)
+    if isinstance(ds, FolderDataset):  # file hashes too, so --data.split_manifest can repeat this split
+        write_folder_manifest(run_dir / "split_manifest.csv", ds, data.split_rows)
     write_json(
         run_dir / "data.json",
         {

@@ -41,6 +41,8 @@ class DataConfig:
     balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced sampling)
     mixup: float = 0.0  # MixUp Beta(alpha, alpha) parameter; 0 disables (batch level, loss on mixed targets)
     cutmix: float = 0.0  # CutMix Beta(alpha, alpha) parameter; 0 disables (with mixup too: one of them per batch)
+    max_bad_fraction: float = 0.05  # with skip: stop when more than this share of the images is unreadable
+    split_manifest: str | None = None  # image folders: reuse the exact split of an earlier run's split_manifest.csv
 
 
 @dataclass
@@ -152,6 +154,7 @@ SHORT_KEYS = {
     "augment": "data.augment",
     "balance": "data.balance",
     "image_size": "data.image_size",
+    "on_bad_image": "data.on_bad_image",
     "model": "model.name",
     "optimizer": "optim.name",
     "lr": "optim.lr",

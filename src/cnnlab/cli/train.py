@@ -14,6 +14,7 @@ _SHORT_HELP = {
     "batch_size": "training batch size",
     "augment": "augmentation preset (auto, none, flip, crop, crop-flip, seed)",
     "image_size": "resize images to this square side",
+    "on_bad_image": "unreadable files in an image folder: fail (default) or skip them and report",
     "model": "registered model name (cnnlab models lists them)",
     "optimizer": "optimiser name (sgd, adam, adamw, rmsprop)",
     "lr": "learning rate",
@@ -47,7 +48,7 @@ def add_parser(sub) -> None:
                 action="store_const",
                 const="true",
                 default=argparse.SUPPRESS,
-                help=_SHORT_HELP[short],
+                help=_SHORT_HELP.get(short, "see docs/training.md"),
             )
         else:
             p.add_argument(
@@ -55,7 +56,7 @@ def add_parser(sub) -> None:
                 dest=f"cfg:{key}",
                 default=argparse.SUPPRESS,
                 metavar="VALUE",
-                help=f"{_SHORT_HELP[short]} ({key})",
+                help=f"{_SHORT_HELP.get(short, 'see docs/training.md')} ({key})",
             )
     group = p.add_argument_group("every config key (YAML section.key)")
     for key, tp in leaf_fields().items():
