@@ -67,7 +67,7 @@ def run(args) -> int:
         print("| model | input | parameters | MMACs | description |")
         print("|---|---|--:|--:|---|")
         for r in rows:
-            desc = r["description"] if r["error"] is None else f"does not build: {r['error']}"
+            desc = r["description"] if r["error"] is None else f"{r['description']} Not summarised: {r['error']}"
             print(f"| `{r['name']}` | {r['input']} | {_fmt(r['params'])} | {_mmacs(r['macs'])} | {desc} |")
         return 0
     width = max(len(r["name"]) for r in rows)
