@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline", action="store_true", help="distill: also train the student without the teacher")
     p.add_argument("--runs", type=int, default=20, help="timing repetitions (median)")
     p.add_argument("--threads", type=int, help="CPU threads for timing (default: the libraries' choice)")
+    p.add_argument("--exporter", choices=["dynamo", "legacy"], default="dynamo", help="int8: ONNX exporter")
     p.set_defaults(func=run)
 
 
@@ -42,7 +43,7 @@ def run(args) -> int:
 
     if args.method.startswith("int8"):
         result = compress.quantize_int8(
-            args.model, args.method.split("-")[1], args.out, args.calibration, args.runs, args.threads
+            args.model, args.method.split("-")[1], args.out, args.calibration, args.runs, args.threads, args.exporter
         )
     elif args.method == "prune":
         result = compress.prune_model(

@@ -22,6 +22,12 @@ def add_parser(sub) -> None:
     p.add_argument("--parity-n", type=int, default=64, help="images for the parity check (default 64)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument(
+        "--exporter",
+        choices=["dynamo", "legacy"],
+        default="dynamo",
+        help="ONNX: torch.export-based exporter (default) or the older TorchScript-based one (faster)",
+    )
     p.set_defaults(func=run)
 
 
@@ -34,7 +40,12 @@ def run(args) -> int:
         from cnnlab.export.onnx import export_onnx
 
         out, report = export_onnx(
-            args.model, args.out, opset=args.opset, parity_n=args.parity_n, tolerance=args.tolerance
+            args.model,
+            args.out,
+            opset=args.opset,
+            parity_n=args.parity_n,
+            tolerance=args.tolerance,
+            exporter=args.exporter,
         )
     else:
         from cnnlab.export.torchscript import export_torchscript

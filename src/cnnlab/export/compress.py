@@ -202,7 +202,13 @@ class _Calibration:
 
 
 def quantize_int8(
-    model_path, mode: str = "dynamic", out=None, calibration: int = 256, runs: int = 20, threads: int | None = None
+    model_path,
+    mode: str = "dynamic",
+    out=None,
+    calibration: int = 256,
+    runs: int = 20,
+    threads: int | None = None,
+    exporter: str = "dynamo",
 ) -> CompressResult:
     """Quantise the model to INT8 with ONNX Runtime and measure fp32 torch / fp32 ONNX / INT8 ONNX."""
     from cnnlab.export.onnx import _require_onnx, export_onnx, onnx_logits_fn, write_metadata
@@ -216,7 +222,7 @@ def quantize_int8(
     cfg, data = run_data(meta)
     out = _out_dir(model_path, out, f"int8-{mode}")
     out.mkdir(parents=True, exist_ok=True)
-    fp32, _ = export_onnx(model_path, out / "model.fp32.onnx")  # parity-checked against torch
+    fp32, _ = export_onnx(model_path, out / "model.fp32.onnx", exporter=exporter)  # parity-checked against torch
     int8 = out / f"model.int8-{mode}.onnx"
     prepped = out / "model.fp32.prep.onnx"
     try:

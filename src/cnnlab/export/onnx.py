@@ -40,28 +40,31 @@ def _require_onnx():
     return onnx, onnxruntime
 
 
-def _torch_export(model: torch.nn.Module, example: torch.Tensor, out: Path, opset: int) -> None:
-    """torch.export-based exporter first; the older TorchScript-based one if that fails."""
-    batch = torch.export.Dim("batch", min=1, max=65536)
+def _torch_export(model: torch.nn.Module, example: torch.Tensor, out: Path, opset: int, exporter: str) -> None:
+    """Export with the torch.export-based exporter ("dynamo", falling back to the older one if it fails) or
+    with the older TorchScript-based exporter ("legacy": about 10x faster to run, deprecated upstream)."""
+    if exporter not in ("dynamo", "legacy"):
+        raise CnnlabError(f"unknown ONNX exporter {exporter!r}; use 'dynamo' or 'legacy'")
     sink = io.StringIO()  # the exporter prints progress lines; keep the CLI output ours
     with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
         warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(
-                model,
-                (example,),
-                str(out),
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamic_shapes=({0: batch},),
-                opset_version=opset,
-                external_data=False,
-                dynamo=True,
-                verbose=False,
-            )
-            return
-        except Exception:  # noqa: BLE001 - fall back to the legacy exporter below
-            pass
+        if exporter == "dynamo":
+            try:
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(out),
+                    input_names=[INPUT],
+                    output_names=[OUTPUT],
+                    dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65536)},),
+                    opset_version=opset,
+                    external_data=False,
+                    dynamo=True,
+                    verbose=False,
+                )
+                return
+            except Exception:  # noqa: BLE001 - fall back to the legacy exporter below
+                pass
         torch.onnx.export(
             model,
             (example,),
@@ -126,6 +129,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     parity_n: int = 64,
     tolerance: float = 1e-4,
+    exporter: str = "dynamo",
 ) -> tuple[Path, ParityReport]:
     """Export ``model_path`` to ONNX, embed the metadata and check parity on ``parity_n`` inputs.
 
@@ -138,7 +142,9 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *meta["input_shape"])  # (2, C, H, W): batch 2 so no size-1 specialisation
     try:
-        _torch_export(model, example, out, opset)
+        _torch_export(model, example, out, opset, exporter)
+    except CnnlabError:
+        raise
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the model
         raise CnnlabError(f"ONNX export of {meta['architecture']} failed: {type(exc).__name__}: {exc}") from None
     write_metadata(out, meta)
