@@ -203,7 +203,7 @@ def test_load_a_torchvision_style_pth(tmp_path):
 
 
 def test_load_checkpoint_dicts_and_safetensors_and_model_folders(tmp_path):
-    source, _ = build("vgg11_bn_cifar")
+    source, _ = build("seed_cnn")
     state = source.state_dict()
     torch.save({"model": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "ckpt.pt")
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
@@ -212,49 +212,49 @@ def test_load_checkpoint_dicts_and_safetensors_and_model_folders(tmp_path):
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "weights.safetensors"))
     (folder / "model.json").write_text("{}")
     for path in (tmp_path / "ckpt.pt", tmp_path / "w.safetensors", folder, tmp_path / "run"):
-        target, _ = build("vgg11_bn_cifar")
+        target, _ = build("seed_cnn")
         target.apply(lambda m: m.reset_parameters() if isinstance(m, nn.Linear) else None)
         load_pretrained(target, path)
-        assert torch.equal(target.classifier.weight, source.classifier.weight), path
+        assert torch.equal(target.classifier[-1].weight, source.classifier[-1].weight), path
 
 
 def test_mismatch_lists_the_tensors_that_differ(tmp_path):
-    source, _ = build("resnet18_cifar")
+    source, _ = build("wrn16_4_cifar")
     state = source.state_dict()
     state.pop("layer1.0.conv1.weight")
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "w.pth"
     torch.save(state, path)
-    target = create_model("resnet18_cifar", num_classes=5)
+    target = create_model("wrn16_4_cifar", num_classes=5)
     with pytest.raises(CnnlabError) as err:
         load_pretrained(target, path)
     msg = str(err.value)
     assert "missing from the file (1): layer1.0.conv1.weight" in msg
     assert "unexpected in the file (1): extra.weight" in msg
-    assert "fc.weight file (3, 512) vs model (5, 512)" in msg and "exclude_head" in msg
+    assert "fc.weight file (3, 256) vs model (5, 256)" in msg and "exclude_head" in msg
 
 
 def test_exclude_head_loads_the_body_for_a_new_class_count(tmp_path):
-    source, _ = build("resnet18_cifar")
+    source, _ = build("wrn16_4_cifar")
     torch.save(source.state_dict(), tmp_path / "w.pth")
-    target = create_model("resnet18_cifar", num_classes=5)
+    target = create_model("wrn16_4_cifar", num_classes=5)
     head_before = target.fc.weight.clone()
     report = load_pretrained(target, tmp_path / "w.pth", exclude_head=True)
     assert report["excluded"] == ["fc.bias", "fc.weight"]
-    assert torch.equal(target.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    assert torch.equal(target.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
     assert torch.equal(target.fc.weight, head_before)
 
 
 def test_rgb_weights_load_into_a_grey_model(tmp_path):
-    source, _ = build("resnet18_cifar")
+    source, _ = build("wrn16_4_cifar")
     torch.save(source.state_dict(), tmp_path / "w.pth")
-    target = create_model("resnet18_cifar", num_classes=3, in_channels=1)
+    target = create_model("wrn16_4_cifar", num_classes=3, in_channels=1)
     report = load_pretrained(target, tmp_path / "w.pth")
-    assert report["adapted"] == ["stem.0.weight"]
+    assert report["adapted"] == ["stem.weight"]
     reference = adapt_in_channels(copy.deepcopy(source), 1)
-    assert torch.equal(target.stem[0].weight, reference.stem[0].weight)
-    with pytest.raises(CnnlabError, match="stem.0.weight file"):
-        load_pretrained(create_model("resnet18_cifar", num_classes=3, in_channels=1), tmp_path / "w.pth",
+    assert torch.equal(target.stem.weight, reference.stem.weight)
+    with pytest.raises(CnnlabError, match="stem.weight file"):
+        load_pretrained(create_model("wrn16_4_cifar", num_classes=3, in_channels=1), tmp_path / "w.pth",
                         adapt_channels=False)  # fmt: skip
 
 

@@ -140,7 +140,12 @@ def test_published_counts_cover_the_imagenet_zoo():
     assert set(PUBLISHED) <= set(ALL)
 
 
-@pytest.mark.parametrize("name", SMALL + REAL_IMAGENET)
+# The deepest/widest small variants reuse the classes of shallower ones (same blocks, more of them or wider),
+# so their numerics add nothing but minutes; their shapes and counts are still checked above.
+SAME_CODE_AS_SMALLER = {"resnet101_cifar", "resnet152_cifar", "wrn28_10_cifar"}
+
+
+@pytest.mark.parametrize("name", [n for n in SMALL if n not in SAME_CODE_AS_SMALLER] + REAL_IMAGENET)
 def test_train_step_reaches_every_parameter(name):
     """Real numbers: finite logits, and a gradient for every parameter, on the smallest sensible input."""
     torch.manual_seed(0)
