@@ -1,11 +1,12 @@
 """Benchmark of the NumPy engine: step time vs torch, speed-up over seed 003's approach, accuracy.
 
-Parts (``--parts step,baseline,mnist,cifar10``):
+Parts (``--parts step,profile,baseline,mnist,cifar10``):
 
 * ``step``: one LeNet-5 training step (batch 64, float32, Adam) in ``cnnlab.numpy_engine`` and in
   torch on the CPU, same weights and inputs, timed in one process in alternating rounds (other jobs
   share the machine, so only ratios measured side by side mean something). BLAS/OpenMP threads 1
   and 2 are both measured for each engine.
+* ``profile``: time of each LeNet layer's forward and backward pass in the engine.
 * ``baseline``: images per second of seed 003's one-image-at-a-time patch-loop approach
   (``benchmarks/seed003_baseline.py``, same LeNet) against the engine's batched step.
 * ``mnist``: LeNet-5 on the full MNIST training set (60,000 images, no validation split, Adam 1e-3,
@@ -117,6 +118,41 @@ def bench_step(batch: int = 64, rounds: int = 10, steps: int = 5) -> dict:
         "ratio_cpu_1_thread": round(cpu_1t["numpy_1t"] / cpu_1t["torch_1t"], 3),
         "ratio_same_threads": {t: round(med[f"numpy_{t}t"] / med[f"torch_{t}t"], 3) for t in (1, 2)},
     }
+
+
+def bench_profile(batch: int = 64, steps: int = 30) -> dict:
+    """Per-layer forward/backward time of the LeNet step (fastest of ``steps``, 1 thread), in ms."""
+    ne.manual_seed(0)
+    model = ne.lenet()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    loss_fn, opt = ne.CrossEntropyLoss(), ne.Adam(model.parameters())
+    n = len(model)
+    fwd, bwd, step = [float("inf")] * n, [float("inf")] * n, float("inf")
+    with threadpool_limits(1):
+        for _ in range(steps):
+            h = x
+            for i, layer in enumerate(model.layers):
+                t = time.perf_counter()
+                h = layer.forward(h)
+                fwd[i] = min(fwd[i], time.perf_counter() - t)
+            loss_fn(h, y)
+            g = loss_fn.backward()
+            for i in reversed(range(n)):
+                model[i].needs_input_grad = i > 0  # as Sequential.backward(input_grad=False) does
+                t = time.perf_counter()
+                g = model[i].backward(g)
+                bwd[i] = min(bwd[i], time.perf_counter() - t)
+            t = time.perf_counter()
+            opt.step()
+            opt.zero_grad()
+            step = min(step, time.perf_counter() - t)
+    rows = [
+        {"layer": f"{i} {type(m).__name__}", "forward_ms": fwd[i] * 1e3, "backward_ms": bwd[i] * 1e3}
+        for i, m in enumerate(model.layers)
+    ]
+    return {"layers": rows, "optimizer_ms": step * 1e3}
 
 
 def bench_baseline(batch: int = 64, images: int = 16, rounds: int = 3) -> dict:
@@ -239,6 +275,18 @@ def markdown(out: dict) -> str:
             f"| **speed-up** | **{b['speedup']:.0f}x** |",
             f"| seed-003 style: hours per MNIST epoch | {b['seed003_hours_per_mnist_epoch']:.2f} |",
         ]
+    if "profile" in out:
+        p = out["profile"]
+        total = sum(r["forward_ms"] + r["backward_ms"] for r in p["layers"]) + p["optimizer_ms"]
+        lines += [
+            "",
+            "| layer (fastest of 30 steps, 1 thread) | forward ms | backward ms | share |",
+            "|---|---|---|---|",
+        ]
+        for r in p["layers"]:
+            share = (r["forward_ms"] + r["backward_ms"]) / total
+            lines.append(f"| {r['layer']} | {r['forward_ms']:.2f} | {r['backward_ms']:.2f} | {share:.0%} |")
+        lines.append(f"| Adam step | | {p['optimizer_ms']:.2f} | {p['optimizer_ms'] / total:.0%} |")
     for key in ("mnist", "cifar10"):
         if key in out:
             lines += _training_rows(key, out[key])
@@ -274,7 +322,7 @@ def _training_rows(key: str, r: dict) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="step,baseline", help="comma list of step,baseline,mnist,cifar10")
+    ap.add_argument("--parts", default="step,baseline", help="comma list of step,profile,baseline,mnist,cifar10")
     ap.add_argument("--mnist-epochs", type=int, default=3)
     ap.add_argument("--cifar-epochs", type=int, default=5)
     ap.add_argument("--json", help="write the results here")
@@ -290,6 +338,8 @@ def main() -> None:
     if "step" in parts:
         out["step"] = bench_step()
         print("step:", json.dumps(out["step"]), flush=True)
+    if "profile" in parts:
+        out["profile"] = bench_profile()
     if "baseline" in parts:
         out["baseline"] = bench_baseline()
         print("baseline:", json.dumps(out["baseline"]), flush=True)
