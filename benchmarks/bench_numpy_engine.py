@@ -95,26 +95,30 @@ def bench_step(batch: int = 64, rounds: int = 10, steps: int = 5) -> dict:
                     times[name].append((time.perf_counter() - t) / steps)
                     cpu[name].append((time.process_time() - c) / steps)
     torch.set_num_threads(default_torch_threads)
+    return {"batch": batch, **_step_summary(times, cpu)}
+
+
+def _step_summary(times: dict[str, list[float]], cpu: dict[str, list[float]]) -> dict:
+    """Medians, fastest rounds and numpy/torch ratios from per-round seconds per step."""
     med = {k: statistics.median(v) for k, v in times.items()}
     fastest = {k: min(v) for k, v in times.items()}
-    best_ours = min(med["numpy_1t"], med["numpy_2t"])
-    best_torch = min(med["torch_1t"], med["torch_2t"])
+    cpu_1t = {k: statistics.median(cpu[k]) for k in ("numpy_1t", "torch_1t")}
     # ratio per round (same moment, same machine load), then the median over rounds
     per_round = [
         min(a, b) / min(c, d)
         for a, b, c, d in zip(times["numpy_1t"], times["numpy_2t"], times["torch_1t"], times["torch_2t"])
     ]
-    cpu_1t = {k: statistics.median(cpu[k]) for k in ("numpy_1t", "torch_1t")}
+
+    def best(d: dict, engine: str) -> float:
+        return min(d[f"{engine}_1t"], d[f"{engine}_2t"])
+
     return {
-        "batch": batch,
         "ms_per_step": {k: round(v * 1e3, 3) for k, v in med.items()},
         "fastest_round_ms_per_step": {k: round(v * 1e3, 3) for k, v in fastest.items()},
         "cpu_ms_per_step_1_thread": {k: round(v * 1e3, 3) for k, v in cpu_1t.items()},
-        "ratio_numpy_over_torch_best": round(best_ours / best_torch, 3),
+        "ratio_numpy_over_torch_best": round(best(med, "numpy") / best(med, "torch"), 3),
         "ratio_median_of_rounds": round(statistics.median(per_round), 3),
-        "ratio_fastest_rounds": round(
-            min(fastest["numpy_1t"], fastest["numpy_2t"]) / min(fastest["torch_1t"], fastest["torch_2t"]), 3
-        ),
+        "ratio_fastest_rounds": round(best(fastest, "numpy") / best(fastest, "torch"), 3),
         "ratio_cpu_1_thread": round(cpu_1t["numpy_1t"] / cpu_1t["torch_1t"], 3),
         "ratio_same_threads": {t: round(med[f"numpy_{t}t"] / med[f"torch_{t}t"], 3) for t in (1, 2)},
     }
