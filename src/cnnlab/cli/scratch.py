@@ -21,7 +21,13 @@ def add_parser(sub) -> None:
     )
     actions = p.add_subparsers(dest="scratch_command", metavar="ACTION")
 
-    t = actions.add_parser("train", help="train a NumPy-engine model and write a run folder")
+    t = actions.add_parser(
+        "train",
+        help="train a NumPy-engine model and write a run folder",
+        description="Train a model of the NumPy engine (lenet, allconv) and write the same run folder as "
+        "'cnnlab train': config.yaml, env.json, split.csv, data.json, history.csv, metrics.json, "
+        "model/weights.npz + model/model.json. Example: cnnlab scratch train --data mnist --epochs 3",
+    )
     from cnnlab.numpy_engine.train import ScratchConfig
 
     d = ScratchConfig()
@@ -32,10 +38,15 @@ def add_parser(sub) -> None:
     t.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
     t.add_argument("--optimizer", default=d.optimizer, help="sgd, rmsprop, adam or adamw (default adam)")
     t.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    t.add_argument("--momentum", type=float, default=d.momentum, help=f"sgd/rmsprop momentum (default {d.momentum})")
+    t.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
     t.add_argument("--nesterov", action="store_true", help="Nesterov momentum (sgd)")
     t.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 weight decay (default 0)")
-    t.add_argument("--val-fraction", type=float, default=d.val_fraction, help=f"default {d.val_fraction}")
+    t.add_argument(
+        "--val-fraction",
+        type=float,
+        default=d.val_fraction,
+        help=f"validation share (default {d.val_fraction})",
+    )
     t.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     t.add_argument("--threads", type=int, default=d.threads, help=f"BLAS threads (default {d.threads})")
     t.add_argument("--out", default=d.output_root, help=f"folder that holds run folders (default {d.output_root})")
@@ -43,7 +54,12 @@ def add_parser(sub) -> None:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=run_train)
 
-    g = actions.add_parser("gradcheck", help="finite-difference check of every layer and the loss")
+    g = actions.add_parser(
+        "gradcheck",
+        help="finite-difference check of every layer and the loss",
+        description="Compare every layer's backward pass (and the loss's) with central differences in float64 "
+        "on small odd shapes; exits 1 if any check fails. See docs/learn/backprop.md.",
+    )
     g.add_argument("pattern", nargs="?", default="", help="only cases whose name contains this text")
     g.set_defaults(func=run_gradcheck)
     p.set_defaults(func=lambda args: _no_action(p))

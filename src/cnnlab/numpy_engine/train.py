@@ -38,7 +38,7 @@ class ScratchConfig:
     eval_batch_size: int = 256  # im2col of 256 CIFAR images is 80 MB; 1000 would be 300 MB
     optimizer: str = "adam"  # sgd | rmsprop | adam | adamw
     lr: float = 1e-3
-    momentum: float = 0.9  # sgd and rmsprop
+    momentum: float = 0.9  # sgd only (rmsprop and adam use torch's defaults)
     nesterov: bool = False  # sgd
     weight_decay: float = 0.0
     val_fraction: float = 0.1  # stratified, seeded share of the training data held out
@@ -86,8 +86,6 @@ def build_optimizer(params, cfg: ScratchConfig) -> Optimizer:
     kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "sgd":
         kwargs |= {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
-    elif cfg.optimizer == "rmsprop":
-        kwargs |= {"momentum": cfg.momentum}
     return OPTIMIZERS.get(cfg.optimizer)(params, **kwargs)
 
 
