@@ -76,3 +76,28 @@ def test_misclassified_csv_lists_every_mistake_highest_loss_first(tmp_path, logi
     assert all(r["true"] != r["pred"] for r in read)
     first = rows[int(read[0]["index"])]
     assert read[0]["id"] == first["id"] and float(read[0]["confidence"]) == pytest.approx(first["confidence"], abs=1e-6)
+
+
+def test_run_predictions_on_an_image_folder_names_files(tmp_path):
+    from PIL import Image
+
+    from cnnlab.api import train
+    from cnnlab.evaluation.interpret import run_predictions
+
+    rng = np.random.default_rng(0)
+    for c, level in (("dark", 40), ("light", 200)):
+        (tmp_path / "shapes" / c).mkdir(parents=True)
+        for i in range(10):
+            pixels = (rng.random((8, 8)) * 30 + level).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "shapes" / c / f"{i}.png")
+    overrides = {"output.progress": False, "output.plots": False, "data.image_size": 8, "data.test_fraction": 0.3}
+    overrides["data.num_workers"] = 0  # no worker processes to start for 20 tiny images
+    data = f"folder:{tmp_path / 'shapes'}"
+    run = train(data=data, model="mnist_cnn", epochs=1, out=tmp_path / "runs", overrides=overrides, log=print).run_dir
+    rp = run_predictions(run)
+    with open(run / "split.csv", newline="") as f:
+        tested = [row["source"] for row in csv.DictReader(f) if row["split"] == "test"]
+    assert rp.ids == tested and all(i.endswith(".png") and "/" in i for i in rp.ids)
+    assert rp.images(range(len(rp.ids))).shape == (len(tested), 8, 8, 3)  # folders decode to RGB
+    first = np.asarray(Image.open(tmp_path / "shapes" / rp.ids[0]), dtype=np.float32) / 255
+    assert np.allclose(rp.images([0])[0, ..., 0], first, atol=1 / 255)  # the image behind the id

@@ -155,7 +155,10 @@ def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", b
     ds = load_dataset(meta["dataset"], root=root)
     if not isinstance(ds, ArrayDataset) and (run_dir / "split.csv").is_file():
         ds.splits = _folder_splits_from_run(run_dir, ds.root)
-    logits, targets = predict(model, eval_loader(ds, split, meta, device, batch_size=batch_size))
+    # worker processes pay off only for many files (starting them costs seconds)
+    small = isinstance(ds, ArrayDataset) or len(ds.splits.get(split) or []) < 2000
+    loader = eval_loader(ds, split, meta, device, batch_size=batch_size, num_workers=0 if small else 2)
+    logits, targets = predict(model, loader)
     c, h, _ = meta["input_shape"]
     if isinstance(ds, ArrayDataset):
         arr = convert_arrays(ds.test_images if split == "test" else ds.train_images, c, h)
