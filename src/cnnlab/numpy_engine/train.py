@@ -127,10 +127,17 @@ def predict(model: Module, data: Batches, batch_size: int = 256) -> np.ndarray:
 
 
 def evaluate(model: Module, data: Batches, prefix: str = "val", batch_size: int = 256) -> dict[str, float]:
-    """Mean cross-entropy and accuracy on ``data``, keys ``{prefix}_loss`` and ``{prefix}_acc``."""
+    """Mean cross-entropy, accuracy and macro F1 on ``data``: ``{prefix}_loss``, ``_acc``, ``_macro_f1``
+    (the columns the PyTorch path writes)."""
+    from cnnlab.evaluation.metrics import macro_f1
+
     logits = predict(model, data, batch_size)
-    loss = CrossEntropyLoss().forward(logits, data.labels)
-    return {f"{prefix}_loss": loss, f"{prefix}_acc": float((logits.argmax(1) == data.labels).mean())}
+    preds = logits.argmax(1)
+    return {
+        f"{prefix}_loss": CrossEntropyLoss().forward(logits, data.labels),
+        f"{prefix}_acc": float((preds == data.labels).mean()),
+        f"{prefix}_macro_f1": macro_f1(data.labels, preds, logits.shape[1]),
+    }
 
 
 @dataclass
@@ -189,9 +196,10 @@ def train_epochs(
         finally:
             if bar is not None:
                 bar.close()
+        row["lr"] = optimizer.lr  # same column order as the PyTorch path's history.csv
         if val is not None:
             row |= evaluate(model, val, "val", cfg.eval_batch_size)
-        row |= {"lr": optimizer.lr, "seconds": time.perf_counter() - t0}
+        row["seconds"] = time.perf_counter() - t0
         history.append(row)
         write_history_csv(run_dir / "history.csv", history)
         log("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
