@@ -27,6 +27,7 @@ from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, writ
 from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
 from cnnlab.data.splits import read_split_csv, write_split_csv
 from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.finetune import setup_finetune
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
 from cnnlab.engine.losses import build_loss, class_weights
@@ -136,7 +137,8 @@ def train(
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg.optim)
+    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, log)
+    optimizer = build_optimizer(model, optim_cfg)
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
     loss_fn = _build_loss(cfg, data, device)
@@ -160,11 +162,13 @@ def train(
         data.generator,
         log=log,
         progress=cfg.output.progress,
-        callbacks=list(callbacks or []),
-        mixer=build_mixer(cfg.data.mixup, cfg.data.cutmix, data.generator),
+        callbacks=[*finetune_callbacks, *(callbacks or [])],
+        mixer=build_mixer(cfg.data.mixup, cfg.data.cutmix, torch.Generator().manual_seed(cfg.train.seed + 1)),
     )
     if resume is not None:
         trainer.resume(run_dir / "checkpoints" / "last.pt")
+        for cb in finetune_callbacks:  # progressive unfreezing: the blocks of the epoch we resume at
+            cb(trainer, {})
         log(f"resuming {run_dir} after epoch {trainer.epoch}")
     log(
         f"training {cfg.model.name} on {cfg.data.name}: {data.train.num_samples} train / "

@@ -49,6 +49,11 @@ class DataConfig:
 class ModelConfig:
     name: str = "seed_cnn"
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments (e.g. dropout rates)
+    pretrained: str | None = None  # local weights (.pth/.safetensors/cnnlab model folder); head stays fresh
+    finetune: str = "finetune_all"  # finetune_all | feature_extraction | finetune_top | progressive
+    finetune_blocks: int = 1  # finetune_top: how many blocks below the head train
+    unfreeze_schedule: str = "0:0,3:1,6:all"  # progressive: from EPOCH on, the top N blocks (or all) train
+    lr_decay: float = 1.0  # < 1: discriminative LRs, each block below the head gets lr_decay x the one above
 
 
 @dataclass
@@ -156,6 +161,8 @@ SHORT_KEYS = {
     "image_size": "data.image_size",
     "on_bad_image": "data.on_bad_image",
     "model": "model.name",
+    "pretrained": "model.pretrained",
+    "finetune": "model.finetune",
     "optimizer": "optim.name",
     "lr": "optim.lr",
     "weight_decay": "optim.weight_decay",

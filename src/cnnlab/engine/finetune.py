@@ -1,0 +1,75 @@
+"""Fine-tuning a pretrained network as part of a training run (seed 002, "Transfer Learning").
+
+``setup_finetune`` applies ``ModelConfig``'s transfer keys to a freshly built model:
+
+- ``model.pretrained``: a local weights file (torchvision ``.pth``, ``.safetensors``) or a cnnlab
+  model/run folder. The classifier head is always left fresh, sized for the new classes; a
+  1-channel <-> 3-channel first conv is adapted (``models.transfer.adapt_conv_weight``).
+- ``model.finetune``: ``finetune_all`` | ``feature_extraction`` (head only) | ``finetune_top``
+  (``model.finetune_blocks`` top blocks + head) | ``progressive`` (``model.unfreeze_schedule``,
+  e.g. ``"0:0,3:1,6:all"``: from epoch 0 the head, from epoch 3 one more block, from 6 all).
+- ``model.lr_decay`` < 1: discriminative learning rates, the head at ``optim.lr`` and each block
+  below ``lr_decay`` times the one above (turned into ``optim.group_lr`` patterns).
+
+Batch-norm layers whose parameters are all frozen stay in eval mode during training, so their
+running statistics (learnt on the pretraining data) are not overwritten by the new data.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import replace
+
+from torch import nn
+
+from cnnlab.config import OptimConfig
+from cnnlab.models.transfer import apply_strategy, load_pretrained, model_blocks, parse_schedule, unfreeze_for_epoch
+
+
+def setup_finetune(model: nn.Module, mc, optim: OptimConfig, log=print) -> tuple[OptimConfig, list]:
+    """Load weights and freeze per ``mc`` (a ModelConfig). Returns (optimiser config to use, callbacks)."""
+    callbacks = []
+    if mc.pretrained:
+        info = load_pretrained(model, mc.pretrained, exclude_head=True)
+        adapted = f", first conv adapted ({', '.join(info['adapted'])})" if info["adapted"] else ""
+        log(f"loaded {info['loaded']} pretrained tensors from {mc.pretrained}; new head for this task{adapted}")
+    if mc.finetune == "progressive":
+        schedule = parse_schedule(mc.unfreeze_schedule)
+        trainable = unfreeze_for_epoch(model, 0, schedule)
+
+        def unfreeze(trainer, row):  # after epoch e: set the blocks for the next epoch
+            names = unfreeze_for_epoch(trainer.model, trainer.epoch, schedule)
+            if trainer.epoch in schedule:
+                log(f"unfreezing for epoch {trainer.epoch + 1}: training {len(names)} blocks")
+
+        callbacks.append(unfreeze)
+    else:
+        trainable = apply_strategy(model, mc.finetune, n_blocks=mc.finetune_blocks)
+    if mc.pretrained or mc.finetune != "finetune_all":
+        total = sum(p.numel() for p in model.parameters())
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"fine-tuning strategy {mc.finetune}: {n:,} of {total:,} parameters train ({len(trainable)} blocks)")
+    keep_frozen_bn_in_eval(model)
+    if mc.lr_decay < 1.0 and not optim.group_lr:
+        groups = {}
+        for depth, (name, _) in enumerate(reversed(model_blocks(model))):
+            groups[f"{name}.*"] = optim.lr * mc.lr_decay**depth
+        optim = replace(optim, group_lr=groups)
+    return optim, callbacks
+
+
+def keep_frozen_bn_in_eval(model: nn.Module) -> None:
+    """Make every batch-norm layer stay in eval mode while all its parameters are frozen.
+
+    ``model.train()`` calls ``train()`` on each submodule; the per-instance override below checks
+    ``requires_grad`` at that moment, so layers unfrozen later (progressive) train normally again.
+    It is a bound method, so ``copy.deepcopy`` (EMA copies) rebinds it to the copied layer.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            m.train = types.MethodType(_train_unless_frozen, m)
+
+
+def _train_unless_frozen(self: nn.Module, mode: bool = True) -> nn.Module:
+    frozen = not any(p.requires_grad for p in self.parameters())
+    return nn.Module.train(self, mode and not frozen)
