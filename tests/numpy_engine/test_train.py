@@ -75,11 +75,14 @@ def test_fit_accepts_a_dataset_and_learns_a_separable_task(tmp_path):
     (["--optimizer", "adan"], "adam"),
     (["--model", "lenet5"], "lenet"),
     (["--epochs", "0"], "epochs"),
+    (["--model", "allconv", "--optimizer", "sgd", "--nesterov", "--momentum", "0"], "Nesterov"),
+    (["--model", "lenet"], "input sizes"),
 ])  # fmt: skip
 def test_cli_user_errors_are_one_clear_line(tmp_path, capsys, argv, match):
     code = main(["scratch", "train", "--data", "digits", "--out", str(tmp_path), "--no-progress", *argv])
     err = capsys.readouterr().err
     assert code == 1 and match in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())  # no half-written run folder
 
 
 def test_cli_gradcheck_prints_every_case(capsys):

@@ -86,7 +86,11 @@ def build_optimizer(params, cfg: ScratchConfig) -> Optimizer:
     kwargs: dict[str, Any] = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     if cfg.optimizer == "sgd":
         kwargs |= {"momentum": cfg.momentum, "nesterov": cfg.nesterov}
-    return OPTIMIZERS.get(cfg.optimizer)(params, **kwargs)
+    factory = OPTIMIZERS.get(cfg.optimizer)
+    try:
+        return factory(params, **kwargs)
+    except ValueError as exc:  # e.g. Nesterov without momentum
+        raise CnnlabError(f"optimizer {cfg.optimizer!r}: {exc}") from None
 
 
 def train_one_epoch(
@@ -160,6 +164,7 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
         ds, train, val, test, rows = load_data(cfg, dataset)
         shape = {"num_classes": len(ds.classes), "in_channels": ds.channels, "input_size": ds.image_size}
         model = create_model(cfg.model, **shape)
+        optimizer = build_optimizer(model.parameters(), cfg)  # before the run folder: bad options fail first
         run_dir = create_run_dir(cfg.output_root, cfg.name or f"{cfg.data}-scratch-{cfg.model}")
         _write_run_start(run_dir, cfg, ds, train, rows)
         log(
@@ -167,7 +172,7 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
             f"{len(train)} train / {len(val) if val else 0} val / {len(test)} test images -> {run_dir}"
         )
         start = time.perf_counter()
-        history = train_epochs(model, cfg, train, val, run_dir, log)
+        history = train_epochs(model, optimizer, cfg, train, val, run_dir, log)
         metrics = final_metrics(model, test, ds.classes, cfg.eval_batch_size)
         metrics |= {"train_seconds": time.perf_counter() - start, "engine": "numpy"}
         _write_run_end(run_dir, model, cfg, ds, train, metrics, shape)
@@ -179,12 +184,18 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
 
 
 def train_epochs(
-    model: Module, cfg: ScratchConfig, train: Batches, val: Batches | None, run_dir: Path, log: Callable[[str], None]
+    model: Module,
+    optimizer: Optimizer,
+    cfg: ScratchConfig,
+    train: Batches,
+    val: Batches | None,
+    run_dir: Path,
+    log: Callable[[str], None],
 ) -> list[dict]:
     """The epoch loop: train, validate, append a row to history.csv, print it."""
     from cnnlab.runs import write_history_csv
 
-    optimizer, loss_fn = build_optimizer(model.parameters(), cfg), CrossEntropyLoss()
+    loss_fn = CrossEntropyLoss()
     rng = np.random.default_rng(cfg.seed)
     history: list[dict] = []
     for epoch in range(1, cfg.epochs + 1):
