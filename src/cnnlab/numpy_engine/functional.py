@@ -246,11 +246,16 @@ def _first_max(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     on these strided views. ``sel += better * (k - sel)`` sets ``sel`` to ``k`` exactly where ``v``
     beat every earlier value (strict ``>``: an equal later value never replaces an earlier one).
     """
-    best, sel = parts[0], np.zeros(parts[0].shape, dtype=np.int16)
+    best, sel = parts[0], None
     for k, v in enumerate(parts[1:], start=1):
         better = v > best
         best = np.maximum(best, v)
-        sel += better * (k - sel)
+        if sel is None:  # k == 1: the index is 1 exactly where the second value won
+            sel = better.astype(np.int16)
+        else:
+            sel += better * (k - sel)
+    if sel is None:  # a window of one element
+        sel = np.zeros(best.shape, dtype=np.int16)
     return best, sel
 
 
