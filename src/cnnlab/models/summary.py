@@ -174,14 +174,17 @@ def build_model(
 # ---------------------------------------------------------------- receptive-field and MAC rules per layer
 
 
+def _height(v: int | tuple[int, ...]) -> int:
+    """Height component of a torch size argument (an int or an (h, w) tuple)."""
+    return v[0] if isinstance(v, tuple) else v
+
+
 def _window(module: nn.Module, in_shape: torch.Size, out_shape: torch.Size) -> tuple[int, int, int] | None:
     """(kernel, stride, dilation) along the height axis for layers that slide a window, else None."""
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-        k = module.kernel_size
-        s = module.stride
-        d = getattr(module, "dilation", 1)
-        first = lambda v: v[0] if isinstance(v, tuple) else v  # noqa: E731 - square windows in practice
-        return first(k), first(s) or first(k), first(d)
+        # square windows in practice: the height component stands for both axes
+        k, s, d = (_height(v) for v in (module.kernel_size, module.stride, getattr(module, "dilation", 1)))
+        return k, s or k, d
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and len(in_shape) == 4:
         n, o = in_shape[-2], out_shape[-2]
         stride = max(n // o, 1)
