@@ -91,3 +91,17 @@ def test_float32_stays_float32():
     y, _ = F.conv2d_forward(x, w, np.zeros(2, np.float32), (1, 1), (1, 1))
     assert y.dtype == np.float32
     assert F.avgpool2d_forward(x, (2, 2), (2, 2), (0, 0)).dtype == np.float32
+
+
+@pytest.mark.parametrize("padding", [(0, 0), (1, 0), (2, 1)])
+def test_conv_input_gradient_is_a_full_convolution_with_the_flipped_kernel(padding):
+    """docs/learn/backprop.md: for stride 1, dX = conv(dY padded by k-1-p, W rotated 180 deg, channels swapped)."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((4, 3, 3, 3))
+    y, cache = F.conv2d_forward(x, w, None, (1, 1), padding)
+    dy = rng.standard_normal(y.shape)
+    dx, _, _ = F.conv2d_backward(dy, cache, w, x.shape, (1, 1), padding)
+    w_flipped = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]  # (C, Co, kh, kw), rotated by 180 degrees
+    full = (3 - 1 - padding[0], 3 - 1 - padding[1])  # k - 1 - p on each side
+    as_conv, _ = F.conv2d_forward(dy, np.ascontiguousarray(w_flipped), None, (1, 1), full)
+    np.testing.assert_allclose(dx, as_conv, atol=1e-12)
