@@ -63,7 +63,8 @@ class CompressResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
-        return format_table(self.rows, f"{self.method} ({', '.join(f'{k}={v}' for k, v in self.extra.items())})")
+        settings = ", ".join(f"{k}={v}" for k, v in self.extra.items())
+        return format_table(self.rows, f"{self.method} ({settings})" if settings else self.method)
 
 
 def format_table(rows: list[Row], title: str = "") -> str:
