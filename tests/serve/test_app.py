@@ -22,8 +22,8 @@ from serve_helpers import (
 )
 
 pytest.importorskip("fastapi")
-with warnings.catch_warnings():  # Starlette >= 1.x warns that TestClient still uses httpx
-    warnings.simplefilter("ignore", DeprecationWarning)
+with warnings.catch_warnings():  # Starlette >= 1.x warns (a UserWarning) that TestClient still uses httpx
+    warnings.filterwarnings("ignore", message=".*httpx.*")
     from fastapi.testclient import TestClient  # noqa: E402
 
 from cnnlab.serve.app import ServeSettings, create_app, sniff_type  # noqa: E402
