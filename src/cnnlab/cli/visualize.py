@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, help="images in the prediction grid (default 32)")
     p.add_argument("--steps", type=int, help="landscape points per axis (default 21; 2-D uses about half)")
     p.add_argument("--span", type=float, help="landscape range [-span, span] (default 1.0)")
-    p.add_argument("--samples", type=int, help="test images the landscape loss is computed on (default 1000)")
+    p.add_argument("--samples", type=int, help="test images the landscape loss is computed on (default 500)")
     p.add_argument("--seed", type=int, help="seed of the grid sample / landscape directions (default 0)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=run)

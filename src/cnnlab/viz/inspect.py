@@ -382,7 +382,7 @@ def _vis_predictions(rp, out: Path, index: int, n: int = 32, seed: int = 0, **_)
 
 
 def _vis_landscape(
-    rp, out: Path, index: int, steps: int = 21, span: float = 1.0, samples: int = 1000, seed: int = 0, **_
+    rp, out: Path, index: int, steps: int = 21, span: float = 1.0, samples: int = 500, seed: int = 0, **_
 ):
     idx = np.arange(min(samples, len(rp.targets)))
     device = next(rp.model.parameters()).device
