@@ -41,9 +41,7 @@ class Registry(Generic[F]):
             return self._items[name]
         except KeyError:
             hint = did_you_mean(name, self._items)
-            raise CnnlabError(
-                f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}."
-            ) from None
+            raise CnnlabError(f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._items))}.") from None
 
     def create(self, name: str, **kwargs: Any) -> Any:
         return self.get(name)(**kwargs)
