@@ -152,3 +152,15 @@ def test_summary_runs_non_square_module_inputs():
     assert s.rows[0].output_shape == (4, 18, 10)
     assert s.output_shape == (2,)
     assert torch.get_num_threads() >= 1
+
+
+def test_cli_summary_of_a_saved_model_folder(tmp_path, capsys):
+    from cnnlab.export.model_file import save_model_file
+
+    model = create_model("lenet5", num_classes=3, in_channels=1, input_size=28)
+    meta = {"architecture": "lenet5", "kwargs": {}, "classes": ["a", "b", "c"], "input_shape": [1, 28, 28]}
+    save_model_file(tmp_path / "model", model, {**meta, "mean": [0.5], "std": [0.25]})
+    assert main(["summary", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "input 1x28x28 -> output 3" in out
+    assert f"Total params: {sum(p.numel() for p in model.parameters()):,}" in out

@@ -1,8 +1,9 @@
 """``cnnlab summary MODEL``: the per-layer table of a model (shapes, parameters, MACs, receptive field).
 
-A thin wrapper over :func:`cnnlab.models.summary.summary`. ``MODEL`` is a registered name or the path of
-a YAML custom-net spec (``configs/models/*.yaml``); the network is built on torch's meta device, so
-even ImageNet-sized models summarise instantly without allocating their weights.
+A thin wrapper over :func:`cnnlab.models.summary.summary`. ``MODEL`` is a registered name, the path of
+a YAML custom-net spec (``configs/models/*.yaml``) or a trained model/run folder (its ``model.json``
+gives architecture, input shape and classes); the network is built on torch's meta device, so even
+ImageNet-sized models summarise instantly without allocating their weights.
 """
 
 from __future__ import annotations
@@ -20,35 +21,49 @@ def add_parser(subparsers) -> None:
         description=(
             "Print a Keras-style summary of a model: per layer the output shape, parameters, MACs, "
             "receptive field and jump, and activation memory, with totals. MODEL is a registered name "
-            "(see 'cnnlab models') or a YAML custom-net spec file."
+            "(see 'cnnlab models'), a YAML custom-net spec file, or a trained model/run folder."
         ),
     )
-    p.add_argument("model", metavar="MODEL", help="model name (e.g. seed_cnn, resnet18_cifar) or a YAML spec path")
+    p.add_argument(
+        "model", metavar="MODEL", help="model name (e.g. seed_cnn, resnet18_cifar), a YAML spec, or a run/model folder"
+    )
     p.add_argument("--input", default=None, help="input shape CxHxW, e.g. 3x32x32 (default: the model's own)")
     p.add_argument("--classes", type=int, default=None, help="number of classes (default: the model's own)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     p.set_defaults(func=run)
 
 
-def resolve_model(model: str) -> tuple[str, dict]:
-    """A YAML/JSON spec path becomes (``custom``, {spec: path}); anything else is a registered name."""
+def resolve_model(model: str) -> tuple[str, dict, dict]:
+    """MODEL -> (registered name, builder kwargs, defaults for input shape and classes).
+
+    A YAML spec path becomes ``custom`` with ``spec``; a cnnlab model or run folder (``model.json``)
+    gives its architecture, kwargs, input shape and class count; anything else is a registered name.
+    """
+    path = Path(model)
+    if path.is_dir() or path.name == "model.json":
+        from cnnlab.export.model_file import read_meta
+
+        meta = read_meta(path)
+        defaults = {"input_shape": tuple(meta["input_shape"]), "num_classes": len(meta["classes"])}
+        return meta["architecture"], dict(meta.get("kwargs", {})), defaults
     if model.endswith((".yaml", ".yml", ".json")):
-        if not Path(model).is_file():
+        if not path.is_file():
             raise CnnlabError(f"model spec file {model!r} not found; give a registered name or an existing YAML file.")
-        return "custom", {"spec": model}
-    return model, {}
+        return "custom", {"spec": model}, {}
+    return model, {}, {}
 
 
 def run(args) -> int:
     from cnnlab.models import MODELS
     from cnnlab.models.summary import parse_input_shape, summary
 
-    name, kwargs = resolve_model(args.model)
+    name, kwargs, defaults = resolve_model(args.model)
     MODELS.get(name)  # unknown name -> CnnlabError with the nearest names
-    shape = parse_input_shape(args.input) if args.input else None
+    shape = parse_input_shape(args.input) if args.input else defaults.get("input_shape")
     if args.classes is not None and args.classes < 1:
         raise CnnlabError(f"--classes must be a positive integer, got {args.classes}.")
-    s = summary(name, shape, num_classes=args.classes, **kwargs)
+    classes = args.classes if args.classes is not None else defaults.get("num_classes")
+    s = summary(name, shape, num_classes=classes, **kwargs)
     if args.model != name:
         s.model = f"{name} ({args.model})"
     print(json.dumps(s.to_dict(), indent=2) if args.json else s.table())
