@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import socket
@@ -117,6 +118,26 @@ def bare(predictor, png: bytes, n: int) -> tuple[float, float]:
     return full, n / (time.perf_counter() - t)
 
 
+def run_server(model: Path, png: bytes, window: float, args) -> tuple:
+    """One load run against a fresh server: (window, requests, errors, p50 ms, p99 ms, requests/s)."""
+    port = free_port()
+    proc = start_server(model, port, args.threads, window, args.concurrency)
+    try:
+        payload = request_bytes(png, port)
+        asyncio.run(load(port, payload, 50, 4, time.monotonic() + 30))  # warm-up
+        t = time.perf_counter()
+        lat, statuses = asyncio.run(
+            load(port, payload, args.requests, args.concurrency, time.monotonic() + args.max_seconds)
+        )
+        wall = time.perf_counter() - t
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    errors = sum(st != 200 for st in statuses)
+    q = np.percentile(np.array(lat) * 1000, [50, 99])
+    return window, len(statuses), errors, q[0], q[1], len(statuses) / wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", nargs="?", help="run or model folder (default: random weights for --arch)")
@@ -142,31 +163,12 @@ def main() -> None:
     c, s = predictor.channels, predictor.size
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (s, s, 3) if c == 3 else (s, s), dtype=np.uint8))
-    import io
-
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     png = buf.getvalue()
     bare_full, bare_forward = bare(predictor, png, 300)
 
-    rows = []
-    for window in args.batch_window_ms:
-        port = free_port()
-        proc = start_server(model, port, args.threads, window, args.concurrency)
-        try:
-            payload = request_bytes(png, port)
-            asyncio.run(load(port, payload, 50, 4, time.monotonic() + 30))  # warm-up
-            t = time.perf_counter()
-            lat, statuses = asyncio.run(
-                load(port, payload, args.requests, args.concurrency, time.monotonic() + args.max_seconds)
-            )
-            wall = time.perf_counter() - t
-        finally:
-            proc.terminate()
-            proc.wait(10)
-        errors = sum(st != 200 for st in statuses)
-        q = np.percentile(np.array(lat) * 1000, [50, 99])
-        rows.append((window, len(statuses), errors, q[0], q[1], len(statuses) / wall))
+    rows = [run_server(model, png, window, args) for window in args.batch_window_ms]
 
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(

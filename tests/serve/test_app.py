@@ -269,7 +269,7 @@ def test_requests_over_the_queue_limit_get_503(model_dir):
         slow = predictor.probabilities
 
         def slow_probs(x):
-            time.sleep(0.4)
+            time.sleep(0.8)
             return slow(x)
 
         predictor.probabilities = slow_probs
@@ -283,7 +283,7 @@ def test_requests_over_the_queue_limit_get_503(model_dir):
 
 
 def test_micro_batching_groups_requests_and_keeps_results(model_dir, predictor):
-    settings = ServeSettings(batch_window_ms=150, max_batch=8, max_concurrency=8)
+    settings = ServeSettings(batch_window_ms=300, max_batch=8, max_concurrency=8)
     with TestClient(create_app(model_dir, settings), raise_server_exceptions=False) as c:
         wait_ready(c)
         served = c.app.state.cnnlab["predictor"]
