@@ -20,6 +20,7 @@ from cnnlab.models.transfer import (
     finetune_all,
     finetune_top,
     load_pretrained,
+    lr_by_parameter,
     model_blocks,
     param_groups,
     parse_schedule,
@@ -132,6 +133,9 @@ def test_param_groups_decay_from_the_head_down():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-2)
     with pytest.raises(CnnlabError, match="decay"):
         param_groups(model, 1e-2, decay=0)
+    by_name = lr_by_parameter(model, 1e-2, 0.5)
+    assert by_name["fc.weight"] == pytest.approx(1e-2) and by_name["layer4.0.conv1.weight"] == pytest.approx(5e-3)
+    assert by_name["stem.0.weight"] == pytest.approx(min(by_name.values()))
 
 
 def test_strategy_registry():

@@ -211,6 +211,16 @@ def param_groups(model: nn.Module, base_lr: float, decay: float = 0.5) -> list[d
     return groups
 
 
+def lr_by_parameter(model: nn.Module, base_lr: float, decay: float = 0.5) -> dict[str, float]:
+    """The learning rate :func:`param_groups` gives each parameter, keyed by its qualified name.
+
+    Block names (``conv1..maxpool``, ``layer4+post``) are labels, not name prefixes; use this mapping
+    when a config needs per-parameter-name learning rates.
+    """
+    lr_of = {id(p): g["lr"] for g in param_groups(model, base_lr, decay) for p in g["params"]}
+    return {name: lr_of[id(p)] for name, p in model.named_parameters()}
+
+
 def set_frozen_bn_eval(model: nn.Module) -> int:
     """Put batch-norm layers whose parameters are all frozen into eval mode (keeps their running stats).
 
