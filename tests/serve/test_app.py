@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -305,3 +308,28 @@ def test_micro_batching_groups_requests_and_keeps_results(model_dir, predictor):
             [t["probability"] for t in r.json()["top"]], [t["probability"] for t in want], atol=1e-6
         )
     assert json.dumps(responses[0].json()).count("request_id") == 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="peak memory is read from Linux /proc")
+def test_bomb_refusal_needs_little_memory(tmp_path):
+    """Decoding the bombs in a fresh process (no torch) with the server's cap stays far below their 400 MB."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(bomb_png(20_000, 20_000))
+    small = tmp_path / "small_bomb.png"
+    small.write_bytes(bomb_png(5_000, 5_000))
+    code = (
+        "import sys\n"
+        "from cnnlab.data.images import ImageReadError, open_image\n"
+        "for path in sys.argv[2:]:\n"
+        "    try:\n"
+        "        open_image(path, max_pixels=int(sys.argv[1]))\n"
+        "        raise SystemExit('decoded ' + path)\n"
+        "    except ImageReadError as exc:\n"
+        "        assert exc.kind == 'too_large', exc\n"
+        "print(next(ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM')))\n"
+    )
+    cap = str(ServeSettings().max_pixels)
+    out = subprocess.run([sys.executable, "-c", code, cap, str(bomb), str(small)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    peak_mb = int(out.stdout.strip()) / 1024  # VmHWM (peak RSS of this process image) in KiB
+    assert peak_mb < 100, f"peak RSS {peak_mb:.0f} MB"  # about 32 MB measured; decoding would need 400 MB
