@@ -129,7 +129,10 @@ class Guard:
 
         limit = self.settings.max_body_bytes
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
+        if length is not None and not length.isdigit():
+            body = error_body(400, "bad_request", "the Content-Length header is not a number", rid)
+            return await _send_json(send_with_id, 400, body)
+        if length is not None and int(length) > limit:
             return await _send_json(send_with_id, 413, error_body(413, "too_large", _too_large(length, limit), rid))
         is_predict = scope["method"] == "POST" and scope["path"] in _PREDICT_PATHS
         if is_predict and self.in_flight >= self.settings.max_concurrency + self.settings.max_queue:
