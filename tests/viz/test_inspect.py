@@ -118,3 +118,12 @@ def test_visualize_dispatch_errors(digits_run):
         I.visualize(digits_run, "gradcma")
     with pytest.raises(CnnlabError, match="outside"):
         I.visualize(digits_run, "saliency", index=10_000)
+
+
+@pytest.mark.parametrize("in_channels, mode", [(3, "rgb"), (1, "grey"), (4, "mean over input channels")])
+def test_filter_plot_modes(tmp_path, in_channels, mode):
+    w = np.random.default_rng(0).normal(size=(10, in_channels, 5, 5))
+    fig = I.plot_filters(w, tmp_path / "f.png", max_filters=6)
+    data = _json(tmp_path / "f.png")
+    assert data["mode"] == mode and data["panels"] == 6 == len(fig.axes) and data["shape"] == [10, in_channels, 5, 5]
+    assert Image.open(tmp_path / "f.png").size == (round(1.2 * 6 * 110), round(1.7 * 110))

@@ -387,7 +387,8 @@ def _vis_landscape(
     idx = np.arange(min(samples, len(rp.targets)))
     device = next(rp.model.parameters()).device
     y = torch.from_numpy(rp.targets[idx]).to(device)
-    batches = [(rp.inputs(idx[i : i + 500]), y[i : i + 500]) for i in range(0, len(idx), 500)]
+    step = int(np.clip(2**24 // int(np.prod(rp.meta["input_shape"])), 1, 500))  # batches of <= 64 MB float32
+    batches = [(rp.inputs(idx[i : i + step]), y[i : i + step]) for i in range(0, len(idx), step)]
     steps_2d = max(3, (steps // 2) | 1)  # odd, so the trained weights sit on the grid; ~4x fewer points
     one = loss_landscape(rp.model, batches, dims=1, steps=steps, span=span, max_samples=len(idx), seed=seed)
     two = loss_landscape(rp.model, batches, dims=2, steps=steps_2d, span=span, max_samples=len(idx), seed=seed)
