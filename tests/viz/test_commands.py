@@ -81,3 +81,12 @@ def test_report_command_writes_html(run_cli, digits_run, tmp_path):
     code, out, _ = run_cli("report", digits_run, "--out", tmp_path / "x.html")
     assert code == 0 and str(tmp_path / "x.html") in out
     assert (tmp_path / "x.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_open_hands_the_file_to_the_browser(run_cli, digits_run, tmp_path, monkeypatch):
+    import webbrowser
+
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    code, _, _ = run_cli("report", digits_run, "--out", tmp_path / "y.html", "--open")
+    assert code == 0 and opened == [(tmp_path / "y.html").resolve().as_uri()]
