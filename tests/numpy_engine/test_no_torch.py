@@ -22,9 +22,9 @@ print("torch" in sys.modules)
 
 FIT = """
 import sys
-from cnnlab.numpy_engine.train import ScratchConfig, fit
-cfg = ScratchConfig(model="allconv", data="digits", epochs=1, output_root=sys.argv[1], progress=True)
-fit(cfg, log=lambda s: None)
+from cnnlab.cli.main import main
+code = main(["scratch", "train", "--model", "allconv", "--data", "digits", "--epochs", "1", "--out", sys.argv[1]])
+assert code == 0
 print("torch" in sys.modules)
 """
 
@@ -40,6 +40,6 @@ def test_numpy_engine_training_step_does_not_import_torch():
 
 
 def test_scratch_training_run_with_run_folder_does_not_import_torch(tmp_path):
-    """The whole path: dataset registry, split, progress bar, metrics, run folder."""
+    """The whole path from the command line: CLI, dataset registry, split, progress bar, metrics, run folder."""
     assert _run(FIT, str(tmp_path)) == "False"
     assert (tmp_path / "digits-scratch-allconv" / "metrics.json").is_file()
