@@ -256,7 +256,7 @@ class Dropout(Module):
 
 
 class _BatchNorm(Module):
-    """Shared code; subclasses set ``axes`` (reduction axes) and ``shape`` (broadcast shape of stats).
+    """Shared code; subclasses set ``axes`` (the reduction axes) and ``ndim`` (the input rank).
 
     Training: normalise with the batch mean and biased variance, and update running statistics with
     ``momentum`` (running_var uses the unbiased variance, as torch). Evaluation: use the running ones.
