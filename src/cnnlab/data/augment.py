@@ -263,6 +263,7 @@ def v2_policy(make: Callable[[], Callable]) -> Augment:
             out = torch.stack([policy(img) for img in u8])
         return out.to(x.device).float().div_(255.0)
 
+    run.global_rng = True  # touches torch's global RNG: must run on the training thread (no prefetch)
     return run
 
 
@@ -272,6 +273,7 @@ def compose(*fns: Augment) -> Augment:
             x = fn(x, gen)
         return x
 
+    run.global_rng = any(getattr(fn, "global_rng", False) for fn in fns)
     return run
 
 

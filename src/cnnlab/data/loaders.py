@@ -16,6 +16,8 @@ skipped without being loaded. Augmentation draws continue from the saved generat
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,14 +88,19 @@ class TensorLoader(_EpochPlan):
         drop_last: bool = False,
         channels_last: bool = False,
         weights: torch.Tensor | None = None,  # per-sample sampling weights (class-balanced sampling)
+        prefetch: bool = True,  # prepare the next augmented batch in a background thread
     ):
         self.images, self.labels, self.weights = images, labels, weights
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.generator = generator or torch.Generator().manual_seed(0)
-        self.drop_last, self.channels_last = drop_last, channels_last
+        self.drop_last, self.channels_last, self.prefetch = drop_last, channels_last, prefetch
         dev = images.device
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
-        self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+        inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
+        # (x - mean) / std as one fused x * scale + shift; from uint8 directly when nothing augments.
+        self.scale, self.shift = inv_std, -mean_t * inv_std
+        self.scale_u8 = inv_std / 255.0
+        self._consumed_gen: torch.Tensor | None = None
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -103,19 +110,76 @@ class TensorLoader(_EpochPlan):
     def num_samples(self) -> int:
         return len(self.labels)
 
+    def _batch(self, order: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+        x = self.images[idx]  # (B, C, H, W) uint8
+        if self.augment is not None:
+            x = self.augment(x.float().div_(255.0), self.generator)  # augmentations work in [0, 1]
+            scale = self.scale
+        else:
+            scale = self.scale_u8
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
+        return torch.addcmul(self.shift, x, scale, out=out), self.labels[idx]  # normalise + layout in one pass
+
+    def consumed_generator_state(self) -> torch.Tensor:
+        """The data generator's state after the last batch handed out (the producer may be ahead)."""
+        return self._consumed_gen if self._consumed_gen is not None else self.generator.get_state()
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order, start = self._begin_epoch(len(self.labels))
         order = order.to(self.images.device)
+        self._consumed_gen = None
+        background = self.prefetch and self.augment is not None and not getattr(self.augment, "global_rng", False)
+        if background:
+            yield from self._prefetched(order, start)
+            return
         for i in range(start, len(self)):
+            x, y = self._batch(order, i)
             self.position = i + 1
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = self.images[idx].float().div_(255.0)  # (B, C, H, W) in [0, 1]
-            if self.augment is not None:
-                x = self.augment(x, self.generator)
-            x = (x - self.mean) * self.inv_std
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+            yield x, y
+
+    def _prefetched(self, order: torch.Tensor, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches made by one producer thread, two ahead, so augmentation overlaps the training step.
+
+        One thread draws from the generator in batch order, so the random stream (and the run) is the
+        same as without prefetching; the generator state after each batch travels with it so that a
+        checkpoint records the state of the batches actually consumed.
+        """
+        q: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for i in range(start, len(self)):
+                    x, y = self._batch(order, i)
+                    if not put((i, x, y, self.generator.get_state())):
+                        return
+                put(None)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                put(exc)
+
+        thread = threading.Thread(target=produce, name="cnnlab-prefetch", daemon=True)
+        thread.start()
+        try:
+            while (item := q.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                i, x, y, gen_state = item
+                self.position, self._consumed_gen = i + 1, gen_state
+                yield x, y
+        finally:
+            stop.set()
+            thread.join()
 
 
 def to_tensor_images(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -189,8 +189,21 @@ class Trainer:
                 "bad_epochs": self.early.bad_epochs,
             },
             "history": self.history,
-            "rng": rng_state({"data": self.generator}),
+            "rng": self._rng_state(),
         }
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        gens = {"data": self.generator}
+        if self.mixer is not None:
+            gens["mix"] = self.mixer.generator
+        return gens
+
+    def _rng_state(self) -> dict:
+        state = rng_state(self._generators())
+        consumed = getattr(self.train_loader, "consumed_generator_state", None)
+        if consumed is not None:  # a prefetching loader's producer may have drawn ahead of training
+            state["gen.data"] = consumed()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -208,7 +221,7 @@ class Trainer:
         e = state["early"]
         self.early.best, self.early.best_epoch, self.early.bad_epochs = e["best"], e["best_epoch"], e["bad_epochs"]
         self.history = list(state["history"])
-        set_rng_state(state["rng"], {"data": self.generator})
+        set_rng_state(state["rng"], self._generators())
 
     def _check_finite(self, where: str) -> None:
         if not all_finite(self.model) or (self.ema is not None and not all_finite(self.ema.module)):

@@ -40,6 +40,7 @@ from cnnlab.models import (  # noqa: E402,F401
     custom,
     densenet,
     efficientnet,
+    fast,
     googlenet,
     mobilenet,
     resnet,
