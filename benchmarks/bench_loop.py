@@ -7,8 +7,11 @@ ratios of medians measured in this one run.
 - bare:      the fastest step our own options reach: preloaded, already normalised float tensors in
              channels_last, forward + backward + Adam step; no augmentation, no data movement.
 - ours:      cnnlab's real loop (``train_one_epoch`` over a ``TensorLoader``): uint8 data in memory,
-             per-batch gather, float conversion, vectorised augmentation, normalisation, gradient
-             clipping, NaN check, progress accounting.
+             per-batch gather, float conversion, vectorised augmentation (crop+flip as one gather,
+             rotation as one grid_sample), fused normalisation + channels_last copy, gradient
+             clipping, NaN check, step log; the next batch is prepared in a background thread while
+             the current one trains (``prefetch``).
+- ours-sync: the same with prefetching off (augmentation on the training thread), to show its share.
 - reference: the seed's way: torchvision per-image PIL transforms (RandomCrop(32, padding=4),
              RandomHorizontalFlip, RandomRotation(15), ColorJitter(0.2, 0.2, 0.2), ToTensor,
              Normalize) in a DataLoader with 2 workers, then the same train step (no channels_last).
@@ -20,6 +23,7 @@ Run:  python benchmarks/bench_loop.py [--images 2560] [--batch 64] [--rounds 3] 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from datetime import datetime, timezone
@@ -68,7 +72,7 @@ def bare(images, labels, batch) -> float:
     return (len(x_all) // batch) * batch / (time.perf_counter() - start)
 
 
-def ours(images, labels, batch, augment: str) -> float:
+def ours(images, labels, batch, augment: str, prefetch: bool = True) -> float:
     from cnnlab.data.augment import build_augment
     from cnnlab.data.loaders import TensorLoader, to_tensor_images
     from cnnlab.engine.loop import train_one_epoch
@@ -84,6 +88,7 @@ def ours(images, labels, batch, augment: str) -> float:
         augment=build_augment(augment, 3),
         drop_last=True,
         channels_last=True,
+        prefetch=prefetch,
     )
     start = time.perf_counter()
     train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), grad_clip=1.0)
@@ -139,14 +144,18 @@ def main() -> None:
     ap.add_argument("--augment", default="seed")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     images, labels, source = load_images(args.images, args.data_root)
     labels = np.asarray(labels, dtype=np.int64)
-    runs: dict[str, list[float]] = {"bare": [], "ours": [], "reference": []}
+    runs: dict[str, list[float]] = {"bare": [], "ours": [], "ours-sync": [], "reference": []}
     bare(images[: args.batch * 4], labels[: args.batch * 4], args.batch)  # warm-up (allocator, kernels)
     for r in range(args.rounds):
         runs["bare"].append(bare(images, labels, args.batch))
         runs["ours"].append(ours(images, labels, args.batch, args.augment))
+        runs["ours-sync"].append(ours(images, labels, args.batch, args.augment, prefetch=False))
         if not args.no_reference:
             runs["reference"].append(reference(images, labels, args.batch))
         print(f"round {r + 1}: " + "  ".join(f"{k} {v[-1]:.0f} img/s" for k, v in runs.items() if v))
@@ -159,6 +168,8 @@ def main() -> None:
     for k, v in med.items():
         print(f"  {k:<10} {v:8.0f} images/s")
     print(f"  ours / bare      = {med['ours'] / med['bare']:.2f}")
+    print(f"  ours-sync / bare = {med['ours-sync'] / med['bare']:.2f}")
+    print(f"  (load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs)")
     if "reference" in med:
         print(f"  ours / reference = {med['ours'] / med['reference']:.2f}")
 
