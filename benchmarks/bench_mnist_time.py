@@ -90,7 +90,7 @@ def main() -> None:
         f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs, load average "
         f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}"
     )
-    print(f"  {args.config}: mean {mean_fast:.1f} s over {len(fast)} seeds; {reached}/{len(fast)} reached {args.target}")
+    print(f"  {args.config}: mean {mean_fast:.1f} s over {len(fast)} seeds; {reached}/{len(fast)} reached target")
     print(f"  accuracies: {', '.join(f'{a:.4f}' for _, a in fast)}")
     if args.baseline == "full":
         wall, acc = timed_train("configs/mnist_cnn_seed001.yaml", args.data_root, args.seeds[0], out, [])
