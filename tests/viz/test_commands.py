@@ -90,3 +90,16 @@ def test_report_open_hands_the_file_to_the_browser(run_cli, digits_run, tmp_path
     monkeypatch.setattr(webbrowser, "open", opened.append)
     code, _, _ = run_cli("report", digits_run, "--out", tmp_path / "y.html", "--open")
     assert code == 0 and opened == [(tmp_path / "y.html").resolve().as_uri()]
+
+
+def test_interpret_from_python_matches_the_command(digits_run, tmp_path):
+    from cnnlab.evaluation import interpret_run
+
+    run = shutil.copytree(digits_run, tmp_path / "run")
+    res = interpret_run(run, top=3)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert res["num_wrong"] == round((1 - metrics["accuracy"]) * metrics["num_samples"])
+    assert len(res["worst"]) == 3 and res["misclassified_csv"] == run / "misclassified.csv"
+    assert res["confused"][0]["count"] >= res["confused"][-1]["count"]
+    with pytest.raises(Exception, match="at least 1"):
+        interpret_run(run, top=0)

@@ -20,32 +20,28 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from cnnlab.errors import CnnlabError
-    from cnnlab.evaluation.interpret import most_confused, run_predictions, top_losses, write_misclassified_csv
+    from cnnlab.evaluation.interpret import interpret_run
     from cnnlab.viz.plots import plot_image_grid
 
     if args.top < 1:
         raise CnnlabError(f"--top must be at least 1, not {args.top}")
-    rp = run_predictions(args.run, split=args.split, device=args.device)
-    rows = rp.rows()
-    wrong = sum(not r["correct"] for r in rows)
-    print(f"{rp.run_dir}: {len(rows) - wrong} of {len(rows)} {args.split} images right, {wrong} wrong\n")
-    pairs = most_confused(rp.confusion(), rp.classes, top=10)
+    res = interpret_run(args.run, top=args.top, split=args.split, device=args.device)
+    rp, worst, wrong = res["predictions"], res["worst"], res["num_wrong"]
+    total = len(rp.targets)
+    print(f"{rp.run_dir}: {total - wrong} of {total} {args.split} images right, {wrong} wrong\n")
     print("most confused pairs (true -> predicted)")
-    for r in pairs:
-        print(
-            f"  {r['true'][:16]:>16} -> {r['pred'][:16]:<16} {r['count']:6d}  ({100 * r['share']:.1f} % of {r['true']})"
-        )
-    if not pairs:
+    for r in res["confused"]:
+        share = f"{100 * r['share']:.1f} % of {r['true']}"
+        print(f"  {r['true'][:16]:>16} -> {r['pred'][:16]:<16} {r['count']:6d}  ({share})")
+    if not res["confused"]:
         print("  none: every image was classified correctly")
-    worst = top_losses(rows, args.top)
     print(f"\n{len(worst)} highest-loss images")
     print(f"  {'id':>20}  {'true':>12}  {'predicted':>12}  confidence    loss")
     for r in worst:
         names = f"{r['id'][-20:]:>20}  {r['true'][:12]:>12}  {r['pred'][:12]:>12}"
         print(f"  {names}  {r['confidence']:10.3f}  {r['loss']:6.3f}")
-    csv_path = write_misclassified_csv(rp.run_dir / "misclassified.csv", rows)
     (rp.run_dir / "plots").mkdir(exist_ok=True)
     gallery = rp.run_dir / "plots" / "worst.png"
     plot_image_grid(rp.images([r["index"] for r in worst]), worst, gallery, f"{len(worst)} highest-loss images")
-    print(f"\nwrote {csv_path} ({wrong} rows) and {gallery}")
+    print(f"\nwrote {res['misclassified_csv']} ({wrong} rows) and {gallery}")
     return 0

@@ -33,6 +33,7 @@ _EXPORTS = {
         "roc_ovr",
     ],
     "interpret": [
+        "interpret_run",
         "misclassified",
         "most_confused",
         "prediction_table",

@@ -181,6 +181,25 @@ def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", b
     return RunPredictions(run_dir, model, meta, split, logits, targets.astype(np.int64), ids, images)
 
 
+def interpret_run(run: str | Path, top: int = 25, split: str = "test", device: str = "cpu") -> dict[str, Any]:
+    """Everything ``cnnlab interpret`` shows, from Python: predictions of the run's ``split``, the ten
+    most-confused pairs, the ``top`` highest-loss rows; writes ``RUN/misclassified.csv``.
+
+    Returns {"predictions": RunPredictions, "confused", "worst", "num_wrong", "misclassified_csv"}.
+    """
+    if top < 1:
+        raise CnnlabError(f"top must be at least 1, not {top}")
+    rp = run_predictions(run, split=split, device=device)
+    rows = rp.rows()
+    return {
+        "predictions": rp,
+        "confused": most_confused(rp.confusion(), rp.classes, top=10),
+        "worst": top_losses(rows, top),
+        "num_wrong": sum(not r["correct"] for r in rows),
+        "misclassified_csv": write_misclassified_csv(rp.run_dir / "misclassified.csv", rows),
+    }
+
+
 def _folder_splits_from_run(run_dir: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:
     from cnnlab.data.splits import read_split_csv
 
