@@ -48,7 +48,8 @@ def most_confused(cm: np.ndarray, classes: list[str], top: int = 10, min_count: 
         i, j = divmod(int(f), cm.shape[1])
         if off[i, j] < min_count:
             break
-        rows.append({"true": classes[i], "pred": classes[j], "count": int(off[i, j]), "share": off[i, j] / support[i]})
+        share = float(off[i, j] / support[i])
+        rows.append({"true": classes[i], "pred": classes[j], "count": int(off[i, j]), "share": share})
     return rows
 
 
