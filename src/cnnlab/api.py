@@ -27,6 +27,7 @@ from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, writ
 from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
 from cnnlab.data.splits import read_split_csv, write_split_csv
 from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.distributed import broadcast, init_distributed, shutdown, wrap_model
 from cnnlab.engine.finetune import setup_finetune
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
@@ -117,6 +118,9 @@ def train(
     else:
         cfg = make_config(config, overrides, **short)
     device = resolve_device(cfg.train.device)
+    dist_info, device = init_distributed(device)  # torchrun / --nproc: join the process group
+    if not dist_info.main:
+        log = lambda s: None  # noqa: E731 - rank 0 speaks for every rank
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
@@ -134,6 +138,8 @@ def train(
     for path, reason in getattr(ds, "skipped", []):
         log(f"skipped unreadable image {path}: {reason}")
     data = prepare_data(ds, cfg.data, cfg.train.seed, device, channels_last=cfg.train.channels_last)
+    if dist_info.active:  # each process trains on its slice of every epoch
+        data.train.shard(dist_info.rank, dist_info.world)
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -144,9 +150,11 @@ def train(
     loss_fn = _build_loss(cfg, data, device)
 
     if resume is None:
-        run_dir = create_run_dir(cfg.output.root, cfg.output.name or _default_name(cfg))
-        _write_run_start(run_dir, cfg, ds, data)
-    if cfg.output.tensorboard or cfg.output.mlflow:  # tracking as callbacks (cnnlab.tracking)
+        if dist_info.main:
+            run_dir = create_run_dir(cfg.output.root, cfg.output.name or _default_name(cfg))
+            _write_run_start(run_dir, cfg, ds, data)
+        run_dir = broadcast(run_dir if dist_info.main else None, dist_info)
+    if (cfg.output.tensorboard or cfg.output.mlflow) and dist_info.main:  # tracking as callbacks (cnnlab.tracking)
         from cnnlab.tracking import tracking_callbacks
 
         callbacks = [*(callbacks or []), *tracking_callbacks(cfg, run_dir)]
@@ -164,6 +172,8 @@ def train(
         progress=cfg.output.progress,
         callbacks=[*finetune_callbacks, *(callbacks or [])],
         mixer=build_mixer(cfg.data.mixup, cfg.data.cutmix, torch.Generator().manual_seed(cfg.train.seed + 1)),
+        dist=dist_info,
+        forward_module=wrap_model(model, dist_info, device),
     )
     if resume is not None:
         trainer.resume(run_dir / "checkpoints" / "last.pt")
@@ -176,6 +186,9 @@ def train(
         f"input {'x'.join(map(str, data.input_shape))}, device {device}"
     )
     history = trainer.fit()
+    if not dist_info.main:  # rank 0 writes the model file, metrics and plots
+        shutdown(dist_info)
+        return TrainResult(run_dir=run_dir, metrics={}, history=history, config=cfg)
 
     best = run_dir / "checkpoints" / "best.pt"
     if best.is_file():
@@ -204,6 +217,7 @@ def train(
         from cnnlab.viz.report import write_report_safely
 
         write_report_safely(run_dir, log=log, device=device)
+    shutdown(dist_info)
     return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=cfg)
 
 

@@ -51,6 +51,15 @@ class _EpochPlan:
     generator: torch.Generator
     shuffle: bool
     weights: torch.Tensor | None
+    rank: int = 0  # data-parallel shard of this process (see cnnlab.engine.distributed)
+    world: int = 1
+
+    def shard(self, rank: int, world: int) -> None:
+        """Serve only ``order[rank::world]`` of each epoch (padded by wrap-around to equal length)."""
+        self.rank, self.world = rank, world
+
+    def _shard_len(self, n: int) -> int:
+        return -(-n // self.world)
 
     def _begin_epoch(self, n: int) -> tuple[torch.Tensor, int]:
         resume = getattr(self, "_resume", None)
@@ -62,7 +71,11 @@ class _EpochPlan:
             seed = int(torch.randint(0, 2**62, (1,), generator=self.generator)) if random else 0
             start = 0
         self._epoch_seed, self.position = seed, start
-        return epoch_order(n, seed, self.shuffle, self.weights), start
+        order = epoch_order(n, seed, self.shuffle, self.weights)
+        if self.world > 1:  # every rank draws the same order (same seed) and keeps its slice
+            total = self._shard_len(n) * self.world
+            order = torch.cat([order, order[: total - n]])[self.rank :: self.world]
+        return order, start
 
     def state_dict(self) -> dict:
         return {"epoch_seed": getattr(self, "_epoch_seed", 0), "position": getattr(self, "position", 0)}
@@ -103,7 +116,7 @@ class TensorLoader(_EpochPlan):
         self._consumed_gen: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self._shard_len(len(self.labels))
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
@@ -252,7 +265,7 @@ class FolderLoader(_EpochPlan):
         self.inv_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
 
     def __len__(self) -> int:
-        return -(-len(self.loader.dataset) // self.batch_size)
+        return -(-self._shard_len(len(self.loader.dataset)) // self.batch_size)
 
     @property
     def num_samples(self) -> int:

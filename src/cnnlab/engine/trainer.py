@@ -25,6 +25,7 @@ from torch import nn
 
 from cnnlab.config import TrainConfig
 from cnnlab.engine.checkpoint import all_finite, atomic_save, load_checkpoint, rng_state, set_rng_state
+from cnnlab.engine.distributed import DistInfo, mean_over_ranks
 from cnnlab.engine.loop import EpochState, NonFiniteLossError, StepOptions, evaluate, train_one_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import write_history_csv
@@ -78,6 +79,8 @@ class Trainer:
     # (TensorBoard logging, Optuna pruning, ...). An exception raised by a callback ends training.
     callbacks: list[Callable[[Trainer, dict], None]] = field(default_factory=list)
     mixer: Callable | None = None  # batch-level MixUp/CutMix: (x, y) -> (x, y_b, lam)
+    dist: DistInfo = field(default_factory=DistInfo)  # data-parallel rank/world (rank 0 writes)
+    forward_module: nn.Module | None = None  # what training calls (DDP around model); default: model
     history: list[dict] = field(default_factory=list)
     epoch: int = 0  # epochs completed
 
@@ -101,7 +104,10 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(device.type) if c.amp == "fp16" else None
         self.ema = _make_ema(self.model, c.ema) if c.ema else None
-        self.forward = torch.compile(self.model) if c.compile else self.model
+        module = self.forward_module if self.forward_module is not None else self.model
+        self.forward = torch.compile(module) if c.compile else module
+        if not self.dist.main:  # other ranks train and validate silently
+            self.log, self.progress = (lambda s: None), False
         self.state = EpochState()
         self._steps_csv = self.run_dir / "steps.csv"
 
@@ -156,6 +162,7 @@ class Trainer:
                 self.log(msg)
             self.state.messages.clear()
         self.state.batches = 0  # epoch complete: the next one starts from its first batch
+        row = mean_over_ranks(row, ("train_loss", "train_acc"), self.dist)
         if self.val_loader is not None:
             row.update(evaluate(self.eval_model, self.val_loader, "val", tta=self.cfg.tta))
         row = {"epoch": self.epoch + 1, **row, "seconds": time.perf_counter() - start}
@@ -164,9 +171,10 @@ class Trainer:
         self.history.append(row)
         improved = self.early.update(row[self.early.metric], self.epoch)
         self._save(improved)
-        write_history_csv(self.run_dir / "history.csv", self.history)
+        if self.dist.main:
+            write_history_csv(self.run_dir / "history.csv", self.history)
         self.log(_epoch_line(row, self.cfg.epochs, improved))
-        for cb in self.callbacks:
+        for cb in self.callbacks if self.dist.main else []:
             cb(self, row)
         return row
 
@@ -233,6 +241,8 @@ class Trainer:
     def _save(self, improved: bool) -> None:
         self._check_finite(f"after epoch {self.epoch}")
         self._write_steps()
+        if not self.dist.main:
+            return
         state = self.state_dict()
         ckpt = self.run_dir / "checkpoints"
         atomic_save(state, ckpt / "last.pt")
@@ -243,11 +253,12 @@ class Trainer:
         """Mid-epoch ``last.pt`` (every ``checkpoint_every`` optimiser steps); ``best.pt`` stays per epoch."""
         self._check_finite(f"at step {self.state.global_step}")
         self._write_steps()
-        atomic_save(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+        if self.dist.main:
+            atomic_save(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
 
     def _write_steps(self) -> None:
         rows, self.state.step_log = self.state.step_log, []
-        if not self.cfg.log_steps or not rows:
+        if not self.cfg.log_steps or not rows or not self.dist.main:
             return
         new = not self._steps_csv.exists()
         with open(self._steps_csv, "a") as f:

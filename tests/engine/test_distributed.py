@@ -1,0 +1,80 @@
+"""Data-parallel training: 2 CPU processes (gloo) average gradients like one process on the combined
+batch, and ``torchrun ... cnnlab train`` writes one complete run folder from rank 0."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from cnnlab.data.loaders import TensorLoader
+from cnnlab.engine.distributed import DistInfo, launch, mean_over_ranks
+from cnnlab.engine.loop import train_one_epoch
+
+
+def _setup():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (64, 1, 6, 6), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 3, (64,), generator=g)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    return images, labels, model
+
+
+def _loader(images, labels, batch):
+    return TensorLoader(images, labels, batch, [0.5], [0.25], shuffle=True, generator=torch.Generator().manual_seed(1))
+
+
+def _rank_main(rank: int, world: int, init_file: str, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    images, labels, model = _setup()
+    loader = _loader(images, labels, 8)
+    loader.shard(rank, world)
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    row = train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), forward=ddp)
+    row = mean_over_ranks(row, ("train_loss",), DistInfo(rank, world, rank))
+    if rank == 0:
+        torch.save({"state": model.state_dict(), "loss": row["train_loss"], "steps": len(loader)}, out)
+    dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
+    out = tmp_path / "rank0.pt"
+    init_file = tempfile.mktemp(dir=tmp_path)
+    mp.start_processes(_rank_main, args=(2, init_file, str(out)), nprocs=2, start_method="spawn")
+    ddp = torch.load(out, weights_only=True)
+    images, labels, model = _setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    row = train_one_epoch(model, _loader(images, labels, 16), opt, nn.CrossEntropyLoss())
+    assert ddp["steps"] == 4  # 64 images, 2 ranks, 8 per rank per step
+    for k, v in model.state_dict().items():
+        assert torch.allclose(ddp["state"][k], v, atol=1e-6), k
+    assert abs(ddp["loss"] - row["train_loss"]) < 1e-5
+
+
+def test_torchrun_training_writes_one_complete_run_folder(tmp_path):
+    env_root = tmp_path / "runs"
+    argv = ["train", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--out", str(env_root)]
+    argv += ["--train.threads", "1", "--output.plots", "false", "--no-progress", "--train.checkpoint_every", "5"]
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        assert launch(2, argv) == 0
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+    (run,) = list(env_root.iterdir())  # one folder, written by rank 0 only
+    for f in ["config.yaml", "history.csv", "metrics.json", "steps.csv", "checkpoints/last.pt", "model/model.json"]:
+        assert (run / f).is_file(), f
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header + 2 epochs, no duplicate rows from rank 1
+    steps = (run / "steps.csv").read_text().splitlines()[1:]
+    assert len(steps) == len({line.split(",")[0] for line in steps})  # every step logged once
+    assert Path(run / "checkpoints" / "best.pt").is_file()
