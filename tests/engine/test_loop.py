@@ -107,3 +107,16 @@ def test_tta_averages_probabilities_of_the_views():
     assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
     plain, _ = predict(model, [(x, y)])
     assert not torch.allclose(torch.from_numpy(plain), expected, atol=1e-3)
+
+
+def test_fp16_with_grad_scaler_trains_with_finite_weights():
+    x, y = _data(64)
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    opts = StepOptions(amp="fp16", grad_clip=1.0)
+    first = train_one_epoch(model, _batches(x, y, 16), opt, nn.CrossEntropyLoss(), opts=opts, scaler=scaler)
+    for _ in range(5):
+        row = train_one_epoch(model, _batches(x, y, 16), opt, nn.CrossEntropyLoss(), opts=opts, scaler=scaler)
+    assert row["train_loss"] < first["train_loss"] and scaler.get_scale() > 0
+    assert all(torch.isfinite(p).all() for p in model.parameters())
