@@ -36,4 +36,5 @@ def fast_overrides(tmp_path) -> dict:
         "train.threads": 1,
         "output.root": str(tmp_path / "runs"),
         "output.progress": False,
+        "output.plots": False,  # plots and the HTML report have tests of their own
     }

@@ -27,11 +27,12 @@ RUN_FILES = [
     "checkpoints/best.pt",
     "plots/curves.png",
     "plots/confusion.png",
+    "report.html",
 ]
 
 
 def test_run_folder_is_complete_and_never_overwritten(fast_overrides):
-    a = train(overrides=fast_overrides, log=lambda s: None)
+    a = train(overrides={**fast_overrides, "output.plots": True}, log=lambda s: None)
     b = train(overrides=fast_overrides, log=lambda s: None)
     assert a.run_dir != b.run_dir and b.run_dir.name == a.run_dir.name + "-2"
     for f in RUN_FILES:
