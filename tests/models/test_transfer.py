@@ -206,6 +206,16 @@ def test_load_a_torchvision_style_pth(tmp_path):
     assert all(torch.equal(v, target.state_dict()[k]) for k, v in source.state_dict().items())
 
 
+def test_files_without_batch_norm_step_counters_load(tmp_path):
+    """torchvision's older weight files have no num_batches_tracked buffers."""
+    source, _ = build("resnet18")
+    state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "old.pth")
+    target = create_model("resnet18", num_classes=3)
+    assert load_pretrained(target, tmp_path / "old.pth")["loaded"] == len(state)
+    assert torch.equal(target.layer1[0].bn1.running_var, source.layer1[0].bn1.running_var)
+
+
 def test_load_checkpoint_dicts_and_safetensors_and_model_folders(tmp_path):
     source, _ = build("seed_cnn")
     state = source.state_dict()

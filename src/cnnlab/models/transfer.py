@@ -362,7 +362,9 @@ def load_pretrained(
     if adapt_channels and w is not None and stem in own and w.dim() == 4 and w.shape[1] != own[stem].shape[1]:
         state[stem] = adapt_conv_weight(w, own[stem].shape[1])
         adapted.append(stem)
-    missing = sorted(k for k in own if k not in state)
+    # torchvision's older weight files predate BatchNorm's num_batches_tracked counter; it is a step
+    # count, not a learned value, so a file without it is complete
+    missing = sorted(k for k in own if k not in state and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in state if k not in own)
     mismatched = [
         f"{k} file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
