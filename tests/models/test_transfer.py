@@ -216,6 +216,26 @@ def test_files_without_batch_norm_step_counters_load(tmp_path):
     assert torch.equal(target.layer1[0].bn1.running_var, source.layer1[0].bn1.running_var)
 
 
+def test_torchvision_densenet_legacy_names_and_googlenet_aux_tensors_load(tmp_path):
+    source, _ = build("densenet121")
+    legacy = {
+        k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in source.state_dict().items()
+    }
+    assert any(".norm.1." in k for k in legacy)
+    torch.save(legacy, tmp_path / "densenet.pth")
+    target = create_model("densenet121", num_classes=3)
+    load_pretrained(target, tmp_path / "densenet.pth")
+    conv = "features.denseblock1.denselayer1.conv2.weight"
+    assert torch.equal(target.state_dict()[conv], source.state_dict()[conv])
+
+    with_aux, _ = build("googlenet", aux_logits=True)
+    torch.save(with_aux.state_dict(), tmp_path / "googlenet.pth")
+    plain = create_model("googlenet", num_classes=3)
+    report = load_pretrained(plain, tmp_path / "googlenet.pth")
+    assert report["excluded"] and all(k.startswith("aux") for k in report["excluded"])
+    assert torch.equal(plain.inception5b.branch1.conv.weight, with_aux.inception5b.branch1.conv.weight)
+
+
 def test_load_checkpoint_dicts_and_safetensors_and_model_folders(tmp_path):
     source, _ = build("seed_cnn")
     state = source.state_dict()

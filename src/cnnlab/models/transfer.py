@@ -27,6 +27,7 @@ gradient and every torch optimiser skips them, so unfreezing later needs no new 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -326,7 +327,12 @@ def load_state(path: str | Path) -> dict[str, torch.Tensor]:
         raise CnnlabError(f"cannot read weights from {p}: {exc}") from None
     state = _unwrap(state, p)
     prefixes = ("module.", "_orig_mod.")  # DistributedDataParallel and torch.compile wrappers
-    return {k.removeprefix(prefixes[0]).removeprefix(prefixes[1]): v for k, v in state.items()}
+    state = {k.removeprefix(prefixes[0]).removeprefix(prefixes[1]): v for k, v in state.items()}
+    # torchvision's DenseNet files use the pre-0.4 names "norm.1" for "norm1" (its own loader renames them)
+    return {_OLD_DENSENET.sub(r"\1\2", k): v for k, v in state.items()}
+
+
+_OLD_DENSENET = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12]\.[a-z_]+)$")
 
 
 def _listing(title: str, items: list[str], limit: int = 8) -> str:
@@ -345,7 +351,8 @@ def load_pretrained(
             back), convert them with :func:`adapt_conv_weight` instead of failing.
 
     Returns:
-        ``{"loaded": n_tensors, "excluded": [...], "adapted": [...]}``.
+        ``{"loaded": n_tensors, "excluded": [...], "adapted": [...]}``; ``excluded`` lists the head
+        tensors left alone and any auxiliary-head tensors of a model built without auxiliary heads.
     """
     state = load_state(path)
     own = model.state_dict()
@@ -356,6 +363,12 @@ def load_pretrained(
         for k in excluded:
             own.pop(k, None)
             state.pop(k, None)
+    if not _aux_heads(model):
+        # auxiliary heads (GoogLeNet) exist only for training; a model built without them ignores theirs
+        aux = [k for k in state if k.startswith("aux")]
+        excluded += aux
+        for k in aux:
+            state.pop(k)
     adapted = []
     stem = first_conv(model)[0] + ".weight"
     w = state.get(stem)
