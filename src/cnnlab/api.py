@@ -198,7 +198,7 @@ def train(
             trainer.ema.load_state_dict(state["ema"])
     if trainer.ema is not None:
         model.load_state_dict(trainer.ema.module.state_dict())
-    meta = _model_meta(cfg, data, trainer)
+    meta = _model_meta(cfg, data, trainer, model)
     save_model_file(run_dir / "model", model, meta)
     metrics = {}
     if data.test is not None:
@@ -246,10 +246,13 @@ def _write_run_start(run_dir: Path, cfg: Config, ds, data: PreparedData) -> None
     )
 
 
-def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer) -> dict[str, Any]:
+def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer, model: torch.nn.Module) -> dict[str, Any]:
+    kwargs = dict(cfg.model.kwargs)
+    if isinstance(getattr(model, "spec", None), list):  # custom nets: the layer list itself, not its file path
+        kwargs["spec"] = model.spec
     return {
         "architecture": cfg.model.name,
-        "kwargs": dict(cfg.model.kwargs),
+        "kwargs": kwargs,
         "classes": data.classes,
         "input_shape": data.input_shape,
         "mean": data.mean,

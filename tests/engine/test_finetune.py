@@ -75,6 +75,18 @@ def test_progressive_unfreezes_on_schedule(pretrained, tmp_path):
 
 
 def test_discriminative_lrs_decay_from_the_head(pretrained, tmp_path):
+    from cnnlab.config import ModelConfig, OptimConfig
+    from cnnlab.engine.finetune import setup_finetune
+
+    model = create_model("seed_cnn", num_classes=10, in_channels=1, input_size=16)
+    optim, _ = setup_finetune(
+        model, ModelConfig(pretrained=str(pretrained), lr_decay=0.5), OptimConfig(lr=0.1), log=lambda s: None
+    )
+    lrs = optim.group_lr
+    assert set(lrs) == {n for n, _ in model.named_parameters()}
+    # blocks: features.0, features.1, features.2, classifier (head) -> 0.0125, 0.025, 0.05, 0.1
+    assert lrs["classifier.3.weight"] == 0.1 and lrs["features.2.0.weight"] == 0.05
+    assert lrs["features.0.0.weight"] == pytest.approx(0.0125)
     r = cnnlab.train(
         data="digits",
         model="seed_cnn",

@@ -39,3 +39,19 @@ def test_missing_meta_keys_and_bad_paths(tmp_path):
         save_model_file(tmp_path / "m", model, {"architecture": "plain_mlp", "kwargs": {}})
     with pytest.raises(CnnlabError, match="not a cnnlab model"):
         load_model(tmp_path / "nowhere")
+
+
+def test_custom_net_model_file_needs_no_spec_file(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    import cnnlab
+
+    spec = tmp_path / "net.yaml"
+    shutil.copy(Path(__file__).resolve().parents[2] / "configs" / "models" / "small_cnn.yaml", spec)
+    r = cnnlab.train(data="digits", model="custom", epochs=1, out=tmp_path / "runs", log=lambda s: None,
+                     overrides={"model.kwargs": {"spec": str(spec)}, "output.progress": False, "output.plots": False})
+    spec.unlink()  # the model file must carry the layer list itself
+    model, meta = load_model(r.run_dir)
+    assert isinstance(meta["kwargs"]["spec"], list)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)

@@ -23,7 +23,7 @@ from dataclasses import replace
 from torch import nn
 
 from cnnlab.config import OptimConfig
-from cnnlab.models.transfer import apply_strategy, load_pretrained, model_blocks, parse_schedule, unfreeze_for_epoch
+from cnnlab.models.transfer import apply_strategy, load_pretrained, lr_by_parameter, parse_schedule, unfreeze_for_epoch
 
 
 def setup_finetune(model: nn.Module, mc, optim: OptimConfig, log=print) -> tuple[OptimConfig, list]:
@@ -51,10 +51,8 @@ def setup_finetune(model: nn.Module, mc, optim: OptimConfig, log=print) -> tuple
         log(f"fine-tuning strategy {mc.finetune}: {n:,} of {total:,} parameters train ({len(trainable)} blocks)")
     keep_frozen_bn_in_eval(model)
     if mc.lr_decay < 1.0 and not optim.group_lr:
-        groups = {}
-        for depth, (name, _) in enumerate(reversed(model_blocks(model))):
-            groups[f"{name}.*"] = optim.lr * mc.lr_decay**depth
-        optim = replace(optim, group_lr=groups)
+        # exact parameter names as patterns: block names are labels, not name prefixes
+        optim = replace(optim, group_lr=lr_by_parameter(model, optim.lr, mc.lr_decay))
     return optim, callbacks
 
 
