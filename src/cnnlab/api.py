@@ -185,6 +185,11 @@ def train(
         f"{data.val.num_samples if data.val else 0} val / {data.test.num_samples if data.test else 0} test images, "
         f"input {'x'.join(map(str, data.input_shape))}, device {device}"
     )
+    if cfg.data.balance != "none":
+        log(
+            f"class imbalance: {_balance_summary(cfg.data.balance, data.counts['train'])['applied']}; "
+            f"train counts per class {data.counts['train']}"
+        )
     history = trainer.fit()
     if not dist_info.main:  # rank 0 writes the model file, metrics and plots
         shutdown(dist_info)
@@ -242,8 +247,22 @@ def _write_run_start(run_dir: Path, cfg: Config, ds, data: PreparedData) -> None
             "std": data.std,
             "split_counts": data.counts,
             "input_shape": data.input_shape,
+            "balance": _balance_summary(cfg.data.balance, data.counts["train"]),
         },
     )
+
+
+def _balance_summary(mode: str, train_counts: list[int]) -> dict[str, Any]:
+    """What was done about class imbalance, for data.json, the log and the report."""
+    what = {
+        "none": "nothing (plain loss, uniform sampling)",
+        "weights": "class-weighted loss, weight n / (K * n_k) per class",
+        "sampler": "class-balanced sampling: each class drawn equally often",
+    }.get(mode, mode)
+    out: dict[str, Any] = {"mode": mode, "applied": what, "train_counts": train_counts}
+    if mode == "weights":
+        out["class_weights"] = [round(float(w), 6) for w in class_weights(train_counts)]
+    return out
 
 
 def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer, model: torch.nn.Module) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Splits, statistics and loaders as training sees them (arrays and image folders)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,16 @@ def test_split_manifest_is_written_and_reused_exactly(tmp_path):
     (tmp_path / "imgs" / "c0" / "3.png").write_bytes((tmp_path / "imgs" / "c0" / "4.png").read_bytes())
     with pytest.raises(cnnlab.CnnlabError, match=r"c0/3.png: content changed"):
         cnnlab.train(**common, overrides={"data.num_workers": 0, "data.split_manifest": str(manifest)})
+
+
+def test_imbalance_handling_is_recorded_logged_and_reported(tmp_path):
+    lines = []
+    r = cnnlab.train(
+        data="digits", epochs=1, balance="weights", out=tmp_path, log=lines.append, overrides={"output.progress": False}
+    )
+    bal = json.loads((r.run_dir / "data.json").read_text())["balance"]
+    assert bal["mode"] == "weights" and len(bal["class_weights"]) == 10 and len(bal["train_counts"]) == 10
+    counts = np.array(bal["train_counts"])
+    assert np.allclose(bal["class_weights"], counts.sum() / (10 * counts), atol=1e-5)
+    assert any(line.startswith("class imbalance: class-weighted loss") for line in lines)
+    assert "Class imbalance: class-weighted loss" in (r.run_dir / "report.html").read_text()

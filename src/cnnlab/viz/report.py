@@ -173,6 +173,12 @@ def _data(run_dir: Path, rp: RunPredictions) -> str:
     foot = [["total"] + [sum(counts[s]) for s in splits]]
     norm = ", ".join(f"{a:.4f} ± {b:.4f}" for a, b in zip(rp.meta["mean"], rp.meta["std"]))
     note = f"<p class='note'>{_e(d['note'])}</p>" if d.get("note") else ""
+    if d.get("balance"):
+        note += f"<p>Class imbalance: {_e(d['balance']['applied'])}.</p>"
+    if d.get("skipped"):
+        note += (
+            f"<p>{len(d['skipped'])} unreadable file(s) were left out: {_e(', '.join(p for p, _ in d['skipped']))}.</p>"
+        )
     return (
         f"<p>Input {'×'.join(map(str, rp.meta['input_shape']))} (C×H×W). Normalisation per channel "
         f"(mean ± std, from the training split only): {_e(norm)}.</p>{note}"
