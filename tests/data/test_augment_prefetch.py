@@ -57,3 +57,34 @@ def test_balanced_sampler_draws_classes_equally():
         for _, y in loader:
             counts += torch.bincount(y, minlength=2)
     assert abs(float(counts[1] / counts.sum()) - 0.5) < 0.05
+
+
+def test_folder_loader_balanced_sampling_and_resume(tmp_path):
+    from PIL import Image
+
+    from cnnlab.data.loaders import FolderImages, FolderLoader
+
+    items = []
+    for i in range(40):
+        path = tmp_path / f"{i}.png"
+        Image.new("L", (4, 4), color=i * 5).save(path)
+        items.append((path, 0 if i < 36 else 1))  # 36 vs 4
+    w = balanced_weights([lab for _, lab in items])
+
+    def make():
+        ds = FolderImages(items, 1, 4)
+        return FolderLoader(
+            ds, 10, [0.5], [0.25], shuffle=True, generator=torch.Generator().manual_seed(3), num_workers=0, weights=w
+        )
+
+    loader = make()
+    ys = torch.cat([y for _ in range(10) for _, y in loader])
+    assert abs(float(ys.float().mean()) - 0.5) < 0.1  # class 1 is 10 % of the files, half of the draws
+    a = make()
+    it = iter(a)
+    next(it)
+    state, rest = a.state_dict(), [x for x, _ in it]
+    b = make()
+    b.load_state_dict(state)
+    again = [x for x, _ in b]
+    assert len(again) == len(rest) == 3 and all(torch.equal(p, q) for p, q in zip(rest, again))
