@@ -273,7 +273,8 @@ class Trainer:
             self.load_state_dict(state)
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CnnlabError(f"checkpoint {path} does not match this run's model or settings: {exc}") from None
-        _truncate_steps(self._steps_csv, self.state.global_step)
+        if self.dist.main:
+            _truncate_steps(self._steps_csv, self.state.global_step)
 
 
 def _truncate_steps(path: Path, last_step: int) -> None:
