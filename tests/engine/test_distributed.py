@@ -78,3 +78,45 @@ def test_torchrun_training_writes_one_complete_run_folder(tmp_path):
     steps = (run / "steps.csv").read_text().splitlines()[1:]
     assert len(steps) == len({line.split(",")[0] for line in steps})  # every step logged once
     assert Path(run / "checkpoints" / "best.pt").is_file()
+
+
+def test_cli_nproc_relaunches_under_torchrun(tmp_path):
+    import subprocess
+    import sys
+
+    from cnnlab.cli.train import _without_launch_flags
+
+    assert _without_launch_flags(["--nproc", "2", "--data", "digits", "--torchrun=--nnodes 1", "--epochs", "1"]) == [
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+    ]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cnnlab",
+            "train",
+            "--nproc",
+            "2",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--train.threads",
+            "1",
+            "--output.plots",
+            "false",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    (run,) = list(tmp_path.iterdir())  # both processes trained; rank 0 alone wrote the one run folder
+    assert (run / "metrics.json").is_file() and "run folder:" in r.stdout

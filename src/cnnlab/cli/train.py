@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import sys
 
 from cnnlab.config import SHORT_KEYS, leaf_fields
 
@@ -41,6 +44,20 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train with N processes (DistributedDataParallel through torchrun; gloo on CPU, NCCL on GPU)",
+    )
+    p.add_argument(
+        "--torchrun",
+        default="",
+        metavar="ARGS",
+        help='extra torchrun arguments for several machines, e.g. "--nnodes 2 --node_rank 0 '
+        '--rdzv_endpoint host:29500"',
+    )
     for short, key in SHORT_KEYS.items():
         flag = "--" + short.replace("_", "-")
         if short in ("download", "tensorboard"):  # on/off switches
@@ -72,6 +89,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _without_launch_flags(argv: list[str]) -> list[str]:
+    """The command line minus --nproc/--torchrun (and their values), for the relaunched workers."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--nproc", "--torchrun"):
+            skip = True
+        elif not a.startswith(("--nproc=", "--torchrun=")):
+            out.append(a)
+    return out
+
+
 def overrides_from_args(args) -> dict[str, str]:
     return {k[len("cfg:") :]: v for k, v in vars(args).items() if k.startswith("cfg:")}
 
@@ -81,6 +111,11 @@ def run(args) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.evaluation.metrics import format_report
 
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # relaunch this command under torchrun
+        from cnnlab.engine.distributed import launch
+
+        rest = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
+        return launch(args.nproc, ["train", *_without_launch_flags(rest)], shlex.split(args.torchrun))
     overrides = overrides_from_args(args)
     if args.no_progress:
         overrides["output.progress"] = "false"
