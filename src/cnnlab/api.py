@@ -25,7 +25,7 @@ from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config, save
 from cnnlab.data.augment import build_mixer
 from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
-from cnnlab.data.splits import read_split_csv, write_split_csv
+from cnnlab.data.splits import folder_splits_from_csv, write_split_csv
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import broadcast, init_distributed, shutdown, wrap_model
 from cnnlab.engine.finetune import setup_finetune
@@ -336,23 +336,14 @@ def evaluate(
             f"the classes of {name} {ds.classes} differ from the model's {meta['classes']} (names and order must match)"
         )
     if isinstance(ds, FolderDataset) and run_dir is not None and data is None:
-        ds.splits = _splits_from_run(run_dir, ds)
+        ds.splits = folder_splits_from_csv(run_dir / "split.csv", ds.root)
     loader = eval_loader(ds, split, meta, dev, batch_size=batch_size)
-    logits, targets = predict(model, loader)
-    metrics = classification_metrics(targets, logits.argmax(1), logits, meta["classes"])
+    metrics = _final_metrics(model, loader, meta["classes"])
     metrics.update({"data": name, "split": split})
     if save and run_dir is not None:
         tag = "metrics.json" if data is None and split == "test" else f"eval-{_slug(name)}-{split}.json"
         write_json(run_dir / tag, {**(read_json(run_dir / tag) if (run_dir / tag).is_file() else {}), **metrics})
     return metrics
-
-
-def _splits_from_run(run_dir: Path, ds: FolderDataset) -> dict[str, list]:
-    rows = read_split_csv(run_dir / "split.csv")
-    out: dict[str, list] = {}
-    for split, source, label in rows:
-        out.setdefault(split, []).append((ds.root / source, label))
-    return out
 
 
 def _slug(name: str) -> str:

@@ -49,8 +49,14 @@ def test_custom_net_model_file_needs_no_spec_file(tmp_path):
 
     spec = tmp_path / "net.yaml"
     shutil.copy(Path(__file__).resolve().parents[2] / "configs" / "models" / "small_cnn.yaml", spec)
-    r = cnnlab.train(data="digits", model="custom", epochs=1, out=tmp_path / "runs", log=lambda s: None,
-                     overrides={"model.kwargs": {"spec": str(spec)}, "output.progress": False, "output.plots": False})
+    r = cnnlab.train(
+        data="digits",
+        model="custom",
+        epochs=1,
+        out=tmp_path / "runs",
+        log=lambda s: None,
+        overrides={"model.kwargs": {"spec": str(spec)}, "output.progress": False, "output.plots": False},
+    )
     spec.unlink()  # the model file must carry the layer list itself
     model, meta = load_model(r.run_dir)
     assert isinstance(meta["kwargs"]["spec"], list)

@@ -70,3 +70,11 @@ def write_split_csv(path: Path, rows: list[tuple]) -> None:
 def read_split_csv(path: Path) -> list[tuple[str, str, int]]:
     with open(path, newline="") as f:
         return [(r["split"], r["source"], int(r["label"])) for r in csv.DictReader(f)]
+
+
+def folder_splits_from_csv(path: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:
+    """A folder run's exact splits from its split.csv: {split: [(root / relative path, label)]}."""
+    out: dict[str, list[tuple[Path, int]]] = {}
+    for split, source, label in read_split_csv(path):
+        out.setdefault(split, []).append((Path(root) / source, label))
+    return out

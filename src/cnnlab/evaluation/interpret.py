@@ -145,6 +145,7 @@ def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", b
     """Load a run's model and predict its own ``split`` (the run's test split by default)."""
     from cnnlab.data.datasets import ArrayDataset, load_dataset
     from cnnlab.data.pipeline import convert_arrays, eval_loader
+    from cnnlab.data.splits import folder_splits_from_csv
     from cnnlab.engine.loop import predict
     from cnnlab.export.model_file import load_model
 
@@ -155,7 +156,7 @@ def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", b
     root = meta.get("config", {}).get("data", {}).get("root")
     ds = load_dataset(meta["dataset"], root=root)
     if not isinstance(ds, ArrayDataset) and (run_dir / "split.csv").is_file():
-        ds.splits = _folder_splits_from_run(run_dir, ds.root)
+        ds.splits = folder_splits_from_csv(run_dir / "split.csv", ds.root)
     # worker processes pay off only for many files (starting them costs seconds)
     small = isinstance(ds, ArrayDataset) or len(ds.splits.get(split) or []) < 2000
     loader = eval_loader(ds, split, meta, device, batch_size=batch_size, num_workers=0 if small else 2)
@@ -199,15 +200,6 @@ def interpret_run(run: str | Path, top: int = 25, split: str = "test", device: s
         "num_wrong": sum(not r["correct"] for r in rows),
         "misclassified_csv": write_misclassified_csv(rp.run_dir / "misclassified.csv", rows),
     }
-
-
-def _folder_splits_from_run(run_dir: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:
-    from cnnlab.data.splits import read_split_csv
-
-    out: dict[str, list[tuple[Path, int]]] = {}
-    for split, source, label in read_split_csv(run_dir / "split.csv"):
-        out.setdefault(split, []).append((Path(root) / source, int(label)))
-    return out
 
 
 def _relative(path: Path, root: Path) -> str:
