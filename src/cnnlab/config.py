@@ -31,6 +31,7 @@ class DataConfig:
     download: bool = False  # fetch missing files (checksums verified); needs a network
     val_fraction: float = 0.1  # stratified, seeded share of the training data held out for validation
     test_fraction: float = 0.1  # only for a flat folder:PATH without a test/ split
+    train_fraction: float = 1.0  # train on this stratified, seeded share of the training split (quick experiments)
     image_size: int | None = None  # resize folder images to this square side (default: dataset's own)
     channels: int | None = None  # force 1 or 3 channels (default: the dataset's)
     augment: str = "auto"  # augmentation preset; auto = seed preset for colour data, none for digits

@@ -11,7 +11,7 @@ import cnnlab
 from cnnlab.config import DataConfig
 from cnnlab.data.augment import AUGMENTATIONS, build_augment, hflip, random_crop
 from cnnlab.data.datasets import load_dataset
-from cnnlab.data.pipeline import convert_arrays, prepare_data
+from cnnlab.data.pipeline import convert_arrays, folder_splits, prepare_data
 from cnnlab.data.splits import channel_stats, stratified_split
 
 
@@ -34,6 +34,31 @@ def test_statistics_come_from_the_train_split_only():
     all_mean, _ = channel_stats(ds.train_images)
     assert data.mean != pytest.approx(all_mean, abs=1e-9)
     assert data.mean[0] == pytest.approx(0.1307, abs=0.01)  # MNIST's well-known mean
+
+
+def test_train_fraction_takes_a_stratified_share_of_the_train_split_only():
+    ds = load_dataset("mnist-sample")
+    full = prepare_data(ds, DataConfig(), seed=0, device=torch.device("cpu"))
+    part = prepare_data(ds, DataConfig(train_fraction=0.25), seed=0, device=torch.device("cpu"))
+    assert part.counts["val"] == full.counts["val"] and part.counts["test"] == full.counts["test"]
+    share = np.array(part.counts["train"]) / np.array(full.counts["train"])
+    assert np.allclose(share, 0.25, atol=0.01)  # every class keeps its quarter
+    train_ids = lambda d: {s for split, s, _ in d.split_rows if split == "train"}  # noqa: E731
+    assert train_ids(part) < train_ids(full) and part.train.num_samples == sum(part.counts["train"])
+    keep = sorted(train_ids(part))
+    assert part.mean == pytest.approx(channel_stats(ds.train_images[keep])[0])  # statistics of what trains
+    with pytest.raises(cnnlab.CnnlabError, match="train_fraction"):
+        prepare_data(ds, DataConfig(train_fraction=0.0), seed=0, device=torch.device("cpu"))
+
+
+def test_train_fraction_on_a_folder_keeps_every_class():
+    from cnnlab.data.datasets import FolderDataset
+
+    items = [(f"c{c}/{i}.png", c) for c in range(3) for i in range(c * 10 + 2)]  # 2, 12 and 22 images
+    ds = FolderDataset(name="imgs", root="imgs", classes=["c0", "c1", "c2"], splits={"train": items}, layout="flat")
+    splits = folder_splits(ds, DataConfig(val_fraction=0.0, test_fraction=0.0, train_fraction=0.1), seed=0)
+    assert sorted({lab for _, lab in splits["train"]}) == [0, 1, 2]
+    assert len(splits["train"]) < len(items) / 4
 
 
 def test_tensor_loader_normalises_and_covers_each_sample_once():

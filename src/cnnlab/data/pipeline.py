@@ -21,7 +21,7 @@ from cnnlab.data.augment import build_augment
 from cnnlab.data.datasets import ArrayDataset, FolderDataset
 from cnnlab.data.images import load_image
 from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader, balanced_weights, to_tensor_images
-from cnnlab.data.splits import channel_stats, stratified_split
+from cnnlab.data.splits import channel_stats, stratified_split, train_subset
 from cnnlab.errors import CnnlabError
 
 
@@ -76,6 +76,7 @@ def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle) ->
     train_x = convert_arrays(ds.train_images, cfg.channels, cfg.image_size)
     test_x = convert_arrays(ds.test_images, cfg.channels, cfg.image_size)
     keep, held = stratified_split(ds.train_labels, cfg.val_fraction, seed)
+    keep = keep[train_subset(ds.train_labels[keep], cfg.train_fraction, seed + 2)]
     mean, std = channel_stats(train_x[keep])
     k = len(ds.classes)
 
@@ -130,6 +131,8 @@ def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, li
         train, splits["test"] = _split_items(train, cfg.test_fraction, seed)
     if "val" not in splits and cfg.val_fraction > 0:
         train, splits["val"] = _split_items(train, cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction), seed + 1)
+    if not cfg.split_manifest:  # a manifest's training list is used as it is (already subsetted)
+        train = [train[i] for i in train_subset(np.array([lab for _, lab in train]), cfg.train_fraction, seed + 2)]
     splits["train"] = train
     return splits
 

@@ -39,6 +39,16 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
 
 
+def train_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified, seeded ``fraction`` of ``labels`` (every class keeps one or more)."""
+    if not 0.0 < fraction <= 1.0:
+        raise CnnlabError(f"data.train_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1.0:
+        return np.arange(len(labels))
+    keep, _ = stratified_split(labels, 1.0 - fraction, seed)  # every class keeps at least one image
+    return keep
+
+
 def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (N, H, W, C), scaled to [0, 1].
 
