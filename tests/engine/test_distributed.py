@@ -61,15 +61,7 @@ def test_torchrun_training_writes_one_complete_run_folder(tmp_path):
     env_root = tmp_path / "runs"
     argv = ["train", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--out", str(env_root)]
     argv += ["--train.threads", "1", "--output.plots", "false", "--no-progress", "--train.checkpoint_every", "5"]
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        assert launch(2, argv) == 0
-    finally:
-        if old is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
+    assert _launch_quiet(argv) == 0
     (run,) = list(env_root.iterdir())  # one folder, written by rank 0 only
     for f in ["config.yaml", "history.csv", "metrics.json", "steps.csv", "checkpoints/last.pt", "model/model.json"]:
         assert (run / f).is_file(), f
@@ -120,3 +112,42 @@ def test_cli_nproc_relaunches_under_torchrun(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     (run,) = list(tmp_path.iterdir())  # both processes trained; rank 0 alone wrote the one run folder
     assert (run / "metrics.json").is_file() and "run folder:" in r.stdout
+
+
+def _launch_quiet(argv: list[str]) -> int:
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        return launch(2, argv)
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+
+
+def test_resume_under_torchrun_continues_exactly(tmp_path):
+    # Two ranks, 2 epochs straight vs 1 epoch, config edited to 2, then --resume under torchrun:
+    # the same weights, history and steps.csv (every rank loaded the same checkpoint and RNG state).
+    import yaml
+
+    from cnnlab.engine.checkpoint import load_checkpoint
+
+    common = ["--data", "digits", "--batch-size", "64", "--train.threads", "1", "--output.plots", "false"]
+    common += ["--no-progress", "--train.early_stop_patience", "null", "--data.augment", "crop(pad=1)"]
+    assert _launch_quiet(["train", *common, "--epochs", "2", "--out", str(tmp_path / "full")]) == 0
+    assert _launch_quiet(["train", *common, "--epochs", "1", "--out", str(tmp_path / "part")]) == 0
+    (full,) = list((tmp_path / "full").iterdir())
+    (part,) = list((tmp_path / "part").iterdir())
+    cfg = yaml.safe_load((part / "config.yaml").read_text())
+    cfg["train"]["epochs"] = 2
+    (part / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert _launch_quiet(["train", "--resume", str(part)]) == 0
+    a = load_checkpoint(full / "checkpoints" / "last.pt")
+    b = load_checkpoint(part / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 2
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert (full / "steps.csv").read_text() == (part / "steps.csv").read_text()
+    rows = lambda run: [line.split(",")[:3] for line in (run / "history.csv").read_text().splitlines()]  # noqa: E731
+    assert rows(full) == rows(part)  # epoch, train_loss, train_acc of both epochs, written once
