@@ -43,6 +43,14 @@ def test_rf_follows_the_recurrence_through_pooling():
     assert [(r.rf, r.jump) for r in s.rows] == [(3, 1), (4, 2), (8, 2)]
 
 
+def test_adaptive_pool_that_upsamples_keeps_the_receptive_field():
+    # torchvision VGG on 32 px: five pools leave 1x1, AdaptiveAvgPool2d((7, 7)) copies it to 7x7
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(7), nn.Conv2d(2, 2, 1), nn.AdaptiveAvgPool2d(11))
+    s = summary(net, (1, 3, 3))
+    assert [(r.output_shape, r.rf) for r in s.rows] == [((2, 1, 1), 3), ((2, 7, 7), 3), ((2, 7, 7), 3), ((2, 11, 11), 4)]
+    assert summary("vgg11", (3, 32, 32)).rows[-1].rf == 150
+
+
 def test_published_receptive_fields_of_branchy_and_deep_nets():
     # Araujo et al. (Distill 2019) list 435 px for ResNet-18's last conv; VGG-16's conv5_3/pool5 are 196/212
     res = {r.name: r.rf for r in summary("resnet18").rows}

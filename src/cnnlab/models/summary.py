@@ -187,7 +187,9 @@ def _window(module: nn.Module, in_shape: torch.Size, out_shape: torch.Size) -> t
         return k, s or k, d
     if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and len(in_shape) == 4:
         n, o = in_shape[-2], out_shape[-2]
-        stride = max(n // o, 1)
+        if o >= n:  # upsampling (e.g. a 1x1 map to VGG's 7x7): bins of one or two inputs, no new stride
+            return max(-(-(i + 1) * n // o) - i * n // o for i in range(o)), 1, 1
+        stride = n // o
         return n - (o - 1) * stride, stride, 1
     return None
 
