@@ -100,6 +100,20 @@ def test_ready_is_503_until_the_model_is_loaded(model_dir, tmp_path):
         assert err["message"] == "model failed to load"
 
 
+def test_an_exported_onnx_file_is_served_like_the_model_folder(model_dir, predictor, tmp_path):
+    from cnnlab.export.onnx import export_onnx
+
+    onnx_file, _ = export_onnx(model_dir, tmp_path / "model.onnx", parity_n=4)
+    data = encode(digit_like(28, seed=5))
+    with TestClient(create_app(onnx_file, ServeSettings()), raise_server_exceptions=False) as c:
+        wait_ready(c)
+        body = _upload(c, data, "digit.png", topk=3).json()
+        assert c.get("/model").json()["classes"] == predictor.classes
+    expected = predictor.predict(data, topk=3)[0]
+    assert [t["label"] for t in body["top"]] == [t["label"] for t in expected["top"]]
+    np.testing.assert_allclose(body["top"][0]["probability"], expected["probability"], atol=1e-5)
+
+
 def test_predict_returns_topk_equal_to_the_predictor(client, predictor):
     data = encode(digit_like(28, seed=3))
     r = _upload(client, data, "digit.png", topk=3, headers={"X-Request-ID": "abc-123"})

@@ -155,3 +155,27 @@ def test_cli_predict_formats_and_bad_files(digits_pngs, trained_run, capsys):
 
     assert main(["predict", str(trained_run), str(folder / "nothing.png")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_exported_files_predict_like_the_model_folder(digits_pngs, trained_run, tmp_path, fmt, capsys):
+    predictor, paths, _ = digits_pngs
+    if fmt == "onnx":
+        from cnnlab.export.onnx import export_onnx as export
+    else:
+        from cnnlab.export.torchscript import export_torchscript as export
+    out, _ = export(trained_run, tmp_path / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt"))
+    exported = Predictor(out)
+    assert exported.kind == fmt and exported.classes == predictor.classes
+    a, b = predictor.predict(paths[:10]), exported.predict(paths[:10])
+    assert [r["label"] for r in a] == [r["label"] for r in b]
+    assert np.allclose([r["probability"] for r in a], [r["probability"] for r in b], atol=1e-4)
+    assert main(["predict", str(out), str(paths[0]), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] == a[0]["label"]
+
+
+def test_an_onnx_file_on_a_gpu_device_is_refused(tmp_path):
+    bogus = tmp_path / "m.onnx"
+    bogus.write_bytes(b"not onnx")
+    with pytest.raises(CnnlabError, match="runs on the CPU"):
+        Predictor(bogus, device="cuda")

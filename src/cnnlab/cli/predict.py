@@ -18,9 +18,9 @@ def add_parser(sub) -> None:
         "predict",
         help="predict the classes of image files with a trained model",
         description="Predict the top-k classes of image files, folders (searched recursively) and globs "
-        "with a model written by cnnlab train (run folder or model folder).",
+        "with a model written by cnnlab train (run or model folder) or cnnlab export (.onnx, .pt).",
     )
-    p.add_argument("model", metavar="MODEL", help="run folder or model folder")
+    p.add_argument("model", metavar="MODEL", help="run or model folder, or a .onnx / TorchScript .pt file")
     p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns ('*.png')")
     p.add_argument("--topk", type=int, default=5, help="how many classes to list per image (default 5)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")

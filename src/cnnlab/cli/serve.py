@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
         description="Serve a model (run folder or model folder) with FastAPI + uvicorn. Bound to 127.0.0.1 "
         "unless --host says otherwise. Open http://HOST:PORT/ for the upload page, /docs for the API.",
     )
-    p.add_argument("model", metavar="MODEL", help="run folder or model folder")
+    p.add_argument("model", metavar="MODEL", help="run or model folder, or a .onnx / TorchScript .pt file")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="request body limit in MB (default 8)")

@@ -109,8 +109,44 @@ def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
     return [f for f in out if not (f in seen or seen.add(f))]
 
 
+class OnnxForward:
+    """An exported ONNX file run by ONNX Runtime (CPU), called like a torch module: tensor in, tensor out."""
+
+    def __init__(self, path: Path):
+        from cnnlab.export.onnx import onnx_logits_fn
+
+        self.path = path
+        self._fn = onnx_logits_fn(path)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._fn(x.detach().cpu().numpy()))
+
+
+def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any], str]:
+    """(forward, meta, kind) for a run or model folder ("cnnlab"), or a file written by ``cnnlab export``:
+    an ``.onnx`` file ("onnx", ONNX Runtime on the CPU) or a TorchScript ``.pt`` file ("torchscript").
+    The class names and preprocessing come from the metadata stored in the exported file."""
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".onnx":
+        if torch.device(device).type != "cpu":
+            raise CnnlabError(f"{p.name} is an ONNX file: it runs on the CPU through ONNX Runtime; drop --device")
+        from cnnlab.export.onnx import read_onnx_meta
+
+        return OnnxForward(p), read_onnx_meta(p), "onnx"
+    if p.is_file() and p.suffix.lower() in (".pt", ".pth", ".ts"):
+        from cnnlab.export.torchscript import load_torchscript
+
+        module, meta = load_torchscript(p)
+        return module.to(device), meta, "torchscript"
+    model, meta = load_model(path, device)
+    return model, meta, "cnnlab"
+
+
 class Predictor:
-    """Load a model file once, then predict classes for images of any kind.
+    """Load a model once, then predict classes for images of any kind.
+
+    The model is a run folder, a model folder, or an ``.onnx`` / TorchScript file from ``cnnlab
+    export`` (see :func:`load_for_inference`); preprocessing is the same for all of them.
 
     Example::
 
@@ -125,8 +161,8 @@ class Predictor:
         batch_size: int = 64,
         max_pixels: int | None = None,
     ):
-        self.model, self.meta = load_model(model_path, device)
-        check_meta(self.meta)
+        self.model, self.meta, self.kind = load_for_inference(model_path, device)
+        check_meta(self.meta, where="model.json" if self.kind == "cnnlab" else f"the metadata in {model_path}")
         self.device = torch.device(device)
         self.classes: list[str] = list(self.meta["classes"])
         self.input_shape: list[int] = list(self.meta["input_shape"])
@@ -142,7 +178,7 @@ class Predictor:
         out = self.logits(torch.zeros(1, *self.input_shape, device=self.device))
         if tuple(out.shape) != (1, len(self.classes)):
             raise CnnlabError(
-                f"the model gives {tuple(out.shape)[1:]} outputs but model.json lists {len(self.classes)} classes"
+                f"the model gives {tuple(out.shape)[1:]} outputs but its metadata lists {len(self.classes)} classes"
             )
 
     # ---- preprocessing -------------------------------------------------------------------------
