@@ -80,6 +80,10 @@ def test_health_ready_model_docs_and_page(client, model_dir):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="file"' in page.text and "fetch(" in page.text
     assert "http://" not in page.text and "https://" not in page.text  # no external assets
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    assert "http://" not in docs.text and "https://" not in docs.text  # not FastAPI's CDN-hosted Swagger UI
+    assert client.get("/redoc").status_code == 404
 
 
 def test_ready_is_503_until_the_model_is_loaded(model_dir, tmp_path):

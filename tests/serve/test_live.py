@@ -145,6 +145,19 @@ def _browser_missing() -> str | None:
     return None
 
 
+def _launch_chromium(pw):
+    exe = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    return pw.chromium.launch(executable_path=exe, headless=True, args=args)
+
+
 @pytest.mark.browser
 def test_upload_page_in_headless_chromium(server, tmp_path):
     reason = _browser_missing()
@@ -155,17 +168,8 @@ def test_upload_page_in_headless_chromium(server, tmp_path):
     host, port = server
     image = tmp_path / "digit.png"
     digit_like(28, 3).save(image)
-    exe = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=exe, headless=True, args=args)
+        browser = _launch_chromium(pw)
         try:
             page = browser.new_page()
             external: list[str] = []
@@ -192,5 +196,33 @@ def test_upload_page_in_headless_chromium(server, tmp_path):
             assert "415" in page.text_content("#error")
             assert page.query_selector_all("#results .row") == []
             assert external == [], external  # no external assets
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_api_docs_page_renders_offline_in_headless_chromium(server):
+    reason = _browser_missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    host, port = server
+    with sync_playwright() as pw:
+        browser = _launch_chromium(pw)
+        try:
+            page = browser.new_page()
+            external: list[str] = []
+            page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
+            page.goto(f"http://{host}:{port}/docs")
+            page.wait_for_selector("section.op")
+            sections = page.query_selector_all(".op")
+            ops = {(s.get_attribute("data-method"), s.get_attribute("data-path")) for s in sections}
+            assert {("post", "/predict"), ("post", "/predict/batch"), ("get", "/ready"), ("get", "/model")} <= ops
+            predict = page.query_selector('.op[data-path="/predict"]')
+            text = predict.text_content()
+            assert "topk" in text and "file" in text and "413" in text  # query parameter, upload field, a status
+            assert 'curl -s -X POST -F "file=@image.png"' in predict.query_selector("pre").text_content()
+            assert page.text_content("#error") == "" and external == [], external
         finally:
             browser.close()

@@ -277,8 +277,9 @@ class MicroBatcher:
 
 
 # ---- the app ---------------------------------------------------------------------------------------
-def upload_page() -> str:
-    return resources.files("cnnlab.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+def static_page(name: str) -> str:
+    """A page shipped in cnnlab/serve/static/ (self-contained HTML: no external scripts or styles)."""
+    return resources.files("cnnlab.serve").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:
@@ -316,6 +317,8 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
         version="1",  # the API's version, not a library version
         description="Image classification with a model trained by cnnlab. POST an image to /predict.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's Swagger UI and ReDoc load from a CDN; /docs is our offline page
+        redoc_url=None,
     )
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -338,24 +341,42 @@ def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predic
     OneFile = Annotated[UploadFile, File(description="an image file: PNG, JPEG, GIF, BMP, WebP or TIFF")]
     ManyFiles = Annotated[list[UploadFile], File(description="image files (repeat the field)")]
 
+    # Documented in /openapi.json (and so on /docs): every error is {"error": {status, code, message, request_id}}.
+    errors = {
+        413: {"description": "body over the size limit, or (batch) too many files"},
+        415: {"description": "not an image by content (PNG, JPEG, GIF, BMP, WebP or TIFF)"},
+        422: {"description": "empty, damaged or oversized (pixel count) image, or a bad parameter"},
+        503: {"description": "model not loaded yet, or too many requests queued (retry later)"},
+    }
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
-        return HTMLResponse(upload_page())
+        return HTMLResponse(static_page("index.html"))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(static_page("docs.html"))
 
     @app.get("/health", summary="liveness: the process answers")
     async def health() -> dict:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="readiness: model loaded and warm-up inference passed (503 before)")
+    not_ready = {503: {"description": "the model is still loading, or failed to load"}}
+
+    @app.get("/ready", summary="readiness: model loaded and warm-up inference passed", responses=not_ready)
     async def ready() -> dict:
         ready_predictor()
         return {"status": "ready"}
 
-    @app.get("/model", summary="model metadata: architecture, classes, input shape, preprocessing, metrics")
+    @app.get(
+        "/model",
+        summary="model metadata: architecture, classes, input shape, preprocessing, metrics",
+        responses=not_ready,
+    )
     async def model_info() -> dict:
         return ready_predictor().public_meta()
 
-    @app.post("/predict", summary="top-k classes of one image (multipart field 'file')")
+    @app.post("/predict", summary="top-k classes of one image (multipart field 'file')", responses=errors)
     async def predict(request: Request, file: OneFile, topk: TopK = 5) -> dict:
         predictor = ready_predictor()
         name, data = _safe_name(file), await file.read()
@@ -364,7 +385,11 @@ def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predic
             probs = await state["batcher"].submit(x)  # (K,)
         return {"request_id": _rid(request), "filename": name, **predictor.format(probs[None], topk)[0]}
 
-    @app.post("/predict/batch", summary="top-k classes of several images (multipart fields 'files')")
+    @app.post(
+        "/predict/batch",
+        summary="top-k classes of several images (multipart fields 'files'); a bad file gets its own error",
+        responses=errors,
+    )
     async def predict_batch(request: Request, files: ManyFiles, topk: TopK = 5) -> dict:
         predictor = ready_predictor()
         if len(files) > settings.max_files:
