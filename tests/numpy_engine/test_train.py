@@ -46,6 +46,14 @@ def test_cli_train_writes_the_run_folder(tmp_path, capsys):
     meta = ne.load_npz(model, run / "model" / "weights.npz")
     assert meta["architecture"] == "allconv" and meta["metrics"]["accuracy"] == metrics["accuracy"]
     assert "test accuracy" in capsys.readouterr().out
+    # predict (and serve) load the NumPy run and reproduce its test accuracy from raw uint8 images
+    from cnnlab.data.datasets import load_dataset
+    from cnnlab.serve.predictor import Predictor
+
+    predictor = Predictor(run)
+    ds = load_dataset("digits")
+    got = [r["index"] for r in predictor.predict(list(ds.test_images))]
+    assert predictor.kind == "numpy" and np.mean(np.array(got) == ds.test_labels) == metrics["accuracy"]
 
 
 def test_fit_accepts_a_dataset_and_learns_a_separable_task(tmp_path):

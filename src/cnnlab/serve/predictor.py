@@ -13,6 +13,7 @@ parity checks all go through this class.
 from __future__ import annotations
 
 import glob
+import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -122,17 +123,50 @@ class OnnxForward:
         return torch.from_numpy(self._fn(x.detach().cpu().numpy()))
 
 
+class NumpyForward:
+    """A model trained by ``cnnlab scratch train`` (the NumPy engine), called like a torch module."""
+
+    def __init__(self, folder: Path, meta: dict[str, Any]):
+        from cnnlab.numpy_engine import create_model, load_npz
+
+        self.net = create_model(meta["architecture"], **meta.get("kwargs", {}))
+        load_npz(self.net, folder / "weights.npz")
+        self.net.eval()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.net.forward(x.detach().cpu().numpy()), dtype=np.float32))
+
+
+def _numpy_model_folder(p: Path) -> Path | None:
+    """The model folder of a NumPy-engine run (weights.npz + model.json), given the run, the folder or a file."""
+    for folder in (p.parent,) if p.is_file() else (p / "model", p):
+        if (folder / "weights.npz").is_file() and (folder / "model.json").is_file():
+            return folder
+    return None
+
+
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any], str]:
     """(forward, meta, kind) for a run or model folder ("cnnlab"), or a file written by ``cnnlab export``:
     an ``.onnx`` file ("onnx", ONNX Runtime on the CPU) or a TorchScript ``.pt`` file ("torchscript").
-    The class names and preprocessing come from the metadata stored in the exported file."""
+    The class names and preprocessing come from the metadata stored in the exported file. A run of
+    ``cnnlab scratch train`` ("numpy", weights.npz) is run by the NumPy engine itself."""
     p = Path(path)
+    cpu_only = torch.device(device).type != "cpu"
     if p.is_file() and p.suffix.lower() == ".onnx":
-        if torch.device(device).type != "cpu":
+        if cpu_only:
             raise CnnlabError(f"{p.name} is an ONNX file: it runs on the CPU through ONNX Runtime; drop --device")
         from cnnlab.export.onnx import read_onnx_meta
 
         return OnnxForward(p), read_onnx_meta(p), "onnx"
+    folder = _numpy_model_folder(p)
+    if folder is not None:
+        if cpu_only:
+            raise CnnlabError(f"{path} was trained by the NumPy engine, which runs on the CPU; drop --device")
+        try:
+            meta = json.loads((folder / "model.json").read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CnnlabError(f"{folder / 'model.json'} cannot be read: {exc}") from None
+        return NumpyForward(folder, meta), meta, "numpy"
     if p.is_file() and p.suffix.lower() in (".pt", ".pth", ".ts"):
         from cnnlab.export.torchscript import load_torchscript
 
