@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 from serve_helpers import bomb_png, digit_like, encode
 
+from chromium_helpers import executable, launch
+
 uvicorn = pytest.importorskip("uvicorn")
 from cnnlab.serve.app import ServeSettings, create_app  # noqa: E402
-
-CHROMIUM = Path(os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium"))
 
 
 @pytest.fixture(scope="module")
@@ -135,94 +133,62 @@ def test_real_http_limits_and_headers(server):
     conn.close()
 
 
-def _browser_missing() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is not installed (pip install playwright; never 'playwright install')"
-    if not CHROMIUM.exists() and not shutil.which("chromium"):
-        return f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-    return None
+@contextmanager
+def _browser_page(server, path: str):
+    """(page at http://server/path, list of requests that left the server) in headless Chromium."""
+    from playwright.sync_api import sync_playwright
 
-
-def _launch_chromium(pw):
-    exe = str(CHROMIUM if CHROMIUM.exists() else shutil.which("chromium"))
-    args = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
-    return pw.chromium.launch(executable_path=exe, headless=True, args=args)
+    host, port = server
+    executable()  # skips the test before starting playwright when chromium is missing
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page()
+            external: list[str] = []
+            page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
+            page.goto(f"http://{host}:{port}{path}")
+            yield page, external
+        finally:
+            browser.close()
 
 
 @pytest.mark.browser
 def test_upload_page_in_headless_chromium(server, tmp_path):
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    host, port = server
     image = tmp_path / "digit.png"
     digit_like(28, 3).save(image)
-    with sync_playwright() as pw:
-        browser = _launch_chromium(pw)
-        try:
-            page = browser.new_page()
-            external: list[str] = []
-            page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
-            page.goto(f"http://{host}:{port}/")
-            page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
-            assert "seed_cnn" in page.text_content("#model")
-            page.fill("#topk", "3")
-            page.set_input_files("#file", str(image))
-            page.click("#submit")
-            page.wait_for_selector("#results .row")
-            rows = page.query_selector_all("#results .row")
-            labels = [r.query_selector(".label").text_content() for r in rows]
-            widths = [r.query_selector(".bar").evaluate("e => e.style.width") for r in rows]
-            pcts = [float(r.query_selector(".pct").text_content().rstrip("%")) for r in rows]
-            assert len(rows) == 3 and all(label.startswith("class_") for label in labels)
-            assert pcts == sorted(pcts, reverse=True) and all(w.endswith("%") for w in widths)
-            # an HTML file named .jpg: the page shows the server's error, no rows
-            bad = tmp_path / "page.jpg"
-            bad.write_bytes(b"<!doctype html><html></html>")
-            page.set_input_files("#file", str(bad))
-            page.click("#submit")
-            page.wait_for_function("document.getElementById('error').textContent.length > 0")
-            assert "415" in page.text_content("#error")
-            assert page.query_selector_all("#results .row") == []
-            assert external == [], external  # no external assets
-        finally:
-            browser.close()
+    with _browser_page(server, "/") as (page, external):
+        page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
+        assert "seed_cnn" in page.text_content("#model")
+        page.fill("#topk", "3")
+        page.set_input_files("#file", str(image))
+        page.click("#submit")
+        page.wait_for_selector("#results .row")
+        rows = page.query_selector_all("#results .row")
+        labels = [r.query_selector(".label").text_content() for r in rows]
+        widths = [r.query_selector(".bar").evaluate("e => e.style.width") for r in rows]
+        pcts = [float(r.query_selector(".pct").text_content().rstrip("%")) for r in rows]
+        assert len(rows) == 3 and all(label.startswith("class_") for label in labels)
+        assert pcts == sorted(pcts, reverse=True) and all(w.endswith("%") for w in widths)
+        # an HTML file named .jpg: the page shows the server's error, no rows
+        bad = tmp_path / "page.jpg"
+        bad.write_bytes(b"<!doctype html><html></html>")
+        page.set_input_files("#file", str(bad))
+        page.click("#submit")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0")
+        assert "415" in page.text_content("#error")
+        assert page.query_selector_all("#results .row") == []
+        assert external == [], external  # no external assets
 
 
 @pytest.mark.browser
 def test_api_docs_page_renders_offline_in_headless_chromium(server):
-    reason = _browser_missing()
-    if reason:
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    host, port = server
-    with sync_playwright() as pw:
-        browser = _launch_chromium(pw)
-        try:
-            page = browser.new_page()
-            external: list[str] = []
-            page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
-            page.goto(f"http://{host}:{port}/docs")
-            page.wait_for_selector("section.op")
-            sections = page.query_selector_all(".op")
-            ops = {(s.get_attribute("data-method"), s.get_attribute("data-path")) for s in sections}
-            assert {("post", "/predict"), ("post", "/predict/batch"), ("get", "/ready"), ("get", "/model")} <= ops
-            predict = page.query_selector('.op[data-path="/predict"]')
-            text = predict.text_content()
-            assert "topk" in text and "file" in text and "413" in text  # query parameter, upload field, a status
-            assert 'curl -s -X POST -F "file=@image.png"' in predict.query_selector("pre").text_content()
-            assert page.text_content("#error") == "" and external == [], external
-        finally:
-            browser.close()
+    with _browser_page(server, "/docs") as (page, external):
+        page.wait_for_selector("section.op")
+        sections = page.query_selector_all(".op")
+        ops = {(s.get_attribute("data-method"), s.get_attribute("data-path")) for s in sections}
+        assert {("post", "/predict"), ("post", "/predict/batch"), ("get", "/ready"), ("get", "/model")} <= ops
+        predict = page.query_selector('.op[data-path="/predict"]')
+        text = predict.text_content()
+        assert "topk" in text and "file" in text and "413" in text  # query parameter, upload field, a status
+        assert 'curl -s -X POST -F "file=@image.png"' in predict.query_selector("pre").text_content()
+        assert page.text_content("#error") == "" and external == [], external

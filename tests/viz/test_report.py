@@ -5,13 +5,13 @@ import json
 import os
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
+from chromium_helpers import executable, launch
 from cnnlab.viz.report import SECTIONS, write_report, write_report_safely
 
 IMAGES = 6  # curves, two confusion matrices, worst predictions, reliability, ROC/PR
@@ -63,33 +63,13 @@ def test_report_to_another_path_and_failure_only_warns(tmp_path, digits_run):
     assert logged and logged[0].startswith("warning: the HTML report could not be written")
 
 
-def _chromium() -> str:
-    pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed (pip install playwright)"
-    )
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).is_file():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    return path
-
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(digits_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
+    executable()  # skips the test where playwright or chromium is missing
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             console, requests = [], []
