@@ -116,7 +116,6 @@ class OnnxForward:
     def __init__(self, path: Path):
         from cnnlab.export.onnx import onnx_logits_fn
 
-        self.path = path
         self._fn = onnx_logits_fn(path)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -151,16 +150,16 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> 
     The class names and preprocessing come from the metadata stored in the exported file. A run of
     ``cnnlab scratch train`` ("numpy", weights.npz) is run by the NumPy engine itself."""
     p = Path(path)
-    cpu_only = torch.device(device).type != "cpu"
+    not_cpu = torch.device(device).type != "cpu"  # ONNX Runtime (CPU provider) and NumPy run on the CPU only
     if p.is_file() and p.suffix.lower() == ".onnx":
-        if cpu_only:
+        if not_cpu:
             raise CnnlabError(f"{p.name} is an ONNX file: it runs on the CPU through ONNX Runtime; drop --device")
         from cnnlab.export.onnx import read_onnx_meta
 
         return OnnxForward(p), read_onnx_meta(p), "onnx"
     folder = _numpy_model_folder(p)
     if folder is not None:
-        if cpu_only:
+        if not_cpu:
             raise CnnlabError(f"{path} was trained by the NumPy engine, which runs on the CPU; drop --device")
         try:
             meta = json.loads((folder / "model.json").read_text())
