@@ -57,11 +57,12 @@ def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     assert abs(ddp["loss"] - row["train_loss"]) < 1e-5
 
 
-def test_torchrun_training_writes_one_complete_run_folder(tmp_path):
+def test_torchrun_training_writes_one_complete_run_folder(tmp_path, monkeypatch):
     env_root = tmp_path / "runs"
     argv = ["train", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--out", str(env_root)]
     argv += ["--train.threads", "1", "--output.plots", "false", "--no-progress", "--train.checkpoint_every", "5"]
-    assert _launch_quiet(argv) == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert launch(2, argv) == 0
     (run,) = list(env_root.iterdir())  # one folder, written by rank 0 only
     for f in ["config.yaml", "history.csv", "metrics.json", "steps.csv", "checkpoints/last.pt", "model/model.json"]:
         assert (run / f).is_file(), f
@@ -114,19 +115,7 @@ def test_cli_nproc_relaunches_under_torchrun(tmp_path):
     assert (run / "metrics.json").is_file() and "run folder:" in r.stdout
 
 
-def _launch_quiet(argv: list[str]) -> int:
-    old = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = "1"
-    try:
-        return launch(2, argv)
-    finally:
-        if old is None:
-            os.environ.pop("OMP_NUM_THREADS")
-        else:
-            os.environ["OMP_NUM_THREADS"] = old
-
-
-def test_resume_under_torchrun_continues_exactly(tmp_path):
+def test_resume_under_torchrun_continues_exactly(tmp_path, monkeypatch):
     # Two ranks, 2 epochs straight vs 1 epoch, config edited to 2, then --resume under torchrun:
     # the same weights, history and steps.csv (every rank loaded the same checkpoint and RNG state).
     import yaml
@@ -135,14 +124,15 @@ def test_resume_under_torchrun_continues_exactly(tmp_path):
 
     common = ["--data", "digits", "--batch-size", "64", "--train.threads", "1", "--output.plots", "false"]
     common += ["--no-progress", "--train.early_stop_patience", "null", "--data.augment", "crop(pad=1)"]
-    assert _launch_quiet(["train", *common, "--epochs", "2", "--out", str(tmp_path / "full")]) == 0
-    assert _launch_quiet(["train", *common, "--epochs", "1", "--out", str(tmp_path / "part")]) == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert launch(2, ["train", *common, "--epochs", "2", "--out", str(tmp_path / "full")]) == 0
+    assert launch(2, ["train", *common, "--epochs", "1", "--out", str(tmp_path / "part")]) == 0
     (full,) = list((tmp_path / "full").iterdir())
     (part,) = list((tmp_path / "part").iterdir())
     cfg = yaml.safe_load((part / "config.yaml").read_text())
     cfg["train"]["epochs"] = 2
     (part / "config.yaml").write_text(yaml.safe_dump(cfg))
-    assert _launch_quiet(["train", "--resume", str(part)]) == 0
+    assert launch(2, ["train", "--resume", str(part)]) == 0
     a = load_checkpoint(full / "checkpoints" / "last.pt")
     b = load_checkpoint(part / "checkpoints" / "last.pt")
     assert a["epoch"] == b["epoch"] == 2
