@@ -26,8 +26,8 @@ import torch
 
 
 def build_model(arch: str, shape: list[int], folder: Path) -> Path:
-    from cnnlab.export.model_file import save_model_file
     from cnnlab.models import create_model
+    from cnnlab.runs.model_file import save_model_file
 
     torch.manual_seed(0)
     model = create_model(arch, num_classes=10, in_channels=shape[0], input_size=shape[1]).eval()
@@ -88,9 +88,9 @@ def main() -> None:
     ap.add_argument("--exporter", default="dynamo", choices=["dynamo", "legacy"])
     args = ap.parse_args()
 
-    from cnnlab.export.model_file import load_model
     from cnnlab.export.onnx import export_onnx, onnx_logits_fn
     from cnnlab.export.parity import parity_inputs, torch_logits_fn
+    from cnnlab.runs.model_file import load_model
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="cnnlab-bench-"))

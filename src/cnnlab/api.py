@@ -37,9 +37,9 @@ from cnnlab.engine.schedulers import build_schedule
 from cnnlab.engine.trainer import Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, format_report
-from cnnlab.export.model_file import load_model, save_model_file
 from cnnlab.models import create_model
 from cnnlab.runs import create_run_dir, env_info, read_json, write_json
+from cnnlab.runs.model_file import load_model, save_model_file
 
 
 @dataclass

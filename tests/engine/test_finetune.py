@@ -8,8 +8,8 @@ import torch
 import cnnlab
 from cnnlab.engine.finetune import keep_frozen_bn_in_eval
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import load_model
 from cnnlab.models import create_model
+from cnnlab.runs.model_file import load_model
 
 COMMON = {"epochs": 1, "image_size": 16, "log": lambda s: None}
 QUIET = {"output.progress": False, "train.threads": 1, "output.plots": False}

@@ -12,7 +12,7 @@ from cnnlab.config import load_config
 from cnnlab.data.datasets import load_dataset
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.loop import NonFiniteLossError
-from cnnlab.export.model_file import load_model
+from cnnlab.runs.model_file import load_model
 
 RUN_FILES = [
     "config.yaml",

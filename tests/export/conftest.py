@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnlab.export.model_file import save_model_file
 from cnnlab.models import create_model
+from cnnlab.runs.model_file import save_model_file
 
 
 @pytest.fixture(scope="session")

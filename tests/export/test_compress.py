@@ -11,7 +11,7 @@ import torch
 from cnnlab.cli.main import main
 from cnnlab.errors import CnnlabError
 from cnnlab.export.compress import distillation_loss, prune_model, quantize_int8, sparsity
-from cnnlab.export.model_file import load_model
+from cnnlab.runs.model_file import load_model
 from cnnlab.serve.predictor import Predictor
 
 

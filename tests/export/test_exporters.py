@@ -10,9 +10,9 @@ import torch
 
 from cnnlab.cli.main import main
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import load_model
 from cnnlab.export.parity import MAX_PROB_DIFF, compare, parity_inputs, require, torch_logits_fn
 from cnnlab.export.torchscript import export_torchscript, load_torchscript
+from cnnlab.runs.model_file import load_model
 
 
 def test_parity_inputs_are_real_test_images_when_available(digits_run, random_model):

@@ -164,7 +164,7 @@ def test_summary_runs_non_square_module_inputs():
 
 
 def test_cli_summary_of_a_saved_model_folder(tmp_path, capsys):
-    from cnnlab.export.model_file import save_model_file
+    from cnnlab.runs.model_file import save_model_file
 
     model = create_model("lenet5", num_classes=3, in_channels=1, input_size=28)
     meta = {"architecture": "lenet5", "kwargs": {}, "classes": ["a", "b", "c"], "input_shape": [1, 28, 28]}

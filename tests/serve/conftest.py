@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnlab.export.model_file import save_model_file
 from cnnlab.models import create_model
+from cnnlab.runs.model_file import save_model_file
 
 CLASSES = [f"class_{i}" for i in range(10)]
 

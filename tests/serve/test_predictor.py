@@ -18,8 +18,8 @@ from cnnlab.data.datasets import load_dataset
 from cnnlab.data.pipeline import eval_loader
 from cnnlab.engine.loop import predict as loop_predict
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import save_model_file
 from cnnlab.models import create_model
+from cnnlab.runs.model_file import save_model_file
 from cnnlab.serve.predictor import Predictor, array_to_float, check_meta, expand_inputs
 
 

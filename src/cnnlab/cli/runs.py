@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnlab.runs_index import compare_runs, format_table, scan_runs
+    from cnnlab.runs.index import compare_runs, format_table, scan_runs
 
     root = Path(getattr(args, "compare_root", None) or args.root)
     if args.runs_command == "compare":

@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from cnnlab.errors import CnnlabError
-    from cnnlab.export.model_file import read_meta
+    from cnnlab.runs.model_file import read_meta
 
     try:
         import uvicorn

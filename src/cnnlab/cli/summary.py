@@ -41,7 +41,7 @@ def resolve_model(model: str) -> tuple[str, dict, dict]:
     """
     path = Path(model)
     if path.is_dir() or path.name == "model.json":
-        from cnnlab.export.model_file import read_meta
+        from cnnlab.runs.model_file import read_meta
 
         meta = read_meta(path)
         defaults = {"input_shape": tuple(meta["input_shape"]), "num_classes": len(meta["classes"])}

@@ -147,7 +147,7 @@ def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", b
     from cnnlab.data.pipeline import convert_arrays, eval_loader
     from cnnlab.data.splits import folder_splits_from_csv
     from cnnlab.engine.loop import predict
-    from cnnlab.export.model_file import load_model
+    from cnnlab.runs.model_file import load_model
 
     run_dir = Path(run)
     if not run_dir.is_dir():

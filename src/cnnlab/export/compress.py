@@ -34,8 +34,8 @@ from torch import nn
 from torch.nn.utils import prune
 
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import WEIGHTS, _model_folder, load_model, save_model_file
 from cnnlab.export.parity import LogitsFn, torch_logits_fn
+from cnnlab.runs.model_file import WEIGHTS, _model_folder, load_model, save_model_file
 
 # ---- measuring -------------------------------------------------------------------------------------
 

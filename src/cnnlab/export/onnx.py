@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import _model_folder, load_model
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.runs.model_file import _model_folder, load_model
 
 INPUT, OUTPUT = "input", "logits"
 DEFAULT_OPSET = 18

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import _model_folder, load_model
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.runs.model_file import _model_folder, load_model
 
 EXTRA = "cnnlab.json"
 

@@ -27,8 +27,8 @@ from PIL import Image
 from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
 from cnnlab.data.images import MAX_IMAGE_PIXELS, ImageReadError, open_image, to_array
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import load_model
 from cnnlab.export.parity import public_meta
+from cnnlab.runs.model_file import load_model
 
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.export.model_file import load_model, save_model_file
 from cnnlab.models import create_model
+from cnnlab.runs.model_file import load_model, save_model_file
 
 
 def test_round_trip_gives_identical_outputs_without_pickle(tmp_path):

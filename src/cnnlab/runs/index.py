@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import read_history_csv
+from cnnlab.runs.folder import read_history_csv
 
 
 @dataclass
