@@ -16,9 +16,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 from cnnlab.cli import data as data_cli
-from cnnlab.data.doctor import check, check_arrays, check_folder, class_weights, near_duplicate_pairs, popcount
+from cnnlab.data.doctor import check, check_arrays, check_folder, class_weights
 from cnnlab.data.folder import scan_folder
 from cnnlab.data.images import load_image
+from cnnlab.data.screening import near_duplicate_pairs, popcount
 from cnnlab.errors import CnnlabError
 
 
@@ -237,11 +238,14 @@ def test_crowded_hash_buckets_are_skipped_and_reported():
 
 def test_class_weights_formula():
     w = class_weights({"a": 10, "b": 30, "c": 0})
-    # 1/10 and 1/30 have mean 1/15 over the non-empty classes: weights 1.5 and 0.5
-    assert w == {"a": 1.5, "b": 0.5, "c": 0.0}
+    # n = 40 images over K = 3 classes: 40 / (3 * 10) and 40 / (3 * 30); the empty class gets 0
+    assert w == {"a": 1.3333, "b": 0.4444, "c": 0.0}
     w = class_weights({"x": 7, "y": 3, "z": 11})
-    assert np.isclose(np.mean(list(w.values())), 1.0, atol=1e-3)
     assert w["y"] > w["x"] > w["z"]
+    # the same numbers training uses for --balance weights
+    from cnnlab.engine.losses import class_weights as training_weights
+
+    assert np.allclose(list(w.values()), training_weights([7, 3, 11]).numpy(), atol=1e-4)
     assert class_weights({"a": 0}) == {"a": 0.0}
 
 
@@ -350,8 +354,8 @@ def test_low_detail_datasets_skip_the_near_duplicate_search(tmp_path):
 
 
 def test_screen_samples_fail_and_skip(messy):
-    from cnnlab.data.doctor import screen_samples
     from cnnlab.data.folder import collect_folder
+    from cnnlab.data.screening import screen_samples
 
     splits = collect_folder(messy.root).splits
     with pytest.raises(CnnlabError) as err:
@@ -368,7 +372,7 @@ def test_screen_samples_fail_and_skip(messy):
 
 
 def test_screen_samples_refuses_to_empty_a_class(tmp_path):
-    from cnnlab.data.doctor import screen_samples
+    from cnnlab.data.screening import screen_samples
 
     (tmp_path / "a.png").write_bytes(b"")
     _picture(0).save(tmp_path / "b.png")
@@ -388,7 +392,7 @@ def test_image_read_error_survives_pickling():
 
 
 def test_trainable_messy_variant(messy_trainable):
-    from cnnlab.data.doctor import screen_samples
+    from cnnlab.data.screening import screen_samples
 
     m = messy_trainable
     scan = scan_folder(m.root)  # no empty class: scan_folder accepts it

@@ -71,6 +71,7 @@ class FolderDataset:
     image_size: int = 64
     note: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
+    groups: list[list[Path]] = field(default_factory=list)  # exact/near-duplicate files: one side of a split
 
     @property
     def num_classes(self) -> int:
@@ -156,20 +157,25 @@ def load_folder(
 ) -> FolderDataset:
     """``folder:PATH``: class subfolders, with train/ (val/, test/) splits or one flat folder to split.
 
-    Every file is decoded once here (``doctor.screen_samples``), so an unreadable file is found
+    Every file is decoded once here (``screening.screen_samples``), so an unreadable file is found
     before training starts and never reaches a DataLoader worker: ``on_bad_image="fail"`` stops
-    with the list of bad files, ``"skip"`` leaves them out and records them in ``skipped``.
+    with the list of bad files, ``"skip"`` leaves them out and records them in ``skipped``. The
+    same pass fingerprints each file, and exact copies and near-duplicates become ``groups`` that a
+    carved split keeps on one side (no copy of a training image in val or test).
     With ``manifest`` (a ``split_manifest.csv`` of an earlier run), the exact same files go to the
     same splits, after checking that none is missing or changed (SHA-256).
     """
-    from cnnlab.data.doctor import screen_samples  # local imports: these pull in Pillow
-    from cnnlab.data.folder import read_manifest, scan_folder, splits_from_manifest
+    from cnnlab.data.folder import read_manifest, scan_folder, splits_from_manifest  # local: Pillow
+    from cnnlab.data.screening import duplicate_groups, screen_samples
 
     scan = scan_folder(Path(path).expanduser())
     if manifest:
         scan.splits = splits_from_manifest(scan.root, read_manifest(manifest), scan.classes)
         scan.layout = "manifest"
-    splits, bad = screen_samples(scan.splits, on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, workers=2)
+    prints: dict = {}
+    splits, bad = screen_samples(
+        scan.splits, on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, workers=2, fingerprints=prints
+    )
     return FolderDataset(
         name=f"folder:{path}",
         root=scan.root,
@@ -179,6 +185,7 @@ def load_folder(
         channels=channels or 3,
         image_size=image_size or 64,
         skipped=[(p, reason) for _, p, reason in bad],
+        groups=duplicate_groups(prints),
     )
 
 

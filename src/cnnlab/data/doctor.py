@@ -15,8 +15,8 @@ same bytes that are decoded), decodes it once with the same rule training uses
   Pillow and NumPy): two images are near-duplicates when both hashes differ in at most
   ``threshold`` bits; across train and val/test they are reported as possible leakage (a warning,
   since a perceptual hash can be fooled);
-* class imbalance with suggested class weights, inverse frequency normalised to mean 1:
-  ``w_c = (1 / n_c) / mean_k(1 / n_k)`` over the classes of the training split (an empty class gets 0).
+* class imbalance with the class weights ``--balance weights`` trains with: ``w_c = n / (K * n_c)``
+  over the classes of the training split (scikit-learn's "balanced" rule; an empty class gets 0).
 
 Errors (the exit code is 1): unreadable files, train<->val/test leakage, empty class folders, a
 class-set mismatch between splits, no images. Everything else is a warning (exit code 0).
@@ -38,7 +38,9 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.data.folder import IMAGE_EXTENSIONS, SPLIT_ORDER, FolderScan, collect_folder
-from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
+from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image
+from cnnlab.data.screening import NEAR_DUPLICATE_THRESHOLD, groups_from_pairs, near_duplicate_pairs, perceptual_hashes
+from cnnlab.data.splits import balanced_class_weights
 from cnnlab.errors import CnnlabError, did_you_mean
 
 # Extensions each detected format is expected to have; a mismatch is a warning (the file still loads).
@@ -52,9 +54,6 @@ _FORMAT_EXTENSIONS = {
     "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
 }
 IMBALANCE_WARN_RATIO = 1.5  # largest / smallest class count in the training split above this: warn
-NEAR_DUPLICATE_THRESHOLD = 4  # bits (of 64) that may differ in both dHash and aHash
-MAX_BUCKET = 256  # items sharing one hash band beyond which that band value is "crowded" (not compared)
-_HASH_SIZE = 8
 
 
 @dataclass
@@ -124,34 +123,6 @@ class Report:
 # --- per-file work ----------------------------------------------------------------------------------
 
 
-_BIT_WEIGHTS = np.uint64(1) << np.arange(64, dtype=np.uint64)
-
-
-def _bits_to_int(bits: np.ndarray) -> int:
-    """64 booleans -> one unsigned 64-bit integer (bit i = element i)."""
-    return int(np.bitwise_or.reduce(bits.ravel().astype(np.uint64) * _BIT_WEIGHTS))
-
-
-def _perceptual_hashes(img: Image.Image) -> tuple[int, int]:
-    """(dHash, aHash) of an upright image, 64 bits each, from its grayscale.
-
-    dHash: shrink to 9x8 (box filter) and set a bit where brightness rises from one column to the
-    next; aHash: shrink to 8x8 and set a bit where a cell is brighter than the mean. Plain 8-bit
-    images use Pillow's 8-bit grayscale (fast); every other mode goes through the decoding rule.
-    """
-    w, h = img.size
-    factor = min(w, h) // (4 * _HASH_SIZE)
-    if factor >= 2 and img.mode in ("L", "RGB"):
-        img = img.reduce(factor)  # cheap area shrink of big photos first
-    if img.mode in ("L", "RGB") and "transparency" not in img.info:
-        gray = img.convert("L")
-    else:
-        gray = Image.fromarray(to_array(img, 1)[..., 0])  # mode 'F'
-    d = np.asarray(gray.resize((_HASH_SIZE + 1, _HASH_SIZE), Image.Resampling.BOX), dtype=np.float32)  # (8, 9)
-    a = np.asarray(gray.resize((_HASH_SIZE, _HASH_SIZE), Image.Resampling.BOX), dtype=np.float32)  # (8, 8)
-    return _bits_to_int(d[:, 1:] > d[:, :-1]), _bits_to_int(a > a.mean())
-
-
 def inspect_file(path: Path, rec: FileRecord, near: bool) -> FileRecord:
     """Fill ``rec`` from one read of ``path``: hash, format, mode, size, error, perceptual hashes."""
     try:
@@ -167,7 +138,7 @@ def inspect_file(path: Path, rec: FileRecord, near: bool) -> FileRecord:
         if img.mode not in SUPPORTED_MODES:
             raise ImageReadError(rec.rel, "unsupported", f"unsupported image mode {img.mode!r}")
         if near:
-            rec.dhash, rec.ahash = _perceptual_hashes(img)
+            rec.dhash, rec.ahash = perceptual_hashes(img)
     except ImageReadError as exc:
         rec.error_kind, rec.error = exc.kind, exc.reason
     return rec
@@ -202,13 +173,8 @@ def _records(
 
 
 def class_weights(counts: dict[str, int]) -> dict[str, float]:
-    """Inverse-frequency weights, mean 1 over non-empty classes: ``w_c = (1/n_c) / mean_k(1/n_k)``; empty: 0."""
-    inv = {c: (1.0 / n if n > 0 else 0.0) for c, n in counts.items()}
-    present = [v for v in inv.values() if v > 0]
-    if not present:
-        return dict.fromkeys(counts, 0.0)
-    mean = sum(present) / len(present)  # over the classes that have images
-    return {c: round(v / mean, 4) for c, v in inv.items()}
+    """The weights ``--balance weights`` trains with, ``w_c = n / (K * n_c)``, per class name; empty: 0."""
+    return {c: round(w, 4) for c, w in zip(counts, balanced_class_weights(counts.values()))}
 
 
 def _imbalance(counts: dict[str, dict[str, int]], warnings: list[Issue]) -> dict:
@@ -224,7 +190,7 @@ def _imbalance(counts: dict[str, dict[str, int]], warnings: list[Issue]) -> dict
         "smallest": min(per, key=per.get) if per else None,
         "ratio": round(ratio, 3) if ratio else None,
         "class_weights": class_weights(per),
-        "formula": "w_c = (1/n_c) / mean_k(1/n_k)",
+        "formula": "w_c = n / (K * n_c)",
     }
     if ratio and ratio > IMBALANCE_WARN_RATIO:
         big, small = max(per, key=per.get), min((c for c in per if per[c] > 0), key=per.get)
@@ -268,66 +234,6 @@ def _ordered(splits: set[str]) -> list[str]:
     return sorted(splits, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
 
 
-def popcount(x: np.ndarray) -> np.ndarray:
-    """Set bits per element of a uint64 array."""
-    if hasattr(np, "bitwise_count"):  # NumPy >= 2.0
-        return np.bitwise_count(x)
-    return np.unpackbits(x.view(np.uint8).reshape(*x.shape, 8), axis=-1).sum(axis=-1)
-
-
-def near_duplicate_pairs(
-    dh: np.ndarray, ah: np.ndarray, threshold: int, max_bucket: int = MAX_BUCKET
-) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """Index pairs (i < j) whose dHash and aHash both differ in at most ``threshold`` bits.
-
-    Pigeonhole search: split the 64-bit dHash into threshold + 1 bands; two hashes within
-    ``threshold`` bits agree exactly on at least one band, so only items sharing a band value are
-    compared. A band value shared by more than ``max_bucket`` items marks a crowded, low-detail
-    region of hash space (digits on a black background, blank images): comparing all of those pairs
-    would be quadratic and mostly meaningless, so those buckets are skipped and their items returned.
-
-    Returns:
-        (pairs, crowded) with ``crowded`` a bool mask (N,) of items in a skipped bucket, whose
-        near-duplicates may be missed.
-    """
-    edges = np.linspace(0, 64, threshold + 2).astype(int)
-    pairs: set[tuple[int, int]] = set()
-    crowded = np.zeros(len(dh), dtype=bool)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        band = (dh >> np.uint64(lo)) & np.uint64((1 << int(hi - lo)) - 1)
-        order = np.argsort(band, kind="stable")
-        _, starts, sizes = np.unique(band[order], return_index=True, return_counts=True)
-        for start, size in zip(starts[sizes > 1], sizes[sizes > 1]):
-            idx = order[start : start + size]  # (g,) items sharing this band value
-            if size > max_bucket:
-                crowded[idx] = True
-                continue
-            close = (popcount(dh[idx, None] ^ dh[None, idx]) <= threshold) & (
-                popcount(ah[idx, None] ^ ah[None, idx]) <= threshold
-            )  # (g, g)
-            ii, jj = np.nonzero(np.triu(close, k=1))
-            pairs.update(zip(np.minimum(idx[ii], idx[jj]).tolist(), np.maximum(idx[ii], idx[jj]).tolist()))
-    return sorted(pairs), crowded
-
-
-def _groups_from_pairs(n: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
-    """Connected components (union-find) of the pair graph, only those with 2+ members, sorted."""
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in pairs:
-        parent[find(i)] = find(j)
-    comps: dict[int, list[int]] = defaultdict(list)
-    for i in {k for p in pairs for k in p}:
-        comps[find(i)].append(i)
-    return sorted(sorted(c) for c in comps.values())
-
-
 def _near_duplicates(recs: list[FileRecord], threshold: int, warnings: list[Issue], flat: bool = False) -> list[dict]:
     """Near-duplicate groups among readable files; exact copies are left to the exact check."""
     good = [r for r in recs if r.dhash is not None]
@@ -355,7 +261,7 @@ def _near_duplicates(recs: list[FileRecord], threshold: int, warnings: list[Issu
         )
     pairs = [(i, j) for i, j in found if good[i].sha256 != good[j].sha256]
     out = []
-    for comp in _groups_from_pairs(len(good), pairs):
+    for comp in groups_from_pairs(len(good), pairs):
         items = [good[i] for i in comp]
         names = [r.rel for r in items]
         splits = _ordered({r.split for r in items})
@@ -479,76 +385,6 @@ def check_folder(
 
 # --- pre-flight screening for training (--on-bad-image skip|fail) -----------------------------------
 
-BAD_IMAGE_POLICIES = ("skip", "fail")
-MAX_BAD_FRACTION = 0.05  # skip: stop when more than this fraction of the images is unreadable
-
-
-def _screen_one(path: Path) -> str | None:
-    """None if ``path`` decodes under the training rule, else the reason it cannot be used."""
-    try:
-        img = open_image(path)
-        if img.mode not in SUPPORTED_MODES:
-            return f"unsupported image mode {img.mode!r}"
-    except ImageReadError as exc:
-        return exc.reason
-    return None
-
-
-def screen_samples(
-    splits: dict[str, list[tuple[Path, int]]],
-    *,
-    on_bad_image: str = "fail",
-    max_bad_fraction: float = MAX_BAD_FRACTION,
-    workers: int = 1,
-) -> tuple[dict[str, list[tuple[Path, int]]], list[tuple[str, str, str]]]:
-    """Decode every file once before training, so a bad file never reaches a DataLoader worker.
-
-    Args:
-        splits: ``{split: [(path, label)]}`` as from ``scan_folder`` (or after the train/val split).
-        on_bad_image: "fail" raises on the first check if any file is unreadable; "skip" drops them.
-        max_bad_fraction: with "skip", raise when more than this fraction of all images is unreadable.
-        workers: threads decoding files.
-
-    Returns:
-        (the splits without unreadable files, ``[(split, path, reason)]`` of the files left out).
-
-    Raises:
-        CnnlabError: "fail" with any unreadable file, "skip" above the threshold; the message lists files.
-    """
-    if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise CnnlabError(f"--on-bad-image must be one of {', '.join(BAD_IMAGE_POLICIES)}, got {on_bad_image!r}.")
-    items = [(split, p, y) for split, samples in splits.items() for p, y in samples]
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            reasons = list(pool.map(_screen_one, [p for _, p, _ in items]))
-    else:
-        reasons = [_screen_one(p) for _, p, _ in items]
-    bad = [(split, str(p), r) for (split, p, _), r in zip(items, reasons) if r is not None]
-    if not bad:
-        return splits, []
-    listing = "; ".join(f"{p}: {r}" for _, p, r in bad[:10]) + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else "")
-    if on_bad_image == "fail":
-        raise CnnlabError(
-            f"{len(bad)} unreadable image(s): {listing}. Fix or delete them ('cnnlab data check' lists them all), "
-            "or pass --on-bad-image skip to train without them."
-        )
-    if len(bad) > max_bad_fraction * len(items):
-        raise CnnlabError(
-            f"{len(bad)} of {len(items)} images are unreadable ({len(bad) / len(items):.1%}), more than the "
-            f"{max_bad_fraction:.0%} that --on-bad-image skip tolerates: {listing}. Run 'cnnlab data check'."
-        )
-    keep: dict[str, list[tuple[Path, int]]] = {split: [] for split in splits}
-    for (split, p, y), r in zip(items, reasons):
-        if r is None:
-            keep[split].append((p, y))
-    lost = sorted({y for s, p, y in items if s == "train"} - {y for _, y in keep.get("train", [])})
-    if lost:
-        raise CnnlabError(
-            f"after leaving out unreadable images, class label(s) {lost} have no training images left: {listing}."
-        )
-    return keep, bad
-
-
 # --- named datasets (arrays) ------------------------------------------------------------------------
 
 
@@ -568,7 +404,7 @@ def _array_records(ds, near: bool) -> list[FileRecord]:
             rec = FileRecord(f"{split}[{i}]", split, classes[int(y[i])], sha256=digest, size_bytes=x[i].nbytes)
             rec.width, rec.height = x.shape[2], x.shape[1]
             if near:  # (H, W, C) uint8 -> PIL image, then the same hashes as for files
-                rec.dhash, rec.ahash = _perceptual_hashes(Image.fromarray(x[i][..., 0] if x.shape[3] == 1 else x[i]))
+                rec.dhash, rec.ahash = perceptual_hashes(Image.fromarray(x[i][..., 0] if x.shape[3] == 1 else x[i]))
             recs.append(rec)
     return recs
 

@@ -35,6 +35,7 @@ class PreparedData:
     mean: list[float]
     std: list[float]
     split_rows: list[tuple] = field(default_factory=list)  # (split, source, label)
+    groups: list[list[str]] = field(default_factory=list)  # duplicate files kept on one side (relative paths)
     counts: dict[str, list[int]] = field(default_factory=dict)  # split -> per-class counts
     generator: torch.Generator | None = None  # drives shuffling and augmentation (saved in checkpoints)
 
@@ -115,10 +116,16 @@ def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle) ->
     )
 
 
-def _split_items(items, fraction, seed):
-    labels = np.array([lab for _, lab in items])
-    keep, held = stratified_split(labels, fraction, seed)
-    return [items[i] for i in keep], [items[i] for i in held]
+def _split_items(items, fraction, seed, groups=()):
+    """Stratified split of (path, label) items in which each duplicate group moves as one unit, so a
+    copy of an image never lands on the other side (without groups: one unit per item)."""
+    group_of = {p: g for g, members in enumerate(groups) for p in members}
+    units: dict[tuple, list[int]] = {}
+    for i, (p, _) in enumerate(items):
+        units.setdefault(("group", group_of[p]) if p in group_of else ("item", i), []).append(i)
+    members = list(units.values())  # in item order
+    keep, held = stratified_split(np.array([items[m[0]][1] for m in members]), fraction, seed)
+    return [items[i] for u in keep for i in members[u]], [items[i] for u in held for i in members[u]]
 
 
 def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, list[tuple[Path, int]]]:
@@ -127,10 +134,12 @@ def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, li
     train = splits.get("train", [])
     if not train:
         raise CnnlabError(f"{ds.root} has no training images (expected train/<class>/ or <class>/ folders)")
+    groups = getattr(ds, "groups", [])
     if "test" not in splits and cfg.test_fraction > 0:
-        train, splits["test"] = _split_items(train, cfg.test_fraction, seed)
+        train, splits["test"] = _split_items(train, cfg.test_fraction, seed, groups)
     if "val" not in splits and cfg.val_fraction > 0:
-        train, splits["val"] = _split_items(train, cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction), seed + 1)
+        fraction = cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction)
+        train, splits["val"] = _split_items(train, fraction, seed + 1, groups)
     if not cfg.split_manifest:  # a manifest's training list is used as it is (already subsetted)
         train = [train[i] for i in train_subset(np.array([lab for _, lab in train]), cfg.train_fraction, seed + 2)]
     splits["train"] = train
@@ -180,6 +189,7 @@ def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle) ->
         mean=mean,
         std=std,
         split_rows=rows,
+        groups=[[str(Path(p).relative_to(ds.root)) for p in g] for g in getattr(ds, "groups", [])],
         counts={s: np.bincount([lab for _, lab in v], minlength=k).tolist() for s, v in splits.items()},
         generator=gen,
     )

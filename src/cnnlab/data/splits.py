@@ -69,6 +69,17 @@ def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], l
     return mean.tolist(), std.tolist()
 
 
+def balanced_class_weights(counts) -> list[float]:
+    """Class weights ``n / (K * n_k)`` (scikit-learn's "balanced" rule): with them every class adds the
+    same total weight to the loss; 1 for balanced data; a class with no samples gets 0.
+
+    The one formula of cnnlab: the data doctor suggests these numbers and ``--balance weights`` uses them.
+    """
+    c = np.asarray(list(counts), dtype=np.float64)
+    n, k = c.sum(), len(c)
+    return [float(n / (k * v)) if v > 0 else 0.0 for v in c]
+
+
 def write_split_csv(path: Path, rows: list[tuple]) -> None:
     """rows: (split, source, label) where source is an index into the original split or a file path."""
     with open(path, "w", newline="") as f:

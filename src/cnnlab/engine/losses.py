@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data.splits import balanced_class_weights
 from cnnlab.registry import Registry
 
 LOSSES: Registry = Registry("loss")
@@ -67,10 +68,21 @@ def build_loss(name: str = "cross_entropy", **kw) -> nn.Module:
 
 
 def class_weights(counts: Sequence[int]) -> torch.Tensor:
-    """n / (K * n_k) per class (1 for balanced data); classes with no samples get weight 0."""
-    c = torch.tensor(counts, dtype=torch.float32)
-    w = c.sum() / (len(c) * c.clamp_min(1))
-    return torch.where(c > 0, w, torch.zeros_like(w))
+    """n / (K * n_k) per class as a tensor (see ``data.splits.balanced_class_weights``); empty classes 0."""
+    return torch.tensor(balanced_class_weights(counts), dtype=torch.float32)
+
+
+def balance_summary(mode: str, train_counts: list[int]) -> dict:
+    """What was done about class imbalance, for data.json, the log and the report."""
+    what = {
+        "none": "nothing (plain loss, uniform sampling)",
+        "weights": "class-weighted loss, weight n / (K * n_k) per class",
+        "sampler": "class-balanced sampling: each class drawn equally often",
+    }.get(mode, mode)
+    out: dict = {"mode": mode, "applied": what, "train_counts": train_counts}
+    if mode == "weights":
+        out["class_weights"] = [round(w, 6) for w in balanced_class_weights(train_counts)]
+    return out
 
 
 def weight_penalty(model: nn.Module, l1: float = 0.0, l2: float = 0.0) -> torch.Tensor | None:
