@@ -51,7 +51,7 @@ def test_onnx_export_dynamic_batch_metadata_and_parity(digits_run, tmp_path):
 
     out, report = export_onnx(digits_run, tmp_path / "digits.onnx", parity_n=40)
     assert report.ok and report.n == 40 and report.agreement == 1.0 and report.max_prob_diff <= MAX_PROB_DIFF
-    assert report.source == "test images of digits"
+    assert report.source == "test images of digits (the run's split.csv)"
     meta = read_onnx_meta(out)
     _, original = load_model(digits_run)
     assert meta["classes"] == original["classes"] and meta["mean"] == original["mean"]
@@ -84,10 +84,10 @@ def test_torchscript_export_dynamic_batch_metadata_and_parity(random_model, tmp_
 
 def test_cli_export_both_formats_and_loud_failure(digits_run, tmp_path, capsys, monkeypatch):
     pytest.importorskip("onnxruntime")
-    assert main(["export", str(digits_run), "--format", "torchscript", "--out", str(tmp_path / "a.pt")]) == 0
+    assert main(["export", str(digits_run), "--format", "torchscript", "--output", str(tmp_path / "a.pt")]) == 0
     out = capsys.readouterr().out
     assert "a.pt" in out and "agreement 100.00%" in out and "-> OK" in out
-    args = ["export", str(digits_run), "--out", str(tmp_path / "a.onnx"), "--parity-n", "8", "--exporter", "legacy"]
+    args = ["export", str(digits_run), "--output", str(tmp_path / "a.onnx"), "--parity-n", "8", "--exporter", "legacy"]
     assert main(args) == 0
     assert "parity on 8 test images of digits" in capsys.readouterr().out
     # an exporter that changes the answers must make the command fail with a clear message
@@ -100,7 +100,7 @@ def test_cli_export_both_formats_and_loud_failure(digits_run, tmp_path, capsys, 
         return (lambda x: fn(x) * 1.5) if isinstance(model, torch.jit.ScriptModule) else fn
 
     monkeypatch.setattr(ts, "torch_logits_fn", skewed)
-    code = main(["export", str(digits_run), "--format", "torchscript", "--out", str(tmp_path / "b.pt")])
+    code = main(["export", str(digits_run), "--format", "torchscript", "--output", str(tmp_path / "b.pt")])
     err = capsys.readouterr().err
     assert code == 1 and "does not reproduce the original model" in err and "FAILED" in err
     assert "Traceback" not in err

@@ -49,7 +49,7 @@ def test_list_shows_finished_and_notes_unfinished(two_runs, tmp_path, capsys):
     row = runs[0].row()
     assert row["epochs"] == 2 and row["test_acc"] == pytest.approx(a.metrics["accuracy"])
     assert row["best_val_acc"] == pytest.approx(max(r["val_acc"] for r in a.history))
-    assert run_cli(["runs", "--root", str(root)]) == 0
+    assert run_cli(["runs", "--runs-root", str(root)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["name", "model", "data"]
@@ -65,7 +65,7 @@ def test_compare_draws_each_run_and_diffs_configs(two_runs, tmp_path, capsys):
     assert [len(ax.lines) for ax in fig.axes] == [2] * len(PANELS)
     assert [line.get_label() for line in fig.axes[0].lines] == ["adam", "sgd"]
     out = tmp_path / "cmp.png"
-    assert run_cli(["runs", "--root", str(root), "compare", "adam", str(b.run_dir), "--out", str(out)]) == 0
+    assert run_cli(["runs", "--runs-root", str(root), "compare", "adam", str(b.run_dir), "--output", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = capsys.readouterr().out
     assert "optim.name" in text and "sgd" in text and "optim.lr" in text and "train.epochs" not in text

@@ -52,6 +52,20 @@ class StepOptions:
     skip_nonfinite: int = 0  # steps with a NaN/Inf loss that may be skipped before stopping
     sync_every: int = 1  # read the loss back every N steps (1 on CPU; larger on a GPU)
 
+    @classmethod
+    def from_config(cls, c, device: torch.device) -> StepOptions:
+        """The step options of a ``TrainConfig`` (the Trainer, fine-tuning and distillation share them)."""
+        return cls(
+            grad_clip=c.grad_clip,
+            clip_mode=c.grad_clip_mode,
+            amp=c.amp,
+            accumulate=max(1, c.accumulate),
+            l1=c.l1,
+            l2=c.l2,
+            skip_nonfinite=c.skip_nonfinite,
+            sync_every=1 if device.type == "cpu" else 25,
+        )
+
 
 @dataclass
 class EpochState:
@@ -178,7 +192,7 @@ def train_one_epoch(
                 correct.zero_()
                 on_step(state)
         if progress is not None:
-            progress.update(1)
+            _show_progress(progress, state, correct, opts)
     _drain(pending, state, epoch, opts)
     state.correct += int(correct)
     return {
@@ -186,6 +200,15 @@ def train_one_epoch(
         "train_acc": state.correct / max(state.seen, 1),
         "lr": optimizer.param_groups[0]["lr"],
     }
+
+
+def _show_progress(progress, state: EpochState, correct: torch.Tensor, opts: StepOptions) -> None:
+    """Advance the bar and show the running loss and accuracy (Keras-style), from sums already read
+    back: on a GPU (sync_every > 1) only every ``sync_every`` steps, so the bar adds no synchronisation."""
+    progress.update(1)
+    if state.seen and state.batches % opts.sync_every == 0:
+        acc = (state.correct + int(correct)) / state.seen
+        progress.set_postfix(loss=f"{state.loss_sum / state.seen:.4f}", acc=f"{acc:.4f}", refresh=False)
 
 
 def _optimizer_step(optimizer, params, scaler, opts: StepOptions) -> None:

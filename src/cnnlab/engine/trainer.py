@@ -15,6 +15,7 @@ non-finite weights. The LR and loss of every step go to ``steps.csv``.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,16 +93,7 @@ class Trainer:
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         device = next(self.model.parameters()).device
         c = self.cfg
-        self.opts = StepOptions(
-            grad_clip=c.grad_clip,
-            clip_mode=c.grad_clip_mode,
-            amp=c.amp,
-            accumulate=max(1, c.accumulate),
-            l1=c.l1,
-            l2=c.l2,
-            skip_nonfinite=c.skip_nonfinite,
-            sync_every=1 if device.type == "cpu" else 25,
-        )
+        self.opts = StepOptions.from_config(c, device)
         self.scaler = torch.amp.GradScaler(device.type) if c.amp == "fp16" else None
         self.ema = _make_ema(self.model, c.ema) if c.ema else None
         module = self.forward_module if self.forward_module is not None else self.model
@@ -311,7 +303,8 @@ def _epoch_line(row: dict, epochs: int, improved: bool) -> str:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
+    """A per-epoch bar on a terminal only: piped or redirected output gets the epoch lines alone."""
+    if not enabled or not (sys.stdout.isatty() and sys.stderr.isatty()):
         return None
     from tqdm.auto import tqdm
 

@@ -101,20 +101,42 @@ def write_misclassified_csv(path: str | Path, rows: list[dict[str, Any]]) -> Pat
 
 @dataclass
 class RunPredictions:
-    """A run's model, its predictions on one split, and access to the images behind them."""
+    """A run's predictions on one split, with access to the images behind them and (lazily) its model.
 
-    run_dir: Path
-    model: Any  # torch.nn.Module in eval mode
-    meta: dict[str, Any]
+    ``run`` is a :class:`cnnlab.runs.run.Run` and ``examples`` the split's
+    :class:`cnnlab.runs.run.Examples`; for the test split the predictions are the ones training saved.
+    """
+
+    run: Any
+    examples: Any
     split: str
-    logits: np.ndarray  # (N, K) float32
+    logits: np.ndarray  # (N, K): logits, or log-probabilities read from predictions.csv (same softmax)
     targets: np.ndarray  # (N,) int64
-    ids: list[str]
-    _images: Any = field(repr=False, default=None)  # callable: indices -> float (n, H, W, C) in [0, 1]
+    device: Any = "cpu"
+    _model: Any = field(default=None, repr=False)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.run.meta
+
+    @property
+    def ids(self) -> list[str]:
+        return self.examples.ids
 
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
+
+    @property
+    def model(self):
+        """The run's torch model in eval mode (a NumPy-engine run is refused with the reason)."""
+        if self._model is None:
+            self._model = self.run.torch_model(self.device, "this picture")
+        return self._model
 
     @property
     def probs(self) -> np.ndarray:
@@ -128,59 +150,28 @@ class RunPredictions:
 
     def images(self, indices) -> np.ndarray:
         """Display images (n, H, W, C) float in [0, 1], decoded as the model saw them (before normalisation)."""
-        return self._images(np.asarray(indices, dtype=np.int64))
+        return self.examples.images(indices)
 
     def inputs(self, indices):
         """Normalised model inputs (n, C, H, W) as a float tensor on the model's device."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(self.images(indices).transpose(0, 3, 1, 2))).float()
-        mean = torch.tensor(self.meta["mean"], dtype=torch.float32).view(1, -1, 1, 1)
-        std = torch.tensor(self.meta["std"], dtype=torch.float32).view(1, -1, 1, 1)
-        dev = next(self.model.parameters()).device
-        return ((x - mean) / std).to(dev)
+        return torch.from_numpy(self.examples.inputs(indices)).to(self.device)
 
 
-def run_predictions(run: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 500) -> RunPredictions:
-    """Load a run's model and predict its own ``split`` (the run's test split by default)."""
-    from cnnlab.data.datasets import ArrayDataset, load_dataset
-    from cnnlab.data.pipeline import convert_arrays, eval_loader
-    from cnnlab.data.splits import folder_splits_from_csv
-    from cnnlab.engine.loop import predict
-    from cnnlab.runs.model_file import load_model
+def run_predictions(run: Any, split: str = "test", device: Any = "cpu", batch_size: int = 500) -> RunPredictions:
+    """A run's predictions on its own ``split``: the exact samples of its split.csv; for the test split
+    the predictions training saved (predicted now only for runs older than predictions.csv)."""
+    from cnnlab.runs.run import open_run
 
-    run_dir = Path(run)
-    if not run_dir.is_dir():
-        raise CnnlabError(f"run folder {run_dir} does not exist; give a folder written by 'cnnlab train'")
-    model, meta = load_model(run_dir, device)
-    root = meta.get("config", {}).get("data", {}).get("root")
-    ds = load_dataset(meta["dataset"], root=root)
-    if not isinstance(ds, ArrayDataset) and (run_dir / "split.csv").is_file():
-        ds.splits = folder_splits_from_csv(run_dir / "split.csv", ds.root)
-    # worker processes pay off only for many files (starting them costs seconds)
-    small = isinstance(ds, ArrayDataset) or len(ds.splits.get(split) or []) < 2000
-    loader = eval_loader(ds, split, meta, device, batch_size=batch_size, num_workers=0 if small else 2)
-    logits, targets = predict(model, loader)
-    c, h, _ = meta["input_shape"]
-    if isinstance(ds, ArrayDataset):
-        arr = convert_arrays(ds.test_images if split == "test" else ds.train_images, c, h)
-        ids = [str(i) for i in range(len(arr))]
-
-        def images(idx):
-            return arr[idx].astype(np.float32) / 255.0
+    run = open_run(run) if isinstance(run, (str, Path)) else run
+    if split == "test":
+        preds, examples = run.test_predictions(device)
+        logits = preds.log_probs()
     else:
-        from cnnlab.data.loaders import FolderImages
-
-        items = ds.splits[split]
-        ids = [_relative(p, ds.root) for p, _ in items]
-        decoded = FolderImages(items, c, h)
-
-        def images(idx):
-            if not len(idx):
-                return np.zeros((0, h, h, c), np.float32)
-            return np.stack([decoded[int(i)][0].numpy().transpose(1, 2, 0) for i in idx])
-
-    return RunPredictions(run_dir, model, meta, split, logits, targets.astype(np.int64), ids, images)
+        examples = run.examples(split)
+        logits = run.logits(examples, device, batch_size)
+    return RunPredictions(run, examples, split, logits, examples.labels, device)
 
 
 def interpret_run(run: str | Path, top: int = 25, split: str = "test", device: str = "cpu") -> dict[str, Any]:
@@ -200,10 +191,3 @@ def interpret_run(run: str | Path, top: int = 25, split: str = "test", device: s
         "num_wrong": sum(not r["correct"] for r in rows),
         "misclassified_csv": write_misclassified_csv(rp.run_dir / "misclassified.csv", rows),
     }
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)

@@ -46,8 +46,9 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable: subtract the row max before exponentiating."""
-    z = logits - logits.max(1, keepdims=True)
+    """Row-wise softmax in float64, stable: subtract the row max before exponentiating."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
 
@@ -108,7 +109,8 @@ def classification_metrics(
         "classes": names,
     }
     if scores is not None:
-        out["top5_accuracy"] = topk_accuracy(scores, y_true, 5)
+        if k > 5:  # top-5 of 5 classes or fewer is 1 by definition: not worth a number
+            out["top5_accuracy"] = topk_accuracy(scores, y_true, 5)
         out["loss"] = cross_entropy(scores, y_true)
     return out
 

@@ -131,32 +131,28 @@ def nonzero_params(model: nn.Module) -> int:
 # ---- data ------------------------------------------------------------------------------------------
 
 
-def run_data(meta: dict[str, Any]):
-    """(config, PreparedData) for the model's own dataset, split and normalisation, as training built them."""
-    from cnnlab.config import Config, from_dict, load_config
-    from cnnlab.data.datasets import load_dataset
-    from cnnlab.data.pipeline import prepare_data
+def run_data(model_path) -> tuple[Any, Any, tuple[np.ndarray, np.ndarray]]:
+    """(config, PreparedData, test arrays) of the model's run.
 
-    try:
-        cfg = from_dict(Config, meta["config"]) if meta.get("config") else load_config(None)
-    except CnnlabError:  # a config written by another cnnlab version: fall back to the defaults
-        cfg = load_config(None)
-    cfg.data.name = meta.get("dataset") or cfg.data.name
-    c, h, _ = meta["input_shape"]
-    cfg.data.channels, cfg.data.image_size, cfg.data.num_workers = c, h, 0
-    try:
-        ds = load_dataset(cfg.data.name, root=cfg.data.root, image_size=h, channels=c)
-    except CnnlabError as exc:
+    The loaders (calibration, fine-tuning, distillation) come from the training workflow's own data
+    step on the run's config, so every data flag means what it meant in training; the test arrays are
+    the exact test split of the run's split.csv."""
+    from cnnlab.config import Config, from_dict
+    from cnnlab.runs.run import find_run
+    from cnnlab.workflow import load_data, start_session
+
+    run = find_run(model_path)
+    if run is None:
         raise CnnlabError(
-            f"compression needs the model's training data ({cfg.data.name}) for calibration, fine-tuning and "
-            f"accuracy: {exc}"
-        ) from None
-    data = prepare_data(ds, cfg.data, cfg.train.seed, torch.device("cpu"), train_shuffle=True)
-    if data.test is None:
-        raise CnnlabError(f"{cfg.data.name} has no test split to measure accuracy on")
-    if list(data.classes) != list(meta["classes"]):
-        raise CnnlabError(f"the classes of {cfg.data.name} differ from the model's {meta['classes']}")
-    return cfg, data
+            f"{model_path} is not inside a run folder: compression needs the run (its data, splits and config) "
+            "for calibration, fine-tuning and accuracy; give the folder printed by 'cnnlab train'"
+        )
+    run.torch_model("cpu", "compression")  # a NumPy-engine run is refused here, with the reason
+    cfg = from_dict(Config, run.config)
+    cfg.train.device, cfg.data.num_workers = "cpu", 0
+    _, data = load_data(start_session(cfg, log=lambda s: None))
+    test = run.examples("test")
+    return cfg, data, (test.inputs(np.arange(len(test))), test.labels)
 
 
 def loader_arrays(loader, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +216,7 @@ def quantize_int8(
     from onnxruntime import quantization as q
 
     model, meta = load_model(model_path)
-    cfg, data = run_data(meta)
+    cfg, data, test = run_data(model_path)
     out = _out_dir(model_path, out, f"int8-{mode}")
     out.mkdir(parents=True, exist_ok=True)
     fp32, _ = export_onnx(model_path, out / "model.fp32.onnx", exporter=exporter)  # parity-checked against torch
@@ -246,7 +242,6 @@ def quantize_int8(
     if prepped != fp32:
         prepped.unlink()
     write_metadata(int8, meta)
-    test = loader_arrays(data.test)
     ref_fn = torch_logits_fn(model)
     ref = _predictions(ref_fn, test[0])
     params = nonzero_params(model)
@@ -294,19 +289,18 @@ def sparsity(model: nn.Module) -> float:
     return float(sum(int((w == 0).sum()) for w in weights) / max(total, 1))
 
 
-def _fit(model, loader, epochs: int, cfg, loss_fn: Callable, lr_scale: float = 1.0, teacher=None) -> None:
-    """A few epochs of plain training (fine-tuning or distillation) with the run's optimiser settings."""
-    from cnnlab.engine.loop import train_one_epoch
+def _fit(model, loader, epochs: int, cfg, loss_fn: Callable, lr_scale: float = 1.0, forward=None) -> None:
+    """A few epochs (fine-tuning or distillation) through the training step itself: the run's optimiser,
+    AMP, clipping mode, accumulation and penalties, as ``cnnlab train`` used them."""
+    from cnnlab.engine.loop import StepOptions, train_one_epoch
     from cnnlab.engine.optim import build_optimizer
 
     optim_cfg = copy.deepcopy(cfg.optim)
     optim_cfg.lr = optim_cfg.lr * lr_scale
     optimizer = build_optimizer(model, optim_cfg)
+    opts = StepOptions.from_config(cfg.train, next(model.parameters()).device)
     for epoch in range(epochs):
-        if teacher is None:
-            train_one_epoch(model, loader, optimizer, loss_fn, grad_clip=cfg.train.grad_clip, epoch=epoch)
-        else:
-            _distill_epoch(model, teacher, loader, optimizer, loss_fn, cfg.train.grad_clip)
+        train_one_epoch(model, loader, optimizer, loss_fn, epoch=epoch, opts=opts, forward=forward)
     model.eval()
 
 
@@ -331,8 +325,7 @@ def _prune(model_path, amount, finetune_epochs, lr_scale, out, runs) -> Compress
         raise CnnlabError(f"--amount must be between 0 and 1 (the fraction of weights set to zero), got {amount}")
     model, meta = load_model(model_path)
     original = copy.deepcopy(model)
-    cfg, data = run_data(meta)
-    test = loader_arrays(data.test)
+    cfg, data, test = run_data(model_path)
     ref = _predictions(torch_logits_fn(original), test[0])
     prune.global_unstructured(prunable(model), pruning_method=prune.L1Unstructured, amount=amount)
     model.eval()
@@ -404,17 +397,19 @@ def distillation_loss(student_logits, teacher_logits, targets, temperature: floa
     return alpha * t * t * soft + (1 - alpha) * F.cross_entropy(student_logits, targets)
 
 
-def _distill_epoch(student, teacher, loader, optimizer, loss_fn, grad_clip) -> None:
-    student.train()
-    for x, y in loader:
+class _WithTeacher(nn.Module):
+    """The student's forward pass that also runs the teacher on the same batch, so the training step
+    (``train_one_epoch``) can distil: the loss reads ``teacher_logits`` of the batch just seen."""
+
+    def __init__(self, student: nn.Module, teacher: nn.Module):
+        super().__init__()
+        self.student, self.teacher = student, teacher.eval()
+        self.teacher_logits: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor):
         with torch.no_grad():
-            t_logits = teacher(x)  # (B, K)
-        loss = loss_fn(student(x), t_logits, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(student.parameters(), grad_clip)
-        optimizer.step()
+            self.teacher_logits = self.teacher(x).float()  # (B, K)
+        return self.student(x)
 
 
 def distill_model(
@@ -443,7 +438,7 @@ def _distill(model_path, student, student_kwargs, epochs, temperature, alpha, ba
     from cnnlab.models import create_model
 
     teacher, meta = load_model(model_path)
-    cfg, data = run_data(meta)
+    cfg, data, test = run_data(model_path)
     c, h, _ = meta["input_shape"]
     kwargs = dict(SMALL_SEED_CNN if student_kwargs is None and student == "seed_cnn" else student_kwargs or {})
 
@@ -451,7 +446,6 @@ def _distill(model_path, student, student_kwargs, epochs, temperature, alpha, ba
         torch.manual_seed(seed)
         return create_model(student, num_classes=len(meta["classes"]), in_channels=c, input_size=h, **kwargs)
 
-    test = loader_arrays(data.test)
     ref = _predictions(torch_logits_fn(teacher), test[0])
     out = _out_dir(model_path, out, f"distilled-{student}")
     rows = [_model_row(f"teacher {meta['architecture']}", teacher, meta, out / "teacher", test, ref, runs)]
@@ -467,10 +461,12 @@ def _distill(model_path, student, student_kwargs, epochs, temperature, alpha, ba
         rows.append(_model_row(f"{student} alone", alone, student_meta, out / "alone", test, ref, runs))
     model = new_student()
 
-    def kd_loss(s, t, y):
-        return distillation_loss(s, t, y, temperature, alpha)
+    forward = _WithTeacher(model, teacher)
 
-    _fit(model, data.train, epochs, cfg, kd_loss, teacher=teacher.eval())
+    def kd_loss(s, y):
+        return distillation_loss(s, forward.teacher_logits, y, temperature, alpha)
+
+    _fit(model, data.train, epochs, cfg, kd_loss, forward=forward)
     rows.append(_model_row(f"{student} distilled", model, student_meta, out, test, ref, runs))
     student_meta["metrics"] = {"accuracy": rows[-1].accuracy}
     save_model_file(out, model, student_meta)

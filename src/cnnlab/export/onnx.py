@@ -148,7 +148,7 @@ def export_onnx(
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the model
         raise CnnlabError(f"ONNX export of {meta['architecture']} failed: {type(exc).__name__}: {exc}") from None
     write_metadata(out, meta)
-    x, source = parity_inputs(meta, parity_n)
+    x, source = parity_inputs(meta, parity_n, model_path=model_path)
     report = compare(torch_logits_fn(model), onnx_logits_fn(out), x, source, tolerance=tolerance)
     return out, require(report, f"the ONNX export {out.name}")
 

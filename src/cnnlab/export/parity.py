@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,14 +55,33 @@ class ParityReport:
         }
 
 
-def parity_inputs(meta: dict[str, Any], n: int = 64, seed: int = 0) -> tuple[np.ndarray, str]:
-    """N normalised inputs (N, C, H, W) float32 and a description of where they came from."""
-    real = _dataset_inputs(meta, n)
+def parity_inputs(meta: dict[str, Any], n: int = 64, seed: int = 0, model_path=None) -> tuple[np.ndarray, str]:
+    """N normalised inputs (N, C, H, W) float32 and a description of where they came from: the first N
+    images of the run's own test split (split.csv) when ``model_path`` lies in a run folder, else the
+    test split of the model's named dataset, else random inputs."""
+    real = _run_inputs(model_path, n) if model_path is not None else None
+    real = real if real is not None else _dataset_inputs(meta, n)
     if real is not None:
         return real
     c, h, w = meta["input_shape"]
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(n, c, h, w, generator=gen).numpy(), "random standard-normal inputs (dataset not available)"
+
+
+def _run_inputs(model_path, n: int) -> tuple[np.ndarray, str] | None:
+    """The first N images of the test split of the run that ``model_path`` belongs to; None if none."""
+    from cnnlab.runs.run import find_run
+
+    run = find_run(model_path)
+    if run is None:
+        return None
+    try:
+        test = run.examples("test")
+        x = test.inputs(np.arange(min(n, len(test))))
+    except (CnnlabError, OSError):  # data moved away since training: the dataset or random inputs instead
+        return None
+    label = f"folder {Path(run.data_folder()).name}" if run.is_folder else run.dataset
+    return x, f"test images of {label} (the run's split.csv)"
 
 
 def _dataset_inputs(meta: dict[str, Any], n: int) -> tuple[np.ndarray, str] | None:

@@ -48,7 +48,7 @@ def export_torchscript(
         warnings.simplefilter("ignore")  # torch.jit.save's deprecation notice
         torch.jit.save(scripted, str(out), _extra_files={EXTRA: json.dumps(public_meta(meta))})
     loaded, _ = load_torchscript(out)
-    x, source = parity_inputs(meta, parity_n)
+    x, source = parity_inputs(meta, parity_n, model_path=model_path)
     report = compare(torch_logits_fn(model), torch_logits_fn(loaded), x, source, tolerance=tolerance)
     return out, require(report, f"the TorchScript export {out.name}")
 

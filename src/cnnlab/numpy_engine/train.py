@@ -173,7 +173,7 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
         )
         start = time.perf_counter()
         history = train_epochs(model, optimizer, cfg, train, val, run_dir, log)
-        metrics = final_metrics(model, test, ds.classes, cfg.eval_batch_size)
+        metrics = final_metrics(model, test, ds.classes, cfg.eval_batch_size, run_dir / "predictions.csv")
         metrics |= {"train_seconds": time.perf_counter() - start, "engine": "numpy"}
         _write_run_end(run_dir, model, cfg, ds, train, metrics, shape)
         log(f"test accuracy {metrics['accuracy']:.4f}  ({metrics['train_seconds']:.1f} s)  run folder: {run_dir}")
@@ -238,11 +238,18 @@ def _write_run_end(run_dir: Path, model: Module, cfg: ScratchConfig, ds, train: 
     write_json(run_dir / "model" / "model.json", meta)
 
 
-def final_metrics(model: Module, test: Batches, classes: list[str], batch_size: int = 256) -> dict:
-    """The PyTorch path's test metrics (accuracy, per-class precision/recall/F1, confusion, loss)."""
-    from cnnlab.evaluation.metrics import classification_metrics
+def final_metrics(
+    model: Module, test: Batches, classes: list[str], batch_size: int = 256, predictions: Path | None = None
+) -> dict:
+    """The PyTorch path's test metrics (accuracy, per-class precision/recall/F1, confusion, loss); with
+    ``predictions``, the test predictions are saved there too (predictions.csv, read by every command)."""
+    from cnnlab.evaluation.metrics import classification_metrics, softmax
+    from cnnlab.runs.predictions import write_predictions
 
     logits = predict(model, test, batch_size)
+    if predictions is not None:  # ids: the test index, as in split.csv
+        ids = [str(i) for i in range(len(test.labels))]
+        write_predictions(predictions, ids, test.labels, softmax(logits), list(classes))
     return classification_metrics(test.labels, logits.argmax(1), logits, list(classes))
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from cnnlab.errors import CnnlabError
 from cnnlab.runs.folder import read_history_csv
+from cnnlab.runs.run import config_section
 
 
 @dataclass
@@ -34,6 +35,10 @@ class RunInfo:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def numpy(self) -> bool:
+        return self.config.get("engine") == "numpy"
 
     @property
     def best_val_acc(self) -> float:
@@ -54,8 +59,8 @@ class RunInfo:
     def row(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "model": self.config.get("model", {}).get("name", "?"),
-            "data": self.config.get("data", {}).get("name", "?"),
+            "model": config_section(self.config, "model").get("name", "?") + (" (numpy)" if self.numpy else ""),
+            "data": config_section(self.config, "data").get("name", "?"),
             "epochs": len(self.history),
             "best_val_acc": self.best_val_acc,
             "test_acc": float(self.metrics.get("accuracy", math.nan)),
@@ -85,12 +90,12 @@ def scan_runs(root: str | Path = "runs") -> tuple[list[RunInfo], list[str]]:
     """Finished runs directly under ``root`` (oldest first) and notes about the folders skipped."""
     root = Path(root)
     if not root.is_dir():
-        raise CnnlabError(f"run root {root} does not exist; train something first or pass --root")
+        raise CnnlabError(f"run root {root} does not exist; train something first or pass --runs-root")
     runs, notes = [], []
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
         if not (path / "config.yaml").is_file():
             if (path / "study.db").is_file() or (path / "trials").is_dir():
-                notes.append(f"{path.name}: a tuning study (its trials: cnnlab runs --root {path / 'trials'})")
+                notes.append(f"{path.name}: a tuning study (its trials: cnnlab runs --runs-root {path / 'trials'})")
             continue
         try:
             runs.append(read_run(path))
@@ -214,10 +219,21 @@ def format_comparison(runs: list[RunInfo]) -> str:
     lines.append(f"\nmetrics (delta against {names[0]}):")
     rows = [["metric", *names]]
     for label, vals in metric_diff(runs).items():
-        cells = [_num(vals[0])]
-        cells += [f"{_num(v)} ({v - vals[0]:+.4f})" if not math.isnan(v - vals[0]) else _num(v) for v in vals[1:]]
+        cells = [_metric_cell(label, vals[0])] + [_metric_cell(label, v, vals[0]) for v in vals[1:]]
         rows.append([label, *cells])
     return "\n".join(lines + _columns(rows))
+
+
+def _metric_cell(label: str, v: float, ref: float | None = None) -> str:
+    """A metric and its delta against ``ref``: counts as whole numbers, seconds to 0.1, the rest to 4 places."""
+    if math.isnan(v):
+        return "-"
+    fmt = "d" if label == "epochs" else ".1f" if label == "seconds" else ".4f"
+    cast = int if fmt == "d" else float
+    cell = f"{cast(v):{fmt}}"
+    if ref is not None and not math.isnan(ref):
+        cell += f" ({cast(v - ref):+{fmt}})"
+    return cell
 
 
 def _short(v: Any) -> str:

@@ -58,6 +58,11 @@ def _model_folder(path: str | Path) -> Path:
         p = p.parent
     if (p / "model" / META).is_file():
         p = p / "model"
+    if (p / "weights.npz").is_file():
+        raise CnnlabError(
+            f"{path} was trained by the NumPy engine (weights.npz): this needs a PyTorch model; evaluate, "
+            "interpret, report, predict and serve take NumPy runs, or train it with 'cnnlab train'"
+        )
     if not (p / META).is_file() or not (p / WEIGHTS).is_file():
         raise CnnlabError(
             f"{path} is not a cnnlab model: expected {META} and {WEIGHTS} in it (or in its model/ folder)"

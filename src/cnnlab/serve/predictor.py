@@ -144,6 +144,16 @@ def _numpy_model_folder(p: Path) -> Path | None:
     return None
 
 
+def inference_device(path: str | Path, device: str | torch.device) -> torch.device:
+    """``auto``: the GPU when there is one and the model is a torch model; ONNX files and NumPy-engine
+    runs always run on the CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    p = Path(path)
+    cpu_only = (p.is_file() and p.suffix.lower() == ".onnx") or _numpy_model_folder(p) is not None
+    return torch.device("cuda" if torch.cuda.is_available() and not cpu_only else "cpu")
+
+
 def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any], str]:
     """(forward, meta, kind) for a run or model folder ("cnnlab"), or a file written by ``cnnlab export``:
     an ``.onnx`` file ("onnx", ONNX Runtime on the CPU) or a TorchScript ``.pt`` file ("torchscript").
@@ -194,6 +204,7 @@ class Predictor:
         batch_size: int = 64,
         max_pixels: int | None = None,
     ):
+        device = inference_device(model_path, device)
         self.model, self.meta, self.kind = load_for_inference(model_path, device)
         check_meta(self.meta, where="model.json" if self.kind == "cnnlab" else f"the metadata in {model_path}")
         self.device = torch.device(device)

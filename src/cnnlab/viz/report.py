@@ -229,6 +229,12 @@ def _worst(run_dir: Path, res: dict) -> str:
 def _model(run_dir: Path, rp: RunPredictions) -> str:
     from cnnlab.models.summary import summary
 
+    if rp.run.engine == "numpy":
+        net = rp.run.load_model().net
+        return (
+            f"<p>{_e(rp.meta['architecture'])}: {net.num_parameters():,} parameters, trained by cnnlab's NumPy "
+            "engine (<code>cnnlab scratch train</code>).</p>"
+        )
     try:
         s = summary(rp.model, tuple(rp.meta["input_shape"]))
     except Exception as exc:  # a summary is nice to have; never lose the report over it

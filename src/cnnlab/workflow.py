@@ -1,0 +1,323 @@
+"""The training workflow as named steps, shared by ``train``, ``lr-find``, distillation and tuning.
+
+``cnnlab.api.train`` reads as the list of steps::
+
+    session = start_session(cfg, log)          # device, DDP rank, threads, seeds
+    ds, data = load_data(session)              # dataset -> split -> statistics -> loaders
+    parts = build_parts(session, data)         # model + fine-tuning, optimiser, schedule, loss
+    run_dir = new_run_folder(session, ds, data)
+    trainer = make_trainer(session, parts, data, run_dir)
+    trainer.fit()
+    finish(session, trainer, data, run_dir)    # best weights -> model file, test predictions, metrics, plots
+
+``lr-find`` stops after ``build_parts`` (so ``--pretrained``, ``--balance`` and every other flag
+mean the same there), distillation trains its student through the same ``Trainer`` step, and a
+tuning trial is an ordinary ``train``.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cnnlab.config import Config, save_config, to_dict
+from cnnlab.data.augment import build_mixer
+from cnnlab.data.datasets import FolderDataset, load_dataset, write_folder_manifest
+from cnnlab.data.pipeline import PreparedData, prepare_data
+from cnnlab.data.splits import write_split_csv
+from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
+from cnnlab.engine.finetune import setup_finetune
+from cnnlab.engine.init import init_weights
+from cnnlab.engine.loop import predict
+from cnnlab.engine.losses import balance_summary, build_loss, class_weights
+from cnnlab.engine.optim import build_optimizer
+from cnnlab.engine.schedulers import build_schedule
+from cnnlab.engine.trainer import Trainer
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluation.metrics import classification_metrics, softmax
+from cnnlab.models import create_model
+from cnnlab.runs import create_run_dir, env_info, write_json
+from cnnlab.runs.model_file import save_model_file
+from cnnlab.runs.predictions import write_predictions
+
+
+@dataclass
+class Session:
+    """Where and how this process trains."""
+
+    cfg: Config
+    device: torch.device
+    dist: DistInfo
+    log: Callable[[str], None] = print
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class Parts:
+    """Everything ``Trainer`` needs beyond the data: built by :func:`build_parts`."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    loss_fn: torch.nn.Module
+    callbacks: list = field(default_factory=list)  # fine-tuning callbacks (progressive unfreezing)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CnnlabError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise CnnlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+# ---- step 1: the session ---------------------------------------------------------------------------
+def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
+    """Pick the device, join the process group under torchrun, set threads and seeds."""
+    device = resolve_device(cfg.train.device)
+    dist, device = init_distributed(device)
+    if not dist.main:
+        log = _silent  # rank 0 speaks for every rank
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.train.seed, cfg.train.deterministic)
+    return Session(cfg, device, dist, log)
+
+
+# ---- step 2: data ----------------------------------------------------------------------------------
+def load_data(s: Session) -> tuple[Any, PreparedData]:
+    """Dataset -> split -> statistics of the training split -> loaders (sharded under DDP)."""
+    d = s.cfg.data
+    ds = load_dataset(
+        d.name,
+        root=d.root,
+        download=d.download,
+        image_size=d.image_size,
+        channels=d.channels,
+        on_bad_image=d.on_bad_image,
+        max_bad_fraction=d.max_bad_fraction,
+        manifest=d.split_manifest,
+    )
+    for path, reason in getattr(ds, "skipped", []):
+        s.log(f"skipped unreadable image {path}: {reason}")
+    data = prepare_data(ds, d, s.cfg.train.seed, s.device, channels_last=s.cfg.train.channels_last)
+    if s.dist.active:  # each process trains on its slice of every epoch
+        data.train.shard(s.dist.rank, s.dist.world)
+    return ds, data
+
+
+# ---- step 3: model, fine-tuning, optimisation ------------------------------------------------------
+def build_model(cfg: Config, classes: list[str], input_shape: list[int]) -> torch.nn.Module:
+    c, h, _ = input_shape
+    return create_model(cfg.model.name, num_classes=len(classes), in_channels=c, input_size=h, **cfg.model.kwargs)
+
+
+def build_parts(s: Session, data: PreparedData) -> Parts:
+    """The model (initialised, fine-tuning applied), its optimiser, schedule and loss."""
+    cfg = s.cfg
+    model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(s.device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, s.log)
+    optimizer = build_optimizer(model, optim_cfg)
+    steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
+    schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
+    t = cfg.train
+    weight = class_weights(data.counts["train"]).to(s.device) if cfg.data.balance == "weights" else None
+    loss_fn = build_loss(
+        t.loss, label_smoothing=t.label_smoothing, weight=weight, gamma=t.focal_gamma, alpha=t.focal_alpha
+    )
+    return Parts(model, optimizer, schedule, loss_fn, finetune_callbacks)
+
+
+# ---- step 4: the run folder and the trainer --------------------------------------------------------
+def new_run_folder(s: Session, ds, data: PreparedData) -> Path:
+    """A new run folder with config.yaml, env.json, split.csv and data.json (rank 0 writes; all agree on it)."""
+    run_dir = None
+    if s.dist.main:
+        run_dir = create_run_dir(s.cfg.output.root, s.cfg.output.name or default_run_name(s.cfg))
+        _write_run_start(run_dir, s, ds, data)
+    return broadcast(run_dir, s.dist)
+
+
+def make_trainer(s: Session, parts: Parts, data: PreparedData, run_dir: Path, callbacks: list | None = None) -> Trainer:
+    cfg = s.cfg
+    callbacks = list(callbacks or [])
+    if (cfg.output.tensorboard or cfg.output.mlflow) and s.dist.main:  # tracking as callbacks
+        from cnnlab.tracking import tracking_callbacks
+
+        callbacks += tracking_callbacks(cfg, run_dir)
+    return Trainer(
+        parts.model,
+        parts.optimizer,
+        parts.schedule,
+        parts.loss_fn,
+        data.train,
+        data.val,
+        cfg.train,
+        run_dir,
+        data.generator,
+        log=s.log,
+        progress=cfg.output.progress,
+        callbacks=[*parts.callbacks, *callbacks],
+        mixer=build_mixer(cfg.data.mixup, cfg.data.cutmix, torch.Generator().manual_seed(cfg.train.seed + 1)),
+        dist=s.dist,
+        forward_module=wrap_model(parts.model, s.dist, s.device),
+    )
+
+
+def resume_trainer(s: Session, trainer: Trainer, parts: Parts, run_dir: Path) -> None:
+    trainer.resume(run_dir / "checkpoints" / "last.pt")
+    for cb in parts.callbacks:  # progressive unfreezing: the blocks of the epoch we resume at
+        cb(trainer, {})
+    s.log(f"resuming {run_dir} after epoch {trainer.epoch}")
+
+
+def describe(s: Session, data: PreparedData) -> None:
+    """The one line that says what is about to train (and what was done about imbalance)."""
+    cfg = s.cfg
+    n_val = data.val.num_samples if data.val else 0
+    n_test = data.test.num_samples if data.test else 0
+    s.log(
+        f"training {cfg.model.name} on {cfg.data.name}: {data.train.num_samples} train / {n_val} val / "
+        f"{n_test} test images, input {'x'.join(map(str, data.input_shape))}, device {s.device}"
+    )
+    s.log(
+        f"(one line per epoch; '*' marks a new best {cfg.train.early_stop_metric}, whose weights are saved as "
+        "checkpoints/best.pt and become the model)"
+    )
+    if cfg.data.balance != "none":
+        applied = balance_summary(cfg.data.balance, data.counts["train"])["applied"]
+        s.log(f"class imbalance: {applied}; train counts per class {data.counts['train']}")
+
+
+# ---- step 5: finish --------------------------------------------------------------------------------
+def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> dict[str, Any]:
+    """Best weights -> model file; test predictions.csv and metrics.json; plots and the HTML report."""
+    cfg, model = s.cfg, trainer.model
+    _load_best_weights(trainer, run_dir)
+    meta = _model_meta(cfg, data, trainer, model)
+    metrics: dict[str, Any] = {}
+    if data.test is not None:
+        metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta)
+        metrics["best_epoch"] = trainer.early.best_epoch
+        metrics["train_seconds"] = time.perf_counter() - s.started
+        write_json(run_dir / "metrics.json", metrics)
+        meta["metrics"] = {k: metrics[k] for k in ("accuracy", "top5_accuracy", "loss") if k in metrics}
+    save_model_file(run_dir / "model", model, meta)
+    for cb in trainer.callbacks:  # trackers log the test metrics, then close
+        if hasattr(cb, "on_train_end"):
+            cb.on_train_end(trainer, metrics)
+    if cfg.output.plots:
+        _write_plots(run_dir, trainer.history, metrics, data.classes)
+    if cfg.output.plots and data.test is not None:  # HTML report; a failure there only warns
+        from cnnlab.viz.report import write_report_safely
+
+        write_report_safely(run_dir, log=s.log, device=s.device)
+    return metrics
+
+
+def _load_best_weights(trainer: Trainer, run_dir: Path) -> None:
+    """The model becomes the best checkpoint's weights (the EMA average when EMA is on)."""
+    best = run_dir / "checkpoints" / "best.pt"
+    if best.is_file():
+        state = load_checkpoint(best)
+        trainer.model.load_state_dict(state["model"])
+        if state.get("ema"):  # EMA on: the averaged weights are the model (validation chose them)
+            trainer.ema.load_state_dict(state["ema"])
+    if trainer.ema is not None:
+        trainer.model.load_state_dict(trainer.ema.module.state_dict())
+
+
+def _test_metrics(model, data: PreparedData, run_dir: Path, tta: str = "none") -> dict[str, Any]:
+    """Predict the test split once: predictions.csv for every later command, metrics from the same logits."""
+    logits, targets = predict(model, data.test, tta=tta)
+    ids = [str(src) for split, src, _ in data.split_rows if split == "test"]
+    write_predictions(run_dir / "predictions.csv", ids, targets, softmax(logits), data.classes)
+    return classification_metrics(targets, logits.argmax(1), logits, data.classes)
+
+
+def default_run_name(cfg: Config) -> str:
+    data = cfg.data.name
+    if data.startswith("folder:"):
+        data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
+    return f"{data}-{cfg.model.name}"
+
+
+def _write_run_start(run_dir: Path, s: Session, ds, data: PreparedData) -> None:
+    cfg = s.cfg
+    save_config(cfg, run_dir / "config.yaml")
+    write_json(run_dir / "env.json", env_info(seed=cfg.train.seed, world_size=s.dist.world))
+    write_split_csv(run_dir / "split.csv", data.split_rows)
+    if isinstance(ds, FolderDataset):  # file hashes too, so --data.split_manifest can repeat this split
+        write_folder_manifest(run_dir / "split_manifest.csv", ds, data.split_rows)
+    summary = ds.summary()
+    summary["class_counts"] = data.counts  # the splits as trained (val/test carved, train fraction applied)
+    write_json(
+        run_dir / "data.json",
+        {
+            **summary,
+            "mean": data.mean,
+            "std": data.std,
+            "split_counts": data.counts,
+            "input_shape": data.input_shape,
+            "balance": balance_summary(cfg.data.balance, data.counts["train"]),
+            "duplicate_groups": data.groups,  # kept on one side of every split carved here
+        },
+    )
+
+
+def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer, model: torch.nn.Module) -> dict[str, Any]:
+    kwargs = dict(cfg.model.kwargs)
+    if isinstance(getattr(model, "spec", None), list):  # custom nets: the layer list itself, not its file path
+        kwargs["spec"] = model.spec
+    return {
+        "architecture": cfg.model.name,
+        "kwargs": kwargs,
+        "classes": data.classes,
+        "input_shape": data.input_shape,
+        "mean": data.mean,
+        "std": data.std,
+        "decode": "cnnlab.data.images v1",
+        "dataset": cfg.data.name,
+        "best_epoch": trainer.early.best_epoch,
+        "epochs_trained": trainer.epoch,
+        "config": to_dict(cfg),
+    }
+
+
+def _write_plots(run_dir: Path, history, metrics, classes) -> None:
+    from cnnlab.viz.plots import plot_confusion, plot_history
+
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    if history:
+        plot_history(history, plots / "curves.png")
+    if metrics:
+        cm = np.array(metrics["confusion_matrix"])
+        plot_confusion(cm, classes, plots / "confusion.png", normalize=True)
+        plot_confusion(cm, classes, plots / "confusion_counts.png", normalize=False)
+
+
+def _silent(_: str) -> None:
+    pass
