@@ -19,7 +19,7 @@ def test_preview_png(tmp_path, capsys):
                 "8",
                 "--mixup",
                 "0.4",
-                "--out",
+                "--output",
                 str(out),
             ]
         )
@@ -30,5 +30,5 @@ def test_preview_png(tmp_path, capsys):
 
 
 def test_unknown_augmentation_is_a_user_error(tmp_path, capsys):
-    assert main(["augment-preview", "--data", "digits", "--augment", "flipp", "--out", str(tmp_path / "x.png")]) == 1
+    assert main(["augment-preview", "--data", "digits", "--augment", "flipp", "--output", str(tmp_path / "x.png")]) == 1
     assert "unknown augmentation 'flipp'" in capsys.readouterr().err

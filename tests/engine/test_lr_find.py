@@ -37,7 +37,7 @@ def test_suggestion_is_the_steepest_descent_before_the_minimum():
 def test_cli_writes_plot_and_prints_suggestion(tmp_path, capsys):
     out = tmp_path / "lr.png"
     code = main(
-        ["lr-find", "--data", "digits", "--batch-size", "64", "--steps", "30", "--end", "1", "--out", str(out)]
+        ["lr-find", "--data", "digits", "--batch-size", "64", "--steps", "30", "--end", "1", "--output", str(out)]
         + ["--set", "train.threads", "1"]
     )
     assert code == 0 and out.stat().st_size > 5000

@@ -133,7 +133,7 @@ def test_expand_inputs_files_folders_globs(tmp_path):
 def test_cli_predict_formats_and_bad_files(digits_pngs, trained_run, capsys):
     predictor, paths, eval_logits = digits_pngs
     folder = paths[0].parent.parent
-    assert main(["predict", str(trained_run), str(folder), "--format", "json", "--topk", "2"]) == 0
+    assert main(["predict", str(trained_run), str(folder), "--format", "json", "--top-k", "2"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == len(paths) and all(len(r["top"]) == 2 for r in rows)
     by_path = {r["path"]: r["index"] for r in rows}

@@ -78,7 +78,7 @@ def test_visualize_and_report_errors_are_one_line(run_cli, digits_run, tmp_path)
 
 
 def test_report_command_writes_html(run_cli, digits_run, tmp_path):
-    code, out, _ = run_cli("report", digits_run, "--out", tmp_path / "x.html")
+    code, out, _ = run_cli("report", digits_run, "--output", tmp_path / "x.html")
     assert code == 0 and str(tmp_path / "x.html") in out
     assert (tmp_path / "x.html").read_text().startswith("<!DOCTYPE html>")
 
@@ -88,7 +88,7 @@ def test_report_open_hands_the_file_to_the_browser(run_cli, digits_run, tmp_path
 
     opened = []
     monkeypatch.setattr(webbrowser, "open", opened.append)
-    code, _, _ = run_cli("report", digits_run, "--out", tmp_path / "y.html", "--open")
+    code, _, _ = run_cli("report", digits_run, "--output", tmp_path / "y.html", "--open")
     assert code == 0 and opened == [(tmp_path / "y.html").resolve().as_uri()]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_output
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -18,7 +20,7 @@ def add_parser(sub) -> None:
     p.add_argument("--mixup", type=float, default=0.0, help="MixUp alpha (0: off)")
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix alpha (0: off)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="augment_preview.png", help="output PNG (default augment_preview.png)")
+    add_output(p, "PNG", "augment_preview.png")
     p.set_defaults(func=run)
 
 
@@ -49,7 +51,7 @@ def run(args) -> int:
     if mixer is not None:
         after, _, lam = mixer(after, torch.arange(len(after)))
         title += f" + {'CutMix' if args.cutmix else 'MixUp'} (lam {lam:.2f})"
-    path = write_grid(x, after, args.out, title)
+    path = write_grid(x, after, args.output or "augment_preview.png", title)
     print(f"wrote {path} ({len(x)} images; top: original, bottom: augmented)")
     return 0
 

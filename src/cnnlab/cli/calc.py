@@ -68,8 +68,8 @@ def add_parser(subparsers) -> None:
     t.add_argument("--d", type=int, default=1, help="dilation")
 
     fc = sub.add_parser("linear", help="a fully connected layer: parameters")
-    fc.add_argument("--in", dest="n_in", type=int, required=True, help="input features")
-    fc.add_argument("--out", dest="n_out", type=int, required=True, help="output features")
+    fc.add_argument("--in-features", "--in", dest="n_in", type=int, required=True, help="input features")
+    fc.add_argument("--out-features", dest="n_out", type=int, required=True, help="output features")
     fc.add_argument("--no-bias", action="store_true")
 
     r = sub.add_parser(

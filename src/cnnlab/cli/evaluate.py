@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_device, add_json, emit_json
+from cnnlab.cli._text import shorten
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -12,16 +15,14 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder (or model folder) written by cnnlab train")
     p.add_argument("--data", help="dataset name or folder:PATH (default: the run's own)")
     p.add_argument("--data-root", help="folder holding the dataset files")
-    p.add_argument("--split", default="test", choices=["train", "test"], help="which split (default test)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (default test)")
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    add_device(p)
+    add_json(p, "the metrics")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import json
-
     from cnnlab.api import evaluate
     from cnnlab.evaluation.metrics import format_report
 
@@ -34,10 +35,21 @@ def run(args) -> int:
         device=args.device,
     )
     if args.json:
-        print(json.dumps(m, indent=2))
+        emit_json(args.json, m)
         return 0
     print(format_report(m))
-    print("\nconfusion matrix (rows: true, columns: predicted)")
-    for name, row in zip(m["classes"], m["confusion_matrix"]):
-        print(f"{name[:12]:>12} " + " ".join(f"{v:5d}" for v in row))
+    print()
+    print(confusion_table(m["classes"], m["confusion_matrix"]))
     return 0
+
+
+def confusion_table(classes: list[str], cm: list[list[int]]) -> str:
+    """The confusion matrix as text: rows are true classes, columns predicted, both headed by
+    class names (shortened with an ellipsis to fit; the column number says which is which)."""
+    width = max(5, len(str(max((max(r) for r in cm), default=0))))
+    short = [shorten(name, 12) for name in classes]
+    lines = ["confusion matrix (rows: true class, columns: predicted class, numbered as the rows)"]
+    lines.append(" " * 17 + " ".join(f"{f'[{j}]':>{width}}" for j in range(len(classes))))
+    for i, (name, row) in enumerate(zip(short, cm)):
+        lines.append(f"{f'[{i}]':>4} {name:>12} " + " ".join(f"{v:{width}d}" for v in row))
+    return "\n".join(lines)

@@ -7,6 +7,8 @@ probability difference is at most 1e-4 (see :mod:`cnnlab.export.parity`).
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_output
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -18,7 +20,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="run folder or model folder")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="export format (default onnx)")
-    p.add_argument("--out", help="output file (default: model.onnx / model.torchscript.pt in the model folder)")
+    p.add_argument("--out", metavar="DIR", help="folder for the file (default: the model folder)")
+    add_output(p, "the exported file", "model.onnx / model.torchscript.pt in --out")
     p.add_argument("--parity-n", type=int, default=64, help="images for the parity check (default 64)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
@@ -32,16 +35,20 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from pathlib import Path
+
     from cnnlab.errors import CnnlabError
 
     if args.parity_n < 1:
         raise CnnlabError(f"--parity-n must be at least 1, got {args.parity_n}")
+    name = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
+    out = Path(args.output) if args.output else Path(args.out) / name if args.out else None
     if args.format == "onnx":
         from cnnlab.export.onnx import export_onnx
 
         out, report = export_onnx(
             args.model,
-            args.out,
+            out,
             opset=args.opset,
             parity_n=args.parity_n,
             tolerance=args.tolerance,
@@ -50,7 +57,7 @@ def run(args) -> int:
     else:
         from cnnlab.export.torchscript import export_torchscript
 
-        out, report = export_torchscript(args.model, args.out, parity_n=args.parity_n, tolerance=args.tolerance)
+        out, report = export_torchscript(args.model, out, parity_n=args.parity_n, tolerance=args.tolerance)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {args.format}, dynamic batch axis)")
     print(report.line())
     return 0

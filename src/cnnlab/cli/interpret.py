@@ -3,6 +3,9 @@ highest-loss test images (table and gallery PNG) and ``RUN/misclassified.csv`` w
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_device
+from cnnlab.cli._text import shorten
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -14,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("run", metavar="RUN", help="run folder written by cnnlab train")
     p.add_argument("--top", type=int, default=25, help="how many worst predictions to list and draw (default 25)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which split (default test)")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     p.set_defaults(func=run)
 
 
@@ -38,7 +41,7 @@ def run(args) -> int:
     print(f"\n{len(worst)} highest-loss images")
     print(f"  {'id':>20}  {'true':>12}  {'predicted':>12}  confidence    loss")
     for r in worst:
-        names = f"{r['id'][-20:]:>20}  {r['true'][:12]:>12}  {r['pred'][:12]:>12}"
+        names = f"{shorten(r['id'], 20, keep='end'):>20}  {shorten(r['true'], 12):>12}  {shorten(r['pred'], 12):>12}"
         print(f"  {names}  {r['confidence']:10.3f}  {r['loss']:6.3f}")
     (rp.run_dir / "plots").mkdir(exist_ok=True)
     gallery = rp.run_dir / "plots" / "worst.png"

@@ -9,24 +9,42 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 
 from cnnlab import __version__
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 
 # Subcommand modules under cnnlab.cli, in the order `cnnlab --help` lists them.
-COMMANDS = ["train", "evaluate", "summary", "calc", "teach", "data", "models", "scratch", "tune", "runs"]
+COMMANDS = ["train", "evaluate", "summary", "calc", "teach", "data", "datasets", "models", "scratch", "tune", "runs"]
 COMMANDS += ["predict", "export", "serve", "compress"]  # deployment (issue 8)
 COMMANDS += ["interpret", "visualize", "report"]  # evaluation, pictures, HTML report (issue 5)
 COMMANDS += ["lr-find", "augment-preview"]  # training tools (issue 3)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with code 2 on a bad flag; keep that, but print a short hint too."""
+    """argparse exits with code 2 on a bad flag; keep that, but print a short hint too. Flags must be
+    spelled out (no abbreviations: ``--out`` must never quietly mean ``--output``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(2, f"cnnlab: error: {message}\nRun '{self.prog} --help' to see the options.\n")
+        self.exit(2, f"cnnlab: error: {message}{self._hint(message)}\nRun '{self.prog} --help' to see the options.\n")
+
+    def _hint(self, message: str) -> str:
+        """' Did you mean ...?' for a mistyped subcommand, choice or flag."""
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            return did_you_mean(choice.group(1), re.findall(r"'?([\w.:*-]+)'?", choice.group(2)))
+        flags = re.search(r"unrecognized arguments: (.*)", message)
+        if flags:
+            known = [o for a in self._actions for o in a.option_strings]
+            return "".join(did_you_mean(f.split("=")[0], known) for f in flags.group(1).split() if f.startswith("-"))
+        return ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `cnnlab teach conv | head`: the reader left; stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python would fail again flushing stdout at exit
+        return 141
 
 
 if __name__ == "__main__":

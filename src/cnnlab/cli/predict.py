@@ -12,6 +12,8 @@ import io
 import json
 import sys
 
+from cnnlab.cli._options import add_device, add_json, emit_json
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -22,10 +24,13 @@ def add_parser(sub) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="run or model folder, or a .onnx / TorchScript .pt file")
     p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns ('*.png')")
-    p.add_argument("--topk", type=int, default=5, help="how many classes to list per image (default 5)")
+    p.add_argument(
+        "--top-k", "--topk", dest="topk", type=int, default=5, help="how many classes to list per image (default 5)"
+    )
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_json(p, "the predictions (same as --format json)")
+    add_device(p, " (.onnx files and NumPy-engine runs run on the CPU)")
     p.set_defaults(func=run)
 
 
@@ -73,13 +78,15 @@ def run(args) -> int:
     from cnnlab.serve.predictor import Predictor, expand_inputs
 
     if args.topk < 1:
-        raise CnnlabError(f"--topk must be at least 1, got {args.topk}")
+        raise CnnlabError(f"--top-k must be at least 1, got {args.topk}")
     if args.batch_size < 1:
         raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}")
     paths = expand_inputs(args.paths)
     predictor = Predictor(args.model, device=args.device, batch_size=args.batch_size)
     results, errors = predict_files(predictor, paths, args.batch_size, args.topk)
-    if results:
+    if args.json:
+        emit_json(args.json, results)
+    elif results:
         print(render(results, args.format))
     for e in errors:
         print(f"cnnlab: cannot read {e['path']}: {e['error']}", file=sys.stderr)

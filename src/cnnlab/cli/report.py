@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_device, add_output
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -12,9 +14,9 @@ def add_parser(sub) -> None:
         "(images inlined, no network needed).",
     )
     p.add_argument("run", metavar="RUN", help="run folder written by cnnlab train")
-    p.add_argument("--out", help="where to write the HTML (default RUN/report.html)")
+    add_output(p, "the HTML file", "RUN/report.html")
     p.add_argument("--top", type=int, default=24, help="worst predictions to show (default 24)")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     p.add_argument("--open", action="store_true", help="open the report in the default web browser")
     p.set_defaults(func=run)
 
@@ -22,7 +24,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from cnnlab.viz.report import write_report
 
-    path = write_report(args.run, out=args.out, top=args.top, device=args.device)
+    path = write_report(args.run, out=args.output, top=args.top, device=args.device)
     print(f"wrote {path}")
     if args.open:
         import webbrowser

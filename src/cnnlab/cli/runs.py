@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cnnlab.cli._options import add_output
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "runs",
         help="list runs (name, model, data, epochs, best val, test accuracy, time) or compare them",
-        description="Without a subcommand: a table of the finished runs under --root. "
+        description="Without a subcommand: a table of the finished runs under --runs-root. "
         "'cnnlab runs compare A B ...' overlays their validation accuracy/loss and learning-rate curves "
         "in one PNG and prints the config keys and metrics that differ.",
     )
-    p.add_argument("--root", default="runs", help="folder that holds the run folders (default runs)")
+    p.add_argument(
+        "--runs-root", "--root", dest="root", default="runs", help="folder that holds the run folders (default runs)"
+    )
     sub2 = p.add_subparsers(dest="runs_command", metavar="{compare}")
     c = sub2.add_parser("compare", help="overlay curves of two or more runs and diff their configs")
-    c.add_argument("runs", nargs="+", help="run folders (paths, or names under --root)")
-    c.add_argument("--out", help="PNG to write (default <root>/compare-<A>-<B>.png)")
-    c.add_argument("--root", dest="compare_root", help="where run names are looked up (same as before 'compare')")
+    c.add_argument("runs", nargs="+", help="run folders (paths, or names under --runs-root)")
+    add_output(c, "the PNG of the curves", "<runs-root>/compare-<A>-<B>.png")
+    c.add_argument(
+        "--runs-root", "--root", dest="compare_root", help="where run names are looked up (as before 'compare')"
+    )
     p.set_defaults(func=run)
 
 
@@ -29,7 +35,7 @@ def run(args) -> int:
     if args.runs_command == "compare":
         paths = [_resolve(name, root) for name in args.runs]
         default = root / ("compare-" + "-".join(Path(p).name for p in paths)[:100] + ".png")
-        out = Path(args.out) if args.out else default
+        out = Path(args.output) if args.output else default
         _, report = compare_runs(paths, out)
         print(report)
         print(f"\ncurves: {out}")

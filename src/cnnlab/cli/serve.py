@@ -7,6 +7,8 @@ Routes: ``POST /predict``, ``POST /predict/batch``, ``GET /health``, ``GET /read
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_device
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -28,7 +30,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--max-batch", type=int, default=32, help="largest micro-batch (default 32)")
     p.add_argument("--threads", type=int, help="torch threads for inference (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device(p, " (.onnx files and NumPy-engine runs run on the CPU)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 

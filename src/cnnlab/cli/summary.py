@@ -8,9 +8,9 @@ ImageNet-sized models summarise instantly without allocating their weights.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from cnnlab.cli._options import add_json, emit_json
 from cnnlab.errors import CnnlabError
 
 
@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--input", default=None, help="input shape CxHxW, e.g. 3x32x32 (default: the model's own)")
     p.add_argument("--classes", type=int, default=None, help="number of classes (default: the model's own)")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    add_json(p, "the summary")
     p.set_defaults(func=run)
 
 
@@ -66,5 +66,8 @@ def run(args) -> int:
     s = summary(name, shape, num_classes=classes, **kwargs)
     if args.model != name:
         s.model = f"{name} ({args.model})"
-    print(json.dumps(s.to_dict(), indent=2) if args.json else s.table())
+    if args.json:
+        emit_json(args.json, s.to_dict())
+    else:
+        print(s.table())
     return 0

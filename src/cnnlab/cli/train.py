@@ -7,6 +7,7 @@ import os
 import shlex
 import sys
 
+from cnnlab.cli._options import add_set, parse_sets
 from cnnlab.config import SHORT_KEYS, leaf_fields
 
 # short flag -> help text (the dotted key it sets is appended)
@@ -44,6 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="YAML config file (see configs/)")
     p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN from its last checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_set(p)
     p.add_argument(
         "--nproc",
         type=int,
@@ -103,7 +105,9 @@ def _without_launch_flags(argv: list[str]) -> list[str]:
 
 
 def overrides_from_args(args) -> dict[str, str]:
-    return {k[len("cfg:") :]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+    """--section.key VALUE and short flags, then --set KEY=VALUE (the same keys, either spelling)."""
+    flags = {k[len("cfg:") :]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+    return {**flags, **parse_sets(getattr(args, "set", []))}
 
 
 def run(args) -> int:
@@ -127,8 +131,9 @@ def run(args) -> int:
         print()
         print(format_report(m))
         print(
-            f"\ntest accuracy {m['accuracy']:.4f}  top-5 {m.get('top5_accuracy', float('nan')):.4f}  "
-            f"macro-F1 {m['macro']['f1']:.4f}  loss {m.get('loss', float('nan')):.4f}  "
+            f"\ntest accuracy {m['accuracy']:.4f}  "
+            + (f"top-5 {m['top5_accuracy']:.4f}  " if "top5_accuracy" in m else "")
+            + f"macro-F1 {m['macro']['f1']:.4f}  loss {m.get('loss', float('nan')):.4f}  "
             f"(best epoch {m['best_epoch']}, {m['train_seconds']:.1f}s)"
         )
     print(f"run folder: {result.run_dir}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_set, parse_sets
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -24,9 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--pruner-warmup", type=int, default=0, help="epochs every trial gets before it can be pruned")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--out", help="study folder (default <output.root>/tune-<study>)")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="fixed config override, e.g. data.name=digits"
-    )
+    add_set(p)
     p.add_argument("--baseline", action="store_true", help="first trial uses the base config's own values")
     p.add_argument(
         "--keep-running",
@@ -40,12 +40,7 @@ def run(args) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.tune import tune
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise CnnlabError(f"--set {item!r}: write KEY=VALUE, e.g. --set data.name=digits")
-        overrides[key.strip()] = value
+    overrides = parse_sets(args.set)
     if args.trials < 1:
         raise CnnlabError(f"--trials {args.trials}: give at least 1")
     result = tune(

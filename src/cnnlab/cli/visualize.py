@@ -3,6 +3,8 @@ Grad-CAM, saliency, a right/wrong prediction grid, and 1-D/2-D loss-landscape sl
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_device
+
 KINDS = ["filters", "feature-maps", "gradcam", "saliency", "predictions", "landscape"]
 
 
@@ -24,7 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("--span", type=float, help="landscape range [-span, span] (default 1.0)")
     p.add_argument("--samples", type=int, help="test images the landscape loss is computed on (default 500)")
     p.add_argument("--seed", type=int, help="seed of the grid sample / landscape directions (default 0)")
-    p.add_argument("--device", default="cpu")
+    add_device(p)
     p.set_defaults(func=run)
 
 
