@@ -80,7 +80,7 @@ def bare(images, labels, batch) -> float:
 def ours(images, labels, batch, augment: str, prefetch: bool = True) -> float:
     from cnnlab.data.augment import build_augment
     from cnnlab.data.loaders import TensorLoader, to_tensor_images
-    from cnnlab.engine.loop import train_one_epoch
+    from cnnlab.engine.loop import StepOptions, train_one_epoch
 
     model, opt = make_model(True)
     loader = TensorLoader(
@@ -96,7 +96,7 @@ def ours(images, labels, batch, augment: str, prefetch: bool = True) -> float:
         prefetch=prefetch,
     )
     start, cpu = time.perf_counter(), time.process_time()
-    train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), grad_clip=1.0)
+    train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), StepOptions(grad_clip=1.0))
     CPU["ours" if prefetch else "ours-sync"].append(len(loader) * batch / (time.process_time() - cpu))
     return len(loader) * batch / (time.perf_counter() - start)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config
 from cnnlab.data.datasets import ArrayDataset
+from cnnlab.devices import resolve_device
 from cnnlab.engine.distributed import shutdown
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, format_report, softmax
@@ -32,7 +33,6 @@ from cnnlab.workflow import (
     load_data,
     make_trainer,
     new_run_folder,
-    resolve_device,
     resume_trainer,
     start_session,
 )

@@ -35,6 +35,7 @@ import yaml
 
 from cnnlab.config import Config, apply_overrides, leaf_fields, load_config, save_config, to_dict
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.runs import default_run_name
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
@@ -285,7 +286,7 @@ def tune(
     base = apply_overrides(base, {**(overrides or {}), **({"train.epochs": epochs} if epochs else {})})
     if not metric.startswith(("val_", "train_")):
         raise CnnlabError(f"--metric {metric!r}: use a history column such as val_acc, val_loss or val_macro_f1")
-    study_name = study_name or _slug(f"{base.data.name}-{base.model.name}")
+    study_name = study_name or _slug(default_run_name(base))  # a folder's own name, not its path
     out = Path(out_dir) if out_dir else Path(base.output.root) / f"tune-{_slug(study_name)}"
     out.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(out / 'study.db').as_posix()}"

@@ -32,6 +32,7 @@ from cnnlab.data.augment import build_mixer
 from cnnlab.data.datasets import FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, prepare_data
 from cnnlab.data.splits import write_split_csv
+from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
 from cnnlab.engine.finetune import setup_finetune
@@ -41,10 +42,9 @@ from cnnlab.engine.losses import balance_summary, build_loss, class_weights
 from cnnlab.engine.optim import build_optimizer
 from cnnlab.engine.schedulers import build_schedule
 from cnnlab.engine.trainer import Trainer
-from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, softmax
 from cnnlab.models import create_model
-from cnnlab.runs import create_run_dir, env_info, write_json
+from cnnlab.runs import create_run_dir, default_run_name, env_info, write_json
 from cnnlab.runs.model_file import save_model_file
 from cnnlab.runs.predictions import write_predictions
 
@@ -69,17 +69,6 @@ class Parts:
     schedule: Any
     loss_fn: torch.nn.Module
     callbacks: list = field(default_factory=list)  # fine-tuning callbacks (progressive unfreezing)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CnnlabError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise CnnlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -255,13 +244,6 @@ def _test_metrics(model, data: PreparedData, run_dir: Path, tta: str = "none") -
     ids = [str(src) for split, src, _ in data.split_rows if split == "test"]
     write_predictions(run_dir / "predictions.csv", ids, targets, softmax(logits), data.classes)
     return classification_metrics(targets, logits.argmax(1), logits, data.classes)
-
-
-def default_run_name(cfg: Config) -> str:
-    data = cfg.data.name
-    if data.startswith("folder:"):
-        data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
-    return f"{data}-{cfg.model.name}"
 
 
 def _write_run_start(run_dir: Path, s: Session, ds, data: PreparedData) -> None:

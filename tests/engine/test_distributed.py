@@ -12,7 +12,7 @@ from torch import nn
 
 from cnnlab.data.loaders import TensorLoader
 from cnnlab.engine.distributed import DistInfo, launch, mean_over_ranks
-from cnnlab.engine.loop import train_one_epoch
+from cnnlab.engine.loop import EpochParts, train_one_epoch
 
 
 def _setup():
@@ -36,7 +36,7 @@ def _rank_main(rank: int, world: int, init_file: str, out: str) -> None:
     loader.shard(rank, world)
     ddp = nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    row = train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), forward=ddp)
+    row = train_one_epoch(model, loader, opt, nn.CrossEntropyLoss(), parts=EpochParts(forward=ddp))
     row = mean_over_ranks(row, ("train_loss",), DistInfo(rank, world, rank))
     if rank == 0:
         torch.save({"state": model.state_dict(), "loss": row["train_loss"], "steps": len(loader)}, out)
@@ -71,6 +71,19 @@ def test_torchrun_training_writes_one_complete_run_folder(tmp_path, monkeypatch)
     steps = (run / "steps.csv").read_text().splitlines()[1:]
     assert len(steps) == len({line.split(",")[0] for line in steps})  # every step logged once
     assert Path(run / "checkpoints" / "best.pt").is_file()
+    # the DDP run is a run like any other for every later command (tests/runs/test_run_matrix.py)
+    from cnnlab.cli.main import main as cli
+    from cnnlab.runs.run import open_run
+
+    assert "ddp" in open_run(run).kind
+    assert (run / "predictions.csv").is_file()
+    for argv in (
+        ["evaluate", run],
+        ["interpret", run, "--top", "2"],
+        ["report", run],
+        ["runs", "--runs-root", env_root],
+    ):
+        assert cli([str(a) for a in argv]) == 0, argv
 
 
 def test_cli_nproc_relaunches_under_torchrun(tmp_path):

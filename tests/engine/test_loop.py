@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.engine.loop import CLIPPERS, EpochState, NonFiniteLossError, StepOptions, predict, train_one_epoch
+from cnnlab.engine.loop import (
+    CLIPPERS,
+    EpochParts,
+    EpochState,
+    NonFiniteLossError,
+    StepOptions,
+    predict,
+    train_one_epoch,
+)
 from cnnlab.engine.trainer import _make_ema
 
 
@@ -65,7 +73,7 @@ def test_ema_follows_its_definition():
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     snapshots = []
     for batch in _batches(x, y, 8):
-        train_one_epoch(model, [batch], opt, nn.CrossEntropyLoss(), ema=ema)
+        train_one_epoch(model, [batch], opt, nn.CrossEntropyLoss(), parts=EpochParts(ema=ema))
         snapshots.append([p.detach().clone() for p in model.parameters()])
     # torch's EMA starts from the first update's weights, then ema = 0.5 * ema + 0.5 * w
     for e, w1, w2 in zip(ema.module.parameters(), *snapshots):
@@ -115,8 +123,8 @@ def test_fp16_with_grad_scaler_trains_with_finite_weights():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
     opts = StepOptions(amp="fp16", grad_clip=1.0)
-    first = train_one_epoch(model, _batches(x, y, 16), opt, nn.CrossEntropyLoss(), opts=opts, scaler=scaler)
+    first = train_one_epoch(model, _batches(x, y, 16), opt, nn.CrossEntropyLoss(), opts, EpochParts(scaler=scaler))
     for _ in range(5):
-        row = train_one_epoch(model, _batches(x, y, 16), opt, nn.CrossEntropyLoss(), opts=opts, scaler=scaler)
+        row = train_one_epoch(model, _batches(x, y, 16), opt, nn.CrossEntropyLoss(), opts, EpochParts(scaler=scaler))
     assert row["train_loss"] < first["train_loss"] and scaler.get_scale() > 0
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -30,7 +30,9 @@ def add_parser(subparsers) -> None:
         "found (unreadable files, train/test leakage, empty classes, class mismatch), 0 with warnings only.",
     )
     c.add_argument("target", metavar="PATH_OR_NAME", help="folder path, folder:PATH, or a dataset name")
-    c.add_argument("--json", metavar="FILE", help="also write the full report as JSON ('-' prints it instead)")
+    c.add_argument(
+        "--json", nargs="?", const="-", metavar="FILE", help="the full report as JSON: printed, or written to FILE"
+    )
     c.add_argument(
         "--near-duplicates", action="store_true", help="also find near-duplicates (perceptual dHash + aHash)"
     )

@@ -32,7 +32,9 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # type: ignore[override]
-        self.print_usage(sys.stderr)
+        usage = self.format_usage()
+        if usage.count("\n") <= 6:  # a long one (train's every config key) would bury the message
+            sys.stderr.write(usage)
         self.exit(2, f"cnnlab: error: {message}{self._hint(message)}\nRun '{self.prog} --help' to see the options.\n")
 
     def _hint(self, message: str) -> str:
@@ -42,9 +44,27 @@ class _Parser(argparse.ArgumentParser):
             return did_you_mean(choice.group(1), re.findall(r"'?([\w.:*-]+)'?", choice.group(2)))
         flags = re.search(r"unrecognized arguments: (.*)", message)
         if flags:
-            known = [o for a in self._actions for o in a.option_strings]
+            known = list(dict.fromkeys(_all_options(self)))
             return "".join(did_you_mean(f.split("=")[0], known) for f in flags.group(1).split() if f.startswith("-"))
         return ""
+
+
+def _subcommand_parser(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return parser
+
+
+def _all_options(parser: argparse.ArgumentParser) -> list[str]:
+    """Every flag of ``parser`` and of its subcommands (``runs compare``, ``data check``, ...)."""
+    out = []
+    for action in parser._actions:
+        out += action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out += _all_options(sub)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, so the hint comes from its own flags
+        sub = _subcommand_parser(parser, getattr(args, "command", None))
+        sub.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2

@@ -20,7 +20,7 @@ _SHORT_HELP = {
     "image_size": "resize images to this square side",
     "on_bad_image": "unreadable files in an image folder: fail (default) or skip them and report",
     "model": "registered model name (cnnlab models lists them)",
-    "pretrained": "start from these local weights (a .pth/.safetensors file or a cnnlab run/model folder)",
+    "pretrained": "start from these local weights (a .pth/.safetensors file or a run or model folder of cnnlab)",
     "finetune": "finetune_all, feature_extraction, finetune_top or progressive",
     "optimizer": "optimiser name (sgd, adam, adamw, rmsprop)",
     "lr": "learning rate",

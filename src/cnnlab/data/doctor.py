@@ -488,13 +488,20 @@ def _table(report: Report) -> list[str]:
     return lines
 
 
+# Findings that change what a user should do next: never folded into "... and N more".
+NEVER_FOLDED = ("leak", "imbalance", "class_mismatch", "empty_class", "no_images", "label_conflict")
+
+
 def _issue_lines(title: str, issues: list[Issue], max_lines: int) -> list[str]:
+    """Up to ``max_lines`` issues, the ones that change what to do first and always shown in full."""
     if not issues:
         return []
-    lines = [f"{title} ({len(issues)})"]
-    lines += [f"  {i.code:<15} {i.message}" for i in issues[:max_lines]]
-    if len(issues) > max_lines:
-        lines.append(f"  ... and {len(issues) - max_lines} more (see the JSON report: --json FILE)")
+    key = [i for i in issues if i.code in NEVER_FOLDED]
+    rest = [i for i in issues if i.code not in NEVER_FOLDED]
+    shown = key + rest[: max(0, max_lines - len(key))]
+    lines = [f"{title} ({len(issues)})"] + [f"  {i.code:<15} {i.message}" for i in shown]
+    if len(issues) > len(shown):
+        lines.append(f"  ... and {len(issues) - len(shown)} more (see the JSON report: --json FILE)")
     return lines
 
 

@@ -137,21 +137,30 @@ def _screen_one(path: Path) -> tuple[str | None, Fingerprint | None]:
     return None, (hashlib.blake2b(data, digest_size=16).hexdigest(), dh, ah)
 
 
+MAX_NEAR_GROUP = 20  # a chain of more "near-duplicates" is a family of look-alikes (digits, blank scans), not copies
+
+
 def duplicate_groups(
     fingerprints: dict[Path, Fingerprint], threshold: int = NEAR_DUPLICATE_THRESHOLD
 ) -> list[list[Path]]:
     """Groups (2+ files) of exact copies and near-duplicates, as the data doctor finds them; a split
-    that keeps each group on one side cannot leak a copy of a training image into val or test."""
+    that keeps each group on one side cannot leak a copy of a training image into val or test.
+
+    Near-duplicate pairs chain (A~B, B~C); a chain longer than ``MAX_NEAR_GROUP`` files is a region
+    of look-alike images rather than copies of one picture, and moving it as one unit could empty a
+    class from val or test, so such chains are left ungrouped (exact copies are always grouped).
+    """
     paths = list(fingerprints)
     if len(paths) < 2:
         return []
-    digests = [fingerprints[p][0] for p in paths]
     dh = np.array([fingerprints[p][1] for p in paths], dtype=np.uint64)
     ah = np.array([fingerprints[p][2] for p in paths], dtype=np.uint64)
     near, _ = near_duplicate_pairs(dh, ah, threshold)
+    small = {i for g in groups_from_pairs(len(paths), near) if len(g) <= MAX_NEAR_GROUP for i in g}
     first: dict[str, int] = {}
-    exact = [(first.setdefault(d, i), i) for i, d in enumerate(digests) if first.setdefault(d, i) != i]
-    return [[paths[i] for i in g] for g in groups_from_pairs(len(paths), [*near, *exact])]
+    exact = [(first[d], i) for i, d in enumerate(fingerprints[p][0] for p in paths) if first.setdefault(d, i) != i]
+    pairs = [(i, j) for i, j in near if i in small] + exact
+    return [[paths[i] for i in g] for g in groups_from_pairs(len(paths), pairs)]
 
 
 def screen_samples(

@@ -129,70 +129,64 @@ def _nonfinite(epoch: int, step: int, value: float) -> NonFiniteLossError:
     )
 
 
+@dataclass
+class EpochParts:
+    """The optional collaborators of a training epoch; plain training needs none of them."""
+
+    schedule: object | None = None  # step_batch() after every optimiser step
+    scaler: object | None = None  # torch.amp.GradScaler (fp16)
+    ema: object | None = None  # AveragedModel, updated after every optimiser step
+    mixer: Callable | None = None  # MixUp/CutMix: (x, y) -> (x, y_b, lam)
+    forward: Callable | None = None  # what the batch goes through instead of the model (DDP, compiled)
+    progress: object | None = None  # a tqdm bar
+    on_step: Callable[[EpochState], None] | None = None  # after every optimiser step (step checkpoints)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable,
     optimizer: torch.optim.Optimizer,
     loss_fn: Callable,
-    *,
-    schedule=None,
-    grad_clip: float | None = None,
-    epoch: int = 0,
-    progress=None,
     opts: StepOptions | None = None,
+    parts: EpochParts | None = None,
+    *,
+    epoch: int = 0,
     state: EpochState | None = None,
-    scaler=None,
-    ema=None,
-    mixer=None,
-    forward: Callable | None = None,
-    on_step: Callable[[EpochState], None] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; returns {'train_loss', 'train_acc', 'lr'} averaged over samples.
 
-    ``state`` carries running sums across a mid-epoch resume; ``on_step(state)`` runs after every
-    optimiser step (the Trainer saves step checkpoints there); ``forward`` is the (compiled) model.
+    ``opts`` says how a step is taken (accumulation, AMP, clipping, penalties, NaN skips), ``parts``
+    holds the optional collaborators, and ``state`` carries running sums across a mid-epoch resume.
     """
-    opts = opts or StepOptions(grad_clip=grad_clip)
+    opts, parts = opts or StepOptions(), parts or EpochParts()
     state = state if state is not None else EpochState()
-    forward = forward or model
+    forward = parts.forward or model
     model.train()
     dev = next(model.parameters()).device
-    pending: list[tuple[int, int, float, torch.Tensor]] = []  # losses not yet read back
-    correct = torch.zeros((), dtype=torch.long, device=dev)
+    pending: list[tuple[int, int, float, int, torch.Tensor]] = []  # losses not yet read back
+    correct = torch.zeros((), dtype=torch.long, device=dev)  # stays on the device: no sync per step
     params = [p for p in model.parameters() if p.requires_grad]
-    for x, y in loader:
-        step = state.batches
+    for x, y in loader:  # x: (B, C, H, W), y: (B,)
         mix = None
-        if mixer is not None:
-            x, y_b, lam = mixer(x, y)
+        if parts.mixer is not None:
+            x, y_b, lam = parts.mixer(x, y)
             mix = (y_b, lam)
         with autocast(dev, opts.amp):
             logits, loss = _loss(model, forward, x, y, loss_fn, mix, opts)
-        lr = optimizer.param_groups[0]["lr"]
-        pending.append((state.global_step + 1, step, lr, len(y), loss.detach()))
-        must_read = opts.skip_nonfinite or len(pending) >= opts.sync_every
-        if must_read and _drain(pending, state, epoch, opts):  # non-finite, and a skip is allowed
-            optimizer.zero_grad(set_to_none=True)
+        pending.append((state.global_step + 1, state.batches, optimizer.param_groups[0]["lr"], len(y), loss.detach()))
+        if (opts.skip_nonfinite or len(pending) >= opts.sync_every) and _drain(pending, state, epoch, opts):
+            optimizer.zero_grad(set_to_none=True)  # a non-finite loss that may be skipped: drop its step
             state.batches += 1
             continue
-        (scaler.scale(loss) if scaler else loss).div(opts.accumulate).backward()
+        (parts.scaler.scale(loss) if parts.scaler else loss).div(opts.accumulate).backward()
         state.batches += 1
         state.seen += len(y)
         correct += (logits.argmax(1) == y).sum()
-        if state.batches % opts.accumulate == 0 or state.batches == len(loader):
-            _optimizer_step(optimizer, params, scaler, opts)
-            state.global_step += 1
-            if schedule is not None:
-                schedule.step_batch()
-            if ema is not None:
-                ema.update_parameters(model)
-            if on_step is not None:
-                _drain(pending, state, epoch, opts)
-                state.correct += int(correct)
-                correct.zero_()
-                on_step(state)
-        if progress is not None:
-            _show_progress(progress, state, correct, opts)
+        if state.batches % opts.accumulate == 0 or state.batches == len(loader):  # every `accumulate` batches
+            _optimizer_step(optimizer, params, parts.scaler, opts)
+            _after_step(model, parts, state, pending, correct, epoch, opts)
+        if parts.progress is not None:
+            _show_progress(parts.progress, state, correct, opts)
     _drain(pending, state, epoch, opts)
     state.correct += int(correct)
     return {
@@ -200,6 +194,20 @@ def train_one_epoch(
         "train_acc": state.correct / max(state.seen, 1),
         "lr": optimizer.param_groups[0]["lr"],
     }
+
+
+def _after_step(model, parts: EpochParts, state: EpochState, pending, correct, epoch: int, opts: StepOptions) -> None:
+    """Count the step, move the schedule and the EMA on, and let ``on_step`` see up-to-date sums."""
+    state.global_step += 1
+    if parts.schedule is not None:
+        parts.schedule.step_batch()
+    if parts.ema is not None:
+        parts.ema.update_parameters(model)
+    if parts.on_step is not None:
+        _drain(pending, state, epoch, opts)
+        state.correct += int(correct)
+        correct.zero_()
+        parts.on_step(state)
 
 
 def _show_progress(progress, state: EpochState, correct: torch.Tensor, opts: StepOptions) -> None:

@@ -27,7 +27,7 @@ from torch import nn
 from cnnlab.config import TrainConfig
 from cnnlab.engine.checkpoint import all_finite, atomic_save, load_checkpoint, rng_state, set_rng_state
 from cnnlab.engine.distributed import DistInfo, mean_over_ranks
-from cnnlab.engine.loop import EpochState, NonFiniteLossError, StepOptions, evaluate, train_one_epoch
+from cnnlab.engine.loop import EpochParts, EpochState, NonFiniteLossError, StepOptions, evaluate, train_one_epoch
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import write_history_csv
 
@@ -131,21 +131,24 @@ class Trainer:
             bar.update(self.state.batches)
         every = self.cfg.checkpoint_every
         try:
+            parts = EpochParts(
+                schedule=self.schedule,
+                scaler=self.scaler,
+                ema=self.ema,
+                mixer=self.mixer,
+                forward=self.forward,
+                progress=bar,
+                on_step=(lambda st: st.global_step % every == 0 and self._save_step()) if every else None,
+            )
             row = train_one_epoch(
                 self.model,
                 self.train_loader,
                 self.optimizer,
                 self.loss_fn,
-                schedule=self.schedule,
+                self.opts,
+                parts,
                 epoch=self.epoch,
-                progress=bar,
-                opts=self.opts,
                 state=self.state,
-                scaler=self.scaler,
-                ema=self.ema,
-                mixer=self.mixer,
-                forward=self.forward,
-                on_step=(lambda st: st.global_step % every == 0 and self._save_step()) if every else None,
             )
         finally:
             if bar is not None:

@@ -162,9 +162,11 @@ class RunPredictions:
 def run_predictions(run: Any, split: str = "test", device: Any = "cpu", batch_size: int = 500) -> RunPredictions:
     """A run's predictions on its own ``split``: the exact samples of its split.csv; for the test split
     the predictions training saved (predicted now only for runs older than predictions.csv)."""
+    from cnnlab.devices import resolve_device
     from cnnlab.runs.run import open_run
 
     run = open_run(run) if isinstance(run, (str, Path)) else run
+    device = "cpu" if run.engine == "numpy" else resolve_device(device)  # the NumPy engine runs on the CPU
     if split == "test":
         preds, examples = run.test_predictions(device)
         logits = preds.log_probs()

@@ -292,7 +292,7 @@ def sparsity(model: nn.Module) -> float:
 def _fit(model, loader, epochs: int, cfg, loss_fn: Callable, lr_scale: float = 1.0, forward=None) -> None:
     """A few epochs (fine-tuning or distillation) through the training step itself: the run's optimiser,
     AMP, clipping mode, accumulation and penalties, as ``cnnlab train`` used them."""
-    from cnnlab.engine.loop import StepOptions, train_one_epoch
+    from cnnlab.engine.loop import EpochParts, StepOptions, train_one_epoch
     from cnnlab.engine.optim import build_optimizer
 
     optim_cfg = copy.deepcopy(cfg.optim)
@@ -300,7 +300,7 @@ def _fit(model, loader, epochs: int, cfg, loss_fn: Callable, lr_scale: float = 1
     optimizer = build_optimizer(model, optim_cfg)
     opts = StepOptions.from_config(cfg.train, next(model.parameters()).device)
     for epoch in range(epochs):
-        train_one_epoch(model, loader, optimizer, loss_fn, epoch=epoch, opts=opts, forward=forward)
+        train_one_epoch(model, loader, optimizer, loss_fn, opts, EpochParts(forward=forward), epoch=epoch)
     model.eval()
 
 

@@ -70,6 +70,9 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __str__(self) -> str:  # print(cnnlab.summary(model, ...)) shows the table, as Keras does
+        return self.table()
+
     def table(self, max_name: int = 40) -> str:
         """Keras-style text table with one row per executed layer and totals underneath."""
         head = ("Layer (type)", "Output shape", "Param #", "MACs", "RF", "Jump", "Act. mem")
@@ -79,7 +82,7 @@ class Summary:
                 str(r.output_shape),
                 f"{r.params:,}",
                 f"{r.macs:,}",
-                str(r.rf),
+                _rf_cell(r.rf, self.input_shape),
                 str(r.jump),
                 _bytes(r.activation_bytes),
             )
@@ -104,6 +107,13 @@ class Summary:
             f"Receptive field: {rf_note}",
         ]
         return "\n".join(lines)
+
+
+def _rf_cell(rf: int, input_shape: tuple[int, ...]) -> str:
+    """The receptive field, marked where it is larger than the input: such a unit sees the whole
+    image (plus padding), so the number is the arithmetic's, clipped in effect to the input size."""
+    side = max(input_shape[-2:]) if len(input_shape) >= 2 else None
+    return f"{rf} (>{side}: whole input)" if side and rf > side else str(rf)
 
 
 def _clip(text: str, n: int) -> str:

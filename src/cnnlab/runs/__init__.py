@@ -10,6 +10,7 @@ engine uses it too.
 
 from cnnlab.runs.folder import (
     create_run_dir,
+    default_run_name,
     env_info,
     git_sha,
     read_history_csv,
@@ -20,6 +21,7 @@ from cnnlab.runs.folder import (
 
 __all__ = [
     "create_run_dir",
+    "default_run_name",
     "env_info",
     "git_sha",
     "read_history_csv",

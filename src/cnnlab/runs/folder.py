@@ -32,6 +32,14 @@ def create_run_dir(root: str | Path = "runs", name: str = "run") -> Path:
     raise RuntimeError(f"no free run folder name under {root}")
 
 
+def default_run_name(cfg: Any) -> str:
+    """``<data>-<model>``; for an image folder its own name (``folder:~/photos`` -> ``photos``), not its path."""
+    data = cfg.data.name
+    if data.startswith("folder:"):
+        data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
+    return f"{data}-{cfg.model.name}"
+
+
 def write_json(path: str | Path, data: Any) -> None:
     tmp = Path(str(path) + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")

@@ -122,16 +122,22 @@ class Run:
         model = config_section(self.config, "model")
         if model.get("pretrained"):
             tags.append("fine-tuned")
-        if self.config.get("train", {}).get("nproc", 1) > 1 if isinstance(self.config.get("train"), dict) else False:
+        if self.env.get("world_size", 1) > 1:  # trained by several processes (torchrun / --nproc)
             tags.append("ddp")
         if self.path.parent.name == "trials":
             tags.append("trial")
         return " ".join(tags)
 
     @property
-    def skipped(self) -> list[dict[str, str]]:
-        """Files left out at training time (unreadable images under ``--on-bad-image skip``)."""
-        return list(self.data_info.get("skipped", []))
+    def env(self) -> dict[str, Any]:
+        """env.json: versions, machine, seed, world size ({} when absent)."""
+        path = self.path / "env.json"
+        return _read_json(path) if path.is_file() else {}
+
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """(file, reason) of the files left out at training time (``--on-bad-image skip``)."""
+        return [tuple(item) for item in self.data_info.get("skipped", [])]
 
     def history(self) -> list[dict[str, float]]:
         path = self.path / "history.csv"
@@ -209,15 +215,15 @@ class Run:
 
         torch runs: the ``nn.Module`` from the model file. NumPy runs: the NumPy network wrapped to
         take and return tensors (CPU only)."""
-        if self.engine == "numpy":
-            import torch
+        from cnnlab.devices import resolve_device
 
-            if torch.device(device).type != "cpu":
+        if self.engine == "numpy":
+            if str(device) not in ("auto", "cpu"):
                 raise CnnlabError(f"{self.name} was trained by the NumPy engine, which runs on the CPU; drop --device")
             return NumpyForward(self.path / "model", self.meta)
         from cnnlab.runs.model_file import load_model
 
-        return load_model(self.path, device)[0]
+        return load_model(self.path, resolve_device(device))[0]
 
     def torch_model(self, device: Any = "cpu", what: str = "this command"):
         """The ``nn.Module`` of a torch run; a NumPy run is refused with the reason."""
@@ -233,6 +239,9 @@ class Run:
         """(N, K) float32 logits of the run's model on ``examples``."""
         import torch
 
+        from cnnlab.devices import resolve_device
+
+        device = "cpu" if self.engine == "numpy" else resolve_device(device)
         model = self.load_model(device)
         out = []
         with torch.inference_mode():

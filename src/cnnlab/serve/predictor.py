@@ -26,6 +26,7 @@ from PIL import Image
 
 from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
 from cnnlab.data.images import MAX_IMAGE_PIXELS, ImageReadError, open_image, to_array
+from cnnlab.devices import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import public_meta
 from cnnlab.runs.model_file import load_model
@@ -148,7 +149,7 @@ def inference_device(path: str | Path, device: str | torch.device) -> torch.devi
     """``auto``: the GPU when there is one and the model is a torch model; ONNX files and NumPy-engine
     runs always run on the CPU."""
     if str(device) != "auto":
-        return torch.device(device)
+        return resolve_device(device)
     p = Path(path)
     cpu_only = (p.is_file() and p.suffix.lower() == ".onnx") or _numpy_model_folder(p) is not None
     return torch.device("cuda" if torch.cuda.is_available() and not cpu_only else "cpu")
