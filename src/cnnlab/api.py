@@ -28,7 +28,7 @@ from cnnlab.data.pipeline import PreparedData, eval_loader, prepare_data
 from cnnlab.data.splits import folder_splits_from_csv, write_split_csv
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import broadcast, init_distributed, shutdown, wrap_model
-from cnnlab.engine.finetune import setup_finetune
+from cnnlab.engine.finetune import resolve_weights, setup_finetune
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
 from cnnlab.engine.losses import build_loss, class_weights
@@ -124,6 +124,7 @@ def train(
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
+    cfg, weights = resolve_weights(cfg, log)  # published weights: their image size and mean/std
 
     ds = load_dataset(
         cfg.data.name,
@@ -137,13 +138,14 @@ def train(
     )
     for path, reason in getattr(ds, "skipped", []):
         log(f"skipped unreadable image {path}: {reason}")
-    data = prepare_data(ds, cfg.data, cfg.train.seed, device, channels_last=cfg.train.channels_last)
+    stats = weights.preprocessing.stats if weights and weights.preprocessing else None
+    data = prepare_data(ds, cfg.data, cfg.train.seed, device, channels_last=cfg.train.channels_last, stats=stats)
     if dist_info.active:  # each process trains on its slice of every epoch
         data.train.shard(dist_info.rank, dist_info.world)
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, log)
+    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, log, weights=weights)
     optimizer = build_optimizer(model, optim_cfg)
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
@@ -204,6 +206,8 @@ def train(
     if trainer.ema is not None:
         model.load_state_dict(trainer.ema.module.state_dict())
     meta = _model_meta(cfg, data, trainer, model)
+    if weights is not None and weights.preprocessing is not None:  # what the pretrained weights expect
+        meta["preprocessing"] = weights.preprocessing.to_dict()
     save_model_file(run_dir / "model", model, meta)
     metrics = {}
     if data.test is not None:
@@ -230,7 +234,7 @@ def _default_name(cfg: Config) -> str:
     data = cfg.data.name
     if data.startswith("folder:"):
         data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
-    return f"{data}-{cfg.model.name}"
+    return f"{data}-{cfg.model.name.replace(':', '-')}"  # timm:NAME -> timm-NAME (no colon in folder names)
 
 
 def _write_run_start(run_dir: Path, cfg: Config, ds, data: PreparedData) -> None:
