@@ -251,3 +251,54 @@ def test_config_records_the_named_weights():
     cfg = cnnlab.api.make_config(None, None, model="resnet50", pretrained="imagenet", weights="IMAGENET1K_V1")
     assert (cfg.model.pretrained, cfg.model.weights) == ("imagenet", "IMAGENET1K_V1")
     assert json.loads(json.dumps(cfg.to_dict()))["model"]["weights_mirror"] is None
+
+
+# --- docs/own-images.md: its pretrained section shows valid commands and the real offline message ------------
+DOC = Path(__file__).resolve().parents[2] / "docs" / "own-images.md"
+
+
+def _doc_section() -> str:
+    return DOC.read_text().split("## Start from ImageNet weights")[1].split("\n## ")[0]
+
+
+def test_own_images_commands_are_valid_train_commands():
+    import shlex
+
+    from cnnlab.api import make_config
+    from cnnlab.cli.main import build_parser
+    from cnnlab.cli.train import overrides_from_args
+
+    commands = [line.split("$ cnnlab ", 1)[1] for line in _doc_section().splitlines() if "$ cnnlab " in line]
+    assert len(commands) == 3
+    for command in commands:
+        args = build_parser().parse_args(shlex.split(command))
+        cfg = make_config(None, overrides_from_args(args))  # every key and value type is valid
+        assert cfg.model.pretrained == "imagenet"
+        if not cfg.model.name.startswith("timm:"):
+            W.torchvision_weights(cfg.model.name, cfg.model.weights)  # the named set exists
+
+
+def test_own_images_names_every_model_with_published_weights():
+    import re
+
+    section = _doc_section()
+    bullet = section.split("**Which models.**")[1].split("\n- ")[0]
+    families = {re.sub(r"\d.*$", "", n) for n in W.torchvision_backed()}  # resnet, vgg, wide_resnet, ...
+    assert families and all(f"`{f}" in bullet for f in families), families
+
+
+def test_own_images_offline_message_is_the_real_one(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    shown = next(line.strip() for line in _doc_section().splitlines() if "cnnlab: error: " in line)
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(CnnlabError) as err:
+        W.resolve_pretrained("resnet18", "imagenet", cache=tmp_path / "weights", progress=False)
+    expected = shown.replace("/home/me/.cache/cnnlab/weights", str(tmp_path / "weights"))
+    assert "cnnlab: error: " + str(err.value) == expected
+    assert _leftovers(tmp_path / "weights") == []

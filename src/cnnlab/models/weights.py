@@ -126,6 +126,15 @@ def resolve_pretrained(
 # ---------------------------------------------------------------- torchvision's weights enums
 
 
+def torchvision_backed() -> list[str]:
+    """Zoo models that are torchvision's own architectures (so torchvision publishes weights for them)."""
+    import torchvision.models as tvm
+
+    from cnnlab.models import MODELS
+
+    return sorted(n for n in tvm.list_models(module=tvm) if n in MODELS)
+
+
 def torchvision_weights(model_name: str, weights: str | None = None) -> Any:
     """The member of torchvision's weights enum for zoo model ``model_name`` (``DEFAULT`` unless named).
 
@@ -134,9 +143,7 @@ def torchvision_weights(model_name: str, weights: str | None = None) -> Any:
     """
     import torchvision.models as tvm
 
-    from cnnlab.models import MODELS
-
-    backed = sorted(n for n in tvm.list_models(module=tvm) if n in MODELS)
+    backed = torchvision_backed()
     if model_name not in backed:
         raise CnnlabError(
             f"no published ImageNet weights for model {model_name!r}: they exist for the zoo models that are "
