@@ -47,6 +47,15 @@ def test_listing_holds_cnns_with_their_parameter_counts(timm):
     assert row["params"] == sum(p.numel() for p in timm.create_model("resnet18d").parameters())
 
 
+def test_cli_lists_timm_models_line_by_line(timm, capsys):
+    from cnnlab.cli.main import main
+
+    assert main(["models", "timm:resnet18d"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].split() == ["timm:resnet18d", "3x224x224", "11,708,744", "2,053.7"]
+    assert out[-1].startswith("1 model(s)")
+
+
 def test_unknown_names_suggest_close_ones(timm):
     with pytest.raises(CnnlabError, match="timm has no model 'resnet19'. Did you mean"):
         create_model("timm:resnet19", num_classes=2)

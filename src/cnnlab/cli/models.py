@@ -40,7 +40,7 @@ def model_names(pattern: str = "*") -> list[str]:
     body = pattern.removeprefix(prefix)
     names = list_models(prefix + (body if any(ch in body for ch in "*?[") else f"*{body}*"))
     if not names:
-        hint = "" if prefix else did_you_mean(pattern, list_models())
+        hint = "" if prefix else did_you_mean(pattern, list_models()) + " timm's CNNs: cnnlab models 'timm:*'."
         raise CnnlabError(f"no {'timm' if prefix else 'registered'} model matches {pattern!r}.{hint}")
     return names
 
