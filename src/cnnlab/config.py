@@ -50,7 +50,9 @@ class DataConfig:
 class ModelConfig:
     name: str = "seed_cnn"
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments (e.g. dropout rates)
-    pretrained: str | None = None  # local weights (.pth/.safetensors/cnnlab model folder); head stays fresh
+    pretrained: str | None = None  # imagenet (published weights) | local .pth/.safetensors/cnnlab folder; new head
+    weights: str | None = None  # a published set by name: IMAGENET1K_V2, DEFAULT (timm: a tag); implies imagenet
+    weights_mirror: str | None = None  # folder or http(s) URL holding weight files ($CNNLAB_WEIGHTS_MIRROR)
     finetune: str = "finetune_all"  # finetune_all | feature_extraction | finetune_top | progressive
     finetune_blocks: int = 1  # finetune_top: how many blocks below the head train
     unfreeze_schedule: str = "0:0,3:1,6:all"  # progressive: from EPOCH on, the top N blocks (or all) train
@@ -163,6 +165,8 @@ SHORT_KEYS = {
     "on_bad_image": "data.on_bad_image",
     "model": "model.name",
     "pretrained": "model.pretrained",
+    "weights": "model.weights",
+    "weights_mirror": "model.weights_mirror",
     "finetune": "model.finetune",
     "optimizer": "optim.name",
     "lr": "optim.lr",

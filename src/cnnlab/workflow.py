@@ -35,7 +35,7 @@ from cnnlab.data.splits import write_split_csv
 from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
-from cnnlab.engine.finetune import setup_finetune
+from cnnlab.engine.finetune import resolve_weights, setup_finetune
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
 from cnnlab.engine.losses import balance_summary, build_loss, class_weights
@@ -58,6 +58,7 @@ class Session:
     dist: DistInfo
     log: Callable[[str], None] = print
     started: float = field(default_factory=time.perf_counter)
+    weights: Any = None  # published pretrained weights (models.weights.PretrainedWeights), set by load_data
 
 
 @dataclass
@@ -95,7 +96,11 @@ def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
 
 # ---- step 2: data ----------------------------------------------------------------------------------
 def load_data(s: Session) -> tuple[Any, PreparedData]:
-    """Dataset -> split -> statistics of the training split -> loaders (sharded under DDP)."""
+    """Dataset -> split -> statistics of the training split -> loaders (sharded under DDP).
+
+    Published pretrained weights are fetched first: they bring their image size (unless one is
+    given) and the mean/std they were trained with, which replace the data's own statistics."""
+    s.cfg, s.weights = resolve_weights(s.cfg, s.log)
     d = s.cfg.data
     ds = load_dataset(
         d.name,
@@ -109,7 +114,10 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
     )
     for path, reason in getattr(ds, "skipped", []):
         s.log(f"skipped unreadable image {path}: {reason}")
-    data = prepare_data(ds, d, s.cfg.train.seed, s.device, channels_last=s.cfg.train.channels_last)
+    pre = s.weights.preprocessing if s.weights is not None else None
+    data = prepare_data(
+        ds, d, s.cfg.train.seed, s.device, channels_last=s.cfg.train.channels_last, stats=pre.stats if pre else None
+    )
     if s.dist.active:  # each process trains on its slice of every epoch
         data.train.shard(s.dist.rank, s.dist.world)
     return ds, data
@@ -127,7 +135,7 @@ def build_parts(s: Session, data: PreparedData) -> Parts:
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(s.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, s.log)
+    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, s.log, weights=s.weights)
     optimizer = build_optimizer(model, optim_cfg)
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
@@ -206,6 +214,8 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
     cfg, model = s.cfg, trainer.model
     _load_best_weights(trainer, run_dir)
     meta = _model_meta(cfg, data, trainer, model)
+    if s.weights is not None and s.weights.preprocessing is not None:  # what the pretrained weights expect
+        meta["preprocessing"] = s.weights.preprocessing.to_dict()
     metrics: dict[str, Any] = {}
     if data.test is not None:
         metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta)

@@ -19,35 +19,63 @@ def add_parser(subparsers) -> None:
             "their input shape, parameter count and multiply-accumulates per image."
         ),
     )
-    p.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="glob (resnet*) or substring (cifar)")
+    p.add_argument(
+        "pattern",
+        nargs="?",
+        default="*",
+        metavar="PATTERN",
+        help="glob (resnet*) or substring (cifar); timm:GLOB lists timm's CNNs (pip install 'cnnlab[timm]')",
+    )
     p.add_argument("--input", default=None, help="input shape CxHxW for every model (default: each model's own)")
     p.add_argument("--classes", type=int, default=None, help="number of classes (default: each model's own)")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in docs/models.md)")
     p.set_defaults(func=run)
 
 
-def model_rows(pattern: str = "*", input_shape=None, num_classes: int | None = None) -> list[dict]:
-    """One dict per matching model: name, input, params, macs, description, error (None when it built)."""
-    from cnnlab.models import MODELS, list_models
+def model_names(pattern: str = "*") -> list[str]:
+    """Names matching ``pattern`` (a glob, or a substring); ``timm:PATTERN`` searches timm's CNNs."""
+    from cnnlab.models import list_models
+
+    prefix = "timm:" if pattern.startswith("timm:") else ""
+    body = pattern.removeprefix(prefix)
+    names = list_models(prefix + (body if any(ch in body for ch in "*?[") else f"*{body}*"))
+    if not names:
+        hint = "" if prefix else did_you_mean(pattern, list_models()) + " timm's CNNs: cnnlab models 'timm:*'."
+        raise CnnlabError(f"no {'timm' if prefix else 'registered'} model matches {pattern!r}.{hint}")
+    return names
+
+
+def model_row(name: str, input_shape=None, num_classes: int | None = None) -> dict:
+    """name, input, params, macs, description, error (None when it built) for one model."""
+    from cnnlab.models import MODELS
     from cnnlab.models.summary import default_input_shape, summary
 
-    glob = pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
-    names = list_models(glob)
-    if not names:
-        raise CnnlabError(f"no registered model matches {pattern!r}.{did_you_mean(pattern, list_models())}")
-    rows = []
-    for name in names:
+    timm = name.startswith("timm:")
+    if timm:
+        from cnnlab.models.timm_models import timm_input_size
+
+        size = timm_input_size(name.removeprefix("timm:"))
+        shape, doc = tuple(input_shape or (3, size, size)), ["timm model (pip install 'cnnlab[timm]')"]
+    else:
         shape = tuple(input_shape or default_input_shape(name))
         doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
-        row = {"name": name, "input": "x".join(map(str, shape)), "params": None, "macs": None, "error": None}
-        row["description"] = doc[0] if doc else ""
-        try:
-            s = summary(name, shape, num_classes=num_classes)
-            row.update(params=s.total_params, macs=s.total_macs)
-        except CnnlabError as exc:
-            row["error"] = str(exc)
-        rows.append(row)
-    return rows
+    row = {"name": name, "input": "x".join(map(str, shape)), "params": None, "macs": None, "error": None}
+    row["description"] = doc[0] if doc else ""
+    try:
+        s = summary(name, shape, num_classes=num_classes)
+        row.update(params=s.total_params, macs=s.total_macs)
+    except CnnlabError as exc:
+        row["error"] = str(exc)
+    except Exception as exc:  # a third-party (timm) model that cannot run shapes-only on the meta device
+        if not timm:
+            raise
+        row["error"] = f"not summarised: {type(exc).__name__}: {str(exc)[:80]}"
+    return row
+
+
+def model_rows(pattern: str = "*", input_shape=None, num_classes: int | None = None) -> list[dict]:
+    """One dict per matching model (see :func:`model_row`)."""
+    return [model_row(name, input_shape, num_classes) for name in model_names(pattern)]
 
 
 def _fmt(n: int | None) -> str:
@@ -62,18 +90,22 @@ def run(args) -> int:
     from cnnlab.models.summary import parse_input_shape
 
     shape = parse_input_shape(args.input) if args.input else None
-    rows = model_rows(args.pattern, shape, args.classes)
-    if args.markdown:
-        print("| model | input | parameters | MMACs | description |")
-        print("|---|---|--:|--:|---|")
-        for r in rows:
-            desc = r["description"] if r["error"] is None else f"{r['description']} Not summarised: {r['error']}"
-            print(f"| `{r['name']}` | {r['input']} | {_fmt(r['params'])} | {_mmacs(r['macs'])} | {desc} |")
-        return 0
-    width = max(len(r["name"]) for r in rows)
-    print(f"{'model':<{width}}  {'input':>9}  {'parameters':>13}  {'MMACs':>10}")
-    for r in rows:
+    if not args.markdown:  # one line per model as it is summarised (hundreds of timm models take minutes)
+        return _print_table(model_names(args.pattern), shape, args.classes)
+    print("| model | input | parameters | MMACs | description |")
+    print("|---|---|--:|--:|---|")
+    for r in model_rows(args.pattern, shape, args.classes):
+        desc = r["description"] if r["error"] is None else f"{r['description']} Not summarised: {r['error']}"
+        print(f"| `{r['name']}` | {r['input']} | {_fmt(r['params'])} | {_mmacs(r['macs'])} | {desc} |")
+    return 0
+
+
+def _print_table(names: list[str], shape, classes: int | None) -> int:
+    width = max(len(n) for n in names)
+    print(f"{'model':<{width}}  {'input':>9}  {'parameters':>13}  {'MMACs':>10}", flush=True)
+    for name in names:
+        r = model_row(name, shape, classes)
         line = f"{r['name']:<{width}}  {r['input']:>9}  {_fmt(r['params']):>13}  {_mmacs(r['macs']):>10}"
-        print(line if r["error"] is None else f"{line}  ({r['error']})")
-    print(f"{len(rows)} model(s); MMACs = millions of multiply-accumulates per image.")
+        print(line if r["error"] is None else f"{line}  ({r['error']})", flush=True)
+    print(f"{len(names)} model(s); MMACs = millions of multiply-accumulates per image.")
     return 0

@@ -20,7 +20,10 @@ _SHORT_HELP = {
     "image_size": "resize images to this square side",
     "on_bad_image": "unreadable files in an image folder: fail (default) or skip them and report",
     "model": "registered model name (cnnlab models lists them)",
-    "pretrained": "start from these local weights (a .pth/.safetensors file or a run or model folder of cnnlab)",
+    "pretrained": "start from published weights (imagenet: downloaded once, hash-checked) or a local "
+    ".pth/.safetensors file or a run or model folder of cnnlab",
+    "weights": "a published weights set by name (IMAGENET1K_V2, DEFAULT; timm: a tag such as a1_in1k)",
+    "weights_mirror": "folder or http(s) URL holding weight files under their own names",
     "finetune": "finetune_all, feature_extraction, finetune_top or progressive",
     "optimizer": "optimiser name (sgd, adam, adamw, rmsprop)",
     "lr": "learning rate",

@@ -9,6 +9,7 @@ datasets or the DataLoader path for image folders. It returns everything the run
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,14 +48,19 @@ def prepare_data(
     device: torch.device,
     channels_last: bool = False,
     train_shuffle: bool = True,
+    stats: Callable[[int], tuple[list[float], list[float]]] | None = None,
 ) -> PreparedData:
-    """Split, compute statistics and build loaders for ``ds`` according to ``cfg``."""
+    """Split, compute statistics and build loaders for ``ds`` according to ``cfg``.
+
+    ``stats(channels) -> (mean, std)`` replaces the statistics of the training split (pretrained
+    weights bring the normalisation they were trained with).
+    """
     gen = torch.Generator().manual_seed(seed)
     if cfg.balance not in ("none", "weights", "sampler"):
         raise CnnlabError(f"data.balance must be none, weights or sampler, not {cfg.balance!r}")
     if isinstance(ds, ArrayDataset):
-        return _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle)
-    return _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle)
+        return _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats)
+    return _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats)
 
 
 def convert_arrays(images: np.ndarray, channels: int | None, size: int | None) -> np.ndarray:
@@ -73,12 +79,12 @@ def convert_arrays(images: np.ndarray, channels: int | None, size: int | None) -
     return images
 
 
-def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle) -> PreparedData:
+def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None) -> PreparedData:
     train_x = convert_arrays(ds.train_images, cfg.channels, cfg.image_size)
     test_x = convert_arrays(ds.test_images, cfg.channels, cfg.image_size)
     keep, held = stratified_split(ds.train_labels, cfg.val_fraction, seed)
     keep = keep[train_subset(ds.train_labels[keep], cfg.train_fraction, seed + 2)]
-    mean, std = channel_stats(train_x[keep])
+    mean, std = stats(train_x.shape[3]) if stats else channel_stats(train_x[keep])
     k = len(ds.classes)
 
     def loader(x, y, train):
@@ -146,16 +152,10 @@ def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, li
     return splits
 
 
-def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle) -> PreparedData:
+def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None) -> PreparedData:
     splits = folder_splits(ds, cfg, seed)
     c, size = ds.channels, ds.image_size
-    # Statistics from (up to) 1,000 training images, decoded exactly as training decodes them.
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(splits["train"]), size=min(1000, len(splits["train"])), replace=False)
-    sample = FolderImages([splits["train"][i] for i in pick], c, size)
-    arr = np.stack([sample[i][0].numpy() for i in range(len(sample))])  # (n, C, H, W) float
-    mean = arr.mean((0, 2, 3)).tolist()
-    std = np.maximum(arr.std((0, 2, 3)), 1e-6).tolist()
+    mean, std = stats(c) if stats else _folder_stats(splits["train"], c, size, seed)
 
     def loader(split, train):
         if split not in splits:
@@ -193,6 +193,15 @@ def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle) ->
         counts={s: np.bincount([lab for _, lab in v], minlength=k).tolist() for s, v in splits.items()},
         generator=gen,
     )
+
+
+def _folder_stats(items, c: int, size: int, seed: int) -> tuple[list[float], list[float]]:
+    """Mean/std from (up to) 1,000 training images, decoded exactly as training decodes them."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(items), size=min(1000, len(items)), replace=False)
+    sample = FolderImages([items[i] for i in pick], c, size)
+    arr = np.stack([sample[i][0].numpy() for i in range(len(sample))])  # (n, C, H, W) float
+    return arr.mean((0, 2, 3)).tolist(), np.maximum(arr.std((0, 2, 3)), 1e-6).tolist()
 
 
 def eval_loader(

@@ -8,7 +8,8 @@ Every builder is a keyword-only function registered with ``@register_model``::
 ``input_size`` is the square side length the network will see; builders use it to size their
 classifier heads, so every model is shape-flexible. ``create_model(name, **kw)`` builds one and
 ``list_models(pattern)`` lists names. Importing this package imports every family module so that
-their decorators run.
+their decorators run. Names starting ``timm:`` are routed to timm (``cnnlab.models.timm_models``,
+an optional extra), so a model file whose architecture is ``timm:NAME`` rebuilds like any other.
 """
 
 from __future__ import annotations
@@ -26,11 +27,23 @@ def register_model(fn):
 
 
 def create_model(name: str, **kwargs: Any):
-    """Build a registered model: ``create_model("seed_cnn", num_classes=10, in_channels=3, input_size=32)``."""
+    """Build a registered model: ``create_model("seed_cnn", num_classes=10, in_channels=3, input_size=32)``.
+
+    ``create_model("timm:convnext_nano", ...)`` builds timm's model instead (needs ``pip install timm``).
+    """
+    if name.startswith("timm:"):
+        from cnnlab.models.timm_models import create_timm
+
+        return create_timm(name.removeprefix("timm:"), **kwargs)
     return MODELS.create(name, **kwargs)
 
 
 def list_models(pattern: str = "*") -> list[str]:
+    """Registered names matching the glob ``pattern``; ``timm:GLOB`` lists timm's CNNs instead."""
+    if pattern.startswith("timm:"):
+        from cnnlab.models.timm_models import list_timm
+
+        return list_timm(pattern.removeprefix("timm:"))
     return MODELS.names(pattern)
 
 

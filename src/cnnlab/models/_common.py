@@ -1,7 +1,8 @@
 """Shared helpers: building torchvision's ImageNet-shaped networks offline, and first-conv surgery.
 
 The ImageNet-shaped variants in the zoo are torchvision's own builders called with ``weights=None``
-(never a download); pretrained weights come from a local file through ``cnnlab.models.transfer``.
+(never a download); pretrained weights are loaded afterwards by ``cnnlab.models.transfer`` from a
+local file or from torchvision's published files (``cnnlab.models.weights``).
 ``in_channels != 3`` swaps the stem convolution for one with the new input channel count, which is
 the same surgery ``transfer.adapt_in_channels`` does when it also carries the weights over.
 """

@@ -37,7 +37,7 @@ def default_run_name(cfg: Any) -> str:
     data = cfg.data.name
     if data.startswith("folder:"):
         data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
-    return f"{data}-{cfg.model.name}"
+    return f"{data}-{cfg.model.name.replace(':', '-')}"  # timm:NAME -> timm-NAME (no colon in folder names)
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -1,0 +1,280 @@
+"""Published pretrained weights by name: torchvision's ImageNet sets, downloaded once and hash-checked.
+
+Seed 002 ("Transfer Learning") starts from a network pretrained on a large dataset; every tool a
+practitioner knows does that in one line. ``--pretrained imagenet`` (or ``--weights IMAGENET1K_V2``
+for a particular set) does it here for every zoo model that is torchvision's own architecture
+(``resnet18``, ``efficientnet_b0``, ``mobilenet_v2``, ``densenet121``, ``vgg16_bn``, ...):
+
+- The URL and hash come from torchvision's weights enums (``torchvision.models.get_model_weights``),
+  never from a table of ours. As in ``torch.hub.load_state_dict_from_url(check_hash=True)``, the file
+  name carries the first hex digits of the file's SHA-256 (``resnet18-f37072fd.pth``).
+- The file is fetched once into ``$CNNLAB_CACHE/weights`` (default ``~/.cache/cnnlab/weights``) with
+  a progress bar, written to a temporary file in that folder and renamed only once its hash matches,
+  so an interrupted or corrupt download never leaves a file under the real name.
+- A mirror (``--model.weights_mirror`` or ``$CNNLAB_WEIGHTS_MIRROR``) is looked at first: a folder
+  holding the files under their own names, or an ``http(s)://`` base URL serving them.
+- Offline, the one error names the URL and the folder to put the file in.
+- The weights' own preprocessing (``weights.transforms()``: crop size, resize size, mean/std,
+  interpolation) comes back as :class:`Preprocessing`; training uses its crop size as the image size
+  and its mean/std as the normalisation, and the model file records it.
+
+``timm:NAME`` models take their named weights from the Hugging Face cache instead (no network; see
+``cnnlab.models.timm_models``). :func:`resolve_pretrained` is the one entry point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, did_you_mean
+
+NAMED = "imagenet"  # --pretrained imagenet: the weights set torchvision calls DEFAULT
+CACHE_ENV = "CNNLAB_CACHE"
+MIRROR_ENV = "CNNLAB_WEIGHTS_MIRROR"
+TIMEOUT_S = 60
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's rule: resnet18-f37072fd.pth -> sha256 starts f37072fd
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the pretrained weights expect their input (torchvision's/timm's evaluation transform)."""
+
+    weights: str  # e.g. "ResNet18_Weights.IMAGENET1K_V1" or "timm:resnet18.a1_in1k"
+    image_size: int  # side of the square the network saw (the centre crop)
+    resize_size: int  # shorter side before that crop
+    mean: list[float]  # per channel, on [0, 1] pixels
+    std: list[float]
+    interpolation: str  # "bilinear" | "bicubic" | ...
+
+    def stats(self, channels: int) -> tuple[list[float], list[float]]:
+        """(mean, std) for ``channels`` input channels; a grey model gets the average over RGB.
+
+        ``transfer.adapt_conv_weight`` sums the RGB filters for a 1-channel model, so a grey pixel
+        then stands for an equal-RGB pixel, normalised with the channel-averaged statistics.
+        """
+        if channels == len(self.mean):
+            return list(self.mean), list(self.std)
+        if channels == 1:
+            return [sum(self.mean) / len(self.mean)], [sum(self.std) / len(self.std)]
+        raise CnnlabError(f"{self.weights} expects {len(self.mean)} input channels; cannot use them with {channels}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Where the tensors are and how their input was preprocessed (None: a local file, data statistics)."""
+
+    path: Path
+    source: str  # the URL or file they came from
+    preprocessing: Preprocessing | None
+
+
+def resolve_pretrained(
+    model_name: str,
+    pretrained: str | None = None,
+    weights: str | None = None,
+    *,
+    mirror: str | None = None,
+    cache: str | Path | None = None,
+    progress: bool = True,
+) -> PretrainedWeights | None:
+    """Turn ``model.pretrained`` / ``model.weights`` into a local file and its preprocessing.
+
+    Args:
+        model_name: the zoo name (``resnet50``) or ``timm:NAME``.
+        pretrained: ``"imagenet"`` (the published default set), a local weights file or a cnnlab
+            model/run folder, or None.
+        weights: a published set by name (``IMAGENET1K_V2``, ``DEFAULT``; for timm a tag such as
+            ``a1_in1k``); implies ``pretrained="imagenet"``.
+        mirror: folder or base URL holding weight files under their own names (default
+            ``$CNNLAB_WEIGHTS_MIRROR``).
+        cache: download folder (default ``$CNNLAB_CACHE/weights`` or ``~/.cache/cnnlab/weights``).
+
+    Returns:
+        None when neither is set; local files come back with ``preprocessing=None``.
+    """
+    if not pretrained and not weights:
+        return None
+    if pretrained and pretrained.lower() != NAMED:
+        if weights:
+            raise CnnlabError(
+                f"model.weights={weights!r} names a published weights set, but model.pretrained={pretrained!r} "
+                "is a local file; give one of them (--pretrained imagenet --weights NAME, or --pretrained PATH)."
+            )
+        return PretrainedWeights(Path(pretrained).expanduser(), str(pretrained), None)
+    if model_name.startswith("timm:"):
+        from cnnlab.models.timm_models import timm_pretrained
+
+        return timm_pretrained(model_name.removeprefix("timm:"), weights)
+    entry = torchvision_weights(model_name, weights)
+    path = fetch_weights(entry.url, cache=cache, mirror=mirror, progress=progress)
+    return PretrainedWeights(path, entry.url, preprocessing_of(entry, model_name))
+
+
+# ---------------------------------------------------------------- torchvision's weights enums
+
+
+def torchvision_backed() -> list[str]:
+    """Zoo models that are torchvision's own architectures (so torchvision publishes weights for them)."""
+    import torchvision.models as tvm
+
+    from cnnlab.models import MODELS
+
+    return sorted(n for n in tvm.list_models(module=tvm) if n in MODELS)
+
+
+def torchvision_weights(model_name: str, weights: str | None = None) -> Any:
+    """The member of torchvision's weights enum for zoo model ``model_name`` (``DEFAULT`` unless named).
+
+    ``weights`` may be a member name (``IMAGENET1K_V2``) or torchvision's full name
+    (``ResNet50_Weights.IMAGENET1K_V2``).
+    """
+    import torchvision.models as tvm
+
+    backed = torchvision_backed()
+    if model_name not in backed:
+        raise CnnlabError(
+            f"no published ImageNet weights for model {model_name!r}: they exist for the zoo models that are "
+            f"torchvision's architectures ({', '.join(backed)}) and for timm:NAME models. "
+            "For another model give a local file: --pretrained PATH."
+        )
+    enum = tvm.get_model_weights(model_name)
+    key = (weights or "DEFAULT").split(".")[-1]
+    if key not in enum.__members__:
+        names = list(enum.__members__)
+        raise CnnlabError(
+            f"{enum.__name__} has no weights {key!r}.{did_you_mean(key, names)} Known: {', '.join(names)}."
+        )
+    return enum.__members__[key]
+
+
+def preprocessing_of(entry: Any, model_name: str) -> Preprocessing:
+    """The evaluation transform of a torchvision weights entry as a :class:`Preprocessing`."""
+    t = entry.transforms()  # torchvision.transforms._presets.ImageClassification
+    mean, std = [float(v) for v in t.mean], [float(v) for v in t.std]
+    if model_name == "googlenet":
+        # torchvision trained these with transform_input=True, which maps ImageNet-normalised input to
+        # (x - 0.5) / 0.5; normalising that way directly is the same and keeps the zoo builder unchanged
+        mean, std = [0.5] * 3, [0.5] * 3
+    name = f"{type(entry).__name__}.{entry.name}" if hasattr(entry, "name") else str(entry)
+    return Preprocessing(
+        weights=name,
+        image_size=int(t.crop_size[0]),
+        resize_size=int(t.resize_size[0]),
+        mean=mean,
+        std=std,
+        interpolation=str(getattr(t.interpolation, "value", t.interpolation)),
+    )
+
+
+# ---------------------------------------------------------------- cache, mirror, download
+
+
+def weights_cache() -> Path:
+    """Folder for downloaded weights: ``$CNNLAB_CACHE/weights`` or ``~/.cache/cnnlab/weights``."""
+    env = os.environ.get(CACHE_ENV)
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "cnnlab") / "weights"
+
+
+def hash_prefix(file_name: str) -> str:
+    """The SHA-256 prefix torchvision puts in its file names (``resnet18-f37072fd.pth`` -> ``f37072fd``)."""
+    m = _HASH_IN_NAME.search(file_name)
+    if m is None or len(m.group(1)) < 6:
+        raise CnnlabError(f"weights file name {file_name!r} carries no hash (expected NAME-HEXDIGITS.pth).")
+    return m.group(1)
+
+
+def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checked(path: Path, prefix: str, where: str) -> Path:
+    digest = sha256(path)
+    if not digest.startswith(prefix):
+        raise CnnlabError(
+            f"{path} is not the published file: its sha256 starts {digest[: len(prefix)]}, expected {prefix} "
+            f"(the hash in its name). Delete it and {where}."
+        )
+    return path
+
+
+def fetch_weights(
+    url: str, *, cache: str | Path | None = None, mirror: str | None = None, progress: bool = True
+) -> Path:
+    """A hash-checked local copy of ``url``: from the cache, else the mirror, else downloaded into the cache."""
+    name = url.rsplit("/", 1)[-1]
+    prefix = hash_prefix(name)
+    folder = Path(cache).expanduser() if cache else weights_cache()
+    if (folder / name).is_file():
+        return _checked(folder / name, prefix, "run again to download it")
+    mirror = mirror or os.environ.get(MIRROR_ENV)
+    if mirror and not mirror.startswith(("http://", "https://")):
+        local = Path(mirror).expanduser() / name
+        if local.is_file():
+            return _checked(local, prefix, f"put the file from {url} in {local.parent}/")
+    elif mirror:
+        url = f"{mirror.rstrip('/')}/{name}"
+    return download(url, folder / name, prefix, progress=progress, mirror=mirror)
+
+
+def download(url: str, dest: Path, prefix: str, *, progress: bool = True, mirror: str | None = None) -> Path:
+    """Stream ``url`` to a temporary file beside ``dest``; rename it to ``dest`` only if its sha256 matches."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as exc:
+        raise CnnlabError(
+            f"cannot write weights into {dest.parent}/ ({exc}); set $CNNLAB_CACHE to a writable folder."
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as r:
+                _copy(r, out, h, int(r.headers.get("Content-Length") or 0), dest.name, progress)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # incl. timeouts
+            where = f" or in the mirror folder {mirror}/" if mirror and not mirror.startswith("http") else ""
+            raise CnnlabError(
+                f"cannot download pretrained weights from {url} ({getattr(exc, 'reason', exc)}); offline? "
+                f"Fetch that file on a machine with internet access and put it, named {dest.name}, in "
+                f"{dest.parent}/{where} (or point $CNNLAB_WEIGHTS_MIRROR at a folder holding it)."
+            ) from None
+        if not h.hexdigest().startswith(prefix):
+            raise CnnlabError(
+                f"{url} gave a file whose sha256 starts {h.hexdigest()[: len(prefix)]}, not {prefix} (the hash in "
+                f"its name); it was not kept. Try again, or put the published {dest.name} in {dest.parent}/."
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _copy(response, out, h, total: int, label: str, progress: bool) -> None:
+    """Copy the response body in 1 MiB blocks into ``out`` and ``h``, with a byte progress bar on stderr."""
+    from tqdm import tqdm
+
+    with tqdm(total=total or None, unit="B", unit_scale=True, desc=label, disable=not progress, file=sys.stderr) as bar:
+        for block in iter(lambda: response.read(1 << 20), b""):
+            h.update(block)
+            out.write(block)
+            bar.update(len(block))
+        out.flush()
+        os.fsync(out.fileno())
