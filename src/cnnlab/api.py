@@ -209,7 +209,7 @@ def train(
     if data.test is not None:
         metrics = _final_metrics(model, data.test, data.classes, tta=cfg.train.tta)
         metrics["best_epoch"] = trainer.early.best_epoch
-        metrics["train_seconds"] = time.perf_counter() - start
+        metrics["train_seconds"] = trainer.seconds_before + time.perf_counter() - start  # summed over resumes
         write_json(run_dir / "metrics.json", metrics)
         meta["metrics"] = {k: metrics[k] for k in ("accuracy", "top5_accuracy", "loss") if k in metrics}
         save_model_file(run_dir / "model", model, meta)
