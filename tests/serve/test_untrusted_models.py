@@ -133,16 +133,9 @@ def test_nan_weights_are_refused_at_warm_up(model_dir, tmp_path):
         Predictor(folder)
 
 
-def _onnx_file(model_dir, tmp_path):
-    from cnnlab.export.onnx import export_onnx
-
-    out, _ = export_onnx(model_dir, tmp_path / "model.onnx", parity_n=2)
-    return out
-
-
-def test_damaged_and_external_data_onnx_files_are_refused(model_dir, tmp_path, capsys):
+def test_damaged_and_external_data_onnx_files_are_refused(onnx_model, tmp_path, capsys):
     onnx = pytest.importorskip("onnx")
-    good = _onnx_file(model_dir, tmp_path)
+    good = onnx_model
     image = tmp_path / "digit.png"
     digit_like().save(image)
     cut = tmp_path / "cut.onnx"
@@ -174,3 +167,36 @@ def test_serve_exits_with_an_error_for_a_broken_model(model_dir, tmp_path, capsy
     assert main(["serve", str(folder), "--port", "1"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("cnnlab: error:") and "weights.safetensors" in err and len(err.splitlines()) == 1
+
+
+def test_cnnlab_serve_runs_an_onnx_file(onnx_model, tmp_path):
+    """``cnnlab serve FILE.onnx`` in its own process: ready (KServe v2 route), predicts, and stops on SIGTERM."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    pytest.importorskip("uvicorn")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "cnnlab", "serve", str(onnx_model), "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline, ready = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=5) as r:
+                    ready = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert ready == {"ready": True}, proc.stderr.read() if proc.poll() is not None else "timed out"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/model", timeout=5) as r:
+            assert json.loads(r.read())["classes"] == [f"class_{i}" for i in range(10)]
+    finally:
+        proc.terminate()
+        proc.wait(30)
