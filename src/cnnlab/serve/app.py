@@ -10,8 +10,9 @@ upload. A server that faces real clients must also survive them, so every reques
   anything, and by counting streamed bytes for chunked uploads — cuts uploads that stall for
   ``read_timeout_s`` or average under ``min_body_rate`` bytes/s (408, connection closed), and
   answers 503 + ``Retry-After`` when ``max_requests`` prediction requests are already in progress
-  (uploading, queued or running). A 503 leaves the connection open, so the unread body is drained by the
-  server instead of the socket being reset under the client.
+  (uploading, queued or running) or the decode queue below is full, before the body is parsed.
+  A 503 leaves the connection open, so the unread body is drained by the server instead of the
+  socket being reset under the client.
 * :class:`Admission`, once a body is in: the decoded-pixel count of every upload is read from its
   header (no pixel decoded) and checked against ``max_request_pixels`` per request (413) and
   ``max_total_pixels`` over all requests being decoded or queued (503); more than
@@ -148,8 +149,8 @@ class SlowClient(ApiError):
 class Guard:
     """Request ids, the body-size limit, slow-upload cut-off and the upload limit, in front of the FastAPI app."""
 
-    def __init__(self, app, settings: ServeSettings):
-        self.app, self.settings = app, settings
+    def __init__(self, app, settings: ServeSettings, state: dict | None = None):
+        self.app, self.settings, self.state = app, settings, state or {}
         self.in_flight = 0  # prediction requests admitted and not yet answered
 
     async def __call__(self, scope, receive, send):
@@ -173,8 +174,11 @@ class Guard:
         if length is not None and int(length) > limit:
             return await _send_json(send_with_id, 413, error_body(413, "too_large", _too_large(length, limit), rid))
         is_predict = scope["method"] == "POST" and scope["path"] in _PREDICT_PATHS
-        if is_predict and self.in_flight >= self.settings.max_requests:
-            # keep-alive: the server reads and drops the body, so the client gets this answer, not a reset
+        admission = self.state.get("admission")
+        queue_full = admission is not None and admission.full
+        if is_predict and (self.in_flight >= self.settings.max_requests or queue_full):
+            # Refused before the body is parsed (cheap under a burst). Keep-alive: the server reads and
+            # drops the body, so the client gets this answer, not a reset on its next request.
             body = error_body(503, "busy", "the server is at its request limit; retry shortly", rid)
             return await _send_json(send_with_id, 503, body, [(b"retry-after", b"1")], close=False)
         self.in_flight += is_predict
@@ -304,6 +308,11 @@ class Admission:
         self.waiting = 0  # requests queued or decoding/inferring
         self.pixels = 0  # header pixel count of their uploads
 
+    @property
+    def full(self) -> bool:
+        """No room for another request in the queue (Guard then refuses before reading the body)."""
+        return self.waiting >= self.settings.max_concurrency + self.settings.max_queue
+
     @asynccontextmanager
     async def slot(self, pixels: int):
         """Wait for a decode slot for ``pixels`` decoded pixels, or refuse: 413 for one request over its
@@ -316,7 +325,7 @@ class Admission:
                 f"the images decode to {pixels:,} pixels in all, over the limit of "
                 f"{s.max_request_pixels:,} per request; send fewer or smaller images",
             )
-        if self.waiting >= s.max_concurrency + s.max_queue:
+        if self.full:
             raise ApiError(503, "busy", "the server is at its request limit; retry shortly", headers=busy)
         if self.pixels + pixels > s.max_total_pixels:
             raise ApiError(503, "busy", "the server is decoding its limit of pixels; retry shortly", headers=busy)
@@ -440,7 +449,7 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Guard, settings=settings, state=state)
     app.state.cnnlab = state
 
     def ready_predictor() -> Predictor:
