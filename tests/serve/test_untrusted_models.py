@@ -200,3 +200,26 @@ def test_cnnlab_serve_runs_an_onnx_file(onnx_model, tmp_path):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_model_that_fails_in_the_background_is_logged(model_dir, tmp_path, caplog):
+    """create_app(path) loads in the background: a failure keeps /ready at 503 and says why in the log."""
+    pytest.importorskip("fastapi")
+    import logging
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from cnnlab.serve.app import create_app
+
+    folder = _copy(model_dir, tmp_path)
+    TAMPER["truncated weights"](folder)
+    logged = caplog.at_level(logging.ERROR, logger="uvicorn.error")
+    with logged, TestClient(create_app(folder), raise_server_exceptions=False) as c:
+        deadline = time.monotonic() + 30
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
+        r = c.get("/v2/health/ready")
+    assert r.status_code == 503 and r.json()["error"]["message"] == "model failed to load"
+    assert str(folder) not in r.text  # no paths in responses...
+    assert any("weights.safetensors is damaged" in rec.getMessage() for rec in caplog.records)  # ...but in the log
