@@ -37,7 +37,7 @@ def os_error_message(exc: OSError) -> str:
         return f"no space left on the device while writing {where}; free some space or choose another --out folder"
     if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return f"cannot access {where}: {exc.strerror}; choose a writable --out folder or fix its permissions"
-    return f"{where}: {exc.strerror or exc}"
+    return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
