@@ -13,6 +13,7 @@ arguments runs offline in about a minute.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -120,6 +121,9 @@ class TrainConfig:
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); evaluation then uses the EMA weights; 0 disables
     tta: str = "none"  # test-time augmentation at evaluation: none | flip | flip-translate
     skip_nonfinite: int = 0  # skip up to this many steps with a NaN/Inf loss before stopping
+    # stop when the smoothed training loss exceeds this many times its lowest value so far (losses under
+    # 0.01 count as 0.01); the last good checkpoint is kept; null disables
+    divergence_factor: float | None = 100.0
     checkpoint_every: int = 0  # also save checkpoints/last.pt every N steps (mid-epoch resume); 0: per epoch
     log_steps: bool = True  # write steps.csv (global step, epoch, lr, loss) into the run folder
     early_stop_metric: str = "val_acc"  # val_acc | val_loss | val_macro_f1
@@ -254,12 +258,17 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; it is a number here
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is str and isinstance(value, (str, PurePath)):
         return str(value)  # Path objects are welcome from Python
     raise CnnlabError(f"config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def _type_name(tp: Any) -> str:
@@ -297,7 +306,17 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
         for part in section.split("."):
             node = node[part]
         node[name] = value
-    return from_dict(Config, data)
+    return check_ranges(from_dict(Config, data))
+
+
+def check_ranges(cfg: Config) -> Config:
+    """Refuse values of the right type that cannot train anything (the key named, with the fix)."""
+    t = cfg.train
+    if t.epochs < 1:
+        raise CnnlabError(f"train.epochs must be at least 1, got {t.epochs} (an untrained model is never saved)")
+    if t.divergence_factor is not None and t.divergence_factor <= 1:
+        raise CnnlabError(f"train.divergence_factor must be above 1 (or null to disable), got {t.divergence_factor}")
+    return cfg
 
 
 def _parse_scalar(text: str, tp: Any) -> Any:

@@ -220,7 +220,7 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
     if data.test is not None:
         metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta)
         metrics["best_epoch"] = trainer.early.best_epoch
-        metrics["train_seconds"] = time.perf_counter() - s.started
+        metrics["train_seconds"] = trainer.seconds_before + time.perf_counter() - s.started  # summed over resumes
         write_json(run_dir / "metrics.json", metrics)
         meta["metrics"] = {k: metrics[k] for k in ("accuracy", "top5_accuracy", "loss") if k in metrics}
     save_model_file(run_dir / "model", model, meta)

@@ -45,3 +45,13 @@ def model_dir(tmp_path_factory):
         "metrics": {"accuracy": 0.5},
     }
     return save_model_file(tmp_path_factory.mktemp("serve_model") / "model", model, meta)
+
+
+@pytest.fixture(scope="session")
+def onnx_model(model_dir, tmp_path_factory):
+    """``model_dir`` exported to ONNX once per session (the export takes seconds)."""
+    pytest.importorskip("onnxruntime")
+    from cnnlab.export.onnx import export_onnx
+
+    out, _ = export_onnx(model_dir, tmp_path_factory.mktemp("serve_onnx") / "model.onnx", parity_n=4)
+    return out

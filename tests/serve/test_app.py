@@ -104,10 +104,8 @@ def test_ready_is_503_until_the_model_is_loaded(model_dir, tmp_path):
         assert err["message"] == "model failed to load"
 
 
-def test_an_exported_onnx_file_is_served_like_the_model_folder(model_dir, predictor, tmp_path):
-    from cnnlab.export.onnx import export_onnx
-
-    onnx_file, _ = export_onnx(model_dir, tmp_path / "model.onnx", parity_n=4)
+def test_an_exported_onnx_file_is_served_like_the_model_folder(onnx_model, predictor):
+    onnx_file = onnx_model
     data = encode(digit_like(28, seed=5))
     with TestClient(create_app(onnx_file, ServeSettings()), raise_server_exceptions=False) as c:
         wait_ready(c)

@@ -165,12 +165,14 @@ def test_exported_files_predict_like_the_model_folder(digits_pngs, trained_run, 
     else:
         from cnnlab.export.torchscript import export_torchscript as export
     out, _ = export(trained_run, tmp_path / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt"))
-    exported = Predictor(out)
+    trust = fmt == "torchscript"  # TorchScript is code: loaded only with the opt-in
+    exported = Predictor(out, trust_torchscript=trust)
     assert exported.kind == fmt and exported.classes == predictor.classes
     a, b = predictor.predict(paths[:10]), exported.predict(paths[:10])
     assert [r["label"] for r in a] == [r["label"] for r in b]
     assert np.allclose([r["probability"] for r in a], [r["probability"] for r in b], atol=1e-4)
-    assert main(["predict", str(out), str(paths[0]), "--format", "json"]) == 0
+    flags = ["--trust-torchscript"] if trust else []
+    assert main(["predict", str(out), str(paths[0]), "--format", "json", *flags]) == 0
     assert json.loads(capsys.readouterr().out)[0]["label"] == a[0]["label"]
 
 

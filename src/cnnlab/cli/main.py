@@ -8,6 +8,7 @@ into one clear line on stderr with a non-zero exit code (no traceback).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import re
@@ -67,6 +68,16 @@ def _all_options(parser: argparse.ArgumentParser) -> list[str]:
     return out
 
 
+def os_error_message(exc: OSError) -> str:
+    """An operating-system error as one line that names the file and the fix."""
+    where = exc.filename or "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device while writing {where}; free some space or choose another --out folder"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot access {where}: {exc.strerror}; choose a writable --out folder or fix its permissions"
+    return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnlab", description="Convolutional neural networks on images: learn, train, evaluate.")
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
@@ -89,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a read-only --out, a full disk, a missing permission: one line, no traceback
+        print(f"cnnlab: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)

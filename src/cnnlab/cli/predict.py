@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
         "predict",
         help="predict the classes of image files with a trained model",
         description="Predict the top-k classes of image files, folders (searched recursively) and globs "
-        "with a model written by cnnlab train (run or model folder) or cnnlab export (.onnx, .pt).",
+        "with a model written by cnnlab train (run or model folder) or cnnlab export (.onnx; a TorchScript .pt "
+        "only with --trust-torchscript, because TorchScript is code).",
     )
     p.add_argument("model", metavar="MODEL", help="run or model folder, or a .onnx / TorchScript .pt file")
     p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns ('*.png')")
@@ -31,6 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     add_json(p, "the predictions (same as --format json)")
     add_device(p, " (.onnx files and NumPy-engine runs run on the CPU)")
+    p.add_argument(
+        "--trust-torchscript",
+        action="store_true",
+        help="allow a TorchScript .pt file: it is a program and runs with your rights (prefer .onnx)",
+    )
     p.set_defaults(func=run)
 
 
@@ -82,7 +88,9 @@ def run(args) -> int:
     if args.batch_size < 1:
         raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}")
     paths = expand_inputs(args.paths)
-    predictor = Predictor(args.model, device=args.device, batch_size=args.batch_size)
+    predictor = Predictor(
+        args.model, device=args.device, batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
+    )
     results, errors = predict_files(predictor, paths, args.batch_size, args.topk)
     if args.json:
         emit_json(args.json, results)

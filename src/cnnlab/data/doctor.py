@@ -27,6 +27,8 @@ imbalance and duplicates by hashing each image's bytes.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -144,6 +146,14 @@ def inspect_file(path: Path, rec: FileRecord, near: bool) -> FileRecord:
     return rec
 
 
+def is_regular_file(path: Path) -> bool:
+    """True for a regular file (symlinks followed); False for FIFOs, sockets, devices and missing files."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _records(
     scan: FolderScan, near: bool, workers: int, progress: Callable[[int, int], None] | None
 ) -> list[FileRecord]:
@@ -153,6 +163,7 @@ def _records(
         (p, FileRecord(p.relative_to(root).as_posix(), split, scan.classes[y]))
         for split, samples in scan.splits.items()
         for p, y in samples
+        if is_regular_file(p)  # reading a FIFO named x.jpg would wait forever; check_folder warns about it
     ]
     out: list[FileRecord] = []
     if workers <= 1:
@@ -344,6 +355,9 @@ def check_folder(
     errors: list[Issue] = []
     warnings: list[Issue] = []
     _structure_issues(scan, errors, warnings)
+    for p in (p for samples in scan.splits.values() for p, _ in samples if not is_regular_file(p)):
+        rel = p.relative_to(scan.root).as_posix()
+        warnings.append(Issue("not_a_file", f"{rel}: not a regular file (FIFO, socket or device); skipped", [rel]))
     if scan.num_images == 0:
         errors.append(Issue("no_images", f"no images found under {scan.root}"))
     bad = [r for r in recs if r.error is not None]

@@ -8,6 +8,7 @@ only tensors, numbers, strings, lists and dicts (RNG states are stored as tensor
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -17,20 +18,26 @@ import torch
 
 from cnnlab.errors import CnnlabError
 
+TMP_SUFFIX = ".tmp"  # atomic_save's temporary files are ".<name>.<random>.tmp" next to the target
+
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # name the checkpoint, not the temp file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        if isinstance(exc, RuntimeError) and "write" in str(exc).lower():  # torch.save's writer wraps the OSError
+            raise OSError(getattr(exc.__context__, "errno", errno.EIO), _reason(exc), str(path)) from None
         raise
     # Make the rename itself durable (the directory entry); not supported on every platform.
     try:
@@ -43,6 +50,23 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         pass
     finally:
         os.close(dir_fd)
+
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the ``.<name>.<random>.tmp`` files that :func:`atomic_save` leaves when it is killed mid-write.
+
+    Call only while no other process writes checkpoints into ``folder`` (the trainer holds the run lock).
+    """
+    folder = Path(folder)
+    stale = sorted(p for p in folder.glob(f".*{TMP_SUFFIX}") if p.is_file()) if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _reason(exc: BaseException) -> str:
+    inner = exc.__context__
+    return getattr(inner, "strerror", None) or str(exc).splitlines()[0]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

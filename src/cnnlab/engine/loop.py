@@ -51,6 +51,7 @@ class StepOptions:
     l2: float = 0.0
     skip_nonfinite: int = 0  # steps with a NaN/Inf loss that may be skipped before stopping
     sync_every: int = 1  # read the loss back every N steps (1 on CPU; larger on a GPU)
+    on_loss: Callable[[int, int, int, float], None] | None = None  # (global step, epoch, step, loss) when read
 
     @classmethod
     def from_config(cls, c, device: torch.device) -> StepOptions:
@@ -251,6 +252,8 @@ def _drain(pending: list, state: EpochState, epoch: int, opts: StepOptions) -> b
             )
             skip_last = True
             continue
+        if opts.on_loss is not None:  # the divergence guard: may raise before this step is applied
+            opts.on_loss(gstep, epoch, step, value)
         state.step_log.append((gstep, epoch + 1, lr, value))
         state.loss_sum += value * n
     pending.clear()

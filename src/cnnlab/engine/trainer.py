@@ -10,11 +10,19 @@ exactly: model, optimiser, schedule, grad scaler, EMA weights, epoch and step, t
 sums, the loader position, early-stopping state, history and all random states (global torch RNG
 for dropout, the data generator for shuffling and augmentation). No checkpoint is written from
 non-finite weights. The LR and loss of every step go to ``steps.csv``.
+
+Guards: a loss that grows past ``divergence_factor`` times its lowest smoothed value stops the run
+(:class:`DivergenceGuard`) before the step is applied, so the checkpoints keep the last good state;
+a lock file (``.lock``, held with ``flock`` by the main process) refuses a second trainer or resume
+of the same run folder, and a lock left by a dead process is simply taken over; a resume removes
+the temporary files of checkpoint writes that a kill interrupted. ``train_seconds`` in the
+checkpoint is the running total over every process that trained the run.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +33,14 @@ import torch
 from torch import nn
 
 from cnnlab.config import TrainConfig
-from cnnlab.engine.checkpoint import all_finite, atomic_save, load_checkpoint, rng_state, set_rng_state
+from cnnlab.engine.checkpoint import (
+    all_finite,
+    atomic_save,
+    load_checkpoint,
+    remove_stale_temps,
+    rng_state,
+    set_rng_state,
+)
 from cnnlab.engine.distributed import DistInfo, mean_over_ranks
 from cnnlab.engine.loop import EpochParts, EpochState, NonFiniteLossError, StepOptions, evaluate, train_one_epoch
 from cnnlab.errors import CnnlabError
@@ -63,6 +78,102 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
 
+class DivergenceError(NonFiniteLossError):
+    """The loss exploded (finite, but far above its best); training stops before anything is saved."""
+
+
+@dataclass
+class DivergenceGuard:
+    """Stop when the smoothed training loss exceeds ``factor`` times its lowest value so far.
+
+    The loss of each step is smoothed by a bias-corrected exponential average (``beta`` 0.9, about
+    ten steps) so one hard batch does not trip it; its running minimum counts as at least ``floor``,
+    so the tiny losses of a well-fitted model do not make ordinary noise look like divergence.
+    """
+
+    factor: float | None
+    beta: float = 0.9
+    floor: float = 0.01
+    avg: float = 0.0
+    steps: int = 0
+    best: float = math.inf
+
+    def __call__(self, global_step: int, epoch: int, step: int, loss: float) -> None:
+        if self.factor is None:
+            return
+        self.steps += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        smooth = self.avg / (1 - self.beta**self.steps)
+        limit = self.factor * max(self.best, self.floor)
+        if smooth > limit:
+            raise DivergenceError(
+                f"the training loss diverged at epoch {epoch + 1}, step {step + 1} (optimiser step {global_step}): "
+                f"smoothed loss {smooth:.4g} is over {self.factor:g} x its lowest value {self.best:.4g}. Lower "
+                "--optim.lr, keep --train.grad_clip, or raise --train.divergence_factor (null disables the check). "
+                "Nothing was saved from this step; the earlier checkpoints are the last good state."
+            )
+        self.best = min(self.best, smooth)
+
+    def state_dict(self) -> dict:
+        return {"avg": self.avg, "steps": self.steps, "best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.avg, self.steps, self.best = float(state["avg"]), int(state["steps"]), float(state["best"])
+
+
+class RunLock:
+    """``run_dir/.lock``: one trainer per run folder at a time.
+
+    The file holds the owner's PID and an exclusive ``flock``; the kernel drops the lock when the
+    process dies, so a lock left by a killed run never blocks. The same process may take its own
+    lock again (train, then resume, in one Python session). Where ``flock`` is missing (Windows) or
+    unsupported by the file system, no lock is taken.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.file = None  # the open lock file while held; closing it (or garbage collection) releases the lock
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:
+            return
+        f = open(self.path, "a+")  # noqa: SIM115 - held open for the trainer's lifetime
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _read_pid(f)
+            f.close()
+            if owner == os.getpid():
+                return  # an earlier Trainer of this process holds it
+            raise CnnlabError(
+                f"{self.path.parent} is being trained by another process (PID {owner}, lock file {self.path}); "
+                "wait for it to finish or stop it before resuming"
+            ) from None
+        except OSError:  # a file system without flock: train unlocked
+            f.close()
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        self.file = f
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # drops the flock; the file stays (an unlocked file means nothing)
+            self.file = None
+
+
+def _read_pid(f) -> int | None:
+    try:
+        f.seek(0)
+        return int(f.read(32).strip() or 0) or None
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class Trainer:
     model: nn.Module
@@ -94,6 +205,13 @@ class Trainer:
         device = next(self.model.parameters()).device
         c = self.cfg
         self.opts = StepOptions.from_config(c, device)
+        self.guard = DivergenceGuard(c.divergence_factor)
+        self.opts.on_loss = self.guard
+        self.lock = RunLock(self.run_dir)
+        if self.dist.main:
+            self.lock.acquire()
+        self.seconds_before = 0.0  # train_seconds of the processes that trained this run before (resume)
+        self._started = time.perf_counter()
         self.scaler = torch.amp.GradScaler(device.type) if c.amp == "fp16" else None
         self.ema = _make_ema(self.model, c.ema) if c.ema else None
         module = self.forward_module if self.forward_module is not None else self.model
@@ -193,7 +311,13 @@ class Trainer:
             },
             "history": self.history,
             "rng": self._rng_state(),
+            "divergence": self.guard.state_dict(),
+            "train_seconds": self.train_seconds(),
         }
+
+    def train_seconds(self) -> float:
+        """Seconds spent training this run, summed over every process that worked on it."""
+        return self.seconds_before + time.perf_counter() - self._started
 
     def _generators(self) -> dict[str, torch.Generator]:
         gens = {"data": self.generator}
@@ -225,6 +349,10 @@ class Trainer:
         self.early.best, self.early.best_epoch, self.early.bad_epochs = e["best"], e["best_epoch"], e["bad_epochs"]
         self.history = list(state["history"])
         set_rng_state(state["rng"], self._generators())
+        if state.get("divergence"):
+            self.guard.load_state_dict(state["divergence"])
+        self.seconds_before = float(state.get("train_seconds", 0.0))
+        self._started = time.perf_counter()
 
     def _check_finite(self, where: str) -> None:
         if not all_finite(self.model) or (self.ema is not None and not all_finite(self.ema.module)):
@@ -262,7 +390,11 @@ class Trainer:
             f.writelines(f"{s},{e},{lr:.6g},{loss:.6g}\n" for s, e, lr, loss in rows)
 
     def resume(self, path: Path) -> None:
-        """Continue from a checkpoint written by this Trainer (``last.pt``)."""
+        """Continue from a checkpoint written by this Trainer (``last.pt``); temporary files of checkpoint
+        writes that a kill interrupted are removed first."""
+        if self.dist.main:
+            for stale in remove_stale_temps(Path(path).parent):
+                self.log(f"removed {stale.name}, left by an interrupted checkpoint write")
         state = load_checkpoint(path)
         try:
             self.load_state_dict(state)

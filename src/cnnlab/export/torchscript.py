@@ -54,18 +54,29 @@ def export_torchscript(
 
 
 def load_torchscript(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """Load a file written by :func:`export_torchscript`: (module in eval mode, cnnlab metadata)."""
+    """Load a file written by :func:`export_torchscript`: (module in eval mode, cnnlab metadata).
+
+    Loading TorchScript runs code chosen by the file's author (a scripted ``forward`` can read and
+    write files), so :func:`cnnlab.serve.predictor.load_for_inference` calls this only when the user
+    opted in with ``--trust-torchscript``; the export's own parity check loads the file it just wrote.
+    """
     extra = {EXTRA: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        except (RuntimeError, ValueError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - torch.jit raises many types for a foreign or damaged file
             raise CnnlabError(f"{path} is not a TorchScript file: {exc}") from None
     if not extra[EXTRA]:
         raise CnnlabError(f"{path} has no {EXTRA} (was it exported by 'cnnlab export'?)")
     raw = extra[EXTRA]
-    return module.eval(), json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    try:
+        meta = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise CnnlabError(f"the {EXTRA} inside {path} is not a JSON object; re-export the model")
+    return module.eval(), meta
 
 
 __all__ = ["export_torchscript", "load_torchscript", "trace", "EXTRA"]

@@ -48,7 +48,8 @@ def check_meta(meta: dict[str, Any], where: str = "model.json") -> None:
         raise CnnlabError(f"{where}: 'input_shape' must be [C, S, S] with C 1 or 3, got {shape!r}")
     for key in ("mean", "std"):
         vals = meta.get(key)
-        if not isinstance(vals, list) or len(vals) != shape[0] or not all(math.isfinite(float(v)) for v in vals):
+        numbers = isinstance(vals, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+        if not numbers or len(vals) != shape[0] or not all(math.isfinite(float(v)) for v in vals):
             raise CnnlabError(f"{where}: {key!r} must list {shape[0]} finite number(s), got {vals!r}")
     if min(float(v) for v in meta["std"]) <= 0:
         raise CnnlabError(f"{where}: 'std' must be positive, got {meta['std']}")
@@ -111,6 +112,47 @@ def expand_inputs(patterns: Iterable[str | Path]) -> list[Path]:
     return [f for f in out if not (f in seen or seen.add(f))]
 
 
+def check_onnx_file(path: Path) -> None:
+    """Refuse a damaged ONNX file, or one whose weights live in external files.
+
+    ONNX Runtime reads "external data" from any path the file names (``../../secret``); the files
+    ``cnnlab export`` writes hold their weights inside, so an external reference means a foreign or
+    tampered file. The check parses the graph without loading any external data.
+    """
+    from cnnlab.export.onnx import _require_onnx
+
+    onnx, _ = _require_onnx()
+    from onnx.external_data_helper import uses_external_data
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises several types for a damaged file
+        raise CnnlabError(f"{path} is not a readable ONNX file ({type(exc).__name__}); re-export it") from None
+    tensors = [*model.graph.initializer]
+    tensors += [a.t for node in model.graph.node for a in node.attribute if a.HasField("t")]
+    if any(uses_external_data(t) for t in tensors):
+        raise CnnlabError(
+            f"{path} keeps weights in external data files; cnnlab loads only self-contained ONNX files "
+            "(re-export with 'cnnlab export MODEL --format onnx')"
+        )
+
+
+def _load_onnx(path: Path) -> tuple[OnnxForward, dict[str, Any]]:
+    """(forward, meta) of an exported ONNX file; any damage becomes a CnnlabError naming the file."""
+    from cnnlab.export.onnx import read_onnx_meta
+
+    check_onnx_file(path)
+    try:
+        forward, meta = OnnxForward(path), read_onnx_meta(path)
+    except CnnlabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime and json raise many types for a bad file
+        raise CnnlabError(f"{path} cannot be loaded by ONNX Runtime ({type(exc).__name__}); re-export it") from None
+    if not isinstance(meta, dict):
+        raise CnnlabError(f"the cnnlab metadata in {path} is not a JSON object; re-export it")
+    return forward, meta
+
+
 class OnnxForward:
     """An exported ONNX file run by ONNX Runtime (CPU), called like a torch module: tensor in, tensor out."""
 
@@ -155,9 +197,24 @@ def inference_device(path: str | Path, device: str | torch.device) -> torch.devi
     return torch.device("cuda" if torch.cuda.is_available() and not cpu_only else "cpu")
 
 
-def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any], str]:
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts")
+
+
+def refuse_torchscript(path: str | Path) -> CnnlabError:
+    """The refusal for a TorchScript file loaded without the opt-in: TorchScript is code, not data."""
+    return CnnlabError(
+        f"{path} is a TorchScript file, and TorchScript is a program: loading it runs whatever its author "
+        "wrote (it can read and write files). Use the ONNX export or the model folder instead "
+        "('cnnlab export MODEL --format onnx'), or pass --trust-torchscript if you trust the file's author"
+    )
+
+
+def load_for_inference(
+    path: str | Path, device: str | torch.device = "cpu", *, trust_torchscript: bool = False
+) -> tuple[Any, dict[str, Any], str]:
     """(forward, meta, kind) for a run or model folder ("cnnlab"), or a file written by ``cnnlab export``:
-    an ``.onnx`` file ("onnx", ONNX Runtime on the CPU) or a TorchScript ``.pt`` file ("torchscript").
+    an ``.onnx`` file ("onnx", ONNX Runtime on the CPU) or a TorchScript ``.pt`` file ("torchscript",
+    only with ``trust_torchscript``: a TorchScript file is code and runs with the caller's rights).
     The class names and preprocessing come from the metadata stored in the exported file. A run of
     ``cnnlab scratch train`` ("numpy", weights.npz) is run by the NumPy engine itself."""
     p = Path(path)
@@ -165,9 +222,7 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> 
     if p.is_file() and p.suffix.lower() == ".onnx":
         if not_cpu:
             raise CnnlabError(f"{p.name} is an ONNX file: it runs on the CPU through ONNX Runtime; drop --device")
-        from cnnlab.export.onnx import read_onnx_meta
-
-        return OnnxForward(p), read_onnx_meta(p), "onnx"
+        return (*_load_onnx(p), "onnx")
     folder = _numpy_model_folder(p)
     if folder is not None:
         if not_cpu:
@@ -176,8 +231,18 @@ def load_for_inference(path: str | Path, device: str | torch.device = "cpu") -> 
             meta = json.loads((folder / "model.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CnnlabError(f"{folder / 'model.json'} cannot be read: {exc}") from None
-        return NumpyForward(folder, meta), meta, "numpy"
-    if p.is_file() and p.suffix.lower() in (".pt", ".pth", ".ts"):
+        try:
+            return NumpyForward(folder, meta), meta, "numpy"
+        except CnnlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tampered kwargs or weights.npz: name the folder
+            raise CnnlabError(
+                f"{folder}: the NumPy model cannot be rebuilt from model.json and weights.npz "
+                f"({type(exc).__name__}: {str(exc)[:200]}); retrain it"
+            ) from None
+    if p.is_file() and p.suffix.lower() in TORCHSCRIPT_SUFFIXES:
+        if not trust_torchscript:
+            raise refuse_torchscript(p)
         from cnnlab.export.torchscript import load_torchscript
 
         module, meta = load_torchscript(p)
@@ -190,7 +255,8 @@ class Predictor:
     """Load a model once, then predict classes for images of any kind.
 
     The model is a run folder, a model folder, or an ``.onnx`` / TorchScript file from ``cnnlab
-    export`` (see :func:`load_for_inference`); preprocessing is the same for all of them.
+    export`` (see :func:`load_for_inference`; TorchScript only with ``trust_torchscript=True``);
+    preprocessing is the same for all of them.
 
     Example::
 
@@ -204,10 +270,14 @@ class Predictor:
         device: str | torch.device = "cpu",
         batch_size: int = 64,
         max_pixels: int | None = None,
+        trust_torchscript: bool = False,
     ):
         device = inference_device(model_path, device)
-        self.model, self.meta, self.kind = load_for_inference(model_path, device)
-        check_meta(self.meta, where="model.json" if self.kind == "cnnlab" else f"the metadata in {model_path}")
+        self.source = str(model_path)
+        self.model, self.meta, self.kind = load_for_inference(model_path, device, trust_torchscript=trust_torchscript)
+        if not isinstance(self.meta, dict):
+            raise CnnlabError(f"the metadata in {model_path} is not a JSON object; re-export the model")
+        check_meta(self.meta, where=f"{'model.json' if self.kind == 'cnnlab' else 'the metadata'} of {model_path}")
         self.device = torch.device(device)
         self.classes: list[str] = list(self.meta["classes"])
         self.input_shape: list[int] = list(self.meta["input_shape"])
@@ -220,10 +290,22 @@ class Predictor:
 
     def warm_up(self) -> None:
         """One inference on a blank image; checks the output size against the class list."""
-        out = self.logits(torch.zeros(1, *self.input_shape, device=self.device))
+        try:
+            out = self.logits(torch.zeros(1, *self.input_shape, device=self.device))
+        except Exception as exc:  # noqa: BLE001 - a tampered graph can fail in many ways; name the model
+            raise CnnlabError(
+                f"{self.source}: the warm-up inference failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                "re-export or retrain the model"
+            ) from None
         if tuple(out.shape) != (1, len(self.classes)):
             raise CnnlabError(
-                f"the model gives {tuple(out.shape)[1:]} outputs but its metadata lists {len(self.classes)} classes"
+                f"{self.source}: the model gives {tuple(out.shape)[1:]} outputs but its metadata lists "
+                f"{len(self.classes)} classes; fix 'classes' in the metadata or re-export the model"
+            )
+        if not bool(torch.isfinite(out).all()):
+            raise CnnlabError(
+                f"{self.source}: the model's output on a blank image is NaN or infinite (its weights hold NaN/Inf?); "
+                "retrain it or load an earlier checkpoint"
             )
 
     # ---- preprocessing -------------------------------------------------------------------------
