@@ -92,3 +92,13 @@ def test_training_path_functions_fit_on_one_screen():
                 if n > 60:
                     long.append(f"{rel}:{node.name} ({n} lines)")
     assert not long, long
+
+
+def test_plots_are_drawn_only_in_viz():
+    for path in SRC.rglob("*.py"):
+        if "viz" in path.relative_to(SRC).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.startswith("matplotlib") for n in names), f"{path.relative_to(SRC)} plots outside viz"

@@ -161,7 +161,7 @@ def make_trainer(s: Session, parts: Parts, data: PreparedData, run_dir: Path, ca
     cfg = s.cfg
     callbacks = list(callbacks or [])
     if (cfg.output.tensorboard or cfg.output.mlflow) and s.dist.main:  # tracking as callbacks
-        from cnnlab.tracking import tracking_callbacks
+        from cnnlab.engine.tracking import tracking_callbacks
 
         callbacks += tracking_callbacks(cfg, run_dir)
     return Trainer(

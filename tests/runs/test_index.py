@@ -10,7 +10,8 @@ import pytest
 from cnnlab.api import train
 from cnnlab.cli import runs as runs_cli
 from cnnlab.errors import CnnlabError
-from cnnlab.runs.index import PANELS, compare_figure, config_diff, read_run, scan_runs
+from cnnlab.runs.index import config_diff, read_run, scan_runs
+from cnnlab.viz.training_plots import PANELS, compare_figure
 
 
 @pytest.fixture(scope="module")

@@ -51,36 +51,8 @@ def run(args) -> int:
     if mixer is not None:
         after, _, lam = mixer(after, torch.arange(len(after)))
         title += f" + {'CutMix' if args.cutmix else 'MixUp'} (lam {lam:.2f})"
-    path = write_grid(x, after, args.output or "augment_preview.png", title)
+    from cnnlab.viz.training_plots import plot_augment_grid
+
+    path = plot_augment_grid(x, after, args.output or "augment_preview.png", title)
     print(f"wrote {path} ({len(x)} images; top: original, bottom: augmented)")
     return 0
-
-
-def write_grid(before, after, path, title: str):
-    """Two blocks of image rows: originals, then augmented; float (B, C, H, W) in [0, 1]."""
-    from pathlib import Path
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(before)
-    cols = min(n, 8)
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(2 * rows, cols, figsize=(cols * 1.2, 2 * rows * 1.25), squeeze=False)
-    for block, batch in enumerate((before, after)):
-        for i in range(rows * cols):
-            ax = axes[block * rows + i // cols][i % cols]
-            ax.axis("off")
-            if i < n:
-                img = batch[i].clamp(0, 1).permute(1, 2, 0).numpy()
-                ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0, vmax=1)
-        axes[block * rows][0].set_title("original" if block == 0 else "augmented", loc="left", fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

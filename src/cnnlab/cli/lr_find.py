@@ -31,7 +31,8 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from cnnlab.api import make_config
-    from cnnlab.engine.lr_find import lr_find, plot_lr_find
+    from cnnlab.engine.lr_find import lr_find
+    from cnnlab.viz.training_plots import plot_lr_find
     from cnnlab.workflow import build_parts, load_data, start_session
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}

@@ -36,7 +36,10 @@ def run(args) -> int:
         paths = [_resolve(name, root) for name in args.runs]
         default = root / ("compare-" + "-".join(Path(p).name for p in paths)[:100] + ".png")
         out = Path(args.output) if args.output else default
-        _, report = compare_runs(paths, out)
+        from cnnlab.viz.training_plots import plot_compare
+
+        runs, report = compare_runs(paths)
+        plot_compare(runs, out)
         print(report)
         print(f"\ncurves: {out}")
         return 0

@@ -14,7 +14,6 @@ import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -131,30 +130,3 @@ def _restore(model, optimizer, generators, saved: dict) -> None:
     for g, st in zip(generators, saved["gens"]):
         g.set_state(st)
     model.train(saved["training"])
-
-
-def plot_lr_find(result: LRFindResult, path: str | Path) -> Path:
-    """Smoothed (and raw) loss against LR on a log axis, the suggestion marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result.lrs, result.losses, color="0.8", lw=1, label="loss")
-    ax.plot(result.lrs, result.smoothed, color="C0", lw=2, label="smoothed loss")
-    ax.axvline(result.suggestion, color="C3", ls="--", label=f"suggested {result.suggestion:.2e}")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
-    top = np.percentile(result.smoothed, 95) * 1.2 if result.smoothed else None
-    if top:
-        ax.set_ylim(min(result.smoothed) * 0.9, top)
-    ax.legend()
-    ax.set_title("LR range test")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -26,7 +26,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import CnnlabError, did_you_mean
-from cnnlab.models.weights import Preprocessing, PretrainedWeights
+from cnnlab.models.pretrained import Preprocessing, PretrainedWeights
 
 PREFIX = "timm:"
 # timm modules whose models are convolutional networks (timm.list_modules() has transformers and MLPs too)

@@ -6,7 +6,7 @@ tracking server. A folder with a config but no history or metrics is an unfinish
 interrupted) run: it is skipped with a note instead of being shown with made-up numbers.
 Comparing runs overlays their validation accuracy, validation loss and learning-rate curves in one
 PNG and lists the config keys whose values differ, the question one asks first ("what changed?").
-Torch-free: only YAML, CSV, JSON and matplotlib.
+Torch-free and plot-free: YAML, CSV and JSON (the figure is drawn by viz.training_plots).
 """
 
 from __future__ import annotations
@@ -170,43 +170,12 @@ def metric_diff(runs: list[RunInfo]) -> dict[str, list[float]]:
     return {label: [float(fn(r)) for r in runs] for label, fn in METRICS.items()}
 
 
-# panels of the comparison figure: title -> history column
-PANELS = {"validation accuracy": "val_acc", "validation loss": "val_loss", "learning rate": "lr"}
-
-
-def compare_figure(runs: list[RunInfo]):
-    """One panel per curve in PANELS, one line per run (same colour for a run in every panel)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.8))
-    for ax, (title, key) in zip(axes, PANELS.items()):
-        for i, run in enumerate(runs):
-            pts = [(row["epoch"], row[key]) for row in run.history if not math.isnan(row.get(key, math.nan))]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, color=f"C{i % 10}", label=run.name)
-        ax.set(title=title, xlabel="epoch")
-        if key == "lr" and ax.lines and all(y > 0 for line in ax.lines for y in line.get_ydata()):
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def compare_runs(paths: list[str | Path], out: str | Path) -> tuple[list[RunInfo], str]:
-    """Read the runs, write the overlay PNG to ``out``; returns the runs and the printable report."""
-    import matplotlib.pyplot as plt
-
+def compare_runs(paths: list[str | Path]) -> tuple[list[RunInfo], str]:
+    """Read the runs to compare; returns them and the printable report (``viz.training_plots.plot_compare``
+    draws their curves)."""
     if len(paths) < 2:
         raise CnnlabError("give at least two run folders to compare")
     runs = [read_run(p) for p in paths]
-    fig = compare_figure(runs)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
     return runs, format_comparison(runs)
 
 

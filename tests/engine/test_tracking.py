@@ -13,8 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from cnnlab.api import train  # noqa: E402
 from cnnlab.config import load_config  # noqa: E402
+from cnnlab.engine.tracking import tracking_callbacks  # noqa: E402
 from cnnlab.errors import CnnlabError  # noqa: E402
-from cnnlab.tracking import tracking_callbacks  # noqa: E402
 
 
 @pytest.fixture

@@ -1,0 +1,46 @@
+"""What published pretrained weights are: where their tensors lie and how their input was
+preprocessed. Shared by ``models.weights`` (torchvision) and ``models.timm_models`` (timm)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How the pretrained weights expect their input (torchvision's/timm's evaluation transform)."""
+
+    weights: str  # e.g. "ResNet18_Weights.IMAGENET1K_V1" or "timm:resnet18.a1_in1k"
+    image_size: int  # side of the square the network saw (the centre crop)
+    resize_size: int  # shorter side before that crop
+    mean: list[float]  # per channel, on [0, 1] pixels
+    std: list[float]
+    interpolation: str  # "bilinear" | "bicubic" | ...
+
+    def stats(self, channels: int) -> tuple[list[float], list[float]]:
+        """(mean, std) for ``channels`` input channels; a grey model gets the average over RGB.
+
+        ``transfer.adapt_conv_weight`` sums the RGB filters for a 1-channel model, so a grey pixel
+        then stands for an equal-RGB pixel, normalised with the channel-averaged statistics.
+        """
+        if channels == len(self.mean):
+            return list(self.mean), list(self.std)
+        if channels == 1:
+            return [sum(self.mean) / len(self.mean)], [sum(self.std) / len(self.std)]
+        raise CnnlabError(f"{self.weights} expects {len(self.mean)} input channels; cannot use them with {channels}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PretrainedWeights:
+    """Where the tensors are and how their input was preprocessed (None: a local file, data statistics)."""
+
+    path: Path
+    source: str  # the URL or file they came from
+    preprocessing: Preprocessing | None
