@@ -302,7 +302,9 @@ def test_registered_in_the_cnnlab_command(messy, capsys):
 
     assert main(["data", "check", str(messy.root), "--max-lines", "2"]) == 1
     out = capsys.readouterr().out
-    assert "ERRORS (7)" in out and "... and 5 more" in out
+    assert "ERRORS (7)" in out and "more (see the JSON report" in out
+    # findings that change what to do (leakage, an empty class) are shown even past --max-lines
+    assert "leak " in out and "empty_class" in out
     assert main(["data", "check", str(messy.root / "missing")]) == 1
     assert "does not exist" in capsys.readouterr().err
 
