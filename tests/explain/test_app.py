@@ -1,0 +1,117 @@
+"""The explainer's JSON endpoints: payloads, the server's limits, errors without tracebacks, and the page
+mounted inside ``cnnlab serve``."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+import pytest
+from explain_helpers import digit_like
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from cnnlab.explain.app import create_explain_app, explain_page, mount_explain  # noqa: E402
+from cnnlab.serve.app import ServeSettings, create_app  # noqa: E402
+
+
+def _png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(explain_model):
+    return TestClient(create_explain_app(explain_model, ServeSettings(max_body_bytes=200_000, max_pixels=250_000)))
+
+
+def _no_traceback(text: str) -> None:
+    assert "Traceback" not in text and 'File "' not in text and "/tmp" not in text
+
+
+def test_analyse_gives_every_layer_the_steps_and_the_softmax(client):
+    r = client.post("/api/analyse?topk=3", files={"file": ("d.png", _png(digit_like(40, 1)))})
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert [s["name"] for s in a["steps"]] == ["decoded", "resized", "normalised"]
+    assert "40x40" in a["steps"][0]["text"] and a["steps"][2]["mean"] == [0.13]
+    layers = a["layers"]
+    assert layers[0]["name"] == "input" and layers[0]["shape"] == [1, 28, 28]
+    assert len(layers) == 26 and layers[1]["type"] == "Conv2d" and layers[1]["params"] == 32 * 9 + 32
+    for layer in layers:
+        raw = base64.b64decode(layer["maps"])
+        assert len(raw) == int(np.prod(layer["shape"])) and layer["min"] <= layer["max"]
+    assert sum(a["softmax"]["probs"]) == pytest.approx(1.0) and len(a["top"]) == 3
+    u = client.get(f"/api/unit?id={a['id']}&layer=1&c=3&y=0&x=0").json()
+    assert u["kind"] == "conv" and u["box"] == [0, 0, 1, 1] and u["computed"] == pytest.approx(u["value"], abs=1e-5)
+    u = client.get(f"/api/unit?id={a['id']}&layer=25&c=4").json()  # the last linear layer: a logit
+    assert u["kind"] == "linear" and u["value"] == pytest.approx(a["softmax"]["logits"][4], abs=1e-5)
+    cam = client.get(f"/api/attribution?id={a['id']}&method=saliency&target=2").json()
+    assert cam["target"] == 2 and cam["size"] == [28, 28] and len(base64.b64decode(cam["map"])) == 28 * 28
+
+
+def test_test_images_come_with_their_true_labels(client):
+    s = client.get("/api/samples").json()
+    assert len(s["samples"]) == 24 and s["samples"][0]["png"].startswith("data:image/png;base64,")
+    a = client.post("/api/analyse/sample?index=2").json()
+    assert a["label"]["index"] == s["samples"][2]["label"] and a["label"]["name"].startswith("digit_")
+    r = client.post("/api/analyse/sample?index=999")
+    assert r.status_code == 422 and "does not exist" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "call,status,code",
+    [
+        (
+            lambda c: c.post("/api/analyse", files={"file": ("a.jpg", b"<!doctype html><html>")}),
+            415,
+            "unsupported_type",
+        ),
+        (lambda c: c.post("/api/analyse", files={"file": ("a.png", _png(digit_like(600)))}), 422, "too_many_pixels"),
+        (lambda c: c.post("/api/analyse", files={"file": ("a.png", b"\x89PNG\r\n\x1a\n" + b"0" * 300_000)}), 413, None),
+        (lambda c: c.post("/api/analyse", files={"file": ("a.png", b"")}), 422, "empty"),
+        (lambda c: c.get("/api/unit?id=abc123&layer=1&c=0"), 404, "expired"),
+        (lambda c: c.get("/api/unit?id=zz&layer=1&c=0"), 422, "invalid_request"),
+        (lambda c: c.get("/api/attribution?id=abc&method=x"), 404, "expired"),
+    ],
+)
+def test_bad_requests_get_json_errors_without_tracebacks(client, call, status, code):
+    r = call(client)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["status"] == status and (code is None or err["code"] == code) and err["request_id"]
+    _no_traceback(r.text)
+
+
+def test_units_outside_a_layer_and_a_busy_server(client, explain_model):
+    a = client.post("/api/analyse", files={"file": ("d.png", _png(digit_like(28)))}).json()
+    r = client.get(f"/api/unit?id={a['id']}&layer=1&c=32&y=0&x=0")
+    assert r.status_code == 422 and "outside layer features.0.0" in r.json()["error"]["message"]
+    r = client.get(f"/api/unit?id={a['id']}&layer=99&c=0")
+    assert r.status_code == 422 and "layers are 0..25" in r.json()["error"]["message"]
+    app = create_explain_app(explain_model, ServeSettings(max_concurrency=1, max_queue=0))
+    app.state.explain.in_flight = 1  # one request already being served
+    r = TestClient(app).get("/api/model")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
+
+
+def test_the_page_is_self_contained():
+    html = explain_page()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # no CDN, no external asset
+    assert "fetch(path" in html and 'fetch("/' not in html  # relative API paths: works at / and /explain/
+
+
+def test_mounted_inside_the_prediction_server(explain_model):
+    app = create_app(explain_model, ServeSettings())
+    mount_explain(app, explain_model, ServeSettings())
+    with TestClient(app) as c:
+        page = c.get("/explain/")
+        assert page.status_code == 200 and "cnnlab explain" in page.text and page.headers["x-request-id"]
+        assert c.get("/explain/api/model").json()["architecture"] == "seed_cnn"
+        a = c.post("/explain/api/analyse", files={"file": ("d.png", _png(digit_like(28)))})
+        assert a.status_code == 200 and len(a.json()["layers"]) == 26
+        assert c.get("/model").status_code == 200  # the server's own routes are untouched
