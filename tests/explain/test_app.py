@@ -115,3 +115,32 @@ def test_mounted_inside_the_prediction_server(explain_model):
         a = c.post("/explain/api/analyse", files={"file": ("d.png", _png(digit_like(28)))})
         assert a.status_code == 200 and len(a.json()["layers"]) == 26
         assert c.get("/model").status_code == 200  # the server's own routes are untouched
+
+
+ZOO = [("lenet5", 1, 28), ("fast_cnn", 3, 32), ("mnist_cnn", 1, 28)]
+ZOO += [("vgg11_bn_cifar", 3, 32), ("resnet18_cifar", 3, 32)]
+
+
+@pytest.mark.parametrize("arch,c,s", ZOO)
+def test_zoo_models_are_explained_end_to_end(arch, c, s, tmp_path):
+    import torch
+    from explain_helpers import random_bn_stats
+
+    from cnnlab.models import create_model
+    from cnnlab.runs.model_file import save_model_file
+
+    torch.manual_seed(0)
+    model = random_bn_stats(create_model(arch, num_classes=10, in_channels=c, input_size=s)).eval()
+    meta = {"architecture": arch, "kwargs": {}, "classes": [str(i) for i in range(10)], "input_shape": [c, s, s]}
+    folder = save_model_file(tmp_path / "model", model, {**meta, "mean": [0.5] * c, "std": [0.25] * c})
+    client = TestClient(create_explain_app(folder))
+    img = digit_like(s).convert("RGB" if c == 3 else "L")
+    a = client.post("/api/analyse", files={"file": ("d.png", _png(img))}).json()
+    assert len(a["layers"]) == 1 + len(client.get("/api/model").json()["layers"])
+    for layer in a["layers"][1:]:
+        shape = layer["shape"]
+        q = f"c={shape[0] // 2}" + (f"&y={shape[1] // 2}&x={shape[2] // 2}" if len(shape) == 3 else "")
+        u = client.get(f"/api/unit?id={a['id']}&layer={layer['index']}&{q}").json()
+        assert u["kind"] != "other" and u["computed"] == pytest.approx(u["value"], rel=1e-4, abs=1e-5), u["layer"]
+    cam = client.get(f"/api/attribution?id={a['id']}&method=gradcam").json()
+    assert cam["size"] == [s, s] and cam["max"] <= 1.0

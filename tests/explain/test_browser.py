@@ -104,5 +104,19 @@ def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, expl
             page.click("#gradcam")
             page.wait_for_function("document.getElementById('cam').dataset.target === '3'")
             assert page.text_content("#error") == "" and external == [], external
+
+            # a test image of the run, with its true label; then a digit drawn on the canvas
+            page.click("#samples img[data-index='1']")
+            page.wait_for_function("document.getElementById('truth').textContent.startsWith('true label: digit_')")
+            first = page.evaluate("document.body.dataset.analysis")
+            box = page.query_selector("#draw").bounding_box()
+            page.mouse.move(box["x"] + 60, box["y"] + 40)
+            page.mouse.down()
+            page.mouse.move(box["x"] + 100, box["y"] + 160, steps=8)
+            page.mouse.up()
+            page.click("#drawgo")
+            page.wait_for_function(f"document.body.dataset.analysis !== '{first}'")
+            assert page.text_content("#truth") == "" and page.text_content("#error") == ""
+            assert "196x196" in page.text_content("#steps figure[data-step='decoded']")
         finally:
             browser.close()
