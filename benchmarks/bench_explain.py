@@ -136,7 +136,7 @@ def measure(url: str, files: list[Path], clicks: int, shots: Path | None) -> dic
 
 
 def screenshots(page, folder: Path) -> None:
-    """The figures of docs/explain.md: a conv unit, a max-pool unit, the output."""
+    """The figures of docs/explain.md: a conv unit, a max-pool unit, the output with Grad-CAM."""
     folder.mkdir(parents=True, exist_ok=True)
     sample = page.query_selector("#samples img[data-index='0']")  # a test image of the run, when it has them
     if sample is not None:
@@ -154,7 +154,7 @@ def screenshots(page, folder: Path) -> None:
     page.query_selector("#softmax").scroll_into_view_if_needed()
     page.click("#gradcam")
     page.wait_for_function("document.getElementById('cam').dataset.method === 'gradcam'")
-    page.query_selector("#softmax").screenshot(path=str(folder / "explain_softmax.png"))
+    page.locator("section", has=page.locator("#softmax")).screenshot(path=str(folder / "explain_output.png"))
 
 
 def pct(values: list[float], q: float) -> float:

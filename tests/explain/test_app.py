@@ -144,3 +144,18 @@ def test_zoo_models_are_explained_end_to_end(arch, c, s, tmp_path):
         assert u["kind"] != "other" and u["computed"] == pytest.approx(u["value"], rel=1e-4, abs=1e-5), u["layer"]
     cam = client.get(f"/api/attribution?id={a['id']}&method=gradcam").json()
     assert cam["size"] == [s, s] and cam["max"] <= 1.0
+
+
+def test_an_exported_model_is_refused_with_the_reason(explain_model, tmp_path):
+    from cnnlab.explain.explainer import Explainer, NotHookable
+    from cnnlab.export.torchscript import export_torchscript
+
+    ts, _ = export_torchscript(explain_model, tmp_path / "m.pt", parity_n=4)
+    with pytest.raises(NotHookable, match="torchscript model; explain needs a run or model folder"):
+        Explainer(ts)
+    app = create_app(ts, ServeSettings())
+    mount_explain(app, ts, ServeSettings())
+    with TestClient(app) as c:
+        r = c.get("/explain/api/model")
+        assert r.status_code == 503 and "no torch layers to hook" in r.json()["error"]["message"]
+        _no_traceback(r.text)

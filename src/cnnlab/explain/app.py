@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from cnnlab.data.images import ImageReadError
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.explainer import Explainer
+from cnnlab.explain.explainer import Explainer, NotHookable
 from cnnlab.serve.app import (
     ApiError,
     Guard,
@@ -68,6 +68,8 @@ class _State:
             if self.explainer is None and self.failed is None:
                 try:
                     self.explainer = Explainer(self.path, self.settings.device, self.settings.max_pixels)
+                except NotHookable:
+                    self.failed = "an exported or NumPy-engine model has no torch layers to hook"
                 except Exception as exc:  # noqa: BLE001 - the message may hold a path; name the type only
                     self.failed = type(exc).__name__
             if self.explainer is None:

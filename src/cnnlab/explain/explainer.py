@@ -33,11 +33,15 @@ from cnnlab.serve.predictor import Predictor
 THUMB = 192  # largest side of the decoded image as shown on the page
 
 
+class NotHookable(CnnlabError):
+    """The model is an exported file (ONNX, TorchScript) or a NumPy-engine model: no torch layers to hook."""
+
+
 def load_model_for_explain(path: str | Path, device: str = "cpu", max_pixels: int | None = None) -> Predictor:
     """A :class:`Predictor` for a run or model folder whose model is a torch ``nn.Module`` (hooks need one)."""
     predictor = Predictor(path, device=device, max_pixels=max_pixels)
     if predictor.kind != "cnnlab":
-        raise CnnlabError(
+        raise NotHookable(
             f"{path} is a {predictor.kind} model; explain needs a run or model folder of a torch model "
             "(its layers are hooked), e.g. runs/mnist-seed_cnn"
         )
@@ -242,4 +246,4 @@ class Explainer:
         return {**info, "map": maps, "min": lo, "max": hi}
 
 
-__all__ = ["Explainer", "Analysis", "Sample", "test_images", "load_model_for_explain", "encode_map"]
+__all__ = ["Explainer", "NotHookable", "Analysis", "Sample", "test_images", "load_model_for_explain", "encode_map"]
