@@ -159,3 +159,15 @@ def test_an_exported_model_is_refused_with_the_reason(explain_model, tmp_path):
         r = c.get("/explain/api/model")
         assert r.status_code == 503 and "no torch layers to hook" in r.json()["error"]["message"]
         _no_traceback(r.text)
+
+
+def test_a_large_photo_is_shown_small_with_its_aspect_and_resized_for_the_model(client):
+    from PIL import Image
+
+    photo = digit_like(300).resize((480, 300)).convert("RGB")  # the client's max_pixels is 250,000
+    a = client.post("/api/analyse", files={"file": ("p.png", _png(photo))}).json()
+    decoded, resized = a["steps"][0], a["steps"][1]
+    assert "480x300, grey" in decoded["text"] and "28x28" in resized["text"]
+    size = Image.open(io.BytesIO(base64.b64decode(decoded["png"].split(",")[1]))).size
+    assert size == (192, 120)
+    assert Image.open(io.BytesIO(base64.b64decode(resized["png"].split(",")[1]))).size == (28, 28)

@@ -196,8 +196,9 @@ class Explainer:
         h, w = a.image.shape[:2]
         shown = a.image
         if max(h, w) > THUMB:  # display copy only; the model got the full decoded image
-            shown = np.asarray(Image.fromarray((a.image * 255).astype(np.uint8).squeeze()).resize((THUMB, THUMB)))
-            shown = (shown.reshape(THUMB, THUMB, -1) / 255.0).astype(np.float32)
+            size = (max(1, round(w * THUMB / max(h, w))), max(1, round(h * THUMB / max(h, w))))  # keeps the aspect
+            small = Image.fromarray((a.image * 255).round().astype(np.uint8).squeeze(-1 if p.channels == 1 else None))
+            shown = (np.asarray(small.resize(size)).reshape(size[1], size[0], -1) / 255.0).astype(np.float32)
         resized = p.to_input(a.image).permute(1, 2, 0).cpu().numpy()  # (S, S, C) in [0, 1]
         mode = "grey (1 channel, BT.601 luma)" if p.channels == 1 else "RGB (3 channels)"
         return [

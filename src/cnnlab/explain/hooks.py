@@ -372,7 +372,7 @@ def unit_arithmetic(rec: LayerRecord, c: int, i: int = 0, j: int = 0) -> dict[st
     if rec.y.dim() not in (1, 3) or any(not 0 <= v < n for v, n in zip(index, shape)):
         raise CnnlabError(f"unit {index} is outside layer {rec.name}'s output of shape {list(shape)}")
     rule = _RULES.get(type(rec.module))
-    if isinstance(rec.module, nn.BatchNorm2d) and rec.module.running_mean is None:
+    if isinstance(rec.module, nn.modules.batchnorm._BatchNorm) and rec.module.running_mean is None:
         rule = None  # batch statistics only: nothing fixed to show
     out = rule(rec, c, i, j) if rule else {"kind": "other", "formula": f"{rec.type}: no worked arithmetic"}
     return {**out, "layer": rec.name, "type": rec.type, "index": list(index), "value": _f(rec.y[index])}
