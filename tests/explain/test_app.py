@@ -171,3 +171,19 @@ def test_a_large_photo_is_shown_small_with_its_aspect_and_resized_for_the_model(
     size = Image.open(io.BytesIO(base64.b64decode(decoded["png"].split(",")[1]))).size
     assert size == (192, 120)
     assert Image.open(io.BytesIO(base64.b64decode(resized["png"].split(",")[1]))).size == (28, 28)
+
+
+def test_a_diverged_model_gets_a_clear_error_not_invalid_json(tmp_path):
+    import torch
+
+    from cnnlab.models import create_model
+    from cnnlab.runs.model_file import save_model_file
+
+    model = create_model("mnist_cnn", num_classes=10, in_channels=1, input_size=28).eval()
+    model[0].weight.data[0, 0, 0, 0] = float("nan")
+    meta = {"architecture": "mnist_cnn", "kwargs": {}, "classes": [str(i) for i in range(10)]}
+    meta |= {"input_shape": [1, 28, 28], "mean": [0.5], "std": [0.25]}
+    client = TestClient(create_explain_app(save_model_file(tmp_path / "model", model, meta)))
+    r = client.post("/api/analyse", files={"file": ("d.png", _png(digit_like(28)))})
+    assert r.status_code == 422 and "not finite" in r.json()["error"]["message"]
+    assert torch.isnan(model[0].weight).any()

@@ -82,6 +82,7 @@ def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, expl
             assert np.allclose(patch, ref["x"][0, 0, y - 1 : y + 2, x - 1 : x + 2].flatten().numpy(), atol=1e-5)
             box = page.text_content("#rftext")
             assert f"rows {y - 1}-{y + 1}, columns {x - 1}-{x + 1}" in box  # the 3x3 receptive field
+            assert page.eval_on_selector(".marker", "m => m.closest('.col').dataset.layer") == "1"  # unit outlined
 
             # a max-pool unit (layer 4 = features.0.3): the max of its 2x2 window and which input won
             c, y, x = 7, 4, 9

@@ -152,6 +152,8 @@ class Explainer:
         """Decoded (H, W, C) in [0, 1] -> an Analysis, kept in the cache."""
         x = self.predictor.preprocess([image])  # (1, C, S, S)
         records, logits = record(self.model, x)
+        if not torch.isfinite(logits).all():
+            raise CnnlabError("the model's output for this image is not finite (NaN or inf): did training diverge?")
         analysis = Analysis(uuid.uuid4().hex, image, x, records, logits.cpu(), label)
         with self._lock:
             self._analyses[analysis.id] = analysis
