@@ -135,6 +135,14 @@ def measure(url: str, files: list[Path], clicks: int, shots: Path | None) -> dic
     }
 
 
+BRIGHTEST = """(index) => {
+  const layer = S.layers[index], d = decode(layer.maps), [, h, w] = layer.shape;
+  let best = 0;
+  for (let i = 1; i < d.length; i++) if (d[i] > d[best]) best = i;
+  return [Math.floor(best / (h * w)), Math.floor((best % (h * w)) / w), best % w];
+}"""
+
+
 def screenshots(page, folder: Path) -> None:
     """The figures of docs/explain.md: a conv unit, a max-pool unit, the output with Grad-CAM."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,10 +152,11 @@ def screenshots(page, folder: Path) -> None:
         sample.click()
         page.wait_for_function(f"window.explainTimes.length > {before}")
     for layer, kind, name in [(1, "conv", "explain_conv.png"), (4, "maxpool", "explain_pool.png")]:
-        cv = page.query_selector(f"canvas[data-layer='{layer}'][data-channel='3']")
+        c, y, x = page.evaluate(BRIGHTEST, layer)  # the layer's largest unit: an example with something in it
+        cv = page.query_selector(f"canvas[data-layer='{layer}'][data-channel='{c}']")
         cv.scroll_into_view_if_needed()
-        box = cv.bounding_box()
-        cv.click(position={"x": box["width"] * 0.45, "y": box["height"] * 0.4})  # near the centre: on the digit
+        scale = float(cv.get_attribute("data-scale"))
+        cv.click(position={"x": (x + 0.5) * scale, "y": (y + 0.5) * scale})
         page.wait_for_selector(f"#arith[data-kind='{kind}']")
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(folder / name), full_page=True)
