@@ -21,6 +21,7 @@ from cnnlab.errors import CnnlabError, did_you_mean
 COMMANDS = ["train", "evaluate", "summary", "calc", "teach", "data", "datasets", "models", "scratch", "tune", "runs"]
 COMMANDS += ["predict", "export", "serve", "compress"]  # deployment (issue 8)
 COMMANDS += ["interpret", "visualize", "report"]  # evaluation, pictures, HTML report (issue 5)
+COMMANDS += ["explain"]  # the interactive explainer (issue 16)
 COMMANDS += ["lr-find", "augment-preview"]  # training tools (issue 3)
 
 

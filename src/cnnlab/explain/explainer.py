@@ -1,0 +1,252 @@
+"""One loaded model and the analyses of the images shown to it, as JSON-ready dicts (no web code here).
+
+An *analysis* is one image run through the model with every layer recorded
+(:func:`cnnlab.explain.hooks.record`); it is kept under a random id in a small LRU cache, so a
+click on a unit is a lookup plus a few dozen multiplications, not a new forward pass. Activation
+maps travel as base64 ``uint8`` scaled to each layer's own [min, max] (the page draws the colour
+scale with those two numbers); exact values come with the arithmetic of a clicked unit.
+
+The model is loaded by :func:`load_model_for_explain` and the run's test images are found by
+:func:`test_images`: one small function each, so the loading can move to a run object later.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from threading import Lock
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain.hooks import LayerRecord, record, softmax_arithmetic, unit_arithmetic
+from cnnlab.serve.predictor import Predictor
+
+THUMB = 192  # largest side of the decoded image as shown on the page
+
+
+class NotHookable(CnnlabError):
+    """The model is an exported file (ONNX, TorchScript) or a NumPy-engine model: no torch layers to hook."""
+
+
+def load_model_for_explain(path: str | Path, device: str = "cpu", max_pixels: int | None = None) -> Predictor:
+    """A :class:`Predictor` for a run or model folder whose model is a torch ``nn.Module`` (hooks need one)."""
+    predictor = Predictor(path, device=device, max_pixels=max_pixels)
+    if predictor.kind != "cnnlab":
+        raise NotHookable(
+            f"{path} is a {predictor.kind} model; explain needs a run or model folder of a torch model "
+            "(its layers are hooked), e.g. runs/mnist-seed_cnn"
+        )
+    return predictor
+
+
+@dataclass
+class Sample:
+    """One of the run's test images: ``load()`` gives what :meth:`Predictor.load` accepts."""
+
+    id: str
+    label: int
+    load: Callable[[], Any]
+
+
+def test_images(path: str | Path, meta: dict[str, Any], limit: int = 24) -> tuple[list[Sample], str]:
+    """The first ``limit`` images of the run's test split, and a note ("" or why there are none).
+
+    Folder runs list their files in ``split.csv`` (sources relative to the data folder named by
+    ``folder:PATH``); named datasets are loaded by :func:`cnnlab.data.datasets.load_dataset`.
+    """
+    from cnnlab.data.datasets import ArrayDataset, load_dataset
+    from cnnlab.data.splits import read_split_csv
+
+    name = str(meta.get("dataset") or "")
+    root = (meta.get("config") or {}).get("data", {}).get("root")
+    p = Path(path)
+    try:
+        if name.startswith("folder:"):
+            csv_path = next((f for f in (p / "split.csv", p.parent / "split.csv") if f.is_file()), None)
+            if csv_path is None:
+                return [], "no split.csv next to the model: upload an image instead"
+            folder = Path(name[len("folder:") :]).expanduser()
+            rows = [(src, label) for split, src, label in read_split_csv(csv_path) if split == "test"][:limit]
+            return [Sample(src, label, lambda f=folder / src: f) for src, label in rows], ""
+        ds = load_dataset(name, root=root)
+    except (CnnlabError, OSError, ValueError) as exc:
+        return [], f"the test images of {name or 'this model'} are not available here ({exc})"
+    if not isinstance(ds, ArrayDataset):
+        return [], f"{name} is not an in-memory dataset"
+    n = min(limit, len(ds.test_labels))
+    return [Sample(str(i), int(ds.test_labels[i]), lambda a=ds.test_images[i]: a) for i in range(n)], ""
+
+
+def png_data_url(arr: np.ndarray) -> str:
+    """float (H, W, C) in [0, 1] -> a PNG data URL (grey for one channel)."""
+    a = (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
+    img = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def encode_map(t: torch.Tensor) -> tuple[str, float, float]:
+    """A tensor -> (base64 of uint8 values scaled to [min, max] in C order, min, max)."""
+    lo, hi = float(t.min()), float(t.max())
+    scaled = (t - lo) / (hi - lo) if hi > lo else torch.zeros_like(t)
+    raw = (scaled * 255).round().to(torch.uint8).cpu().numpy().tobytes()
+    return base64.b64encode(raw).decode(), lo, hi
+
+
+@dataclass
+class Analysis:
+    id: str
+    image: np.ndarray  # decoded (H, W, C) in [0, 1]
+    x: torch.Tensor  # normalised model input (1, C, S, S)
+    records: list[LayerRecord]
+    logits: torch.Tensor  # (K,)
+    label: int | None = None  # the true class of a test image
+
+
+class Explainer:
+    """A model, its preprocessing, and the last ``keep`` analyses (thread-safe)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", max_pixels: int | None = None, keep: int = 16):
+        self.path = Path(path)
+        self.predictor = load_model_for_explain(path, device, max_pixels)
+        self.model = self.predictor.model.eval()
+        self.keep = keep
+        self._analyses: OrderedDict[str, Analysis] = OrderedDict()
+        self._lock = Lock()
+        self._samples: tuple[list[Sample], str] | None = None
+        self.layers = self._describe_layers()
+
+    def _describe_layers(self) -> list[dict[str, Any]]:
+        records, _ = record(self.model, torch.zeros(1, *self.predictor.input_shape, device=self.predictor.device))
+        return [self._layer_info(r) for r in records]
+
+    @staticmethod
+    def _layer_info(r: LayerRecord) -> dict[str, Any]:
+        return {"name": r.name, "type": r.type, "shape": list(r.y.shape), "params": r.params, "rf": r.rf}
+
+    def class_name(self, k: int) -> str:
+        classes = self.predictor.classes
+        return classes[k] if 0 <= k < len(classes) else f"label {k} (not a class of this model)"
+
+    def model_info(self) -> dict[str, Any]:
+        meta = self.predictor.public_meta()
+        return {**meta, "layers": [{**info, "index": i + 1} for i, info in enumerate(self.layers)]}
+
+    def samples(self, limit: int = 24) -> tuple[list[Sample], str]:
+        if self._samples is None:
+            self._samples = test_images(self.path, self.predictor.meta, limit)
+        return self._samples
+
+    # ---- analyses ---------------------------------------------------------------------------
+    def analyse(self, image: np.ndarray, label: int | None = None) -> Analysis:
+        """Decoded (H, W, C) in [0, 1] -> an Analysis, kept in the cache."""
+        x = self.predictor.preprocess([image])  # (1, C, S, S)
+        records, logits = record(self.model, x)
+        if not torch.isfinite(logits).all():
+            raise CnnlabError("the model's output for this image is not finite (NaN or inf): did training diverge?")
+        analysis = Analysis(uuid.uuid4().hex, image, x, records, logits.cpu(), label)
+        with self._lock:
+            self._analyses[analysis.id] = analysis
+            while len(self._analyses) > self.keep:
+                self._analyses.popitem(last=False)
+        return analysis
+
+    def get(self, analysis_id: str) -> Analysis:
+        with self._lock:
+            if analysis_id not in self._analyses:
+                raise KeyError(analysis_id)
+            self._analyses.move_to_end(analysis_id)
+            return self._analyses[analysis_id]
+
+    def analysis_json(self, a: Analysis, topk: int = 5) -> dict[str, Any]:
+        """Everything the page draws after an upload: preprocessing steps, every layer's maps, the output."""
+        layers = [self._input_layer(a)]
+        for i, r in enumerate(a.records):
+            maps, lo, hi = encode_map(r.y)
+            layers.append({**self._layer_info(r), "index": i + 1, "jump": r.jump, "min": lo, "max": hi, "maps": maps})
+        probs = torch.softmax(a.logits.double(), 0)
+        top = probs.topk(min(topk, len(probs)))
+        classes = self.predictor.classes
+        return {
+            "id": a.id,
+            "steps": self._steps(a),
+            "layers": layers,
+            "classes": classes,
+            "softmax": softmax_arithmetic(a.logits),
+            "top": [{"index": int(k), "label": classes[k], "probability": float(p)} for p, k in zip(*top)],
+            "label": None if a.label is None else {"index": a.label, "name": self.class_name(a.label)},
+        }
+
+    def _input_layer(self, a: Analysis) -> dict[str, Any]:
+        maps, lo, hi = encode_map(a.x[0])
+        shape = list(a.x.shape[1:])
+        info = {"index": 0, "name": "input", "type": "normalised input", "shape": shape, "params": 0, "rf": 1}
+        return {**info, "jump": 1, "min": lo, "max": hi, "maps": maps}
+
+    def _steps(self, a: Analysis) -> list[dict[str, Any]]:
+        p = self.predictor
+        h, w = a.image.shape[:2]
+        shown = a.image
+        if max(h, w) > THUMB:  # display copy only; the model got the full decoded image
+            size = (max(1, round(w * THUMB / max(h, w))), max(1, round(h * THUMB / max(h, w))))  # keeps the aspect
+            small = Image.fromarray((a.image * 255).round().astype(np.uint8).squeeze(-1 if p.channels == 1 else None))
+            shown = (np.asarray(small.resize(size)).reshape(size[1], size[0], -1) / 255.0).astype(np.float32)
+        resized = p.to_input(a.image).permute(1, 2, 0).cpu().numpy()  # (S, S, C) in [0, 1]
+        mode = "grey (1 channel, BT.601 luma)" if p.channels == 1 else "RGB (3 channels)"
+        return [
+            {"name": "decoded", "text": f"{w}x{h}, {mode}, values / 255 -> [0, 1]", "png": png_data_url(shown)},
+            {"name": "resized", "text": f"{p.size}x{p.size}, bilinear, antialiased", "png": png_data_url(resized)},
+            {
+                "name": "normalised",
+                "text": "(x - mean) / std per channel",
+                "mean": p.meta["mean"],
+                "std": p.meta["std"],
+                "min": float(a.x.min()),
+                "max": float(a.x.max()),
+            },
+        ]
+
+    def unit_json(self, a: Analysis, layer: int, c: int, i: int = 0, j: int = 0) -> dict[str, Any]:
+        """The arithmetic of one unit (layer 0 is the normalised input) and its receptive field box."""
+        size = self.predictor.size
+        if not 0 <= layer <= len(a.records):
+            raise CnnlabError(f"layer {layer} does not exist; layers are 0..{len(a.records)}")
+        if layer == 0:
+            if not (0 <= c < a.x.shape[1] and 0 <= i < size and 0 <= j < size):
+                raise CnnlabError(f"unit ({c}, {i}, {j}) is outside the input of shape {list(a.x.shape[1:])}")
+            out = {"kind": "input", "formula": "(pixel - mean) / std", "value": float(a.x[0, c, i, j])}
+            return {**out, "layer": "input", "index": [c, i, j], "box": [i, j, i, j]}
+        r = a.records[layer - 1]
+        out = unit_arithmetic(r, c, i, j)
+        return {**out, "box": list(r.box(i, j, size)), "rf": r.rf, "rf_exact": r.rf_exact}
+
+    def attribution_json(self, a: Analysis, method: str, target: int | None) -> dict[str, Any]:
+        """Grad-CAM (last conv layer) or vanilla-gradient saliency for class ``target`` (default: predicted)."""
+        from cnnlab.viz.inspect import grad_cam, saliency
+
+        if target is not None and not 0 <= target < len(self.predictor.classes):
+            raise CnnlabError(f"class {target} does not exist; classes are 0..{len(self.predictor.classes) - 1}")
+        if method == "gradcam":
+            if not any(isinstance(m, torch.nn.Conv2d) for m in self.model.modules()):
+                raise CnnlabError("Grad-CAM needs a conv layer; this model has none (try saliency)")
+            heat, t = grad_cam(self.model, a.x, target)
+        elif method == "saliency":
+            heat, t = saliency(self.model, a.x, target)
+        else:
+            raise CnnlabError(f"unknown method {method!r}; use gradcam or saliency")
+        maps, lo, hi = encode_map(torch.as_tensor(np.ascontiguousarray(heat), dtype=torch.float32))
+        info = {"method": method, "target": t, "label": self.predictor.classes[t], "size": list(heat.shape)}
+        return {**info, "map": maps, "min": lo, "max": hi}
+
+
+__all__ = ["Explainer", "NotHookable", "Analysis", "Sample", "test_images", "load_model_for_explain", "encode_map"]

@@ -1,0 +1,69 @@
+"""Helpers for the explainer tests: a random-weight model with trained-looking BatchNorm, a digit-like image,
+and a live uvicorn server."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+MEAN, STD = 0.13, 0.31
+
+
+def random_bn_stats(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Running means/vars and affine parameters away from 0/1, as after training."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model
+
+
+def digit_like(size: int = 28, seed: int = 0) -> Image.Image:
+    """A grayscale image with structure (a bright blob on dark), mode L."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
+    arr = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 6) ** 2))
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def start_server(app):
+    """(host, port, stop) of uvicorn running ``app`` on a free local port in a background thread."""
+    uvicorn = pytest.importorskip("uvicorn")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    host, port = sock.getsockname()
+    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", server_header=False))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=5)
+            conn.request("GET", "/api/model")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise AssertionError("uvicorn did not start")
+
+    def stop():
+        srv.should_exit = True
+        thread.join(10)
+        sock.close()
+
+    return host, port, stop
