@@ -36,12 +36,12 @@ from cnnlab.serve.app import (
     ApiError,
     Guard,
     ServeSettings,
-    _http_error,
-    _internal_error,
-    _rid,
-    _safe_name,
-    _validation_error,
     decode_upload,
+    http_error,
+    internal_error,
+    request_id_of,
+    safe_name,
+    validation_error,
 )
 
 
@@ -110,9 +110,9 @@ def create_explain_app(
     settings = settings or ServeSettings()
     state = _State(model, settings)
     app = FastAPI(title="cnnlab explain", version="1", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
     if guard:
         app.add_middleware(Guard, settings=settings)
     app.state.explain = state
@@ -145,7 +145,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
 
     @app.post("/api/analyse")
     async def analyse(request: Request, file: OneFile, topk: TopK = 5) -> dict:
-        name, data = _safe_name(file), await file.read()
+        name, data = safe_name(file), await file.read()
 
         def work(e: Explainer) -> dict:
             # the server's checks and error mapping (type by content, pixels from the header: 415/422);
@@ -154,7 +154,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
             arr = e.predictor.load(data, name=name)
             return e.analysis_json(e.analyse(arr), topk)
 
-        return {"request_id": _rid(request), "filename": name, **(await state.run(work))}
+        return {"request_id": request_id_of(request), "filename": name, **(await state.run(work))}
 
     @app.post("/api/analyse/sample")
     async def analyse_sample(request: Request, index: Index, topk: TopK = 5) -> dict:
@@ -165,7 +165,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
             sample = items[index]
             return e.analysis_json(e.analyse(e.predictor.load(sample.load()), sample.label), topk)
 
-        return {"request_id": _rid(request), **(await state.run(work))}
+        return {"request_id": request_id_of(request), **(await state.run(work))}
 
     @app.get("/api/unit")
     async def unit(id: Id, layer: Index, c: Index, y: Index = 0, x: Index = 0) -> dict:

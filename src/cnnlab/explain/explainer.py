@@ -58,32 +58,24 @@ class Sample:
 
 
 def test_images(path: str | Path, meta: dict[str, Any], limit: int = 24) -> tuple[list[Sample], str]:
-    """The first ``limit`` images of the run's test split, and a note ("" or why there are none).
+    """The first ``limit`` images of the run's test split (``runs.open_run``: the exact samples of its
+    split.csv, skipped files staying skipped), and a note ("" or why there are none)."""
+    from cnnlab.runs.run import find_run
 
-    Folder runs list their files in ``split.csv`` (sources relative to the data folder named by
-    ``folder:PATH``); named datasets are loaded by :func:`cnnlab.data.datasets.load_dataset`.
-    """
-    from cnnlab.data.datasets import ArrayDataset, load_dataset
-    from cnnlab.data.splits import read_split_csv
-
-    name = str(meta.get("dataset") or "")
-    root = (meta.get("config") or {}).get("data", {}).get("root")
-    p = Path(path)
+    run = find_run(path)
+    if run is None:
+        return [], "a model folder without its run folder has no test split: upload an image instead"
     try:
-        if name.startswith("folder:"):
-            csv_path = next((f for f in (p / "split.csv", p.parent / "split.csv") if f.is_file()), None)
-            if csv_path is None:
-                return [], "no split.csv next to the model: upload an image instead"
-            folder = Path(name[len("folder:") :]).expanduser()
-            rows = [(src, label) for split, src, label in read_split_csv(csv_path) if split == "test"][:limit]
-            return [Sample(src, label, lambda f=folder / src: f) for src, label in rows], ""
-        ds = load_dataset(name, root=root)
+        examples = run.examples("test")
+        folder = run.data_folder() if run.is_folder else None
     except (CnnlabError, OSError, ValueError) as exc:
-        return [], f"the test images of {name or 'this model'} are not available here ({exc})"
-    if not isinstance(ds, ArrayDataset):
-        return [], f"{name} is not an in-memory dataset"
-    n = min(limit, len(ds.test_labels))
-    return [Sample(str(i), int(ds.test_labels[i]), lambda a=ds.test_images[i]: a) for i in range(n)], ""
+        return [], f"the test images of {run.dataset} are not available here ({exc})"
+    n = min(limit, len(examples))
+    if folder is not None:  # the file itself, so the page shows its own preprocessing steps
+        return [
+            Sample(examples.ids[i], int(examples.labels[i]), lambda f=folder / examples.ids[i]: f) for i in range(n)
+        ], ""
+    return [Sample(examples.ids[i], int(examples.labels[i]), lambda i=i: examples.images([i])[0]) for i in range(n)], ""
 
 
 def png_data_url(arr: np.ndarray) -> str:

@@ -109,27 +109,29 @@ def error_body(status: int, code: str, message: str, request_id: str) -> dict[st
     return {"error": {"status": status, "code": code, "message": message, "request_id": request_id}}
 
 
-def _rid(request: Request) -> str:
+def request_id_of(request: Request) -> str:
     return request.scope.get(REQUEST_ID, "-")
 
 
-async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "error")
-    body = error_body(exc.status_code, code, str(exc.detail), _rid(request))
+    body = error_body(exc.status_code, code, str(exc.detail), request_id_of(request))
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     # name the field and the problem, never echo the input back
     parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
-    return JSONResponse(error_body(422, "invalid_request", "; ".join(parts), _rid(request)), status_code=422)
+    return JSONResponse(error_body(422, "invalid_request", "; ".join(parts), request_id_of(request)), status_code=422)
 
 
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
-        error_body(500, "internal_error", "internal error; quote the request id when reporting it", _rid(request)),
+        error_body(
+            500, "internal_error", "internal error; quote the request id when reporting it", request_id_of(request)
+        ),
         status_code=500,
-        headers={"x-request-id": _rid(request)},  # sent outside Guard (by Starlette's error middleware)
+        headers={"x-request-id": request_id_of(request)},  # sent outside Guard (by Starlette's error middleware)
     )
 
 
@@ -337,7 +339,7 @@ class Admission:
             self.waiting, self.pixels = self.waiting - 1, self.pixels - pixels
 
 
-def _safe_name(upload: UploadFile) -> str:
+def safe_name(upload: UploadFile) -> str:
     return Path(upload.filename or "upload").name[:200] or "upload"
 
 
@@ -446,9 +448,9 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
         docs_url=None,  # FastAPI's Swagger UI and ReDoc load from a CDN; /docs is our offline page
         redoc_url=None,
     )
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _internal_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
     app.add_middleware(Guard, settings=settings, state=state)
     app.state.cnnlab = state
 
@@ -459,6 +461,11 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
         return state["predictor"]
 
     _add_routes(app, settings, state, ready_predictor)
+
+    from cnnlab.explain.app import mount_explain  # here: explain imports this module
+
+    source = model.source if isinstance(model, Predictor) else model
+    mount_explain(app, source, settings)  # /explain/: the interactive explainer of the same model
     return app
 
 
@@ -515,11 +522,11 @@ def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predic
     @app.post("/predict", summary="top-k classes of one image (multipart field 'file')", responses=errors)
     async def predict(request: Request, file: OneFile, topk: TopK = 5) -> dict:
         predictor = ready_predictor()
-        name, data = _safe_name(file), await file.read()
+        name, data = safe_name(file), await file.read()
         async with state["admission"].slot(header_pixels(data, settings.max_pixels)):
             x = await run_in_threadpool(decode_upload, predictor, data, name)  # (C, S, S)
             probs = await state["batcher"].submit(x)  # (K,)
-        return {"request_id": _rid(request), "filename": name, **predictor.format(probs[None], topk)[0]}
+        return {"request_id": request_id_of(request), "filename": name, **predictor.format(probs[None], topk)[0]}
 
     @app.post(
         "/predict/batch",
@@ -532,7 +539,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predic
             raise ApiError(413, "too_many_files", f"{len(files)} files; at most {settings.max_files} per request")
         results: list[dict[str, Any]] = []
         good: list[tuple[int, torch.Tensor]] = []
-        uploads = [(_safe_name(upload), await upload.read()) for upload in files]
+        uploads = [(safe_name(upload), await upload.read()) for upload in files]
         pixels = sum(header_pixels(data, settings.max_pixels) for _, data in uploads)
         async with state["admission"].slot(pixels):
             for name, data in uploads:
@@ -546,7 +553,7 @@ def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predic
                 probs = await state["batcher"].run_batch(torch.stack([x for _, x in good]))
                 for (i, _), row in zip(good, predictor.format(probs, topk)):
                     results[i].update(row)
-        return {"request_id": _rid(request), "results": results}
+        return {"request_id": request_id_of(request), "results": results}
 
 
 __all__ = [
