@@ -14,7 +14,7 @@ from explain_helpers import digit_like
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from cnnlab.explain.app import create_explain_app, explain_page  # noqa: E402
+from cnnlab.explain.app import create_explain_app, explain_page, mount_explain  # noqa: E402
 from cnnlab.serve.app import ServeSettings, create_app  # noqa: E402
 
 
@@ -106,7 +106,8 @@ def test_the_page_is_self_contained():
 
 
 def test_mounted_inside_the_prediction_server(explain_model):
-    app = create_app(explain_model, ServeSettings())  # cnnlab serve mounts the explainer itself
+    app = create_app(explain_model, ServeSettings())
+    mount_explain(app, explain_model, ServeSettings())  # as cnnlab serve does
     with TestClient(app) as c:
         page = c.get("/explain/")
         assert page.status_code == 200 and "cnnlab explain" in page.text and page.headers["x-request-id"]
@@ -153,6 +154,7 @@ def test_an_exported_model_is_refused_with_the_reason(explain_model, tmp_path):
     with pytest.raises(NotHookable, match="torchscript model; explain needs a run or model folder"):
         Explainer(ts)
     app = create_app(ts, ServeSettings())
+    mount_explain(app, ts, ServeSettings())
     with TestClient(app) as c:
         r = c.get("/explain/api/model")
         assert r.status_code == 503 and "no torch layers to hook" in r.json()["error"]["message"]

@@ -102,6 +102,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
+        from cnnlab.explain.app import mount_explain
         from cnnlab.serve.app import create_app
         from cnnlab.serve.slow_clients import protocol_class
     except ImportError:
@@ -122,9 +123,11 @@ def run(args) -> int:
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"cnnlab: serving on {args.host}: reachable from other machines; there is no authentication")
-    print(f"cnnlab: upload page at http://{args.host}:{args.port}/  (API docs at /docs)")
+    print(f"cnnlab: upload page at http://{args.host}:{args.port}/  (API docs at /docs, explainer at /explain/)")
+    app = create_app(predictor, settings)
+    mount_explain(app, args.model, settings)  # /explain/: the interactive explainer of the same model
     uvicorn.run(
-        create_app(predictor, settings),
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,

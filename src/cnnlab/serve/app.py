@@ -461,11 +461,6 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
         return state["predictor"]
 
     _add_routes(app, settings, state, ready_predictor)
-
-    from cnnlab.explain.app import mount_explain  # here: explain imports this module
-
-    source = model.source if isinstance(model, Predictor) else model
-    mount_explain(app, source, settings)  # /explain/: the interactive explainer of the same model
     return app
 
 
