@@ -164,10 +164,45 @@ def _batchnorm(args):
     return r, batchnorm_text(r)
 
 
+@TOPICS.register("backprop")
+def _backprop(args):
+    from cnnlab.viz.teaching_backprop import backprop_example, backprop_text
+
+    r = backprop_example(out_dir=args.out)
+    return r, backprop_text(r)
+
+
+@TOPICS.register("schedules")
+def _schedules(args):
+    from cnnlab.viz.teaching_schedules import schedules_example, schedules_text
+
+    r = schedules_example(args.example.split(",") if args.example else None, out_dir=args.out)
+    return r, schedules_text(r)
+
+
+@TOPICS.register("init")
+def _init(args):
+    from cnnlab.viz.teaching_init import init_example, init_text
+
+    r = init_example(args.example.split(",") if args.example else None, out_dir=args.out, seed=args.seed)
+    return r, init_text(r)
+
+
+@TOPICS.register("arch")
+def _arch(args):
+    from cnnlab.viz.teaching_arch import arch_example, arch_names, arch_text
+
+    if not args.example:
+        raise CnnlabError(f"teach arch needs a name: {', '.join(arch_names())} (e.g. cnnlab teach arch resnet)")
+    r = arch_example(args.example, out_dir=args.out)
+    return r, arch_text(r)
+
+
 EXAMPLE_HELP = (
     "which example: conv: binary | edge | patch; pool: sequence | mixed; activations: one name "
     "(relu, swish, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like "
-    "2.5,1.0,0.1; rf: layers like conv3,pool2,conv3"
+    "2.5,1.0,0.1; rf: layers like conv3,pool2,conv3; schedules: names like cosine,onecycle; init: schemes like "
+    "zero,he_normal; arch: lenet | alexnet | vgg | googlenet | resnet | densenet | mobilenet | se | efficientnet"
 )
 
 
