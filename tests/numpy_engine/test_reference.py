@@ -79,3 +79,16 @@ def test_reference_matches_torch():
     yt.backward(torch.tensor(dy))
     for ours, t in zip(R.conv2d_backward(dy, x, w, 2, 1), (xt, wt, bt), strict=True):
         np.testing.assert_allclose(ours, t.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("page", ["01-convolution.md", "backprop.md"])
+def test_the_pages_quote_the_reference_code_as_it_is(page):
+    """docs/learn shows reference.py's loops inline: every quoted line must still be in the file."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    source = {line.strip() for line in (repo / "src/cnnlab/numpy_engine/reference.py").read_text().splitlines()}
+    blocks = [b.split("```")[0] for b in (repo / "docs/learn" / page).read_text().split("```python\n")[1:]]
+    quoted = [line.strip() for b in blocks for line in b.splitlines() if line.strip()]
+    assert len(quoted) >= 8
+    assert [q for q in quoted if q not in source] == []

@@ -155,3 +155,89 @@ def test_efficientnet_compound_scaling_doubles_per_step():
 
     bars = arch_example("efficientnet").values["bars"]
     assert bars["phi=1"] == pytest.approx(1.2 * 1.1**2 * 1.15**2) and math.isclose(bars["phi=0"], 1.0)
+
+
+# --- normalisation layers, metrics, the engine's optimisers ----------------------------------------
+def test_norms_match_torch_modules(tmp_path):
+    from cnnlab.viz.teaching_norms import norms_example
+
+    r = norms_example(out_dir=tmp_path)
+    x = torch.tensor(r.values["x"])
+    n, c = x.shape[:2]
+    modules = {
+        "batch": torch.nn.BatchNorm2d(c, affine=False).double().train(),
+        "layer": torch.nn.LayerNorm(list(x.shape[1:]), elementwise_affine=False).double(),
+        "instance": torch.nn.InstanceNorm2d(c).double(),
+        "group": torch.nn.GroupNorm(2, c, affine=False).double(),
+    }
+    for kind, module in modules.items():
+        np.testing.assert_allclose(r.values["norms"][kind]["y"], module(x).detach().numpy(), rtol=1e-9, atol=1e-9)
+    assert [r.values["norms"][k]["sets"] for k in modules] == [c, n, n * c, n * 2]
+    assert json.loads(r.json.read_text())["panels"] == 4
+
+
+def test_metrics_worked_example_counts(tmp_path):
+    from cnnlab.viz.teaching_metrics import metrics_example, metrics_text
+
+    r = metrics_example(out_dir=tmp_path)
+    m = r.values["metrics"]
+    assert m["accuracy"] == 8 / 12
+    cat, dog, bird = m["per_class"]
+    assert (cat["precision"], cat["recall"]) == (3 / 4, 3 / 5)
+    assert (dog["precision"], dog["recall"]) == (3 / 6, 3 / 4)
+    assert (bird["precision"], bird["recall"]) == (1.0, 2 / 3)
+    assert m["macro"]["f1"] == pytest.approx((2 / 3 + 0.6 + 0.8) / 3)
+    assert r.values["top2_accuracy"] == 11 / 12
+    assert "dog   precision = 3/6 = 0.5000" in metrics_text(r)
+
+
+def test_engine_adam_path_is_the_numpy_adam_path():
+    from cnnlab.viz import teaching_optim
+    from cnnlab.viz.teaching_optim_engine import engine_optimizers_example, engine_path
+
+    s = teaching_optim.SURFACES.create("quadratic")
+    ours = teaching_optim.Adam(0.3)
+    w, expected = np.array(s.start), [np.array(s.start)]
+    for _ in range(10):
+        w = ours.step(w, s.grad(w))
+        expected.append(w)
+    np.testing.assert_allclose(engine_path(s, "adam", 10), expected, rtol=1e-10)
+    paths = engine_optimizers_example().values["paths"]
+    assert all(p["final_loss"] < p["start_loss"] for p in paths.values())
+    assert paths["adagrad"]["final_loss"] < 1e-3 and paths["adadelta"]["final_loss"] > 1  # adadelta starts slowly
+
+
+# --- transfer learning, and the learning pages' other commands ---------------------------------------
+def test_transfer_counts_match_requires_grad(tmp_path):
+    from cnnlab.models import create_model
+    from cnnlab.models.transfer import apply_strategy
+    from cnnlab.viz.teaching_transfer import transfer_example
+
+    r = transfer_example(out_dir=tmp_path)
+    model = create_model("resnet18_cifar")
+    apply_strategy(model, "finetune_top", n_blocks=1)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert r.values["strategies"]["finetune_top (1)"]["trainable"] == trainable
+    assert r.values["strategies"]["feature_extraction"]["trainable"] == 512 * 10 + 10  # the head only
+    lrs = list(r.values["lrs"].values())
+    assert lrs[0] == 1e-3 and all(b == a / 2 for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_learning_pages_other_commands_run(tmp_path, monkeypatch, capsys):
+    """`$ cnnlab augment-preview ...` transcripts in docs/learn print what the page shows."""
+    from pathlib import Path
+
+    from cnnlab.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    docs = Path(__file__).resolve().parents[2] / "docs" / "learn"
+    ran = 0
+    for page in sorted(docs.glob("*.md")):
+        for block in page.read_text().split("```console\n")[1:]:
+            for chunk in block.split("```")[0].split("$ cnnlab ")[1:]:
+                command, _, expected = chunk.partition("\n")
+                if command.split()[0] == "augment-preview":
+                    assert main(command.split()) == 0
+                    assert capsys.readouterr().out.strip() == expected.strip(), f"{page.name}: {command}"
+                    ran += 1
+    assert ran >= 1

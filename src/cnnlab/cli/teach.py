@@ -115,6 +115,11 @@ def _optimizers(args):
 
         r = adam_steps(args.example or "quadratic", out_dir=args.out)
         return r, adam_steps_text(r)
+    if args.engine:
+        from cnnlab.viz.teaching_optim_engine import engine_optimizers_example, engine_optimizers_text
+
+        r = engine_optimizers_example(args.example or "quadratic", out_dir=args.out)
+        return r, engine_optimizers_text(r)
     r = optimizer_paths([args.example] if args.example else None, out_dir=args.out, seed=args.seed)
     return r, optimizer_paths_text(r)
 
@@ -198,6 +203,30 @@ def _arch(args):
     return r, arch_text(r)
 
 
+@TOPICS.register("norms")
+def _norms(args):
+    from cnnlab.viz.teaching_norms import norms_example, norms_text
+
+    r = norms_example(out_dir=args.out, seed=args.seed)
+    return r, norms_text(r)
+
+
+@TOPICS.register("metrics")
+def _metrics(args):
+    from cnnlab.viz.teaching_metrics import metrics_example, metrics_text
+
+    r = metrics_example(out_dir=args.out)
+    return r, metrics_text(r)
+
+
+@TOPICS.register("transfer")
+def _transfer(args):
+    from cnnlab.viz.teaching_transfer import transfer_example, transfer_text
+
+    r = transfer_example(args.example or "resnet18_cifar", out_dir=args.out)
+    return r, transfer_text(r)
+
+
 EXAMPLE_HELP = (
     "which example: conv: binary | edge | patch; pool: sequence | mixed; activations: one name "
     "(relu, swish, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like "
@@ -223,6 +252,9 @@ def add_parser(subparsers) -> None:
     g.add_argument("--image", help="conv: an image file (shrunk to 32 px) or a matrix like '[[0,1],[1,0]]'")
     g.add_argument("--kernel", help="conv: a filter like '[[-1,0,1],[-1,0,1],[-1,0,1]]' (3-D: one per channel)")
     p.add_argument("--step", action="store_true", help="optimizers: one Adam step at a time, with its moments")
+    p.add_argument(
+        "--engine", action="store_true", help="optimizers: the training engine's optimisers (AdaGrad ... LAMB)"
+    )
     p.set_defaults(func=run)
 
 

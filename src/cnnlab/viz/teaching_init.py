@@ -31,7 +31,7 @@ import numpy as np
 
 from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
 
-DEPTH, WIDTH, BATCH = 10, 256, 256
+DEPTH, WIDTH, BATCH = 10, 256, 128
 # scheme -> std of the weights as a function of (fan_in, fan_out)
 SCHEMES = {
     "zero": lambda fi, fo: 0.0,
