@@ -231,7 +231,8 @@ EXAMPLE_HELP = (
     "which example: conv: binary | edge | patch; pool: sequence | mixed; activations: one name "
     "(relu, swish, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like "
     "2.5,1.0,0.1; rf: layers like conv3,pool2,conv3; schedules: names like cosine,onecycle; init: schemes like "
-    "zero,he_normal; arch: lenet | alexnet | vgg | googlenet | resnet | densenet | mobilenet | se | efficientnet"
+    "zero,he_normal; transfer: a zoo model (resnet18_cifar); "
+    "arch: lenet | alexnet | vgg | googlenet | resnet | densenet | mobilenet | se | efficientnet"
 )
 
 

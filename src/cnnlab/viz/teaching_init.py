@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
 from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
 
 DEPTH, WIDTH, BATCH = 10, 256, 128
@@ -71,6 +72,9 @@ def layer_statistics(scheme: str, act: str, seed: int = 0) -> dict[str, list[flo
 def init_example(schemes: list[str] | None = None, out_dir: str | Path | None = None, seed: int = 0) -> TeachingResult:
     """Activation and gradient std per layer for each scheme, with tanh and with ReLU (four panels)."""
     schemes = schemes or list(SCHEMES)
+    unknown = [s for s in schemes if s not in SCHEMES]
+    if unknown:
+        raise CnnlabError(f"unknown initialisation {unknown[0]!r}; choose from {', '.join(SCHEMES)}")
     stats = {act: {s: layer_statistics(s, act, seed) for s in schemes} for act in ACTS}
     fig = new_figure(11, 7)
     layers = np.arange(1, DEPTH + 1)
