@@ -1,0 +1,160 @@
+"""Write the learning-path notebooks (``notebooks/*.ipynb``) from the cell lists below.
+
+Each notebook follows one learn page: it computes the page's worked example with cnnlab's own
+functions, then sets exercises. An exercise is a cell ``answer_N = None  # your value`` followed by a
+cell that checks it against a value computed by cnnlab (it prints "not answered yet" while the
+answer is None, "correct" or "not quite" otherwise), so a notebook runs top to bottom before and
+after it is solved. The correct answers live in each notebook's metadata (``cnnlab.answers``) only
+for the test, which runs every notebook twice: as shipped, and with the answers filled in.
+
+Usage (from the repository root): ``python notebooks/build_notebooks.py``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+
+
+def check(n: int, expected: str, tol: str = "1e-6") -> str:
+    """The cell that checks ``answer_n`` against ``expected`` (a Python expression)."""
+    return (
+        f"expected = {expected}\n"
+        f"if answer_{n} is None:\n"
+        f"    print('exercise {n}: not answered yet')\n"
+        f"elif abs(float(answer_{n}) - float(expected)) <= {tol} * max(1.0, abs(float(expected))):\n"
+        f"    print('exercise {n}: correct')\n"
+        f"else:\n"
+        f"    print('exercise {n}: not quite, try again')"
+    )
+
+
+NOTEBOOKS: dict[str, dict] = {
+    "01-convolution": {
+        "answers": {"answer_1": 180, "answer_2": 3},
+        "cells": [
+            (
+                "md",
+                "# 1. Convolution\nThe worked example of [page 1](../docs/learn/01-convolution.md): a filter slides "
+                "over an image; each output is the sum of the element-wise products under it.",
+            ),
+            (
+                "code",
+                "import numpy as np\nfrom cnnlab.viz.teaching import BINARY_IMAGE, X_FILTER, EDGE_IMAGE, "
+                "VERTICAL_EDGE, conv2d_steps\nfrom cnnlab.numpy_engine import reference as R\n"
+                "r = conv2d_steps(BINARY_IMAGE, X_FILTER)\nprint(r['formula'])\nprint(r['output'])",
+            ),
+            (
+                "code",
+                "# the same map from the plain-loop reference, on a batch of one image with one filter\n"
+                "x = np.array(BINARY_IMAGE, float)[None, None]\nw = np.array(X_FILTER, float)[None, None]\n"
+                "assert (R.conv2d(x, w)[0, 0] == r['output']).all()\nR.conv2d(x, w)[0, 0]",
+            ),
+            (
+                "md",
+                "**Exercise 1.** The edge image has a dark region (10) and a bright block (100). Compute by hand "
+                "the output at row 1, column 0 of the vertical-edge filter `[[-1,0,1]]*3` on it.",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "conv2d_steps(EDGE_IMAGE, VERTICAL_EDGE)['output'][1, 0]")),
+            ("md", "**Exercise 2.** With padding 1 and stride 2, how many outputs does a 5-pixel row give?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "conv2d_steps(BINARY_IMAGE, X_FILTER, stride=2, padding=1)['output'].shape[1]")),
+        ],
+    },
+    "04-pooling": {
+        "answers": {"answer_1": 6, "answer_2": 3.9375},
+        "cells": [
+            ("md", "# 4. Pooling\nMax and average pooling of a 4x4 matrix ([page 4](../docs/learn/04-pooling.md))."),
+            (
+                "code",
+                "from cnnlab.viz.teaching import MIXED_POOL, pool2d\nimport numpy as np\n"
+                "print(pool2d(MIXED_POOL, 2, mode='max'))\nprint(pool2d(MIXED_POOL, 2, mode='avg'))",
+            ),
+            ("md", "**Exercise 1.** What is the max of the top-left 2x2 window of the mixed matrix?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "pool2d(MIXED_POOL, 2, mode='max')[0, 0]")),
+            ("md", "**Exercise 2.** What is its global average (the mean of all 16 values)?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "np.mean(MIXED_POOL)")),
+        ],
+    },
+    "06-softmax-cross-entropy": {
+        "answers": {"answer_1": 0.1698, "answer_2": 2.302585},
+        "cells": [
+            ("md", "# 6. Softmax and cross-entropy\n[Page 6](../docs/learn/06-softmax-cross-entropy.md)."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_numbers import softmax, cross_entropy\nimport numpy as np\n"
+                "z = [2.5, 1.0, 0.1]\nprint(softmax(z))\nprint([cross_entropy(z, k) for k in range(3)])",
+            ),
+            ("md", "**Exercise 1.** The probability of class 1 for logits `[2.5, 1.0, 0.1]` (4 decimals)."),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "softmax([2.5, 1.0, 0.1])[1]", tol="1e-3")),
+            ("md", "**Exercise 2.** The loss when the true class got probability 0.10."),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "-np.log(0.10)", tol="1e-4")),
+        ],
+    },
+    "07-backprop": {
+        "answers": {"answer_1": 2.5, "answer_2": -0.5},
+        "cells": [
+            (
+                "md",
+                "# 7. Backpropagation by hand\nConv 3x3 then max pool 2x2 (stride 1) on the 5x5 example "
+                "([backprop page](../docs/learn/backprop.md)).",
+            ),
+            (
+                "code",
+                "from cnnlab.viz.teaching_backprop import backprop_example, backprop_text\n"
+                "r = backprop_example()\nprint(backprop_text(r))",
+            ),
+            ("md", "**Exercise 1.** The bias gradient `db` is the sum of `dL/dy`. What is it?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['db']")),
+            ("md", "**Exercise 2.** `y[1,1]` wins two overlapping pooling windows. What gradient does it receive?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['dy'][1, 1]")),
+        ],
+    },
+    "08-optimizers": {
+        "answers": {"answer_1": 0.3, "answer_2": 0.03},
+        "cells": [
+            ("md", "# 8. One Adam step\n[Page 8](../docs/learn/08-optimizers.md): Adam's moments, step by step."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_adam import adam_steps, adam_steps_text\n"
+                "r = adam_steps('quadratic')\nprint(adam_steps_text(r))",
+            ),
+            ("md", "**Exercise 1.** How far does Adam move each coordinate on its first step (lr 0.3)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "abs(r.values['steps'][0]['step'][0])")),
+            ("md", "**Exercise 2.** And with the slipped second moment `(1 - beta1) g^2`?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "abs(r.values['slipped_first_step'][0])")),
+        ],
+    },
+}
+
+
+def build(name: str, spec: dict) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["cnnlab"] = {"answers": spec["answers"]}
+    for kind, text in spec["cells"]:
+        nb.cells.append(nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text))
+    return nb
+
+
+def main() -> None:
+    for name, spec in NOTEBOOKS.items():
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(build(name, spec), path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
