@@ -137,6 +137,101 @@ NOTEBOOKS: dict[str, dict] = {
             ("code", check(2, "abs(r.values['slipped_first_step'][0])")),
         ],
     },
+    "02-output-size": {
+        "answers": {"answer_1": 15, "answer_2": 22},
+        "cells": [
+            (
+                "md",
+                "# 2. Output size and receptive field\n[Page 2](../docs/learn/02-output-size.md): "
+                "`out = floor((n + 2p - k) / s) + 1`; the receptive field grows by `(k - 1) * jump`.",
+            ),
+            (
+                "code",
+                "from cnnlab.arithmetic import conv_output_size\nfrom cnnlab.viz.teaching_rf import "
+                "receptive_field_table, SEED_CNN_LAYERS\nprint(conv_output_size(32, 3, 1, 1))\n"
+                "for row in receptive_field_table(SEED_CNN_LAYERS, 32):\n    print(row)",
+            ),
+            ("md", "**Exercise 1.** A 3x3 conv with stride 2 and no padding on a 32x32 input: output size?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "conv_output_size(32, 3, 2, 0)")),
+            ("md", "**Exercise 2.** The receptive field after the third conv-pool block above?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "receptive_field_table(SEED_CNN_LAYERS, 32)[-1]['rf']")),
+        ],
+    },
+    "03-parameters": {
+        "answers": {"answer_1": 1792, "answer_2": 221184},
+        "cells": [
+            (
+                "md",
+                "# 3. Parameters\n[Page 3](../docs/learn/03-parameters.md): a conv layer has "
+                "`(k*k*C_in + 1) * C_out` parameters.",
+            ),
+            (
+                "code",
+                "from cnnlab.arithmetic import conv_params\nfrom cnnlab.viz.teaching_numbers import "
+                "bottleneck_costs\nprint(conv_params(1, 16, 3))\nprint(bottleneck_costs(32, 256, 64, 128, 5))",
+            ),
+            ("md", "**Exercise 1.** Parameters of a 3x3 conv from 3 to 64 channels, with bias?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "conv_params(3, 64, 3)")),
+            ("md", "**Exercise 2.** Weights (no bias) of a 1x1 conv 256 -> 64 followed by a 5x5 conv 64 -> 128?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "bottleneck_costs(32, 256, 64, 128, 5)['bottleneck_params']")),
+        ],
+    },
+    "05-activations": {
+        "answers": {"answer_1": 0.25, "answer_2": 0.0},
+        "cells": [
+            ("md", "# 5. Activations\n[Page 5](../docs/learn/05-activations.md): each function and its derivative."),
+            (
+                "code",
+                "import numpy as np\nfrom cnnlab.viz.teaching_activations import activation\n"
+                "x = np.linspace(-4, 4, 9)\nfor name in ['relu', 'sigmoid', 'tanh', 'swish']:\n"
+                "    f, df = activation(name)\n    print(name, np.round(f(x), 3), np.round(df(x), 3))",
+            ),
+            ("md", "**Exercise 1.** The largest value of sigmoid's derivative (why deep sigmoid nets vanish)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "activation('sigmoid')[1](np.linspace(-5, 5, 1001)).max()", tol="1e-4")),
+            ("md", "**Exercise 2.** ReLU's derivative at x = -2?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "activation('relu')[1](np.array(-2.0))")),
+        ],
+    },
+    "09-batchnorm-dropout": {
+        "answers": {"answer_1": 3.0, "answer_2": 2.0},
+        "cells": [
+            ("md", "# 9. Batch norm and dropout\n[Page 9](../docs/learn/09-batchnorm-dropout.md)."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_numbers import batchnorm_example, batchnorm_text\n"
+                "r = batchnorm_example()\nprint(batchnorm_text(r))",
+            ),
+            ("md", "**Exercise 1.** The batch mean of channel 0 (values 1, 2, 3, 6)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['batch_mean'][0]")),
+            ("md", "**Exercise 2.** With dropout p = 0.5, what does a kept unit of value 1 become?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['dropout_out'].max()")),
+        ],
+    },
+    "16-metrics": {
+        "answers": {"answer_1": 0.5, "answer_2": 0.75},
+        "cells": [
+            ("md", "# 16. Metrics by hand\n[Page 16](../docs/learn/16-metrics.md): twelve images, three classes."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_metrics import metrics_example, metrics_text\n"
+                "r = metrics_example()\nprint(metrics_text(r))",
+            ),
+            ("md", "**Exercise 1.** Precision of dog: of the images called dog, the share that are dogs?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['metrics']['per_class'][1]['precision']")),
+            ("md", "**Exercise 2.** Recall of dog: of the dogs, the share found?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['metrics']['per_class'][1]['recall']")),
+        ],
+    },
 }
 
 
