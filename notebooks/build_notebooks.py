@@ -5,7 +5,7 @@ functions, then sets exercises. An exercise is a cell ``answer_N = None  # your 
 cell that checks it against a value computed by cnnlab (it prints "not answered yet" while the
 answer is None, "correct" or "not quite" otherwise), so a notebook runs top to bottom before and
 after it is solved. The correct answers live in each notebook's metadata (``cnnlab.answers``) only
-for the test, which runs every notebook twice: as shipped, and with the answers filled in.
+for the test, which runs every notebook once with the first exercise answered and the others not.
 
 Usage (from the repository root): ``python notebooks/build_notebooks.py``
 """
@@ -230,6 +230,98 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** Recall of dog: of the dogs, the share found?"),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "r.values['metrics']['per_class'][1]['recall']")),
+        ],
+    },
+    "12-schedules": {
+        "answers": {"answer_1": 0.01, "answer_2": 0.05},
+        "cells": [
+            (
+                "md",
+                "# 12. Learning-rate schedules\n[Page 12](../docs/learn/12-schedules.md): the engine's own "
+                "schedules, LR 0.1, 30 epochs of 10 steps.",
+            ),
+            (
+                "code",
+                "from cnnlab.viz.teaching_schedules import schedule_curves\n"
+                "curves = schedule_curves(['step', 'cosine'])\n"
+                "print([round(lr, 4) for lr in curves['step']['lr'][::50]])\n"
+                "print([round(lr, 4) for lr in curves['cosine']['lr'][::50]])",
+            ),
+            ("md", "**Exercise 1.** Step decay (x0.1 every 10 epochs): the LR at the start of epoch 10 (step 100)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "curves['step']['lr'][100]")),
+            ("md", "**Exercise 2.** Cosine from 0.1 to 0: the LR halfway (step 150)?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "curves['cosine']['lr'][150]", tol="1e-3")),
+        ],
+    },
+    "13-initialisation": {
+        "answers": {"answer_1": 0.08838834764831845, "answer_2": 0.0625},
+        "cells": [
+            (
+                "md",
+                "# 13. Initialisation\n[Page 13](../docs/learn/13-initialisation.md): the spread of activations "
+                "layer by layer.",
+            ),
+            (
+                "code",
+                "import math\n\nfrom cnnlab.viz.teaching_init import layer_statistics\n"
+                "for scheme in ['normal 0.01', 'xavier_normal', 'he_normal']:\n"
+                "    print(scheme, [round(s, 4) for s in layer_statistics(scheme, 'relu')['activation_std']])",
+            ),
+            ("md", "**Exercise 1.** He's std for a layer with 256 inputs, `sqrt(2 / fan_in)`?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "math.sqrt(2 / 256)", tol="1e-3")),
+            ("md", "**Exercise 2.** Xavier's std for 256 inputs and 256 outputs, `sqrt(2 / (fan_in + fan_out))`?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "math.sqrt(2 / 512)", tol="1e-3")),
+        ],
+    },
+    "14-architectures": {
+        "answers": {"answer_1": 1769472, "answer_2": 9.2},
+        "cells": [
+            (
+                "md",
+                "# 14. Architectures\n[Page 14](../docs/learn/14-architectures.md): the arithmetic behind each "
+                "network, numbers from the zoo.",
+            ),
+            (
+                "code",
+                "from cnnlab.viz.teaching_arch import arch_example, arch_text\n"
+                "vgg = arch_example('vgg')\nprint(arch_text(vgg))",
+            ),
+            ("md", "**Exercise 1.** Weights of three stacked 3x3 convs at C = 256 channels (27 C^2)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "27 * 256**2")),
+            (
+                "md",
+                "**Exercise 2.** How many times more parameters has AlexNet than GoogLeNet (1 decimal)? "
+                "Hint: `arch_text(arch_example('googlenet'))`.",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            (
+                "code",
+                "from cnnlab.models import create_model\n\n"
+                "ratio = sum(p.numel() for p in create_model('alexnet').parameters()) / "
+                "sum(p.numel() for p in create_model('googlenet').parameters())\n" + check(2, "round(ratio, 1)"),
+            ),
+        ],
+    },
+    "15-normalisation": {
+        "answers": {"answer_1": 8, "answer_2": 4},
+        "cells": [
+            ("md", "# 15. Normalisation layers\n[Page 15](../docs/learn/15-normalisation.md)."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_norms import norms_example, norms_text\n"
+                "r = norms_example()\nprint(norms_text(r))",
+            ),
+            ("md", "**Exercise 1.** How many sets of statistics does instance norm use on a (2, 4, 2, 2) tensor?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['norms']['instance']['sets']")),
+            ("md", "**Exercise 2.** And batch norm?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['norms']['batch']['sets']")),
         ],
     },
 }
