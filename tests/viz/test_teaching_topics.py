@@ -241,3 +241,20 @@ def test_learning_pages_other_commands_run(tmp_path, monkeypatch, capsys):
                     assert capsys.readouterr().out.strip() == expected.strip(), f"{page.name}: {command}"
                     ran += 1
     assert ran >= 1
+
+
+def test_every_teach_topic_is_shown_on_a_learning_page():
+    """Each `cnnlab teach TOPIC` appears as a transcript in docs/learn (so the page test runs it)."""
+    from pathlib import Path
+
+    from cnnlab.cli.teach import TOPICS
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "learn"
+    shown = {
+        chunk.split()[1]
+        for page in docs.glob("*.md")
+        for block in page.read_text().split("```console\n")[1:]
+        for chunk in block.split("```")[0].split("$ cnnlab ")[1:]
+        if chunk.startswith("teach ")
+    }
+    assert set(TOPICS.names()) <= shown, set(TOPICS.names()) - shown
