@@ -10,6 +10,9 @@ Shipping it inside the package (e.g. as ``demo:mnist``) is a separate step.
 Usage (from the repository root; the MNIST files are the official IDX .gz files)::
 
     python scripts/train_demo_model.py --data-root ../shared/data --out runs --epochs 2
+
+Measured (2026-11-30, shared 2-core machine under load, ``--epochs 1``): 98.88 % test accuracy,
+model folder 120 kB, 180 s for the epoch. Two epochs give 99.1-99.2 % (``configs/mnist_fast.yaml``).
 """
 
 from __future__ import annotations
