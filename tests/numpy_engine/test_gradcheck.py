@@ -46,3 +46,12 @@ def test_numeric_grad_of_a_quadratic_is_exact():
 def test_run_all_filters_by_name():
     results = gc.run_all("tanh")
     assert {r.case for r in results} == {"Tanh"} and all(r.passed for r in results)
+
+
+def test_a_conv_bias_before_batchnorm_is_explained():
+    """Its true gradient is 0 (the batch mean cancels it), so rel error ~1 is expected and the line says why."""
+    from cnnlab.numpy_engine.gradcheck import run_all
+
+    lines = {r.tensor: r for r in run_all("Sequential(conv,bn")}
+    assert lines["0.bias"].passed and "conv bias before BatchNorm" in lines["0.bias"].line()
+    assert lines["0.weight"].note == "" and "(" not in lines["0.weight"].line().split("max rel=")[1]

@@ -42,9 +42,9 @@ def test_conv_examples_match_torch(name):
     np.testing.assert_allclose(r.values["output"], _torch_conv(ex["image"], ex["kernel"]))
 
 
-def test_conv_seed004_first_output_is_four_and_figure(tmp_path):
-    r = teaching.conv_example("seed004", out_dir=tmp_path)
-    assert r.values["first_output"] == 4  # seed 004 section 1.1
+def test_conv_binary_first_output_is_four_and_figure(tmp_path):
+    r = teaching.conv_example("binary", out_dir=tmp_path)
+    assert r.values["first_output"] == 4
     assert r.values["output_shape"] == [3, 3]
     # 9 window positions + the filter + the output map
     meta = _check_files(r, panels=11)
@@ -52,7 +52,7 @@ def test_conv_seed004_first_output_is_four_and_figure(tmp_path):
     assert meta["values"]["positions_shown"] == [[i, j] for i in range(3) for j in range(3)]
 
 
-def test_conv_edge_example_corrects_seed002():
+def test_conv_edge_example_corrects_the_source():
     out = teaching.conv_example("edge").values["output"]
     seed_printed = np.array([[0, 0, 270]] * 3)
     assert not np.array_equal(out, seed_printed)
@@ -64,7 +64,7 @@ def test_conv_edge_example_corrects_seed002():
 
 def test_conv_patch_and_text():
     r = teaching.conv_example("patch")
-    assert r.values["output"][0, 0] == 60  # seed 002: -10+0+30-40+0+60-70+0+90
+    assert r.values["output"][0, 0] == 60  # -10+0+30-40+0+60-70+0+90
     text = teaching.conv_example_text(r)
     assert "= 60" in text and "floor((3 + 2*0 - 3) / 1) + 1 = 1" in text
 
@@ -80,8 +80,8 @@ def test_conv_steps_with_stride_and_padding_match_torch():
 
 
 def test_unknown_example_is_a_user_error():
-    with pytest.raises(CnnlabError, match="seed004"):
-        teaching.conv_example("seed04")
+    with pytest.raises(CnnlabError, match="binary"):
+        teaching.conv_example("binar")
 
 
 # --- pooling ---------------------------------------------------------------------------------
@@ -98,14 +98,16 @@ def test_pool_examples_match_torch(name, tmp_path):
 
 
 def test_pool_seed_values():
-    s1 = teaching.pool_example("seed001").values
-    assert s1["max"].tolist() == [[6, 8], [14, 16]]  # seed 001 prints this, correctly
-    s2 = teaching.pool_example("seed002").values
-    assert s2["max"].tolist() == [[6, 4], [8, 9]]  # seed 002 prints [[3, 4], [8, 9]]
+    s1 = teaching.pool_example("sequence").values
+    assert s1["max"].tolist() == [[6, 8], [14, 16]]  # the source prints this, correctly
+    s2 = teaching.pool_example("mixed").values
+    assert s2["max"].tolist() == [[6, 4], [8, 9]]  # the source prints [[3, 4], [8, 9]]
     assert s2["avg"].tolist() == [[3.75, 2.25], [5.5, 4.25]]
-    assert s2["global_avg"] == 63 / 16 != 3.875  # seed 002 prints 3.875
-    text = teaching.pool_example_text(teaching.pool_example("seed002"))
+    assert s2["global_avg"] == 63 / 16 != 3.875  # the source prints 3.875
+    text = teaching.pool_example_text(teaching.pool_example("mixed"))
     assert "global average = 63 / 16 = 3.9375" in text
+    assert "the source prints global average 3.875; the correct value is 3.9375, because" in text
+    assert "the source prints" not in teaching.pool_example_text(teaching.pool_example("sequence"))
 
 
 # --- activations -----------------------------------------------------------------------------
@@ -115,13 +117,14 @@ TORCH_ACT = {
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
     "silu": F.silu,
+    "swish": F.silu,
     "gelu": F.gelu,
     "elu": lambda t: F.elu(t, teaching_activations.ELU_ALPHA),
     "softplus": F.softplus,
 }
 
 
-@pytest.mark.parametrize("name", teaching_activations.ACTIVATION_ORDER)
+@pytest.mark.parametrize("name", [*teaching_activations.ACTIVATION_ORDER, "swish"])
 def test_activation_values_and_derivatives_match_torch(name):
     x = np.concatenate([np.linspace(-6, 6, 241), [-40.0, -1e-3, 1e-3, 40.0]])
     f, df = teaching_activations.activation(name)
@@ -145,15 +148,15 @@ def test_activation_figure(tmp_path):
 # --- softmax + cross-entropy ---------------------------------------------------------------------
 def test_softmax_example_matches_torch(tmp_path):
     r = teaching_numbers.softmax_example(out_dir=tmp_path)
-    z = torch.tensor(teaching_numbers.SEED002_LOGITS, dtype=torch.float64, requires_grad=True)
+    z = torch.tensor(teaching_numbers.DEFAULT_LOGITS, dtype=torch.float64, requires_grad=True)
     np.testing.assert_allclose(r.values["probabilities"], torch.softmax(z, 0).detach().numpy())
     for k, loss in enumerate(r.values["cross_entropy_per_target"]):
         assert loss == pytest.approx(F.cross_entropy(z[None], torch.tensor([k])).item())
     F.cross_entropy(z[None], torch.tensor([0])).backward()
     np.testing.assert_allclose(r.values["gradient_if_target_0"], z.grad.numpy(), atol=1e-12)
-    # seed 002 prints [0.76, 0.21, 0.03]; the correct rounding is [0.76, 0.17, 0.07]
+    # the source prints [0.76, 0.21, 0.03]; the correct rounding is [0.76, 0.17, 0.07]
     assert np.round(r.values["probabilities"], 2).tolist() == [0.76, 0.17, 0.07]
-    assert r.values["seed002_loss_cat"] == pytest.approx(2.302585, abs=1e-6)
+    assert r.values["example_loss_cat"] == pytest.approx(2.302585, abs=1e-6)
     _check_files(r, panels=4)
 
 
@@ -167,15 +170,15 @@ def _n_params(*modules) -> int:
     return sum(p.numel() for m in modules for p in m.parameters())
 
 
-def test_onebyone_seed004_counts_match_torch(tmp_path):
+def test_onebyone_bottleneck_counts_match_torch(tmp_path):
     r = teaching_numbers.onebyone_example(out_dir=tmp_path)
     ex = r.values["examples"][teaching_numbers.ONE_BY_ONE_EXAMPLES[0][0]]
     nn = torch.nn
     direct = nn.Conv2d(256, 128, 5, padding=2, bias=False)
     reduce, conv = nn.Conv2d(256, 64, 1, bias=False), nn.Conv2d(64, 128, 5, padding=2, bias=False)
-    assert ex["no_bias"]["direct_params"] == _n_params(direct) == 819_200  # seed 004 prints 820,000
-    assert ex["no_bias"]["kxk_after_params"] == _n_params(conv) == 204_800  # seed 004 prints 102,400
-    assert ex["no_bias"]["bottleneck_params"] == _n_params(reduce, conv) == 221_184  # seed prints 118,784
+    assert ex["no_bias"]["direct_params"] == _n_params(direct) == 819_200  # the source prints 820,000
+    assert ex["no_bias"]["kxk_after_params"] == _n_params(conv) == 204_800  # the source prints 102,400
+    assert ex["no_bias"]["bottleneck_params"] == _n_params(reduce, conv) == 221_184  # the source prints 118,784
     assert ex["with_bias"]["bottleneck_params"] == _n_params(nn.Conv2d(256, 64, 1), nn.Conv2d(64, 128, 5))
     # MACs: every output position of a 'same' conv costs one dot product per output channel
     x = torch.zeros(1, 256, 32, 32)
@@ -186,7 +189,7 @@ def test_onebyone_seed004_counts_match_torch(tmp_path):
 def test_onebyone_googlenet_and_depthwise():
     r = teaching_numbers.onebyone_example()
     g = r.values["examples"][teaching_numbers.ONE_BY_ONE_EXAMPLES[1][0]]["no_bias"]
-    assert (g["direct_params"], g["bottleneck_params"]) == (614_400, 325_632)  # seed 002, correct
+    assert (g["direct_params"], g["bottleneck_params"]) == (614_400, 325_632)  # printed correctly by the source
     assert round(g["param_reduction_pct"]) == 47
     d = r.values["depthwise_separable"]
     assert (d["standard"], d["separable"]) == (6_912, 795)
@@ -196,15 +199,15 @@ def test_onebyone_googlenet_and_depthwise():
 def test_params_examples_match_torch_modules():
     nn = torch.nn
     ex = teaching_numbers.params_examples()
-    assert ex["seed004 conv 3x3, 1 -> 16"]["value"] == _n_params(nn.Conv2d(1, 16, 3)) == 160
-    assert ex["seed004 dense 128 -> 64"]["value"] == _n_params(nn.Linear(128, 64)) == 8256
-    assert ex["seed004 batch norm, 16 channels"]["value"] == _n_params(nn.BatchNorm2d(16))
-    assert ex["seed002 dense 1024 -> 512"]["value"] == _n_params(nn.Linear(1024, 512))
+    assert ex["conv 3x3, 1 -> 16"]["value"] == _n_params(nn.Conv2d(1, 16, 3)) == 160
+    assert ex["dense 128 -> 64"]["value"] == _n_params(nn.Linear(128, 64)) == 8256
+    assert ex["batch norm, 16 channels"]["value"] == _n_params(nn.BatchNorm2d(16))
+    assert ex["dense 1024 -> 512"]["value"] == _n_params(nn.Linear(1024, 512))
     blocks = [m for c_in, c_out in [(3, 32), (32, 64), (64, 128)] for m in (nn.Conv2d(c_in, c_out, 3, padding=1),
               nn.BatchNorm2d(c_out))]  # fmt: skip
     head = [nn.Linear(2048, 512), nn.BatchNorm1d(512), nn.Linear(512, 256), nn.BatchNorm1d(256), nn.Linear(256, 10)]
     seed_cnn = nn.Sequential(*blocks, *head)
-    assert ex["seed000 seed CNN total"]["value"] == _n_params(seed_cnn)  # seed 000 prints ~1,276,734
+    assert ex[teaching_numbers.SEED_CNN_TOTAL]["value"] == _n_params(seed_cnn)  # the source prints ~1,276,734
 
 
 # --- optimisers --------------------------------------------------------------------------------
@@ -223,7 +226,7 @@ def _torch_opt(name, params):
 OURS = {
     "gd": lambda: teaching_optim.GD(0.1),
     "momentum": lambda: teaching_optim.Momentum(0.1, 0.9),
-    "damped": lambda: teaching_optim.Momentum(0.1, 0.9, dampening=0.9),  # seed 004's moving-average form
+    "damped": lambda: teaching_optim.Momentum(0.1, 0.9, dampening=0.9),  # the moving-average form
     "nesterov": lambda: teaching_optim.Nesterov(0.1, 0.9),
     "rmsprop": lambda: teaching_optim.RMSProp(0.1, alpha=0.9),
     "adam": lambda: teaching_optim.Adam(0.1),
@@ -313,10 +316,86 @@ def test_teach_command_prints_and_writes(tmp_path, capsys):
     assert "out[0,0] = " in out and "= 90" in out and "11 panels" in out
     assert (tmp_path / "conv_edge.png").exists() and (tmp_path / "conv_edge.json").exists()
     assert _teach(["softmax", "1,2,3", "--out", str(tmp_path)]) == 0
-    meta = json.loads((tmp_path / "softmax.json").read_text())
+    meta = json.loads((tmp_path / "softmax_1_2_3.json").read_text())
     assert meta["values"]["logits"] == [1.0, 2.0, 3.0]
-    assert _teach(["params"]) == 0
-    assert "1,278,218" in capsys.readouterr().out
+    assert _teach(["params", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "1,278,218" in out and "the source prints about 1,276,734" in out
+    assert "seed 0" not in out
+
+
+@pytest.mark.parametrize("topic", ["params", "batchnorm", "activations", "pool", "onebyone"])
+def test_every_topic_writes_a_png_and_json(topic, tmp_path, capsys):
+    assert _teach([topic, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path}" in out and "seed 0" not in out.lower() and "seed0" not in out.lower()
+    assert list(tmp_path.glob("*.png")) and list(tmp_path.glob("*.json"))
+
+
+def test_custom_softmax_and_rf_do_not_overwrite_the_defaults(tmp_path, capsys):
+    for argv in (["softmax"], ["softmax", "1,2,3"], ["rf"], ["rf", "conv3,pool2"]):
+        assert _teach([*argv, "--out", str(tmp_path)]) == 0
+    names = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert names == ["receptive_field.json", "receptive_field_conv3_pool2_in32.json", "softmax.json",
+                     "softmax_1_2_3.json"]  # fmt: skip
+    assert json.loads((tmp_path / "softmax.json").read_text())["values"]["logits"] == [2.5, 1.0, 0.1]
+    out = capsys.readouterr().out
+    assert out.count("the source prints") == 2  # the defaults carry their corrections, custom runs none
+
+
+def test_teach_conv_stride_padding_channels_match_torch(tmp_path, capsys):
+    assert _teach(["conv", "--stride", "2", "--padding", "1", "--channels", "3", "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "conv_binary_c3_s2_p1.json").read_text())
+    x = torch.tensor(meta["values"]["image"], dtype=torch.float64)[None]  # (1, 3, 5, 5)
+    w = torch.tensor(meta["values"]["kernel"], dtype=torch.float64)[None]  # (1, 3, 3, 3)
+    np.testing.assert_allclose(meta["values"]["output"], F.conv2d(x, w, stride=2, padding=1)[0, 0].numpy())
+    out = capsys.readouterr().out
+    assert "channel 2:" in out and "out = floor((5 + 2*1 - 3) / 2) + 1 = 3" in out
+
+
+def test_teach_conv_own_image_file_and_kernel(tmp_path, capsys):
+    rgb = np.zeros((40, 20, 3), dtype=np.uint8)
+    rgb[:, 10:] = 255  # a vertical edge down the middle
+    path = tmp_path / "edge.png"
+    Image.fromarray(rgb).save(path)
+    argv = ["conv", "--image", str(path), "--channels", "3", "--kernel", "[[-1,0,1],[-1,0,1],[-1,0,1]]"]
+    assert _teach([*argv, "--out", str(tmp_path)]) == 0
+    meta = json.loads((tmp_path / "conv_image_kernel_c3.json").read_text())
+    assert np.shape(meta["values"]["image"]) == (3, 32, 16)  # shrunk to 32 px on the long side
+    out = np.asarray(meta["values"]["output"])
+    assert out.shape == (30, 14) and out.max() > 0 and (out[:, 0] == 0).all()  # only windows on the edge respond
+    assert "more windows" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["conv", "--kernel", "[[1,2],[3"], "--kernel must be a matrix"),
+    (["conv", "--image", "/no/such.png"], "no such file"),
+    (["conv", "--stride", "0"], "--stride must be at least 1"),
+    (["conv", "--kernel", "[[[1]],[[1]]]"], "the kernel has 2 channel"),
+    (["softmax", "a,b"], "comma-separated numbers"),
+])  # fmt: skip
+def test_teach_bad_input_is_a_user_error(argv, match, tmp_path):
+    with pytest.raises(CnnlabError, match=match):
+        _teach([*argv, "--out", str(tmp_path)])
+
+
+def test_teach_optimizers_step_matches_torch_adam(tmp_path, capsys):
+    from cnnlab.viz import teaching_adam
+
+    assert _teach(["optimizers", "--step", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "m_hat = m / (1 - 0.9^1)" in out and "the source prints v_t = beta2*v_(t-1) + (1 - beta1)*g_t^2" in out
+    r = teaching_adam.adam_steps("quadratic")
+    s = teaching_optim.SURFACES.create("quadratic")
+    p = torch.nn.Parameter(torch.tensor(s.start, dtype=torch.float64))
+    opt = torch.optim.Adam([p], lr=r.values["lr"])
+    for row in r.values["steps"]:
+        p.grad = torch.tensor(s.grad(p.detach().numpy()))
+        opt.step()
+        np.testing.assert_allclose(row["w"], p.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(row["v"], opt.state[p]["exp_avg_sq"].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(np.abs(r.values["steps"][0]["step"]), r.values["lr"])  # step 1: lr per coordinate
+    np.testing.assert_allclose(np.abs(r.values["slipped_first_step"]), r.values["lr"] / 10)
 
 
 # --- batch norm and dropout ----------------------------------------------------------------------
@@ -384,7 +463,7 @@ def test_receptive_field_figure_matches_arithmetic(tmp_path):
     rows = r.values["rows"]
     assert [(row["rf"], row["jump"]) for row in rows] == receptive_field([(3, 1), (2, 2)] * 3)
     assert [row["size"] for row in rows] == [32, 16, 16, 8, 8, 4]
-    assert rows[-1]["rf"] == 22  # seed 000 prints 15
+    assert rows[-1]["rf"] == 22  # the source prints 15
     meta = _check_files(r, panels=6)
     assert meta["values"]["rows"] == rows
 

@@ -7,6 +7,11 @@ differences ``(L(x + h e_i) - L(x - h e_i)) / 2h`` for every element of the inpu
 parameter, in float64, with the pass rule ``|analytic - numeric| <= 1e-5 + 1e-3 * |numeric|``.
 Shapes are small and odd on purpose (7x5 images, 3 channels, stride 2 with padding) so that
 off-by-one errors in im2col/col2im cannot hide. ``cnnlab scratch gradcheck`` prints the table.
+
+When the true gradient of a tensor is (about) zero, the relative error is meaningless (about 1 for
+any tiny rounding difference) and the absolute error decides; the line then says so. The case
+that shows it is a conv bias followed by BatchNorm: the batch mean subtracts any per-channel
+constant, so the loss does not depend on that bias at all.
 """
 
 from __future__ import annotations
@@ -33,12 +38,14 @@ class CheckResult:
     max_abs_err: float
     max_rel_err: float
     passed: bool
+    note: str = ""
 
     def line(self) -> str:
         mark = "ok  " if self.passed else "FAIL"
+        note = f"  ({self.note})" if self.note else ""
         return (
             f"{mark} {self.case:<44s} {self.tensor:<8s} n={self.size:<5d} "
-            f"max|a-n|={self.max_abs_err:.2e}  max rel={self.max_rel_err:.2e}"
+            f"max|a-n|={self.max_abs_err:.2e}  max rel={self.max_rel_err:.2e}{note}"
         )
 
 
@@ -63,7 +70,10 @@ def compare(case: str, tensor: str, analytic: np.ndarray, numeric: np.ndarray) -
     err = np.abs(analytic - numeric)
     rel = err / np.maximum(np.abs(numeric), 1e-12)
     ok = bool(np.all(err <= ATOL + RTOL * np.abs(numeric)))
-    return CheckResult(case, tensor, int(numeric.size), float(err.max()), float(rel.max()), ok)
+    note = ""
+    if float(np.abs(numeric).max()) <= ATOL:
+        note = "true gradient ~0, so rel is meaningless; |a-n| decides"
+    return CheckResult(case, tensor, int(numeric.size), float(err.max()), float(rel.max()), ok, note)
 
 
 def check_module(case: str, module: Module, x_shape: tuple[int, ...], seed: int = 0) -> list[CheckResult]:
@@ -89,7 +99,19 @@ def check_module(case: str, module: Module, x_shape: tuple[int, ...], seed: int 
     results = [compare(case, "input", analytic["input"], numeric_grad(loss, x))]
     for name, p in module.named_parameters():
         results.append(compare(case, name, analytic[name], numeric_grad(loss, p.data)))
+        if results[-1].note and _bias_before_batchnorm(module, name):
+            results[-1].note = "conv bias before BatchNorm: the batch mean cancels it, true gradient 0"
     return results
+
+
+def _bias_before_batchnorm(module: Module, name: str) -> bool:
+    """``name`` is ``<i>.bias`` of a layer directly followed by a BatchNorm in a Sequential."""
+    parts = name.split(".")
+    if not isinstance(module, Sequential) or len(parts) != 2 or parts[1] != "bias" or not parts[0].isdigit():
+        return False
+    i = int(parts[0])
+    layers = list(module.layers)
+    return i + 1 < len(layers) and isinstance(layers[i + 1], L._BatchNorm)
 
 
 def check_loss(case: str, loss_fn: CrossEntropyLoss, batch: int, classes: int, seed: int = 0) -> list[CheckResult]:

@@ -18,6 +18,7 @@ Every ``plot_*`` writes a PNG and a JSON of the plotted numbers beside it (see :
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,16 @@ def grad_cam(
     cam = F.interpolate(cam.detach(), size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     cam = cam / cam.max() if float(cam.max()) > 0 else cam
     return cam.detach().cpu().numpy(), t
+
+
+def zero_cam_warning(explained: str, layer: str | None) -> str:
+    """Why a Grad-CAM overlay is blank, and what to try instead."""
+    where = f"layer {layer}" if layer else "the last conv layer"
+    return (
+        f"the Grad-CAM map for class {explained!r} is all zero: at {where} no location has positive evidence "
+        "for it (the ReLU of sum_k alpha_k A_k is 0 everywhere), so the overlay is blank. Try an earlier layer "
+        "(--layer), another class (--target), or the saliency picture"
+    )
 
 
 def plot_heatmap(image: np.ndarray, heat: np.ndarray, path: str | Path | None = None, title: str = "", info=None):
@@ -366,6 +377,10 @@ def _vis_attribution(method: str):
             heat, t = saliency(rp.model, x, target)
         info = _title(rp, index, t)
         title = f"{method}: {info['explained']} (true {info['true']}, pred {info['pred']} {info['confidence']:.2f})"
+        if method == "gradcam" and not np.any(heat > 0):
+            info["warning"] = zero_cam_warning(info["explained"], layer)
+            title += "\nmap all zero: see the warning"
+            print(f"cnnlab: warning: {info['warning']}", file=sys.stderr)
         path = out / f"{method}_{index}.png"
         plot_heatmap(rp.images([index])[0], heat, path, title, info)
         return [path]

@@ -1,7 +1,8 @@
 """Activation functions and their derivatives, in NumPy, with a plot of each.
 
-Seed 001 and seed 002 ("Activation Functions") list ReLU, Leaky ReLU, sigmoid, tanh and Swish
-(SiLU); GELU (Hendrycks & Gimpel 2016), ELU (Clevert et al. 2016) and softplus are added because
+The classic list is ReLU, Leaky ReLU, sigmoid, tanh and Swish (``swish`` here is the same
+function as ``silu``: Swish with beta = 1, Ramachandran et al. 2017); GELU (Hendrycks & Gimpel
+2016), ELU (Clevert et al. 2016) and softplus are added because
 modern CNNs use them. Each function has its derivative written out by hand, the way backprop
 needs it; a test checks both against torch (values and autograd). The figure shows one panel per
 activation with f (solid) and f' (dashed) so a student can see where gradients vanish (sigmoid,
@@ -24,7 +25,7 @@ Array = np.ndarray
 _erf = np.vectorize(math.erf, otypes=[float])
 
 ACTIVATIONS: Registry = Registry("activation")
-LEAKY_SLOPE = 0.01  # seed 002: f(x) = max(0.01x, x)
+LEAKY_SLOPE = 0.01  # f(x) = max(0.01x, x)
 ELU_ALPHA = 1.0
 
 
@@ -60,6 +61,13 @@ def tanh():
 def silu():
     # SiLU = Swish with beta 1: x sigma(x); d/dx = sigma(x) (1 + x (1 - sigma(x)))
     return (lambda x: x * _sigmoid(x), lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))), "x * sigmoid(x)")
+
+
+@ACTIVATIONS.register("swish")
+def swish():
+    # Swish (Ramachandran et al. 2017) with beta = 1 is SiLU; torch calls it nn.SiLU
+    f, df, _ = silu()
+    return (f, df, "x * sigmoid(x) (= silu)")
 
 
 @ACTIVATIONS.register("gelu")

@@ -1,10 +1,12 @@
-"""Worked numeric examples: softmax and cross-entropy, 1x1-convolution savings, parameter counts.
+"""Worked numeric examples: softmax and cross-entropy, 1x1-convolution savings, parameter counts,
+batch norm and dropout.
 
-The inputs are the seeds' own (seed 002's logits [2.5, 1.0, 0.1] and its 85/10/5 % cat example;
-seed 004's and seed 002's 1x1 bottlenecks and depthwise-separable example; seed 004's and seed
-002's parameter-count examples); every output is computed here from the formulas in
-:mod:`cnnlab.arithmetic`. Seed 002's softmax probabilities and seed 004's 1x1 savings are printed
-wrongly in the seeds; ``docs/seed-errata.md`` compares them with what these functions return.
+The inputs are the project's source notes' examples (logits [2.5, 1.0, 0.1] and an 85/10/5 %
+dog/cat/bird prediction; two 1x1 bottlenecks and a depthwise-separable layer; single-layer
+parameter counts and the ``seed_cnn`` model's total); every output is computed here from the
+formulas in :mod:`cnnlab.arithmetic`. Where a source prints a wrong value (the softmax
+probabilities, one bottleneck's savings, the model total, the batch-norm and dropout formulas) the
+text output says so with :func:`cnnlab.viz.teaching.correction`; ``docs/seed-errata.md`` lists them.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from cnnlab.arithmetic import conv_macs, conv_params, linear_params, pool_output_size
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.viz.teaching import TeachingResult, corrections_text, new_figure, save_result
 
-SEED002_LOGITS = [2.5, 1.0, 0.1]
-SEED002_CE_PROBS = {"dog": 0.85, "cat": 0.10, "bird": 0.05}  # true class: cat
+DEFAULT_LOGITS = [2.5, 1.0, 0.1]
+CE_PROBS = {"dog": 0.85, "cat": 0.10, "bird": 0.05}  # true class: cat
+SOFTMAX_ERRATA = [("[0.76, 0.21, 0.03] for the logits [2.5, 1, 0.1]", "[0.76, 0.17, 0.07]",
+                   "e^2.5 = 12.1825, e^1 = 2.7183 and e^0.1 = 1.1052 add up to 16.0059, and each divided by "
+                   "that sum gives 0.7611, 0.1698 and 0.0690")]  # fmt: skip
 
 
 # --- softmax + cross-entropy -------------------------------------------------------------------
@@ -30,7 +35,7 @@ def softmax(z: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(z: np.ndarray, target: int) -> float:
-    """``-log softmax(z)[target] = logsumexp(z) - z[target]`` (seed 000's simplified form)."""
+    """``-log softmax(z)[target] = logsumexp(z) - z[target]`` (the simplified form)."""
     z = np.asarray(z, dtype=float)
     m = z.max()
     return float(m + np.log(np.exp(z - m).sum()) - z[target])
@@ -38,12 +43,14 @@ def cross_entropy(z: np.ndarray, target: int) -> float:
 
 def softmax_example(logits: list[float] | None = None, out_dir: str | Path | None = None) -> TeachingResult:
     """Logits -> exponentials -> probabilities -> cross-entropy for each possible true class, and the
-    gradient ``p - onehot`` that backprop starts from; plus seed 002's -log(0.10) example."""
-    z = np.asarray(logits or SEED002_LOGITS, dtype=float)
+    gradient ``p - onehot`` that backprop starts from; plus the -log(0.10) example. Custom logits
+    are written as ``softmax_<logits>`` so they never overwrite the default example's figure."""
+    custom = logits is not None and list(logits) != DEFAULT_LOGITS
+    z = np.asarray(DEFAULT_LOGITS if logits is None else logits, dtype=float)
     exps = np.exp(z)
     p = softmax(z)
     losses = [cross_entropy(z, t) for t in range(len(z))]
-    probs = SEED002_CE_PROBS
+    probs = CE_PROBS
     values: dict[str, Any] = {
         "logits": z,
         "exp": exps,
@@ -51,8 +58,8 @@ def softmax_example(logits: list[float] | None = None, out_dir: str | Path | Non
         "probabilities": p,
         "cross_entropy_per_target": losses,
         "gradient_if_target_0": p - np.eye(len(z))[0],
-        "seed002_loss_cat": float(-np.log(probs["cat"])),
-        "seed002_probs": probs,
+        "example_loss_cat": float(-np.log(probs["cat"])),
+        "example_probs": probs,
     }
     fig = new_figure(12, 3.4)
     panels = [
@@ -68,7 +75,9 @@ def softmax_example(logits: list[float] | None = None, out_dir: str | Path | Non
         ax.bar_label(bars, fmt="%.3f", fontsize=8)
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return save_result(fig, TeachingResult("softmax", values), out_dir)
+    name = "softmax_" + "_".join(f"{x:g}" for x in z) if custom else "softmax"
+    extra = {"errata": [] if custom else SOFTMAX_ERRATA}
+    return save_result(fig, TeachingResult(name, values, extra=extra), out_dir)
 
 
 def softmax_text(result: TeachingResult) -> str:
@@ -82,21 +91,25 @@ def softmax_text(result: TeachingResult) -> str:
               for k, loss in enumerate(v["cross_entropy_per_target"])]  # fmt: skip
     grad = ", ".join(f"{g:+.4f}" for g in v["gradient_if_target_0"])
     lines.append(f"dL/dz for true class 0 = p - onehot = [{grad}]")
-    probs = v["seed002_probs"]
+    probs = v["example_probs"]
     lines.append(
-        f"seed 002: p(dog, cat, bird) = ({probs['dog']}, {probs['cat']}, {probs['bird']}), true class cat: "
-        f"-log({probs['cat']}) = {v['seed002_loss_cat']:.4f}"
+        f"a prediction p(dog, cat, bird) = ({probs['dog']}, {probs['cat']}, {probs['bird']}) for a cat costs "
+        f"-log({probs['cat']}) = {v['example_loss_cat']:.4f}"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + corrections_text(result.extra.get("errata", [])))
 
 
 # --- 1x1 convolutions ----------------------------------------------------------------------------
 # (name, H=W, C_in, bottleneck channels, C_out, k): "direct" is one k x k conv C_in -> C_out;
 # "bottleneck" is a 1x1 conv C_in -> mid followed by the k x k conv mid -> C_out ("same" padding)
 ONE_BY_ONE_EXAMPLES = [
-    ("seed004 (32x32x256, 1x1x64 then 5x5x128)", 32, 256, 64, 128, 5),
-    ("seed002 GoogLeNet (28x28x192, 1x1x96 then 5x5x128)", 28, 192, 96, 128, 5),
+    ("bottleneck (32x32x256, 1x1x64 then 5x5x128)", 32, 256, 64, 128, 5),
+    ("GoogLeNet branch (28x28x192, 1x1x96 then 5x5x128)", 28, 192, 96, 128, 5),
 ]
+ONE_BY_ONE_ERRATA = [("820,000 weights for the direct 5x5x256x128 conv", "819,200", "5*5*256*128 = 819,200"),
+                     ("102,400 for the 5x5 conv after the 1x1 and 118,784 in total", "204,800 and 221,184",
+                      "the 5x5 conv has 5*5*64*128 = 204,800 weights and the 1x1 adds 256*64 = 16,384; the saving is "
+                      "3.70x, not the 6.9x the printed numbers imply")]  # fmt: skip
 
 
 def bottleneck_costs(size: int, c_in: int, mid: int, c_out: int, k: int, bias: bool = False) -> dict[str, Any]:
@@ -121,7 +134,7 @@ def bottleneck_costs(size: int, c_in: int, mid: int, c_out: int, k: int, bias: b
 
 
 def depthwise_separable_costs(c_in: int = 3, c_out: int = 256, k: int = 3) -> dict[str, Any]:
-    """Seed 002's example, per output position: standard k x k x C_in x C_out multiplies versus
+    """The depthwise-separable example, per output position: standard k x k x C_in x C_out multiplies versus
     depthwise (k x k x C_in) plus pointwise (C_in x C_out)."""
     standard = k * k * c_in * c_out
     separable = k * k * c_in + c_in * c_out
@@ -153,7 +166,7 @@ def onebyone_example(out_dir: str | Path | None = None) -> TeachingResult:
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return save_result(fig, TeachingResult("onebyone", values), out_dir)
+    return save_result(fig, TeachingResult("onebyone", values, extra={"errata": ONE_BY_ONE_ERRATA}), out_dir)
 
 
 def onebyone_text(result: TeachingResult) -> str:
@@ -175,40 +188,64 @@ def onebyone_text(result: TeachingResult) -> str:
         ]
     d = result.values["depthwise_separable"]
     lines.append(
-        f"seed002 depthwise separable (per position, 3x3, 3 -> 256): standard {d['standard']:,} vs "
+        f"depthwise separable (per position, 3x3, 3 -> 256): standard {d['standard']:,} vs "
         f"{d['depthwise']} + {d['pointwise']} = {d['separable']:,} multiplies ({d['ratio']:.2f}x fewer)"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + corrections_text(result.extra.get("errata", [])))
 
 
 # --- parameter counts ------------------------------------------------------------------------------
+SEED_CNN_TOTAL = "seed_cnn model total"
+PARAMS_ERRATA = [("about 1,276,734 parameters for seed_cnn (about 500 in batch norm)",
+                  "1,278,218 (1,984 in batch norm)",
+                  "besides the 448 of the three BatchNorm2d layers, the BatchNorm1d after the first two dense "
+                  "layers hold 2*(512 + 256) = 1,536")]  # fmt: skip
+
+
 def params_examples() -> dict[str, dict[str, Any]]:
-    """The seeds' parameter-count examples, each with its formula and the computed value."""
-    seed_cnn = [conv_params(3, 32, 3), conv_params(32, 64, 3), conv_params(64, 128, 3)]
+    """Parameter-count examples, each with its formula and the computed value; the last one is the
+    ``seed_cnn`` model (3 conv blocks with batch norm, 3 dense layers) layer by layer."""
+    convs = [conv_params(3, 32, 3), conv_params(32, 64, 3), conv_params(64, 128, 3)]
     bn = [2 * c for c in (32, 64, 128, 512, 256)]  # BatchNorm2d after each conv, BatchNorm1d after FC1, FC2
     fc = [linear_params(2048, 512), linear_params(512, 256), linear_params(256, 10)]
     return {
-        "seed004 conv 3x3, 1 -> 16": {"formula": "(3*3*1 + 1) * 16", "value": conv_params(1, 16, 3)},
-        "seed004 dense 128 -> 64": {"formula": "(128 + 1) * 64", "value": linear_params(128, 64)},
-        "seed004 batch norm, 16 channels": {"formula": "2 * 16 (gamma, beta)", "value": 2 * 16},
-        "seed004 max pool 2x2 s2 on 32x32": {"formula": "floor((32 - 2) / 2) + 1", "value": pool_output_size(32, 2)},
-        "seed002 conv 3x3, 3 -> 64": {"formula": "3*3*3*64 + 64", "value": conv_params(3, 64, 3)},
-        "seed002 dense 1024 -> 512": {"formula": "1024*512 + 512", "value": linear_params(1024, 512)},
-        "seed000 seed CNN total": {
-            "formula": "convs "
-            + " + ".join(map(str, seed_cnn))
-            + "; BN "
-            + " + ".join(map(str, bn))
-            + "; FC "
-            + " + ".join(map(str, fc)),
-            "value": sum(seed_cnn) + sum(bn) + sum(fc),
-        },  # fmt: skip
-    }
+        "conv 3x3, 1 -> 16": {"formula": "(3*3*1 + 1) * 16", "value": conv_params(1, 16, 3)},
+        "dense 128 -> 64": {"formula": "(128 + 1) * 64", "value": linear_params(128, 64)},
+        "batch norm, 16 channels": {"formula": "2 * 16 (gamma, beta)", "value": 2 * 16},
+        "max pool 2x2 s2 on 32x32": {"formula": "floor((32 - 2) / 2) + 1", "value": pool_output_size(32, 2)},
+        "conv 3x3, 3 -> 64": {"formula": "3*3*3*64 + 64", "value": conv_params(3, 64, 3)},
+        "dense 1024 -> 512": {"formula": "1024*512 + 512", "value": linear_params(1024, 512)},
+        SEED_CNN_TOTAL: {
+            "formula": "convs " + " + ".join(map(str, convs)) + "; BN " + " + ".join(map(str, bn))
+            + "; FC " + " + ".join(map(str, fc)),
+            "value": sum(convs) + sum(bn) + sum(fc),
+            "layers": dict(zip(["conv1", "conv2", "conv3", "bn1", "bn2", "bn3", "bn_fc1", "bn_fc2", "fc1", "fc2",
+                                "fc3"], convs + bn + fc, strict=True)),
+        },
+    }  # fmt: skip
 
 
-def params_text(examples: dict[str, dict[str, Any]]) -> str:
+def params_figure(examples: dict[str, dict[str, Any]], out_dir: str | Path | None = None) -> TeachingResult:
+    """One bar per ``seed_cnn`` layer on a log scale: the first dense layer holds most of the weights."""
+    layers = examples[SEED_CNN_TOTAL]["layers"]
+    fig = new_figure(9, 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    bars = ax.bar(list(layers), list(layers.values()), color="tab:blue")
+    ax.bar_label(bars, labels=[f"{v:,}" for v in layers.values()], fontsize=7, rotation=90, padding=2)
+    ax.set_yscale("log")
+    ax.set_ylim(10, 2e7)
+    ax.set_ylabel("parameters")
+    ax.set_title(f"seed_cnn: {examples[SEED_CNN_TOTAL]['value']:,} parameters, layer by layer", fontsize=9)
+    fig.tight_layout()
+    values = {name: {k: v for k, v in ex.items()} for name, ex in examples.items()}
+    return save_result(fig, TeachingResult("params", values, extra={"errata": PARAMS_ERRATA}), out_dir)
+
+
+def params_text(result: TeachingResult) -> str:
+    examples = result.values
     width = max(map(len, examples))
-    return "\n".join(f"{name:<{width}}  {ex['formula']} = {ex['value']:,}" for name, ex in examples.items())
+    lines = [f"{name:<{width}}  {ex['formula']} = {ex['value']:,}" for name, ex in examples.items()]
+    return "\n".join(lines + corrections_text(result.extra.get("errata", [])))
 
 
 # --- batch norm and dropout --------------------------------------------------------------------
@@ -217,12 +254,18 @@ BN_GAMMA, BN_BETA = [1.0, 0.5], [0.0, 1.0]
 
 
 def batchnorm_example(
-    x: list[list[float]] | None = None, momentum: float = 0.1, eps: float = 1e-5, p_drop: float = 0.5, seed: int = 0
+    x: list[list[float]] | None = None,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    p_drop: float = 0.5,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
 ) -> TeachingResult:
-    """Seed 004 section 2.2: normalise each channel with the batch mean and (biased) variance, scale by
-    gamma and shift by beta; update the running statistics the way torch does (unbiased variance,
-    ``running = (1 - momentum) running + momentum batch``). Then inverted dropout (seed 004 2.3):
-    keep each unit with probability 1 - p and scale the kept ones by 1 / (1 - p)."""
+    """Normalise each channel with the batch mean and (biased) variance, scale by gamma and shift by
+    beta; update the running statistics the way torch does (unbiased variance,
+    ``running = (1 - momentum) running + momentum batch``). Then inverted dropout: keep each unit
+    with probability 1 - p and scale the kept ones by 1 / (1 - p). The figure shows each channel
+    before and after normalisation, train- versus eval-mode outputs, and the dropout mask."""
     x = np.asarray(x or BN_INPUT, dtype=float)  # (N, C)
     gamma, beta = np.asarray(BN_GAMMA), np.asarray(BN_BETA)
     mean, var = x.mean(0), x.var(0)  # biased variance normalises the batch
@@ -242,7 +285,49 @@ def batchnorm_example(
         "dropout_p": p_drop, "dropout_in": units, "dropout_mask": keep.astype(int),
         "dropout_out": units * keep / (1 - p_drop),
     }  # fmt: skip
-    return TeachingResult("batchnorm", values)
+    return save_result(_batchnorm_figure(values), TeachingResult("batchnorm", values, extra={"errata": BN_ERRATA}),
+                       out_dir)  # fmt: skip
+
+
+def _batchnorm_figure(v: dict[str, Any]):
+    fig = new_figure(12, 3.4)
+    ax = fig.add_subplot(1, 3, 1)
+    for c in range(v["x"].shape[1]):
+        ax.plot(v["x"][:, c], np.full(len(v["x"]), c + 0.1), "o", label=f"x, channel {c}")
+        ax.plot(v["x_hat"][:, c], np.full(len(v["x"]), c - 0.1), "s", label=f"x_hat, channel {c}")
+    ax.set_yticks([0, 1], ["channel 0", "channel 1"])
+    ax.set_xscale("symlog")
+    ax.set_xlim(-4, 2 * float(np.abs(v["x"]).max()))
+    ax.set_title("batch values before (o) and after (s) normalising", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 3, 2)
+    idx = np.arange(v["y_train"].size)
+    ax.bar(idx - 0.2, v["y_train"].ravel(), 0.4, label="train mode (batch statistics)")
+    ax.bar(idx + 0.2, v["y_eval"].ravel(), 0.4, label="eval mode (running statistics)")
+    ax.set_xticks(idx, [f"x[{i},{c}]" for i in range(v["x"].shape[0]) for c in range(v["x"].shape[1])],
+                  fontsize=6, rotation=45)  # fmt: skip
+    ax.set_title("batch-norm output y = gamma * x_hat + beta", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(1, 3, 3)
+    bars = ax.bar(np.arange(v["dropout_out"].size), v["dropout_out"], color="tab:green")
+    ax.bar_label(bars, fmt="%g", fontsize=7)
+    ax.set_title(f"dropout p = {v['dropout_p']}: kept units scaled by 1/(1-p)", fontsize=9)
+    ax.set_xlabel("unit (input all ones)")
+    fig.tight_layout()
+    return fig
+
+
+BN_ERRATA = [
+    ("BN(x) = gamma * (x - mu) / sqrt((var + eps) + beta)", "BN(x) = gamma * (x - mu) / sqrt(var + eps) + beta",
+     "beta is a shift added after scaling; inside the root it would change the scale instead, and any beta below "
+     "-(var + eps) would make the root undefined"),
+    ("test-time mean and variance taken from the last training batch", "running averages over all batches",
+     "one batch is a noisy estimate; torch keeps running = (1 - momentum) * running + momentum * batch"),
+    ("mask = (random() > keep_prob); output = input * mask / keep_prob",
+     "mask = (random() < keep_prob)",
+     "random() > keep_prob keeps a unit with probability 1 - keep_prob; with keep_prob = 0.8 it would keep 20 % "
+     "of the units and scale them by 1/0.8, so the expected output would be 0.25x the input instead of 1x"),
+]  # fmt: skip
 
 
 def batchnorm_text(result: TeachingResult) -> str:
@@ -268,4 +353,4 @@ def batchnorm_text(result: TeachingResult) -> str:
         f"  output = input * mask / (1 - p) = {np.round(v['dropout_out'], 4).tolist()}",
         "  (in eval mode dropout is the identity)",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + corrections_text(result.extra.get("errata", [])))

@@ -1,11 +1,11 @@
 """Optimiser paths on 2-D test functions: GD, SGD, momentum, Nesterov, RMSProp and Adam.
 
 The update rules are written out in NumPy, with the same conventions as ``torch.optim`` so a test
-can check them step by step against torch (seed 004 sections 3.4-4.4 and seed 002 "Gradient
-Descent Variants"; Kingma & Ba 2015 for Adam; Sutskever et al. 2013 for Nesterov):
+can check them step by step against torch (Kingma & Ba 2015 for Adam; Sutskever et al. 2013 for
+Nesterov; Tieleman & Hinton 2012 for RMSProp):
 
 * GD / SGD: ``w <- w - lr g`` (SGD adds seeded Gaussian noise to ``g`` to mimic mini-batches),
-* momentum: ``v <- mu v + (1 - dampening) g``, ``w <- w - lr v`` (seed 004's moving-average form
+* momentum: ``v <- mu v + (1 - dampening) g``, ``w <- w - lr v`` (the moving-average form
   ``v = beta v + (1 - beta) g`` is ``dampening = beta``),
 * Nesterov: as momentum, but the step uses ``g + mu v`` (the gradient "looked ahead"),
 * RMSProp: ``s <- a s + (1 - a) g^2``, ``w <- w - lr g / (sqrt(s) + eps)``,
@@ -55,7 +55,7 @@ class SGD(GD):
 
 
 class Momentum:
-    """Heavy-ball momentum in torch's form (``dampening=momentum`` gives seed 004's moving average)."""
+    """Heavy-ball momentum in torch's form (``dampening=momentum`` gives the moving-average form)."""
 
     nesterov = False
 
@@ -154,7 +154,7 @@ def _quadratic() -> Surface:
 
 @SURFACES.register("saddle")
 def _saddle() -> Surface:
-    # the origin is a stationary point that is a minimum along x and a maximum along y (seed 004 3.3.2)
+    # the origin is a stationary point that is a minimum along x and a maximum along y
     return Surface(
         "saddle", "saddle x² − y²", lambda x, y: x**2 - y**2, lambda w: np.array([2 * w[0], -2 * w[1]]),
         start=(-2.0, 0.01), box=(-2.5, 2.5, -2.5, 2.5), lr=0.05, adaptive_lr=0.1, steps=80, noise=1.0,
@@ -255,22 +255,30 @@ def path_summary(surface: Surface, path: Array) -> dict[str, Any]:
     }
 
 
+def optimizer_lr(surface: Surface, name: str) -> float:
+    """The learning rate ``name`` runs with on ``surface`` (the figure's legend shows it)."""
+    return float(OPTIMIZERS.get(name)(surface).lr)
+
+
 def _draw_surface(ax, surface: Surface, paths: dict[str, Array]) -> None:
     xmin, xmax, ymin, ymax = surface.box
     xs, ys = np.meshgrid(np.linspace(xmin, xmax, 120), np.linspace(ymin, ymax, 120))
     zs = surface.f(xs, ys)
     # Himmelblau spans 0..900: log-spaced levels show its basins
     levels = np.geomspace(0.5, zs.max(), 25) if surface.log_levels else np.linspace(zs.min(), zs.max(), 25)
-    ax.contour(xs, ys, zs, levels=levels, cmap="Greys", linewidths=0.6)
+    contours = ax.contour(xs, ys, zs, levels=levels, cmap="Greys", linewidths=0.6)
+    ax.clabel(contours, levels=contours.levels[::4], fontsize=6, fmt="%.3g")  # the loss on every 4th contour
     colors = dict(zip(OPTIMIZER_ORDER, ["k", "tab:gray", "tab:blue", "tab:purple", "tab:orange", "tab:red"]))
     for name, p in paths.items():
-        ax.plot(p[:, 0], p[:, 1], "-o", ms=2, lw=1.2, color=colors.get(name), label=name)
+        label = f"{name} (lr {optimizer_lr(surface, name):g})"
+        ax.plot(p[:, 0], p[:, 1], "-o", ms=2, lw=1.2, color=colors.get(name), label=label)
     ax.plot(*surface.start, "g*", ms=12, label="start")
-    for mx, my in surface.minima:
-        ax.plot(mx, my, "x", color="green", ms=8)
+    for i, (mx, my) in enumerate(surface.minima):
+        ax.plot(mx, my, "x", color="green", ms=8, label="minimum" if i == 0 else None)
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
-    ax.set_title(surface.title, fontsize=9)
+    ax.set_title(f"{surface.title}: {surface.steps} steps, contours labelled with the loss", fontsize=8)
+    ax.legend(fontsize=6, loc="lower right", framealpha=0.8)
 
 
 def optimizer_paths(
@@ -295,13 +303,12 @@ def optimizer_paths(
             "minima": surface.minima,
             "lr": surface.lr,
             "adaptive_lr": surface.adaptive_lr,
+            "lrs": {name: optimizer_lr(surface, name) for name in optimizers},
             "paths": {name: path_summary(surface, p) for name, p in paths.items()},
         }
         ax = fig.add_subplot(rows, cols, i + 1)
         _draw_surface(ax, surface, paths)
-        if i == 0:
-            ax.legend(fontsize=7, loc="lower right")
-    fig.suptitle("optimiser paths (green star = start, green x = minima)")
+    fig.suptitle("optimiser paths (green star = start, green x = minima; legend: each optimiser's learning rate)")
     name = "optimizers" if len(functions) > 1 else f"optimizers_{functions[0]}"
     return save_result(fig, TeachingResult(name, values), out_dir)
 
@@ -310,14 +317,14 @@ def optimizer_paths_text(result: TeachingResult) -> str:
     """One line per (surface, optimiser): steps taken, where it ended, the loss there."""
     lines = []
     for info in result.values["functions"].values():
-        lines.append(f"{info['title']}  start {tuple(info['start'])}  lr {info['lr']} (adaptive {info['adaptive_lr']})")
+        lines.append(f"{info['title']}  start {tuple(info['start'])}")
         for name, s in info["paths"].items():
             where = "left the box" if s["left_box"] else f"nearest minimum #{s['nearest_minimum']}"
             if s["nearest_minimum"] is None and not s["left_box"]:
                 where = "inside the box"
             end = f"({s['end'][0]:+.3f}, {s['end'][1]:+.3f})"
             lines.append(
-                f"  {name:<9} {s['steps']:>4} steps  end {end}  loss {s['start_loss']:.3g} -> {s['final_loss']:.3g}  "
-                f"{where}"
+                f"  {name:<9} lr {info['lrs'][name]:<6g}{s['steps']:>4} steps  end {end}  "
+                f"loss {s['start_loss']:.3g} -> {s['final_loss']:.3g}  {where}"
             )
     return "\n".join(lines)

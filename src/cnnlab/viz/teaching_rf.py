@@ -6,8 +6,8 @@ CNN's ``conv3,pool2,conv3,pool2,conv3,pool2``) this tracks, layer by layer, the 
 (``start``), with the recurrences of Araujo et al., "Computing receptive fields of convolutional
 neural networks" (Distill, 2019): ``rf += (k_eff - 1) jump``, ``start += ((k_eff - 1)/2 - p) jump``,
 ``jump *= stride``. One panel per layer draws the unit centres on the input grid and the square
-seen by the middle unit. Seed 000 prints 3, 7, 15 for the seed CNN; the figure shows 4, 10, 22
-after its three pooling layers (``docs/seed-errata.md``).
+seen by the middle unit. For the ``seed_cnn`` model's stack a source prints 3, 7, 15; the figure
+shows 4, 10, 22 after its three pooling layers, and the text output says why.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.arithmetic import conv_output_size, effective_kernel, parse_layers, pool_output_size
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.viz.teaching import TeachingResult, corrections_text, new_figure, save_result
 
 SEED_CNN_LAYERS = "conv3,pool2,conv3,pool2,conv3,pool2"
+RF_ERRATA = [("receptive fields 3, 7, 15 after the three conv-pool blocks", "4, 10, 22",
+              "a 2x2 pool adds (2 - 1) * jump to the field and doubles the jump, so the next 3x3 conv adds 2 * jump; "
+              "3, 7, 15 treats each pool as doubling the field itself")]  # fmt: skip
 
 
 def receptive_field_table(layers: str, input_size: int) -> list[dict[str, Any]]:
@@ -64,7 +67,11 @@ def receptive_field_example(
         )
     fig.suptitle(f"receptive field on a {input_size}x{input_size} input (red: the middle unit's field)")
     values = {"layers": layers, "input_size": input_size, "rows": rows}
-    return save_result(fig, TeachingResult("receptive_field", values), out_dir)
+    default = (layers, input_size) == (SEED_CNN_LAYERS, 32)
+    # a custom stack gets its own file name, so it never overwrites the default example's figure
+    name = "receptive_field" if default else f"receptive_field_{layers.replace(',', '_')}_in{input_size}"
+    extra = {"errata": RF_ERRATA if default else []}
+    return save_result(fig, TeachingResult(name, values, extra=extra), out_dir)
 
 
 def receptive_field_text(result: TeachingResult) -> str:
@@ -72,4 +79,4 @@ def receptive_field_text(result: TeachingResult) -> str:
     for i, r in enumerate(result.values["rows"], 1):
         lines.append(f"{i:>2}  {r['name']:<10}{r['size']:>6}{r['rf']:>6}{r['jump']:>6}{r['start']:>7g}")
     lines.append("rf += (k_eff - 1)*jump;  start += ((k_eff - 1)/2 - p)*jump;  jump *= stride")
-    return "\n".join(lines)
+    return "\n".join(lines + corrections_text(result.extra.get("errata", [])))

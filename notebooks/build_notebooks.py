@@ -1,0 +1,347 @@
+"""Write the learning-path notebooks (``notebooks/*.ipynb``) from the cell lists below.
+
+Each notebook follows one learn page: it computes the page's worked example with cnnlab's own
+functions, then sets exercises. An exercise is a cell ``answer_N = None  # your value`` followed by a
+cell that checks it against a value computed by cnnlab (it prints "not answered yet" while the
+answer is None, "correct" or "not quite" otherwise), so a notebook runs top to bottom before and
+after it is solved. The correct answers live in each notebook's metadata (``cnnlab.answers``) only
+for the test, which runs every notebook once with the first exercise answered and the others not.
+
+Usage (from the repository root): ``python notebooks/build_notebooks.py``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).resolve().parent
+
+
+def check(n: int, expected: str, tol: str = "1e-6") -> str:
+    """The cell that checks ``answer_n`` against ``expected`` (a Python expression)."""
+    return (
+        f"expected = {expected}\n"
+        f"if answer_{n} is None:\n"
+        f"    print('exercise {n}: not answered yet')\n"
+        f"elif abs(float(answer_{n}) - float(expected)) <= {tol} * max(1.0, abs(float(expected))):\n"
+        f"    print('exercise {n}: correct')\n"
+        f"else:\n"
+        f"    print('exercise {n}: not quite, try again')"
+    )
+
+
+NOTEBOOKS: dict[str, dict] = {
+    "01-convolution": {
+        "answers": {"answer_1": 180, "answer_2": 3},
+        "cells": [
+            (
+                "md",
+                "# 1. Convolution\nThe worked example of [page 1](../docs/learn/01-convolution.md): a filter slides "
+                "over an image; each output is the sum of the element-wise products under it.",
+            ),
+            (
+                "code",
+                "import numpy as np\nfrom cnnlab.viz.teaching import BINARY_IMAGE, X_FILTER, EDGE_IMAGE, "
+                "VERTICAL_EDGE, conv2d_steps\nfrom cnnlab.numpy_engine import reference as R\n"
+                "r = conv2d_steps(BINARY_IMAGE, X_FILTER)\nprint(r['formula'])\nprint(r['output'])",
+            ),
+            (
+                "code",
+                "# the same map from the plain-loop reference, on a batch of one image with one filter\n"
+                "x = np.array(BINARY_IMAGE, float)[None, None]\nw = np.array(X_FILTER, float)[None, None]\n"
+                "assert (R.conv2d(x, w)[0, 0] == r['output']).all()\nR.conv2d(x, w)[0, 0]",
+            ),
+            (
+                "md",
+                "**Exercise 1.** The edge image has a dark region (10) and a bright block (100). Compute by hand "
+                "the output at row 1, column 0 of the vertical-edge filter `[[-1,0,1]]*3` on it.",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "conv2d_steps(EDGE_IMAGE, VERTICAL_EDGE)['output'][1, 0]")),
+            ("md", "**Exercise 2.** With padding 1 and stride 2, how many outputs does a 5-pixel row give?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "conv2d_steps(BINARY_IMAGE, X_FILTER, stride=2, padding=1)['output'].shape[1]")),
+        ],
+    },
+    "04-pooling": {
+        "answers": {"answer_1": 6, "answer_2": 3.9375},
+        "cells": [
+            ("md", "# 4. Pooling\nMax and average pooling of a 4x4 matrix ([page 4](../docs/learn/04-pooling.md))."),
+            (
+                "code",
+                "from cnnlab.viz.teaching import MIXED_POOL, pool2d\nimport numpy as np\n"
+                "print(pool2d(MIXED_POOL, 2, mode='max'))\nprint(pool2d(MIXED_POOL, 2, mode='avg'))",
+            ),
+            ("md", "**Exercise 1.** What is the max of the top-left 2x2 window of the mixed matrix?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "pool2d(MIXED_POOL, 2, mode='max')[0, 0]")),
+            ("md", "**Exercise 2.** What is its global average (the mean of all 16 values)?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "np.mean(MIXED_POOL)")),
+        ],
+    },
+    "06-softmax-cross-entropy": {
+        "answers": {"answer_1": 0.1698, "answer_2": 2.302585},
+        "cells": [
+            ("md", "# 6. Softmax and cross-entropy\n[Page 6](../docs/learn/06-softmax-cross-entropy.md)."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_numbers import softmax, cross_entropy\nimport numpy as np\n"
+                "z = [2.5, 1.0, 0.1]\nprint(softmax(z))\nprint([cross_entropy(z, k) for k in range(3)])",
+            ),
+            ("md", "**Exercise 1.** The probability of class 1 for logits `[2.5, 1.0, 0.1]` (4 decimals)."),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "softmax([2.5, 1.0, 0.1])[1]", tol="1e-3")),
+            ("md", "**Exercise 2.** The loss when the true class got probability 0.10."),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "-np.log(0.10)", tol="1e-4")),
+        ],
+    },
+    "07-backprop": {
+        "answers": {"answer_1": 2.5, "answer_2": -0.5},
+        "cells": [
+            (
+                "md",
+                "# 7. Backpropagation by hand\nConv 3x3 then max pool 2x2 (stride 1) on the 5x5 example "
+                "([backprop page](../docs/learn/backprop.md)).",
+            ),
+            (
+                "code",
+                "from cnnlab.viz.teaching_backprop import backprop_example, backprop_text\n"
+                "r = backprop_example()\nprint(backprop_text(r))",
+            ),
+            ("md", "**Exercise 1.** The bias gradient `db` is the sum of `dL/dy`. What is it?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['db']")),
+            ("md", "**Exercise 2.** `y[1,1]` wins two overlapping pooling windows. What gradient does it receive?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['dy'][1, 1]")),
+        ],
+    },
+    "08-optimizers": {
+        "answers": {"answer_1": 0.3, "answer_2": 0.03},
+        "cells": [
+            ("md", "# 8. One Adam step\n[Page 8](../docs/learn/08-optimizers.md): Adam's moments, step by step."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_adam import adam_steps, adam_steps_text\n"
+                "r = adam_steps('quadratic')\nprint(adam_steps_text(r))",
+            ),
+            ("md", "**Exercise 1.** How far does Adam move each coordinate on its first step (lr 0.3)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "abs(r.values['steps'][0]['step'][0])")),
+            ("md", "**Exercise 2.** And with the slipped second moment `(1 - beta1) g^2`?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "abs(r.values['slipped_first_step'][0])")),
+        ],
+    },
+    "02-output-size": {
+        "answers": {"answer_1": 15, "answer_2": 22},
+        "cells": [
+            (
+                "md",
+                "# 2. Output size and receptive field\n[Page 2](../docs/learn/02-output-size.md): "
+                "`out = floor((n + 2p - k) / s) + 1`; the receptive field grows by `(k - 1) * jump`.",
+            ),
+            (
+                "code",
+                "from cnnlab.arithmetic import conv_output_size\nfrom cnnlab.viz.teaching_rf import "
+                "receptive_field_table, SEED_CNN_LAYERS\nprint(conv_output_size(32, 3, 1, 1))\n"
+                "for row in receptive_field_table(SEED_CNN_LAYERS, 32):\n    print(row)",
+            ),
+            ("md", "**Exercise 1.** A 3x3 conv with stride 2 and no padding on a 32x32 input: output size?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "conv_output_size(32, 3, 2, 0)")),
+            ("md", "**Exercise 2.** The receptive field after the third conv-pool block above?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "receptive_field_table(SEED_CNN_LAYERS, 32)[-1]['rf']")),
+        ],
+    },
+    "03-parameters": {
+        "answers": {"answer_1": 1792, "answer_2": 221184},
+        "cells": [
+            (
+                "md",
+                "# 3. Parameters\n[Page 3](../docs/learn/03-parameters.md): a conv layer has "
+                "`(k*k*C_in + 1) * C_out` parameters.",
+            ),
+            (
+                "code",
+                "from cnnlab.arithmetic import conv_params\nfrom cnnlab.viz.teaching_numbers import "
+                "bottleneck_costs\nprint(conv_params(1, 16, 3))\nprint(bottleneck_costs(32, 256, 64, 128, 5))",
+            ),
+            ("md", "**Exercise 1.** Parameters of a 3x3 conv from 3 to 64 channels, with bias?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "conv_params(3, 64, 3)")),
+            ("md", "**Exercise 2.** Weights (no bias) of a 1x1 conv 256 -> 64 followed by a 5x5 conv 64 -> 128?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "bottleneck_costs(32, 256, 64, 128, 5)['bottleneck_params']")),
+        ],
+    },
+    "05-activations": {
+        "answers": {"answer_1": 0.25, "answer_2": 0.0},
+        "cells": [
+            ("md", "# 5. Activations\n[Page 5](../docs/learn/05-activations.md): each function and its derivative."),
+            (
+                "code",
+                "import numpy as np\nfrom cnnlab.viz.teaching_activations import activation\n"
+                "x = np.linspace(-4, 4, 9)\nfor name in ['relu', 'sigmoid', 'tanh', 'swish']:\n"
+                "    f, df = activation(name)\n    print(name, np.round(f(x), 3), np.round(df(x), 3))",
+            ),
+            ("md", "**Exercise 1.** The largest value of sigmoid's derivative (why deep sigmoid nets vanish)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "activation('sigmoid')[1](np.linspace(-5, 5, 1001)).max()", tol="1e-4")),
+            ("md", "**Exercise 2.** ReLU's derivative at x = -2?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "activation('relu')[1](np.array(-2.0))")),
+        ],
+    },
+    "09-batchnorm-dropout": {
+        "answers": {"answer_1": 3.0, "answer_2": 2.0},
+        "cells": [
+            ("md", "# 9. Batch norm and dropout\n[Page 9](../docs/learn/09-batchnorm-dropout.md)."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_numbers import batchnorm_example, batchnorm_text\n"
+                "r = batchnorm_example()\nprint(batchnorm_text(r))",
+            ),
+            ("md", "**Exercise 1.** The batch mean of channel 0 (values 1, 2, 3, 6)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['batch_mean'][0]")),
+            ("md", "**Exercise 2.** With dropout p = 0.5, what does a kept unit of value 1 become?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['dropout_out'].max()")),
+        ],
+    },
+    "16-metrics": {
+        "answers": {"answer_1": 0.5, "answer_2": 0.75},
+        "cells": [
+            ("md", "# 16. Metrics by hand\n[Page 16](../docs/learn/16-metrics.md): twelve images, three classes."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_metrics import metrics_example, metrics_text\n"
+                "r = metrics_example()\nprint(metrics_text(r))",
+            ),
+            ("md", "**Exercise 1.** Precision of dog: of the images called dog, the share that are dogs?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['metrics']['per_class'][1]['precision']")),
+            ("md", "**Exercise 2.** Recall of dog: of the dogs, the share found?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['metrics']['per_class'][1]['recall']")),
+        ],
+    },
+    "12-schedules": {
+        "answers": {"answer_1": 0.01, "answer_2": 0.05},
+        "cells": [
+            (
+                "md",
+                "# 12. Learning-rate schedules\n[Page 12](../docs/learn/12-schedules.md): the engine's own "
+                "schedules, LR 0.1, 30 epochs of 10 steps.",
+            ),
+            (
+                "code",
+                "from cnnlab.viz.teaching_schedules import schedule_curves\n"
+                "curves = schedule_curves(['step', 'cosine'])\n"
+                "print([round(lr, 4) for lr in curves['step']['lr'][::50]])\n"
+                "print([round(lr, 4) for lr in curves['cosine']['lr'][::50]])",
+            ),
+            ("md", "**Exercise 1.** Step decay (x0.1 every 10 epochs): the LR at the start of epoch 10 (step 100)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "curves['step']['lr'][100]")),
+            ("md", "**Exercise 2.** Cosine from 0.1 to 0: the LR halfway (step 150)?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "curves['cosine']['lr'][150]", tol="1e-3")),
+        ],
+    },
+    "13-initialisation": {
+        "answers": {"answer_1": 0.08838834764831845, "answer_2": 0.0625},
+        "cells": [
+            (
+                "md",
+                "# 13. Initialisation\n[Page 13](../docs/learn/13-initialisation.md): the spread of activations "
+                "layer by layer.",
+            ),
+            (
+                "code",
+                "import math\n\nfrom cnnlab.viz.teaching_init import layer_statistics\n"
+                "for scheme in ['normal 0.01', 'xavier_normal', 'he_normal']:\n"
+                "    print(scheme, [round(s, 4) for s in layer_statistics(scheme, 'relu')['activation_std']])",
+            ),
+            ("md", "**Exercise 1.** He's std for a layer with 256 inputs, `sqrt(2 / fan_in)`?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "math.sqrt(2 / 256)", tol="1e-3")),
+            ("md", "**Exercise 2.** Xavier's std for 256 inputs and 256 outputs, `sqrt(2 / (fan_in + fan_out))`?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "math.sqrt(2 / 512)", tol="1e-3")),
+        ],
+    },
+    "14-architectures": {
+        "answers": {"answer_1": 1769472, "answer_2": 9.2},
+        "cells": [
+            (
+                "md",
+                "# 14. Architectures\n[Page 14](../docs/learn/14-architectures.md): the arithmetic behind each "
+                "network, numbers from the zoo.",
+            ),
+            (
+                "code",
+                "from cnnlab.viz.teaching_arch import arch_example, arch_text\n"
+                "vgg = arch_example('vgg')\nprint(arch_text(vgg))",
+            ),
+            ("md", "**Exercise 1.** Weights of three stacked 3x3 convs at C = 256 channels (27 C^2)?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "27 * 256**2")),
+            (
+                "md",
+                "**Exercise 2.** How many times more parameters has AlexNet than GoogLeNet (1 decimal)? "
+                "Hint: `arch_text(arch_example('googlenet'))`.",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            (
+                "code",
+                "from cnnlab.models import create_model\n\n"
+                "ratio = sum(p.numel() for p in create_model('alexnet').parameters()) / "
+                "sum(p.numel() for p in create_model('googlenet').parameters())\n" + check(2, "round(ratio, 1)"),
+            ),
+        ],
+    },
+    "15-normalisation": {
+        "answers": {"answer_1": 8, "answer_2": 4},
+        "cells": [
+            ("md", "# 15. Normalisation layers\n[Page 15](../docs/learn/15-normalisation.md)."),
+            (
+                "code",
+                "from cnnlab.viz.teaching_norms import norms_example, norms_text\n"
+                "r = norms_example()\nprint(norms_text(r))",
+            ),
+            ("md", "**Exercise 1.** How many sets of statistics does instance norm use on a (2, 4, 2, 2) tensor?"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "r.values['norms']['instance']['sets']")),
+            ("md", "**Exercise 2.** And batch norm?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "r.values['norms']['batch']['sets']")),
+        ],
+    },
+}
+
+
+def build(name: str, spec: dict) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["cnnlab"] = {"answers": spec["answers"]}
+    for kind, text in spec["cells"]:
+        nb.cells.append(nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text))
+    return nb
+
+
+def main() -> None:
+    for name, spec in NOTEBOOKS.items():
+        path = HERE / f"{name}.ipynb"
+        nbformat.write(build(name, spec), path)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
