@@ -38,7 +38,7 @@ def test_cli_writes_plot_and_prints_suggestion(tmp_path, capsys):
     out = tmp_path / "lr.png"
     code = main(
         ["lr-find", "--data", "digits", "--batch-size", "64", "--steps", "30", "--end", "1", "--output", str(out)]
-        + ["--set", "train.threads", "1"]
+        + ["--set", "train.threads=1"]
     )
     assert code == 0 and out.stat().st_size > 5000
     assert "suggested learning rate" in capsys.readouterr().out

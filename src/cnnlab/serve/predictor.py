@@ -188,13 +188,13 @@ def _numpy_model_folder(p: Path) -> Path | None:
 
 
 def inference_device(path: str | Path, device: str | torch.device) -> torch.device:
-    """``auto``: the GPU when there is one and the model is a torch model; ONNX files and NumPy-engine
-    runs always run on the CPU."""
-    if str(device) != "auto":
-        return resolve_device(device)
+    """``auto``: the GPU when there is one and the model is a torch model. ONNX files and NumPy-engine
+    runs always run on the CPU (another device is refused by ``load_for_inference``, with the reason)."""
     p = Path(path)
     cpu_only = (p.is_file() and p.suffix.lower() == ".onnx") or _numpy_model_folder(p) is not None
-    return torch.device("cuda" if torch.cuda.is_available() and not cpu_only else "cpu")
+    if cpu_only:
+        return torch.device("cpu" if str(device) == "auto" else device)
+    return resolve_device(device)
 
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts")
