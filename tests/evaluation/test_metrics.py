@@ -34,7 +34,7 @@ def test_matches_scikit_learn(random_preds):
     for avg in ("macro", "weighted"):
         p, r, f, _ = skm.precision_recall_fscore_support(y, pred, average=avg, zero_division=0)
         assert (m[avg]["precision"], m[avg]["recall"], m[avg]["f1"]) == pytest.approx((p, r, f))
-    assert m["top5_accuracy"] == 1.0
+    assert "top5_accuracy" not in m  # top-5 of 5 classes or fewer is 1 by definition: not reported
     assert topk_accuracy(scores, y, 2) == pytest.approx(skm.top_k_accuracy_score(y, scores, k=2))
     probs = np.exp(scores) / np.exp(scores).sum(1, keepdims=True)
     assert cross_entropy(scores, y) == pytest.approx(skm.log_loss(y, probs))
@@ -68,8 +68,12 @@ def test_cross_entropy_is_stable_for_huge_logits():
 def test_report_lists_every_class_and_averages(random_preds):
     y, scores = random_preds
     text = format_report(classification_metrics(y, scores.argmax(1), scores, [f"c{i}" for i in range(5)]))
-    for name in ["c0", "c4", "macro avg", "weighted avg", "accuracy", "top-5"]:
+    for name in ["c0", "c4", "macro avg", "weighted avg", "accuracy"]:
         assert name in text
+    assert "top-5" not in text  # 5 classes: top-5 is 1 by definition
+    scores6 = np.concatenate([scores, np.zeros((len(y), 1))], 1)
+    six = format_report(classification_metrics(y, scores6.argmax(1), scores6, [f"c{i}" for i in range(6)]))
+    assert "top-5" in six
 
 
 def test_normalised_confusion_over_true_pred_and_all_match_scikit_learn(random_preds):

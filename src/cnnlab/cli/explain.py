@@ -7,6 +7,8 @@ self-contained (no CDN), so it works offline.
 
 from __future__ import annotations
 
+from cnnlab.cli._options import add_device
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -23,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="pixel limit per image (default 16,000,000)")
     p.add_argument("--max-queue", type=int, default=16, help="requests allowed to wait; more get 503 (default 16)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    add_device(p)
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -51,7 +53,9 @@ def run(args) -> int:
         max_queue=args.max_queue,
         device=args.device,
     )
-    explainer = Explainer(args.run, device=args.device, max_pixels=args.max_pixels)
+    from cnnlab.devices import resolve_device
+
+    explainer = Explainer(args.run, device=str(resolve_device(args.device)), max_pixels=args.max_pixels)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"cnnlab: serving on {args.host}: reachable from other machines; there is no authentication")
     print(

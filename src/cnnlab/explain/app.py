@@ -70,6 +70,8 @@ class _State:
                     self.explainer = Explainer(self.path, self.settings.device, self.settings.max_pixels)
                 except NotHookable:
                     self.failed = "an exported or NumPy-engine model has no torch layers to hook"
+                except CnnlabError as exc:  # says what is wrong (NaN weights, bad metadata): keep it, minus the path
+                    self.failed = str(exc).replace(str(self.path), Path(self.path).name)
                 except Exception as exc:  # noqa: BLE001 - the message may hold a path; name the type only
                     self.failed = type(exc).__name__
             if self.explainer is None:

@@ -39,6 +39,11 @@ class NotHookable(CnnlabError):
 
 def load_model_for_explain(path: str | Path, device: str = "cpu", max_pixels: int | None = None) -> Predictor:
     """A :class:`Predictor` for a run or model folder whose model is a torch ``nn.Module`` (hooks need one)."""
+    if Path(path).is_file():  # an exported .onnx / TorchScript file: refused before anything is loaded
+        raise NotHookable(
+            f"{Path(path).name} is an exported file; explain needs a run or model folder of a torch model "
+            "(its layers are hooked), e.g. runs/mnist-seed_cnn"
+        )
     predictor = Predictor(path, device=device, max_pixels=max_pixels)
     if predictor.kind != "cnnlab":
         raise NotHookable(
@@ -58,24 +63,41 @@ class Sample:
 
 
 def test_images(path: str | Path, meta: dict[str, Any], limit: int = 24) -> tuple[list[Sample], str]:
-    """The first ``limit`` images of the run's test split (``runs.open_run``: the exact samples of its
-    split.csv, skipped files staying skipped), and a note ("" or why there are none)."""
+    """The first ``limit`` images of the run's test split, and a note ("" or why there are none).
+
+    A run (``runs.open_run``) gives the exact samples of its split.csv, skipped files staying
+    skipped; a model folder on its own falls back to the test split of its named dataset."""
     from cnnlab.runs.run import find_run
 
     run = find_run(path)
     if run is None:
-        return [], "a model folder without its run folder has no test split: upload an image instead"
+        return _dataset_images(meta, limit)
     try:
         examples = run.examples("test")
         folder = run.data_folder() if run.is_folder else None
     except (CnnlabError, OSError, ValueError) as exc:
         return [], f"the test images of {run.dataset} are not available here ({exc})"
-    n = min(limit, len(examples))
+    ids, labels = examples.ids[:limit], examples.labels[:limit]
     if folder is not None:  # the file itself, so the page shows its own preprocessing steps
-        return [
-            Sample(examples.ids[i], int(examples.labels[i]), lambda f=folder / examples.ids[i]: f) for i in range(n)
-        ], ""
-    return [Sample(examples.ids[i], int(examples.labels[i]), lambda i=i: examples.images([i])[0]) for i in range(n)], ""
+        return [Sample(i, int(y), lambda f=folder / i: f) for i, y in zip(ids, labels)], ""
+    return [Sample(i, int(y), lambda k=k: examples.images([k])[0]) for k, (i, y) in enumerate(zip(ids, labels))], ""
+
+
+def _dataset_images(meta: dict[str, Any], limit: int) -> tuple[list[Sample], str]:
+    """The test split of a named in-memory dataset, for a model folder without its run."""
+    from cnnlab.data.datasets import ArrayDataset, load_dataset
+
+    name = str(meta.get("dataset") or "")
+    if not name or name.startswith("folder:"):
+        return [], "a model folder without its run folder has no test split: upload an image instead"
+    try:
+        ds = load_dataset(name, root=(meta.get("config") or {}).get("data", {}).get("root"))
+    except (CnnlabError, OSError, ValueError) as exc:
+        return [], f"the test images of {name} are not available here ({exc})"
+    if not isinstance(ds, ArrayDataset):
+        return [], f"{name} is not an in-memory dataset"
+    n = min(limit, len(ds.test_labels))
+    return [Sample(str(i), int(ds.test_labels[i]), lambda a=ds.test_images[i]: a) for i in range(n)], ""
 
 
 def png_data_url(arr: np.ndarray) -> str:

@@ -4,6 +4,8 @@ the gradient's support and the summary's RF."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -124,13 +126,17 @@ def test_test_images_of_a_folder_run_and_of_a_named_dataset(tmp_path):
     for cls in ["cat", "dog"]:
         (data / cls).mkdir(parents=True)
         (data / cls / "a.png").write_bytes(b"x")
-    run = tmp_path / "run"
+    run = tmp_path / "run"  # a run folder as open_run reads it: config, model file, split.csv
     (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"data:\n  name: folder:{data}\n")
+    meta = {"classes": ["cat", "dog"], "input_shape": [3, 8, 8], "mean": [0.5] * 3, "std": [0.2] * 3}
+    (run / "model" / "model.json").write_text(json.dumps({**meta, "dataset": f"folder:{data}"}))
+    (run / "model" / "weights.safetensors").write_bytes(b"")
     (run / "split.csv").write_text("split,source,label\ntrain,cat/a.png,0\ntest,dog/a.png,1\ntest,cat/a.png,0\n")
     samples, note = find_test_images(run / "model", {"dataset": f"folder:{data}"})
     assert note == "" and [(s.id, s.label) for s in samples] == [("dog/a.png", 1), ("cat/a.png", 0)]
     assert samples[0].load() == data / "dog" / "a.png"
-    samples, note = find_test_images(run, {"dataset": "digits"}, limit=5)
+    samples, note = find_test_images(tmp_path / "bare", {"dataset": "digits"}, limit=5)  # no run: the dataset
     assert len(samples) == 5 and note == "" and samples[0].load().dtype == np.uint8
     samples, note = find_test_images(tmp_path, {"dataset": f"folder:{data}"})
-    assert samples == [] and "split.csv" in note
+    assert samples == [] and "no test split" in note  # a folder model without its run
