@@ -5,6 +5,8 @@ torch alone takes on the same machine. Both are measured here in one run, altern
 process timed by the wall clock from just before it is started:
 
 * ``import torch``: ``python -c "import torch"`` to its exit.
+* bare first step: ``python -c`` importing torch and taking one SGD step on a 2x2 linear layer, the
+  least any torch training pays (constructing a torch optimiser imports ``torch._dynamo``).
 * ``cnnlab train``: the real command (``cnnlab.cli.main.main`` with the given flags), to the moment
   its first ``optimizer.step()`` returns. The child registers torch's public global hook
   (``torch.optim.optimizer.register_optimizer_step_post_hook``), which prints the time and ends the
@@ -76,9 +78,17 @@ def env() -> dict:
     return e
 
 
-def time_import_torch() -> float:
+# The least any torch training pays before its first step: torch, one optimiser (whose construction
+# imports torch._dynamo), one forward/backward/step of a tiny model.
+BARE_STEP = (
+    "import torch; m = torch.nn.Linear(2, 2); o = torch.optim.SGD(m.parameters(), lr=0.1); "
+    "m(torch.zeros(1, 2)).sum().backward(); o.step()"
+)
+
+
+def time_python(code: str) -> float:
     t = time.time()
-    subprocess.run([sys.executable, "-c", "import torch"], check=True, env=env())
+    subprocess.run([sys.executable, "-c", code], check=True, env=env())
     return time.time() - t
 
 
@@ -122,17 +132,20 @@ def main() -> None:
     train_args = args.train_args or ["--data", "mnist-sample", "--epochs", "1"]
     load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        torch_s, runs = [], []
-        for _ in range(args.repeats):  # alternate, so a change of load hits both sides
-            torch_s.append(time_import_torch())
+        torch_s, bare_s, runs = [], [], []
+        for _ in range(args.repeats):  # alternate, so a change of load hits every side
+            torch_s.append(time_python("import torch"))
+            bare_s.append(time_python(BARE_STEP))
             runs.append(time_first_step(train_args, Path(tmp)))
         imports = importtime(train_args, Path(tmp), args.top)
     first = [r["first_step_s"] for r in runs]
-    t_med, f_med = statistics.median(torch_s), statistics.median(first)
+    t_med, f_med, b_med = statistics.median(torch_s), statistics.median(first), statistics.median(bare_s)
     print(f"cnnlab train {' '.join(train_args)}   (load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f})")
     print(f"python -c 'import torch':          {' '.join(f'{s:.2f}' for s in torch_s)} s  median {t_med:.2f} s")
+    print(f"bare torch first step (Linear+SGD): {' '.join(f'{s:.2f}' for s in bare_s)} s  median {b_med:.2f} s")
     print(f"cnnlab train to first step:        {' '.join(f'{s:.2f}' for s in first)} s  median {f_med:.2f} s")
-    print(f"difference {f_med - t_med:+.2f} s (target <= +1.50 s), ratio {f_med / t_med:.2f}x")
+    print(f"cnnlab - import torch {f_med - t_med:+.2f} s (target <= +1.50 s), ratio {f_med / t_med:.2f}x")
+    print(f"cnnlab - bare torch first step {f_med - b_med:+.2f} s, ratio {f_med / b_med:.2f}x")
     best = min(runs, key=lambda r: r["first_step_s"])
     print("where the time goes (fastest cnnlab run):")
     print(f"  interpreter start      {best['interpreter_s']:.2f} s")
@@ -148,7 +161,8 @@ def main() -> None:
     for cum, name in imports:
         print(f"  {cum:6.2f} s  {name}")
     if args.json:
-        row = {"train_args": train_args, "load": load, "import_torch_s": torch_s, "first_step_s": first}
+        row = {"train_args": train_args, "load": load, "import_torch_s": torch_s, "bare_step_s": bare_s}
+        row["first_step_s"] = first
         row.update(phases=best["phases"], heavy=best["heavy"], time=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
         with open(args.json, "a") as f:
             f.write(json.dumps(row) + "\n")
