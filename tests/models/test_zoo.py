@@ -112,7 +112,7 @@ def test_registry_has_every_family():
 
 
 # Smallest input each network's downsampling accepts: the numerics checks run there (2 busy cores).
-TINY = {"alexnet_cifar": 16, "lenet5": 16, "alexnet": 64}
+TINY = {"alexnet_cifar": 16, "lenet5": 16, "alexnet": 64, "airbench": 16}
 
 
 @pytest.mark.parametrize("name", SMALL)

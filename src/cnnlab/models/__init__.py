@@ -49,6 +49,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 # Family modules register themselves on import (keep this list sorted; one file per family).
 from cnnlab.models import (  # noqa: E402,F401
+    airbench,
     alexnet,
     custom,
     densenet,

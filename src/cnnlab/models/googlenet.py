@@ -35,7 +35,15 @@ from torch import nn
 from cnnlab.models._common import register_variant, torchvision_model
 from cnnlab.models.blocks import ConvNormAct
 
-GoogLeNetOutputs = importlib.import_module("torchvision.models.googlenet").GoogLeNetOutputs
+
+def __getattr__(name: str) -> Any:
+    # torchvision's GoogLeNetOutputs, looked up on first use: importing torchvision.models costs
+    # seconds (it pulls in torch._dynamo), which a run that never builds GoogLeNet should not pay.
+    if name == "GoogLeNetOutputs":
+        return importlib.import_module("torchvision.models.googlenet").GoogLeNetOutputs
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 AUX_LOSS_WEIGHT = 0.3  # Szegedy et al.: auxiliary losses weighted by 0.3
 
 # name: (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj) -- Szegedy et al., table 1
@@ -114,7 +122,7 @@ class SmallGoogLeNet(nn.Module):
         x = self.inception5b(self.inception5a(self.pool4(self.inception4e(x))))  # (B, 1024, 4, 4)
         logits = self.fc(self.dropout(self.flatten(self.pool(x))))
         if aux1 is not None:
-            return GoogLeNetOutputs(logits, aux2, aux1)
+            return __getattr__("GoogLeNetOutputs")(logits, aux2, aux1)
         return logits
 
 
