@@ -105,3 +105,17 @@ def test_cli_export_both_formats_and_loud_failure(digits_run, tmp_path, capsys, 
     assert code == 1 and "does not reproduce the original model" in err and "FAILED" in err
     assert "Traceback" not in err
     assert torch_logits_fn is real  # the module's own name stays untouched
+
+
+def test_a_failed_export_leaves_no_file_behind(random_model, tmp_path, monkeypatch):
+    """Nothing half-written under the final name (a kill, a full disk or a failure between writes)."""
+    pytest.importorskip("onnxruntime")
+    import cnnlab.export.onnx as onnx_export
+
+    def disk_full(path, meta):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnx_export, "write_metadata", disk_full)
+    with pytest.raises(OSError):
+        onnx_export.export_onnx(random_model, tmp_path / "m.onnx", parity_n=4, exporter="legacy")
+    assert list(tmp_path.iterdir()) == []  # neither m.onnx nor its temporary file

@@ -23,6 +23,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.runs.folder import atomic_path
 from cnnlab.runs.model_file import _model_folder, load_model
 
 INPUT, OUTPUT = "input", "logits"
@@ -141,13 +142,14 @@ def export_onnx(
     out = Path(out) if out is not None else _model_folder(model_path) / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *meta["input_shape"])  # (2, C, H, W): batch 2 so no size-1 specialisation
-    try:
-        _torch_export(model, example, out, opset, exporter)
-    except CnnlabError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the model
-        raise CnnlabError(f"ONNX export of {meta['architecture']} failed: {type(exc).__name__}: {exc}") from None
-    write_metadata(out, meta)
+    with atomic_path(out) as tmp:  # nothing half-written under the final name (kill, full disk, failure)
+        try:
+            _torch_export(model, example, tmp, opset, exporter)
+        except CnnlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the exporter raises many types; name the model
+            raise CnnlabError(f"ONNX export of {meta['architecture']} failed: {type(exc).__name__}: {exc}") from None
+        write_metadata(tmp, meta)
     x, source = parity_inputs(meta, parity_n, model_path=model_path)
     report = compare(torch_logits_fn(model), onnx_logits_fn(out), x, source, tolerance=tolerance)
     return out, require(report, f"the ONNX export {out.name}")

@@ -20,6 +20,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.runs.folder import atomic_path
 from cnnlab.runs.model_file import _model_folder, load_model
 
 EXTRA = "cnnlab.json"
@@ -44,9 +45,9 @@ def export_torchscript(
         scripted = trace(model, meta["input_shape"])
     except Exception as exc:  # noqa: BLE001 - the tracer raises many types; name the model
         raise CnnlabError(f"TorchScript export of {meta['architecture']} failed: {type(exc).__name__}: {exc}") from None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), atomic_path(out) as tmp:  # no half-written file under the final name
         warnings.simplefilter("ignore")  # torch.jit.save's deprecation notice
-        torch.jit.save(scripted, str(out), _extra_files={EXTRA: json.dumps(public_meta(meta))})
+        torch.jit.save(scripted, str(tmp), _extra_files={EXTRA: json.dumps(public_meta(meta))})
     loaded, _ = load_torchscript(out)
     x, source = parity_inputs(meta, parity_n, model_path=model_path)
     report = compare(torch_logits_fn(model), torch_logits_fn(loaded), x, source, tolerance=tolerance)

@@ -13,6 +13,8 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,28 @@ def default_run_name(cfg: Any) -> str:
     if data.startswith("folder:"):
         data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
     return f"{data}-{cfg.model.name.replace(':', '-')}"  # timm:NAME -> timm-NAME (no colon in folder names)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over
+    ``path``, on any error it is removed, so a kill, a full disk or a failed export never leaves
+    a half-written file under the final name.
+
+    Example::
+
+        with atomic_path("model.onnx") as tmp:
+            torch.onnx.export(model, x, tmp)
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | Path, data: Any) -> None:
