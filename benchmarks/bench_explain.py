@@ -22,14 +22,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _server import start_cnnlab  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,19 +54,7 @@ def random_model(arch: str, shape: tuple[int, int, int], folder: Path) -> Path:
 
 
 def start_server(model: Path, port: int, threads: int) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    cmd = [sys.executable, "-m", "cnnlab.cli.main", "explain", str(model), "--port", str(port)]
-    proc = subprocess.Popen([*cmd, "--threads", str(threads)], env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/model", timeout=5) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the explain server did not start")
+    return start_cnnlab(["explain", str(model), "--port", str(port), "--threads", str(threads)], "/api/model", threads)
 
 
 def images(n: int, folder: Path) -> list[Path]:

@@ -25,12 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
+from _server import start_cnnlab  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 BOUNDARY = "cnnlab-bench"
 
@@ -88,20 +88,11 @@ async def load(port: int, payload: bytes, total: int, concurrency: int, deadline
 
 
 def start_server(model: Path, port: int, threads: int, window_ms: float, concurrency: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "cnnlab.cli.main", "serve", str(model), "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--threads", str(threads), "--batch-window-ms", str(window_ms), "--log-level", "warning"]
-    cmd += ["--max-concurrency", str(concurrency), "--max-queue", str(4 * concurrency)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the server did not become ready within 120 s")
+    args = ["serve", str(model), "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads)]
+    args += ["--batch-window-ms", str(window_ms), "--log-level", "warning"]
+    return start_cnnlab(
+        [*args, "--max-concurrency", str(concurrency), "--max-queue", str(4 * concurrency)], "/ready", threads
+    )
 
 
 def bare(predictor, png: bytes, n: int) -> tuple[float, float]:

@@ -32,12 +32,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _server import start_cnnlab  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 BOUNDARY = "cnnlab-bench"
 
@@ -228,19 +228,8 @@ SERVE_FLAGS: list[str] = []  # extra `cnnlab serve` flags (--serve-flags)
 
 
 def start_server(model: Path, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "cnnlab.cli.main", "serve", str(model), "--port", str(port), "--threads", "1"]
-    cmd += ["--log-level", "critical", "--max-body-mb", "16", *SERVE_FLAGS]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("the server did not become ready within 120 s")
+    args = ["serve", str(model), "--port", str(port), "--threads", "1", "--log-level", "critical"]
+    return start_cnnlab([*args, "--max-body-mb", "16", *SERVE_FLAGS], "/v2/health/ready")
 
 
 def run(model: Path, scenario, payload: bytes, args, *extra) -> dict:
