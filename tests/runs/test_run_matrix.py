@@ -214,3 +214,14 @@ def test_documented_split_files_match_a_folder_run(runs):
     for name in ("split.csv", "split_manifest.csv"):
         header = (runs["folder-skip"] / name).read_text().splitlines()[0]
         assert f"`{name}` has the columns `{header}`" in doc.replace("\n  ", " "), (name, header)
+
+
+def test_a_tampered_split_csv_cannot_read_files_outside_the_data_folder(runs, tmp_path, capsys):
+    run = tmp_path / "tampered"
+    shutil.copytree(runs["folder-skip"], run)
+    rows = (run / "split.csv").read_text().splitlines()
+    rows.append("test,../../../etc/hostname,0")
+    (run / "split.csv").write_text("\n".join(rows) + "\n")
+    (run / "predictions.csv").unlink()
+    code, out, err = _run_cli(["evaluate", run], capsys)
+    assert code == 1 and "outside the data folder" in err and "Traceback" not in err

@@ -184,8 +184,11 @@ class Run:
     def _folder_decoder(self, ids: list[str]) -> Callable[[np.ndarray], np.ndarray]:
         from cnnlab.data.images import load_image
 
-        root = self.data_folder()
+        root = self.data_folder().resolve()
         c, h, w = self.input_shape
+        outside = [i for i in ids if not (root / i).resolve().is_relative_to(root)]
+        if outside:  # a tampered split.csv must not make a command read files elsewhere
+            raise CnnlabError(f"{self.path / 'split.csv'} names files outside the data folder {root}: {outside[:3]}")
 
         def decode(idx: np.ndarray) -> np.ndarray:
             out = np.zeros((len(idx), h, w, c), np.float32)
