@@ -248,7 +248,9 @@ def test_cli_offline_is_one_clear_line(tmp_path):
 
 
 def test_config_records_the_named_weights():
-    cfg = cnnlab.api.make_config(None, None, model="resnet50", pretrained="imagenet", weights="IMAGENET1K_V1")
+    from cnnlab.api import make_config  # imported here: `cnnlab.api` is no attribute until something imports it
+
+    cfg = make_config(None, None, model="resnet50", pretrained="imagenet", weights="IMAGENET1K_V1")
     assert (cfg.model.pretrained, cfg.model.weights) == ("imagenet", "IMAGENET1K_V1")
     assert json.loads(json.dumps(cfg.to_dict()))["model"]["weights_mirror"] is None
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -17,39 +15,16 @@ from serve_helpers import bomb_png, digit_like, encode
 from chromium_helpers import executable, launch
 
 uvicorn = pytest.importorskip("uvicorn")
-from cnnlab.serve.app import ServeSettings, create_app  # noqa: E402
+from cnnlab.serve.app import ServeSettings  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(model_dir):
     """(host, port) of a uvicorn server running the app in a background thread; stopped after the module."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    host, port = sock.getsockname()
-    config = uvicorn.Config(
-        create_app(model_dir, ServeSettings(max_body_bytes=1_000_000)),
-        log_level="warning",
-        server_header=False,
-        timeout_keep_alive=5,
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if _get(host, port, "/ready")[0] == 200:
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
-    else:
-        raise AssertionError("uvicorn did not become ready")
-    yield host, port
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    from live_server import live_server
+
+    with live_server(model_dir, ServeSettings(max_body_bytes=1_000_000)) as (host, port, _):
+        yield host, port
 
 
 def _get(host, port, path):

@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from cnnlab.data.folder import file_sha256
 from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.models.pretrained import Preprocessing, PretrainedWeights
 
@@ -160,16 +161,8 @@ def hash_prefix(file_name: str) -> str:
     return m.group(1)
 
 
-def sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _checked(path: Path, prefix: str, where: str) -> Path:
-    digest = sha256(path)
+    digest = file_sha256(path)
     if not digest.startswith(prefix):
         raise CnnlabError(
             f"{path} is not the published file: its sha256 starts {digest[: len(prefix)]}, expected {prefix} "
