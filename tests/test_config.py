@@ -15,7 +15,10 @@ def test_yaml_round_trip(tmp_path):
 
 
 def test_defaults_are_the_seed_recipe():
-    c = Config()
+    from cnnlab.engine.finetune import resolve_recipe
+
+    c = resolve_recipe(Config(), log=lambda s: None)  # without pretrained weights the auto values are seed 000's
+    assert c.model.finetune == "finetune_all" and c.model.lr_decay == 1.0
     assert (c.optim.name, c.optim.lr, c.optim.weight_decay) == ("adam", 1e-3, 1e-4)
     assert (c.sched.name, c.sched.factor, c.sched.patience, c.sched.min_lr) == ("plateau", 0.5, 3, 1e-6)
     assert c.train.grad_clip == 1.0 and c.train.early_stop_patience == 5 and c.train.early_stop_metric == "val_acc"

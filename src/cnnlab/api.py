@@ -90,7 +90,7 @@ def train(
     history = trainer.fit()
     metrics = finish(session, trainer, data, run_dir) if session.dist.main else {}  # rank 0 writes
     shutdown(session.dist)
-    return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=cfg)
+    return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=session.cfg)  # as resolved
 
 
 def _resume_config(run_dir: str | Path) -> Config:

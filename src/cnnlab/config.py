@@ -54,16 +54,24 @@ class ModelConfig:
     pretrained: str | None = None  # imagenet (published weights) | local .pth/.safetensors/cnnlab folder; new head
     weights: str | None = None  # a published set by name: IMAGENET1K_V2, DEFAULT (timm: a tag); implies imagenet
     weights_mirror: str | None = None  # folder or http(s) URL holding weight files ($CNNLAB_WEIGHTS_MIRROR)
-    finetune: str = "finetune_all"  # finetune_all | feature_extraction | finetune_top | progressive
+    # auto: the fine-tune recipe (staged) when pretrained weights are given, else finetune_all;
+    # staged | finetune_all | feature_extraction | finetune_top | progressive
+    finetune: str = "auto"
+    head_epochs: int = 1  # staged: epochs that train only the new head (body frozen) before everything trains
     finetune_blocks: int = 1  # finetune_top: how many blocks below the head train
     unfreeze_schedule: str = "0:0,3:1,6:all"  # progressive: from EPOCH on, the top N blocks (or all) train
-    lr_decay: float = 1.0  # < 1: discriminative LRs, each block below the head gets lr_decay x the one above
+    # < 1: discriminative LRs, each block below the head gets lr_decay x the one above; null: 1, or under
+    # the staged recipe the factor that gives the lowest block 1/100 of the head's LR
+    lr_decay: float | None = None
+
+
+DEFAULT_LR = 1e-3  # optim.lr when none is given and no recipe picks one (seed 000's Adam rate)
 
 
 @dataclass
 class OptimConfig:
     name: str = "adam"
-    lr: float = 1e-3
+    lr: float | None = None  # null: 1e-3, or under the staged fine-tune recipe the LR finder's suggestion
     weight_decay: float = 1e-4
     momentum: float = 0.9  # SGD / RMSprop
     nesterov: bool = False
@@ -80,7 +88,9 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = "plateau"  # see `cnnlab.engine.schedulers.SCHEDULERS` (plateau, cosine, onecycle, step, ...)
+    # auto: plateau, or under the staged fine-tune recipe one-cycle restarting when the body unfreezes;
+    # see `cnnlab.engine.schedulers.SCHEDULERS` (plateau, cosine, onecycle, step, ...)
+    name: str = "auto"
     monitor: str = "val_loss"  # metric watched by plateau
     factor: float = 0.5
     patience: int = 3
@@ -97,6 +107,8 @@ class SchedConfig:
     pct_start: float = 0.25  # onecycle: share of the steps spent rising
     div_factor: float = 25.0  # onecycle: initial LR = optim.lr / div_factor
     final_div_factor: float = 1e4  # onecycle: final LR = initial LR / final_div_factor
+    restarts: list[int] = field(default_factory=list)  # onecycle: epochs where a new cycle begins
+    restart_peak: float = 0.5  # onecycle: each later cycle peaks at this times the one before
     warmup_epochs: float = 0.0  # linear warm-up before any schedule (fractions allowed)
     warmup_start: float = 0.0  # warm-up starts at this fraction of the LR
 

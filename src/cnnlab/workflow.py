@@ -20,14 +20,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cnnlab.config import Config, save_config, to_dict
+from cnnlab.config import DEFAULT_LR, Config, save_config, to_dict
 from cnnlab.data.augment import build_mixer
 from cnnlab.data.datasets import FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, prepare_data
@@ -35,7 +35,14 @@ from cnnlab.data.splits import write_split_csv
 from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
-from cnnlab.engine.finetune import resolve_weights, setup_finetune
+from cnnlab.engine.finetune import (
+    STAGED,
+    complete_recipe,
+    prepare_model,
+    resolve_recipe,
+    resolve_weights,
+    with_lr_decay,
+)
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import predict
 from cnnlab.engine.losses import balance_summary, build_loss, class_weights
@@ -129,22 +136,45 @@ def build_model(cfg: Config, classes: list[str], input_shape: list[int]) -> torc
     return create_model(cfg.model.name, num_classes=len(classes), in_channels=c, input_size=h, **cfg.model.kwargs)
 
 
-def build_parts(s: Session, data: PreparedData) -> Parts:
-    """The model (initialised, fine-tuning applied), its optimiser, schedule and loss."""
-    cfg = s.cfg
+def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
+    """The model (initialised, fine-tuning applied), its optimiser, schedule and loss.
+
+    The config's ``auto`` values are resolved here and ``s.cfg`` becomes the result (what
+    config.yaml records). Under the fine-tune recipe with no ``optim.lr``, the LR finder picks the
+    rate on the frozen network (``find_lr=False``: 1e-3 instead, for ``lr-find`` itself).
+    """
+    cfg = s.cfg = resolve_recipe(s.cfg, s.log)
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(s.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optim_cfg, finetune_callbacks = setup_finetune(model, cfg.model, cfg.optim, s.log, weights=s.weights)
-    optimizer = build_optimizer(model, optim_cfg)
+    finetune_callbacks = prepare_model(model, cfg.model, s.log, weights=s.weights)
+    loss_fn = _loss(cfg, data, s.device)
+    if cfg.model.finetune == STAGED:
+        pick = (lambda: recipe_lr(s, model, data, loss_fn)) if find_lr else (lambda: DEFAULT_LR)
+        cfg = s.cfg = complete_recipe(cfg, model, pick, s.log)
+    optimizer = build_optimizer(model, with_lr_decay(cfg.optim, model, cfg.model.lr_decay))
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
+    return Parts(model, optimizer, schedule, loss_fn, finetune_callbacks)
+
+
+def _loss(cfg: Config, data: PreparedData, device: torch.device) -> torch.nn.Module:
     t = cfg.train
-    weight = class_weights(data.counts["train"]).to(s.device) if cfg.data.balance == "weights" else None
-    loss_fn = build_loss(
+    weight = class_weights(data.counts["train"]).to(device) if cfg.data.balance == "weights" else None
+    return build_loss(
         t.loss, label_smoothing=t.label_smoothing, weight=weight, gamma=t.focal_gamma, alpha=t.focal_alpha
     )
-    return Parts(model, optimizer, schedule, loss_fn, finetune_callbacks)
+
+
+def recipe_lr(s: Session, model: torch.nn.Module, data: PreparedData, loss_fn, steps: int = 60) -> float:
+    """The fine-tune recipe's learning rate: the LR finder over ``steps`` batches on the network as it
+    starts (body frozen), from 1e-6 to 1; model, optimiser and random states are restored afterwards."""
+    from cnnlab.engine.lr_find import lr_find
+
+    probe = build_optimizer(model, replace(s.cfg.optim, lr=DEFAULT_LR, group_lr={}))
+    found = lr_find(model, data.train, probe, loss_fn, 1e-6, 1.0, steps, beta=0.95, generators=[data.generator])
+    s.log(f"learning rate {found.suggestion:.2e} from the LR finder ({len(found.lrs)} steps): {found.reason}")
+    return broadcast(found.suggestion, s.dist)  # every rank trains with rank 0's choice
 
 
 # ---- step 4: the run folder and the trainer --------------------------------------------------------

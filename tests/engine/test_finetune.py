@@ -117,3 +117,108 @@ def test_frozen_batchnorm_stays_in_eval_and_copies_behave():
     assert model.classifier[1][1].training  # evaluating a copy (EMA) leaves the original alone
     twin.train()
     assert twin.classifier[1][1].training and not twin.features[0][1].training
+
+
+# --- the fine-tune recipe: --pretrained and nothing else ---------------------------------------------
+class Killed(Exception):
+    pass
+
+
+def _recipe(pretrained, tmp_path, name, **kw):
+    lines = []
+    overrides = {**QUIET, "output.name": name, "train.early_stop_patience": None, **kw.pop("overrides", {})}
+    r = cnnlab.train(
+        data="digits", model="seed_cnn", pretrained=str(pretrained), out=tmp_path, overrides=overrides,
+        epochs=2, log=lines.append, **kw,
+    )  # fmt: skip
+    return r, lines
+
+
+def test_recipe_trains_the_head_first_then_everything_at_the_lr_finders_rate(pretrained, tmp_path):
+    from cnnlab.engine.trainer import Trainer
+
+    body_after_epoch_1 = {}
+
+    def snapshot(trainer: Trainer, row):
+        if trainer.epoch == 1:
+            body_after_epoch_1.update({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+    pre = load_model(pretrained)[0].state_dict()
+    r, lines = _recipe(pretrained, tmp_path, "recipe", callbacks=[snapshot])
+    text = "\n".join(lines)
+    assert "from the LR finder" in text
+    assert "fine-tune recipe: 1 epoch(s) training only the new head" in text
+    assert "unfreezing for epoch 2: training 4 blocks" in text
+    cfg = r.config
+    assert cfg.model.finetune == "staged" and cfg.sched.name == "onecycle" and cfg.sched.restarts == [1]
+    assert cfg.optim.lr is not None and 1e-6 <= cfg.optim.lr <= 1.0  # the finder's pick, recorded
+    assert cfg.model.lr_decay == pytest.approx(0.01 ** (1 / 3))  # 4 blocks: the lowest at lr / 100
+    saved = (r.run_dir / "config.yaml").read_text()
+    assert f"lr: {cfg.optim.lr}" in saved and "finetune: staged" in saved  # resume repeats it exactly
+    body = [k for k in pre if k.startswith("features.")]
+    assert not _changed({k: pre[k] for k in body}, body_after_epoch_1)  # epoch 1: body frozen, BN stats too
+    final = load_model(r.run_dir)[0].state_dict()
+    assert any(k.startswith("features.0.") for k in _changed({k: pre[k] for k in body}, final))  # then all train
+    assert r.metrics["accuracy"] > 0.5
+
+
+def test_recipe_takes_a_given_lr_without_the_finder(pretrained, tmp_path):
+    r, lines = _recipe(pretrained, tmp_path, "given", lr=0.003)
+    assert not any("LR finder" in line for line in lines)
+    assert r.config.optim.lr == 0.003
+
+
+def test_recipe_resume_after_a_kill_is_bit_identical(pretrained, tmp_path, monkeypatch):
+    from cnnlab.engine.trainer import Trainer
+
+    full, _ = _recipe(pretrained, tmp_path, "full")
+    real = Trainer._save_step
+
+    def save_then_die(self):
+        real(self)
+        if self.epoch == 1 and self.state.batches == 3:  # early in epoch 2, after unfreezing
+            raise Killed
+
+    monkeypatch.setattr(Trainer, "_save_step", save_then_die)
+    with pytest.raises(Killed):
+        _recipe(pretrained, tmp_path, "killed", overrides={"train.checkpoint_every": 1})
+    monkeypatch.setattr(Trainer, "_save_step", real)
+    lines = []
+    resumed = cnnlab.train(resume=tmp_path / "killed", log=lines.append)
+    assert not any("LR finder" in line for line in lines)  # the saved rate is used, not found again
+    a, b = load_model(full.run_dir)[0].state_dict(), load_model(resumed.run_dir)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_own_run_brings_its_image_size_and_statistics(pretrained, tmp_path):
+    import json
+
+    r, lines = _recipe(pretrained, tmp_path, "size", lr=0.003)  # no image_size given
+    source = json.loads((pretrained / "model" / "model.json").read_text())
+    data = json.loads((r.run_dir / "data.json").read_text())
+    assert data["input_shape"] == source["input_shape"] == [1, 16, 16]
+    assert data["mean"] == source["mean"] and data["std"] == source["std"]
+    assert any("images 16x16" in line for line in lines)
+
+
+def test_another_input_size_names_the_flag(pretrained, tmp_path):
+    with pytest.raises(CnnlabError, match=r"(?s)shape mismatch.*classifier.*trained on 16x16 images.*--image-size"):
+        _recipe(pretrained, tmp_path, "other-size", image_size=24, lr=0.003)
+
+
+def test_staged_without_weights_is_refused(tmp_path):
+    with pytest.raises(CnnlabError, match="--pretrained"):
+        cnnlab.train(data="digits", finetune="staged", out=tmp_path, overrides=QUIET, **COMMON)
+
+
+def test_cli_fine_tune_prints_the_recipe(pretrained, tmp_path, capsys):
+    from cnnlab.cli.main import main
+
+    code = main(
+        ["train", "--data", "digits", "--pretrained", str(pretrained), "--epochs", "2", "--out", str(tmp_path),
+         "--no-progress", "--set", "output.plots=false", "--set", "train.threads=1"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "learning rate" in out and "from the LR finder" in out and "fine-tune recipe" in out
+    assert "test accuracy" in out

@@ -40,7 +40,7 @@ def run(args) -> int:
     cfg = make_config(args.config, overrides)
     session = start_session(cfg)  # the same steps as cnnlab train: every flag means the same here
     _, data = load_data(session)
-    parts = build_parts(session, data)  # --pretrained, --finetune, --balance, the loss: as in training
+    parts = build_parts(session, data, find_lr=False)  # --pretrained, --finetune, --balance, the loss: as in training
     result = lr_find(
         parts.model,
         data.train,

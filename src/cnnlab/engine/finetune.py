@@ -1,14 +1,27 @@
 """Fine-tuning a pretrained network as part of a training run (seed 002, "Transfer Learning").
 
-``setup_finetune`` applies ``ModelConfig``'s transfer keys to a freshly built model:
+With ``--pretrained`` and nothing else said, ``cnnlab train`` follows the fine-tune recipe
+(``model.finetune: staged``, what fastai's ``fine_tune`` does):
+
+1. the weights' own image size and normalisation (published weights: their transform; a cnnlab run
+   or model folder: its input size, mean and std), unless ``data.image_size`` is given;
+2. ``model.head_epochs`` (1) epochs training only the new head, the body frozen (its BatchNorm
+   statistics too), under a one-cycle schedule peaking at the learning rate;
+3. the remaining epochs training everything under a second one-cycle peaking at half that rate, each
+   block below the head at ``model.lr_decay`` times the rate of the block above (default: the factor
+   that gives the lowest block 1/100 of the head's rate);
+4. the learning rate from the LR finder, run on the frozen network, when ``optim.lr`` is not given
+   (printed with its reason).
+
+Every piece can be set by hand; the run's ``config.yaml`` records the resolved values, so
+``--resume`` repeats the run exactly. The keys:
 
 - ``model.pretrained``: ``imagenet`` (published weights, ``model.weights`` for a named set; see
   ``models.weights``), a local weights file (torchvision ``.pth``, ``.safetensors``) or a cnnlab
   model/run folder. The classifier head is always left fresh, sized for the new classes; a
   1-channel <-> 3-channel first conv is adapted (``models.transfer.adapt_conv_weight``).
-  :func:`resolve_weights` runs before the data is loaded: published weights bring their own image
-  size (unless ``data.image_size`` is given) and mean/std.
-- ``model.finetune``: ``finetune_all`` | ``feature_extraction`` (head only) | ``finetune_top``
+- ``model.finetune``: ``auto`` (``staged`` with pretrained weights, else ``finetune_all``) |
+  ``staged`` | ``finetune_all`` | ``feature_extraction`` (head only) | ``finetune_top``
   (``model.finetune_blocks`` top blocks + head) | ``progressive`` (``model.unfreeze_schedule``,
   e.g. ``"0:0,3:1,6:all"``: from epoch 0 the head, from epoch 3 one more block, from 6 all).
 - ``model.lr_decay`` < 1: discriminative learning rates, the head at ``optim.lr`` and each block
@@ -25,9 +38,76 @@ from dataclasses import replace
 
 from torch import nn
 
-from cnnlab.config import Config, OptimConfig
-from cnnlab.models.transfer import apply_strategy, load_pretrained, lr_by_parameter, parse_schedule, unfreeze_for_epoch
+from cnnlab.config import DEFAULT_LR, Config, OptimConfig
+from cnnlab.config import replace as replace_keys
+from cnnlab.errors import CnnlabError
+from cnnlab.models.transfer import (
+    apply_strategy,
+    load_pretrained,
+    lr_by_parameter,
+    model_blocks,
+    parse_schedule,
+    unfreeze_for_epoch,
+)
 from cnnlab.models.weights import PretrainedWeights, resolve_pretrained
+
+STAGED = "staged"  # the fine-tune recipe
+LOWEST_BLOCK_SHARE = 0.01  # staged: the lowest block's LR as a share of the head's (fastai's slice(lr/100, lr))
+
+
+def resolve_recipe(cfg: Config, log=print) -> Config:
+    """The config's ``auto`` values made concrete (all but the LR finder's rate, see :func:`complete_recipe`).
+
+    ``model.finetune: auto`` -> ``staged`` with pretrained weights, else ``finetune_all``;
+    ``sched.name: auto`` -> one-cycle restarting after the head epochs under ``staged``, else plateau;
+    ``optim.lr: null`` -> 1e-3 unless the recipe's LR finder will choose it.
+    """
+    mc, sc = cfg.model, cfg.sched
+    finetune = strategy_of(mc)
+    staged = finetune == STAGED
+    if staged and not (mc.pretrained or mc.weights):
+        raise CnnlabError(
+            "model.finetune=staged trains the new head of a pretrained network first; give --pretrained "
+            "(imagenet, a weights file or a cnnlab run folder) or another --finetune"
+        )
+    head = min(mc.head_epochs, cfg.train.epochs - 1) if staged else mc.head_epochs
+    if staged and head < mc.head_epochs:
+        log(f"only {cfg.train.epochs} epoch(s): {head} with the body frozen (model.head_epochs {mc.head_epochs})")
+    name, restarts = sc.name, list(sc.restarts)
+    if name == "auto":
+        name = "onecycle" if staged else "plateau"
+        restarts = [head] if staged and head > 0 else restarts
+    lr = cfg.optim.lr if cfg.optim.lr is not None or staged else DEFAULT_LR
+    decay = mc.lr_decay if mc.lr_decay is not None or staged else 1.0
+    return replace_keys(
+        cfg,
+        model={"finetune": finetune, "head_epochs": head, "lr_decay": decay},
+        sched={"name": name, "restarts": restarts},
+        optim={"lr": lr},
+    )
+
+
+def strategy_of(mc) -> str:
+    """``model.finetune`` with ``auto`` resolved: the staged recipe for pretrained weights, else finetune_all."""
+    if mc.finetune != "auto":
+        return mc.finetune
+    return STAGED if mc.pretrained or mc.weights else "finetune_all"
+
+
+def complete_recipe(cfg: Config, model: nn.Module, find_lr, log=print) -> Config:
+    """The staged recipe's last two values: ``model.lr_decay`` from the model's depth and ``optim.lr``
+    from ``find_lr()`` (the LR finder on the frozen network) when not given; the plan is printed."""
+    mc, blocks = cfg.model, len(model_blocks(model))
+    decay = mc.lr_decay if mc.lr_decay is not None else LOWEST_BLOCK_SHARE ** (1 / max(1, blocks - 1))
+    lr = cfg.optim.lr if cfg.optim.lr is not None else find_lr()
+    rest = cfg.train.epochs - mc.head_epochs
+    peak = lr * (cfg.sched.restart_peak if mc.head_epochs and cfg.sched.restarts else 1.0)
+    log(
+        f"fine-tune recipe: {mc.head_epochs} epoch(s) training only the new head at lr {lr:.2e} (body frozen), "
+        f"then {rest} epoch(s) training all {blocks} blocks, the head at {peak:.2e} and each block below at "
+        f"{decay:.2f}x the one above (lowest {peak * decay ** (blocks - 1):.1e}); schedule {cfg.sched.name}"
+    )
+    return replace_keys(cfg, model={"lr_decay": decay}, optim={"lr": lr})
 
 
 def resolve_weights(cfg: Config, log=print) -> tuple[Config, PretrainedWeights | None]:
@@ -59,15 +139,24 @@ def setup_finetune(
 
     ``weights`` is what :func:`resolve_weights` found; without it ``mc.pretrained`` is resolved here.
     """
-    callbacks = []
+    callbacks = prepare_model(model, mc, log, weights)
+    return with_lr_decay(optim, model, mc.lr_decay), callbacks
+
+
+def prepare_model(model: nn.Module, mc, log=print, weights: PretrainedWeights | None = None) -> list:
+    """Load the pretrained weights (new head) and freeze what ``mc.finetune`` says; returns the callbacks
+    that unfreeze blocks as epochs pass (staged, progressive)."""
     if weights is None and (mc.pretrained or mc.weights):
         weights = resolve_pretrained(mc.name, mc.pretrained, mc.weights, mirror=mc.weights_mirror)
     if weights is not None:
-        info = load_pretrained(model, weights.path, exclude_head=True)
+        info = load_pretrained(model, weights.path, exclude_head=True, hint=_mismatch_hint(mc, weights))
         adapted = f", first conv adapted ({', '.join(info['adapted'])})" if info["adapted"] else ""
         log(f"loaded {info['loaded']} pretrained tensors from {weights.source}; new head for this task{adapted}")
-    if mc.finetune == "progressive":
-        schedule = parse_schedule(mc.unfreeze_schedule)
+    callbacks, strategy = [], strategy_of(mc)
+    if strategy == STAGED:
+        strategy = "progressive" if mc.head_epochs > 0 else "finetune_all"
+    if strategy == "progressive":
+        schedule = {0: 0, mc.head_epochs: "all"} if strategy_of(mc) == STAGED else parse_schedule(mc.unfreeze_schedule)
         trainable = unfreeze_for_epoch(model, 0, schedule)
 
         def unfreeze(trainer, row):  # after epoch e: set the blocks for the next epoch
@@ -77,16 +166,33 @@ def setup_finetune(
 
         callbacks.append(unfreeze)
     else:
-        trainable = apply_strategy(model, mc.finetune, n_blocks=mc.finetune_blocks)
-    if weights is not None or mc.finetune != "finetune_all":
+        trainable = apply_strategy(model, strategy, n_blocks=mc.finetune_blocks)
+    if weights is not None or strategy_of(mc) != "finetune_all":
         total = sum(p.numel() for p in model.parameters())
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log(f"fine-tuning strategy {mc.finetune}: {n:,} of {total:,} parameters train ({len(trainable)} blocks)")
+        log(f"fine-tuning strategy {strategy_of(mc)}: {n:,} of {total:,} parameters train ({len(trainable)} blocks)")
     keep_frozen_bn_in_eval(model)
-    if mc.lr_decay < 1.0 and not optim.group_lr:
-        # exact parameter names as patterns: block names are labels, not name prefixes
-        optim = replace(optim, group_lr=lr_by_parameter(model, optim.lr, mc.lr_decay))
-    return optim, callbacks
+    return callbacks
+
+
+def with_lr_decay(optim: OptimConfig, model: nn.Module, lr_decay: float | None) -> OptimConfig:
+    """Discriminative learning rates as ``optim.group_lr`` (exact parameter names: block names are
+    labels, not name prefixes); unchanged when ``lr_decay`` is 1/None or group LRs are given."""
+    if lr_decay is None or lr_decay >= 1.0 or optim.group_lr:
+        return optim
+    return replace(optim, group_lr=lr_by_parameter(model, optim.lr, lr_decay))
+
+
+def _mismatch_hint(mc, weights: PretrainedWeights) -> str:
+    """What to change on the command line when the weights do not fit the model built for this run."""
+    pre = weights.preprocessing
+    size = f"; these weights were trained on {pre.image_size}x{pre.image_size} images" if pre else ""
+    return (
+        f"cnnlab replaces the classifier for the new classes itself, so a mismatch below it means another "
+        f"architecture (--model must be the one the weights were trained with) or another input size for a "
+        f"network whose layers depend on it{size}: leave --image-size out to use the weights' size, or "
+        "give it explicitly (--image-size N)"
+    )
 
 
 def keep_frozen_bn_in_eval(model: nn.Module) -> None:

@@ -174,7 +174,7 @@ def train_one_epoch(
             mix = (y_b, lam)
         with autocast(dev, opts.amp):
             logits, loss = _loss(model, forward, x, y, loss_fn, mix, opts)
-        pending.append((state.global_step + 1, state.batches, optimizer.param_groups[0]["lr"], len(y), loss.detach()))
+        pending.append((state.global_step + 1, state.batches, top_lr(optimizer), len(y), loss.detach()))
         if (opts.skip_nonfinite or len(pending) >= opts.sync_every) and _drain(pending, state, epoch, opts):
             optimizer.zero_grad(set_to_none=True)  # a non-finite loss that may be skipped: drop its step
             state.batches += 1
@@ -193,7 +193,7 @@ def train_one_epoch(
     return {
         "train_loss": state.loss_sum / max(state.seen, 1),
         "train_acc": state.correct / max(state.seen, 1),
-        "lr": optimizer.param_groups[0]["lr"],
+        "lr": top_lr(optimizer),
     }
 
 
@@ -316,3 +316,8 @@ def evaluate(model: nn.Module, loader: Iterable, prefix: str = "val", tta: str =
         f"{prefix}_acc": float((preds == targets).mean()),
         f"{prefix}_macro_f1": macro_f1(targets, preds, logits.shape[1]),
     }
+
+
+def top_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The largest learning rate of the optimiser's groups: the head's under discriminative rates."""
+    return max(g["lr"] for g in optimizer.param_groups)

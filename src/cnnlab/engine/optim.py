@@ -14,6 +14,7 @@ lr 1e-3 and weight decay 1e-4.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from cnnlab.config import OptimConfig
+from cnnlab.config import DEFAULT_LR, OptimConfig
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
 
@@ -174,11 +175,14 @@ class Lookahead(torch.optim.Optimizer):
 
 def param_groups(model: nn.Module, c: OptimConfig) -> list[dict]:
     """Groups by (LR, decay): ``group_lr`` globs over parameter names (first match wins), and with
-    ``no_decay_norm_bias`` every 1-D tensor (biases, BatchNorm/LayerNorm scales) gets no decay."""
+    ``no_decay_norm_bias`` every 1-D tensor (biases, BatchNorm/LayerNorm scales) gets no decay.
+
+    Frozen parameters are included: they get no gradient, so the optimiser (and the weight-decay
+    hooks) skip them, and blocks unfrozen later (progressive, staged fine-tuning) train in the same
+    optimiser."""
+    c = _with_lr(c)
     groups: dict[tuple[float, bool], list] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
         lr = next((v for pat, v in c.group_lr.items() if fnmatch.fnmatch(name, pat)), c.lr)
         decay = not (c.no_decay_norm_bias and p.ndim <= 1)
         groups.setdefault((float(lr), decay), []).append(p)
@@ -211,6 +215,7 @@ def _decoupled_decay(opt, args, kwargs) -> None:
 def build_optimizer(model_or_params, c: OptimConfig) -> torch.optim.Optimizer:
     """Build ``c.name`` over a model's parameter groups (or a plain parameter iterable)."""
     builder = OPTIMIZERS.get(c.name)
+    c = _with_lr(c)
     _check_lr(c.lr)
     if isinstance(model_or_params, nn.Module):
         groups = param_groups(model_or_params, c)
@@ -231,6 +236,11 @@ def build_optimizer(model_or_params, c: OptimConfig) -> torch.optim.Optimizer:
     if c.lookahead_k:
         opt = Lookahead(opt, k=c.lookahead_k, alpha=c.lookahead_alpha)
     return opt
+
+
+def _with_lr(c: OptimConfig) -> OptimConfig:
+    """``optim.lr`` null means 1e-3 (training under the fine-tune recipe fills it in before this)."""
+    return dataclasses.replace(c, lr=DEFAULT_LR) if c.lr is None else c
 
 
 def _check_lr(lr: float) -> None:

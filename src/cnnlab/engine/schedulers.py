@@ -159,7 +159,13 @@ def cyclic(opt, c: SchedConfig, p: Plan):
 
 @SCHEDULERS.register("onecycle")
 def onecycle(opt, c: SchedConfig, p: Plan):
-    """One-cycle: rise from LR/div_factor to the LR for ``pct_start`` of the run, then anneal far below."""
+    """One-cycle: rise from LR/div_factor to the LR for ``pct_start`` of the run, then anneal far below.
+
+    With ``restarts`` (epochs), a new cycle begins at each of them, peaking at ``restart_peak`` times
+    the one before: the fine-tune recipe's head cycle, then a cycle for the whole network.
+    """
+    if c.restarts:
+        return L.LambdaLR(opt, _cycles(c, p)), True
     s = L.OneCycleLR(
         opt,
         max_lr=[g["lr"] for g in opt.param_groups],
@@ -170,6 +176,26 @@ def onecycle(opt, c: SchedConfig, p: Plan):
         cycle_momentum=_has_momentum(opt),
     )
     return s, True
+
+
+def _cycles(c: SchedConfig, p: Plan):
+    """LR factor at step t for one-cycles restarting at ``c.restarts`` (torch's cosine one-cycle shape)."""
+    starts = sorted({0, *(e * p.per_epoch for e in c.restarts if 0 < e * p.per_epoch < p.total)})
+    ends = [*starts[1:], p.total]
+    low, final = 1 / c.div_factor, 1 / (c.div_factor * c.final_div_factor)
+
+    def factor(t: int) -> float:
+        k = max(i for i, s in enumerate(starts) if s <= t)
+        t, n = t - starts[k], ends[k] - starts[k]
+        up = max(1.0, c.pct_start * n)
+        shape = _cos(low, 1.0, t / up) if t < up else _cos(1.0, final, min(1.0, (t - up) / max(1.0, n - up)))
+        return c.restart_peak**k * shape
+
+    return factor
+
+
+def _cos(start: float, end: float, frac: float) -> float:
+    return end + (start - end) * (1 + math.cos(math.pi * frac)) / 2
 
 
 def build_schedule(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Schedule:

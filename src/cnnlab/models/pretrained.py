@@ -29,6 +29,8 @@ class Preprocessing:
         """
         if channels == len(self.mean):
             return list(self.mean), list(self.std)
+        if len(self.mean) == 1:  # grey weights, colour data: the first conv splits its filter into thirds
+            return list(self.mean) * channels, list(self.std) * channels
         if channels == 1:
             return [sum(self.mean) / len(self.mean)], [sum(self.std) / len(self.std)]
         raise CnnlabError(f"{self.weights} expects {len(self.mean)} input channels; cannot use them with {channels}.")

@@ -341,7 +341,12 @@ def _listing(title: str, items: list[str], limit: int = 8) -> str:
 
 
 def load_pretrained(
-    model: nn.Module, path: str | Path, *, exclude_head: bool = False, adapt_channels: bool = True
+    model: nn.Module,
+    path: str | Path,
+    *,
+    exclude_head: bool = False,
+    adapt_channels: bool = True,
+    hint: str | None = None,
 ) -> dict[str, Any]:
     """Load weights from a local file into ``model``; refuse any mismatch with a list of what differs.
 
@@ -349,6 +354,7 @@ def load_pretrained(
         exclude_head: leave the classifier (and auxiliary heads) as they are, for a new class count.
         adapt_channels: if only the first conv's input channels differ (RGB weights, grey model or
             back), convert them with :func:`adapt_conv_weight` instead of failing.
+        hint: the advice that ends a mismatch error (default: what to do from Python).
 
     Returns:
         ``{"loaded": n_tensors, "excluded": [...], "adapted": [...]}``; ``excluded`` lists the head
@@ -389,8 +395,9 @@ def load_pretrained(
         msg += _listing("missing from the file", missing) if missing else ""
         msg += _listing("unexpected in the file", unexpected) if unexpected else ""
         msg += _listing("shape mismatch", mismatched) if mismatched else ""
-        msg += (
-            "\nCheck the architecture name; if only the classifier differs (another class count), "
+        msg += "\n" + (
+            hint
+            or "Check the architecture name; if only the classifier differs (another class count), "
             "load with exclude_head=True and call replace_head."
         )
         raise CnnlabError(msg)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import re
 import sys
@@ -68,7 +69,8 @@ def resolve_pretrained(
         cache: download folder (default ``$CNNLAB_CACHE/weights`` or ``~/.cache/cnnlab/weights``).
 
     Returns:
-        None when neither is set; local files come back with ``preprocessing=None``.
+        None when neither is set; a cnnlab run or model folder comes back with its own input size,
+        mean and std as the preprocessing; other local files with ``preprocessing=None``.
     """
     if not pretrained and not weights:
         return None
@@ -78,7 +80,8 @@ def resolve_pretrained(
                 f"model.weights={weights!r} names a published weights set, but model.pretrained={pretrained!r} "
                 "is a local file; give one of them (--pretrained imagenet --weights NAME, or --pretrained PATH)."
             )
-        return PretrainedWeights(Path(pretrained).expanduser(), str(pretrained), None)
+        path = Path(pretrained).expanduser()
+        return PretrainedWeights(path, str(pretrained), cnnlab_preprocessing(path))
     if model_name.startswith("timm:"):
         from cnnlab.models.timm_models import timm_pretrained
 
@@ -86,6 +89,22 @@ def resolve_pretrained(
     entry = torchvision_weights(model_name, weights)
     path = fetch_weights(entry.url, cache=cache, mirror=mirror, progress=progress)
     return PretrainedWeights(path, entry.url, preprocessing_of(entry, model_name))
+
+
+def cnnlab_preprocessing(path: Path) -> Preprocessing | None:
+    """The input size and normalisation a cnnlab run or model folder was trained with (from its
+    model.json), so fine-tuning from one's own run feeds the network what it learnt on; None otherwise."""
+    meta_file = next((f for f in (path / "model" / "model.json", path / "model.json") if f.is_file()), None)
+    if not path.is_dir() or meta_file is None:
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+        _, h, w = (int(v) for v in meta["input_shape"])
+        mean, std = [float(v) for v in meta["mean"]], [float(v) for v in meta["std"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CnnlabError(f"{meta_file} is not a readable cnnlab model.json ({exc}); retrain or re-export it") from None
+    name = f"cnnlab {meta.get('architecture', 'model')} ({path.name})"
+    return Preprocessing(name, int(h), int(h), mean, std, "bilinear") if h == w else None
 
 
 # ---------------------------------------------------------------- torchvision's weights enums

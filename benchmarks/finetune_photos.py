@@ -1,0 +1,178 @@
+"""Fine-tune vs from scratch on a small photo folder, and k-fold CV on it (issue 14's figures).
+
+ImageNet weights cannot be fetched on the development machines, so the pretrained network is the
+project's own: the seed CNN trained on the CIFAR-10 JPEG copy's *other* six classes (airplane,
+automobile, bird, frog, ship, truck; 30,000 training images). The photo folder is the example of
+docs/own-images.md: four animal classes (cat, deer, dog, horse) taken from the CIFAR-10 *test*
+JPEGs, 200 training photos per class and 300 more per class as its test/ split; none of them, and
+none of their classes, was seen in pretraining.
+
+Per seed, three runs of ``cnnlab train`` on the photos (as a user types them):
+
+- ``scratch``: the seed CNN from random weights, the defaults, ``--epochs E``;
+- ``finetune``: ``--pretrained SOURCE_RUN`` and nothing else: the fine-tune recipe (head first, then
+  everything with discriminative rates under one-cycle, the LR from the LR finder), ``--epochs E``;
+- ``scratch_same_time``: from scratch again, with as many epochs as fit in the fine-tune run's wall
+  time (scratch epochs are cheaper: no LR finder, no frozen-body epoch), so both had the same budget.
+
+Then ``cnnlab cv --folds K`` over the 800 training photos (flat folder), from scratch and fine-tuned.
+Every run's result goes to a JSON-lines file (one object per run; ``--resume`` skips those done) and
+the summary (mean +- sample std over seeds) is printed as a Markdown table.
+
+Run (machine otherwise idle; about 15 minutes on 2 cores)::
+
+    python benchmarks/finetune_photos.py --cifar ../shared/data/cifar10-jpeg --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+PHOTO_CLASSES = ("cat", "deer", "dog", "horse")
+SOURCE_CLASSES = ("airplane", "automobile", "bird", "frog", "ship", "truck")
+QUIET = ["--no-progress", "--set", "output.plots=false"]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--cifar", required=True, help="folder holding the CIFAR-10 JPEG copy's train.tar and test.tar")
+    p.add_argument("--work", default=str(Path.home() / ".cache" / "cnnlab" / "bench-finetune"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int, default=10, help="epochs of the scratch and fine-tune runs (default 10)")
+    p.add_argument("--pretrain-epochs", type=int, default=6)
+    p.add_argument("--per-class", type=int, default=200, help="training photos per class (default 200)")
+    p.add_argument("--test-per-class", type=int, default=300)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--out", default="benchmarks/results/finetune_photos.jsonl")
+    p.add_argument("--resume", action="store_true", help="keep the results already in --out, run the rest")
+    return p.parse_args(argv)
+
+
+def extract(tar_path: Path, dest: Path, plan: dict[str, list[tuple[str, int, int]]]) -> None:
+    """Copy members ``<split>/<class>/*.jpg`` into ``dest/<target>/<class>/`` per ``plan``:
+    {split: [(target, first, count)]}: the sorted files ``first .. first+count`` of each class."""
+    with tarfile.open(tar_path) as tar:
+        by_class: dict[tuple[str, str], list[tarfile.TarInfo]] = {}
+        for m in tar.getmembers():
+            parts = Path(m.name).parts
+            if m.isfile() and len(parts) == 3 and parts[2].endswith(".jpg"):
+                by_class.setdefault((parts[0], parts[1]), []).append(m)
+        for (split, cls), members in by_class.items():
+            for target, first, count in plan.get(cls, {}).get(split, []):
+                out = dest / target / cls
+                out.mkdir(parents=True, exist_ok=True)
+                for m in sorted(members, key=lambda m: m.name)[first : first + count]:
+                    (out / Path(m.name).name).write_bytes(tar.extractfile(m).read())
+
+
+def build_folders(args, work: Path) -> None:
+    if (work / "ready").is_file():
+        return
+    n, t = args.per_class, args.test_per_class
+    targets = [("photos/train", 0, n), ("photos/test", n, t), ("photos-flat", 0, n)]
+    photos = {c: {"test": targets} for c in PHOTO_CLASSES}
+    extract(Path(args.cifar) / "test.tar", work, photos)
+    source = {c: {"train": [("source", 0, 5000)]} for c in SOURCE_CLASSES}
+    extract(Path(args.cifar) / "train.tar", work, source)
+    (work / "ready").write_text("ok\n")
+
+
+def cnnlab(*argv: str) -> float:
+    """Run one cnnlab command as a user would; its wall time in seconds (output goes to our stdout)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "cnnlab", *argv], check=True)
+    return time.perf_counter() - t0
+
+
+def train(work: Path, name: str, *flags: str) -> dict:
+    runs = work / "runs"
+    wall = cnnlab("train", "--out", str(runs), "--name", name, *QUIET, *flags)
+    metrics = json.loads((runs / name / "metrics.json").read_text())
+    return {"accuracy": metrics["accuracy"], "train_seconds": metrics["train_seconds"], "wall_s": wall}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    work = Path(args.work).expanduser()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = [json.loads(line) for line in out.read_text().splitlines()] if args.resume and out.is_file() else []
+    if not args.resume:
+        out.write_text("")
+    build_folders(args, work)
+    source = work / "runs" / "source"
+    if not (source / "model" / "model.json").is_file():
+        flags = ["--data", f"folder:{work / 'source'}", "--model", "seed_cnn", "--epochs", str(args.pretrain_epochs)]
+        record(out, done, {"run": "source", **train(work, "source", *flags, "--data.test_fraction", "0.05")})
+    photos, e = f"folder:{work / 'photos'}", str(args.epochs)
+    for seed in args.seeds:
+        common = ["--data", photos, "--model", "seed_cnn", "--seed", str(seed)]
+        for kind, flags in (("scratch", ["--epochs", e]), ("finetune", ["--epochs", e, "--pretrained", str(source)])):
+            if not _done(done, kind, seed):
+                row = train(work, f"{kind}-{seed}", *common, *flags)
+                record(out, done, {"run": kind, "seed": seed, "epochs": args.epochs, **row})
+        budget = _get(done, "finetune", seed)["wall_s"] / _get(done, "scratch", seed)["wall_s"] * args.epochs
+        same = max(args.epochs, round(budget))
+        if not _done(done, "scratch_same_time", seed):
+            row = train(work, f"scratch-same-{seed}", *common, "--epochs", str(same))
+            record(out, done, {"run": "scratch_same_time", "seed": seed, "epochs": same, **row})
+    for kind, flags in (("cv_scratch", []), ("cv_finetune", ["--pretrained", str(source)])):
+        if not _done(done, kind, 0):
+            record(out, done, {"run": kind, "seed": 0, **cross_validate(work, args, kind, flags)})
+    print(summary(done))
+    return 0
+
+
+def cross_validate(work: Path, args, name: str, flags: list[str]) -> dict:
+    runs = work / "runs"
+    wall = cnnlab(
+        "cv", "--folds", str(args.folds), "--data", f"folder:{work / 'photos-flat'}", "--model", "seed_cnn",
+        "--epochs", str(args.epochs), "--runs-root", str(runs), "--name", name, *QUIET, *flags,
+    )  # fmt: skip
+    summary = json.loads((runs / name / "cv.json").read_text())
+    return {"cv": summary, "wall_s": wall}
+
+
+def record(out: Path, done: list[dict], row: dict) -> None:
+    done.append(row)
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def _done(done, kind, seed) -> bool:
+    return any(r["run"] == kind and r.get("seed") == seed for r in done)
+
+
+def _get(done, kind, seed) -> dict:
+    return next(r for r in done if r["run"] == kind and r.get("seed") == seed)
+
+
+def _mean_std(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def summary(done: list[dict]) -> str:
+    lines = ["| run | epochs | test accuracy (mean ± std) | wall s (mean) | seeds |", "|---|---|---|---|---|"]
+    for kind in ("scratch", "scratch_same_time", "finetune"):
+        rows = [r for r in done if r["run"] == kind]
+        if rows:
+            epochs = sorted({r["epochs"] for r in rows})
+            acc, wall = [r["accuracy"] for r in rows], statistics.mean(r["wall_s"] for r in rows)
+            lines.append(f"| {kind} | {'/'.join(map(str, epochs))} | {_mean_std(acc)} | {wall:.1f} | {len(rows)} |")
+    for r in done:
+        if r["run"].startswith("cv_"):
+            cv = json.dumps(r["cv"].get("summary", r["cv"]))[:200]
+            lines.append(f"| {r['run']} | cv.json | {cv} | {r['wall_s']:.1f} | folds |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
