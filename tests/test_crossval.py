@@ -6,6 +6,7 @@ tests that change it work on a copy."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -164,3 +165,45 @@ def test_api_cv_on_a_named_dataset_uses_its_training_split(tmp_path, fast_overri
     (fold / "predictions.csv").unlink()  # evaluate now predicts the run's test split from split.csv
     again = cnnlab.evaluate(fold, save=False)
     assert again["accuracy"] == pytest.approx(json.loads((fold / "metrics.json").read_text())["accuracy"])
+
+
+# --- the documented commands run (1 epoch and tiny images added to keep them fast) -------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _doc_section(doc: str, heading: str) -> str:
+    return (DOCS / doc).read_text().split(heading)[1].split("\n## ")[0]
+
+
+def _commands(section: str) -> list[list[str]]:
+    block = section.split("```")[1]
+    return [shlex.split(line.split("#")[0])[1:] for line in block.splitlines() if line.startswith("cnnlab ")]
+
+
+def test_own_images_cross_validation_commands_run(tmp_path, monkeypatch, capsys):
+    folder = make_folder(tmp_path / "flowers", counts=(5, 5, 5))
+    monkeypatch.chdir(tmp_path)
+    section = _doc_section("own-images.md", "## Cross-validation: `cnnlab cv`")
+    commands = _commands(section)
+    assert [c[0] for c in commands] == ["cv", "cv", "evaluate"]
+    for args in commands:
+        args = [a.replace("~/flowers", str(folder)) for a in args]
+        code, _, err = _cli(args + FAST if "--folds" in args else args, capsys)
+        assert code == 0, (args, err)
+    parent = tmp_path / "runs" / "flowers-cv"
+    assert [p.name for p in sorted(parent.glob("fold-*"))] == [f"fold-{k}" for k in range(1, 6)]
+    for name in ("cv-config.yaml", "cv.json", "cv.md"):
+        assert f"`{name}`" in section and (parent / name).is_file()
+    summary = json.loads((parent / "cv.json").read_text())
+    for key in ("accuracy", "loss", "macro.f1", "balanced_accuracy"):
+        assert f"`{key}`" in section and key in summary["mean"] and key in summary["std"]
+
+
+def test_training_cross_validation_command_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    section = _doc_section("training.md", "## Cross-validation — `cnnlab cv`")
+    (args,) = _commands(section)
+    code, out, err = _cli([*args, "--epochs", "1", *FAST[2:]], capsys)
+    assert code == 0, err
+    assert "runs/digits-seed_cnn-cv/fold-1" in section and (tmp_path / "runs/digits-seed_cnn-cv/fold-5/model").is_dir()
+    assert "its own test split, 359 images, is not used" in out
