@@ -126,6 +126,9 @@ class Run:
             tags.append("ddp")
         if self.path.parent.name == "trials":
             tags.append("trial")
+        data = config_section(self.config, "data")
+        if data.get("folds"):  # one run of a cross-validation (cnnlab cv)
+            tags.append(f"fold {data.get('fold')}/{data['folds']}")
         return " ".join(tags)
 
     @property
