@@ -44,7 +44,7 @@ def test_evaluation_imports_neither_engine_nor_export():
 
 
 def test_runs_data_and_numpy_engine_never_import_upwards():
-    upward = {"engine", "export", "viz", "serve", "api", "workflow", "cli", "tune"}
+    upward = {"engine", "export", "viz", "serve", "api", "workflow", "cli", "tune", "crossval"}
     for module, targets in _imports().items():
         if _package(module) in ("runs", "data", "numpy_engine", "models"):
             bad = {t for t in targets if _package(t) in upward}
@@ -82,7 +82,8 @@ def test_no_import_cycle_between_modules():
 
 def test_training_path_functions_fit_on_one_screen():
     """No function over 60 lines in the training path (the house model is numpy_engine/train.py)."""
-    files = ["api.py", "workflow.py", "engine/trainer.py", "engine/loop.py", "runs/run.py", "numpy_engine/train.py"]
+    files = ["api.py", "workflow.py", "crossval.py", "engine/trainer.py", "engine/loop.py", "runs/run.py"]
+    files += ["numpy_engine/train.py"]
     long = []
     for rel in files:
         tree = ast.parse((SRC / rel).read_text())

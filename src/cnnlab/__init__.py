@@ -22,6 +22,7 @@ _LAZY = {
     "load_config": "cnnlab.config",
     "train": "cnnlab.api",
     "evaluate": "cnnlab.api",
+    "cv": "cnnlab.api",
     "load_model": "cnnlab.runs.model_file",
     "Predictor": "cnnlab.serve.predictor",
     "summary": "cnnlab.models.summary",

@@ -1,9 +1,10 @@
-"""The Python API behind ``cnnlab train`` and ``cnnlab evaluate``, usable from a notebook::
+"""The Python API behind ``cnnlab train``, ``cnnlab cv`` and ``cnnlab evaluate``, usable from a notebook::
 
     import cnnlab
     result = cnnlab.train(data="mnist-sample", model="seed_cnn", epochs=3)
     print(result.metrics["accuracy"], result.run_dir)
     metrics = cnnlab.evaluate(result.run_dir)
+    folds = cnnlab.cv(data="digits", folds=5, epochs=3)  # 5 runs; folds.summary["mean"]["accuracy"]
 
 ``train`` follows the data flow of docs/architecture.md: config -> dataset -> split and
 normalisation -> loaders -> model -> optimiser/schedule/loss -> Trainer -> best weights -> test
@@ -12,10 +13,12 @@ metrics -> run folder (config, env, split, history, metrics, model file, checkpo
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab import crossval
 from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config
 from cnnlab.data.datasets import ArrayDataset
 from cnnlab.devices import resolve_device
@@ -99,6 +102,75 @@ def _resume_config(run_dir: str | Path) -> Config:
     return load_config(Path(run_dir) / "config.yaml")
 
 
+@dataclass
+class CVResult:
+    parent: Path  # the folder holding fold-1 .. fold-K, cv-config.yaml, cv.json and cv.md
+    runs: list[Path]  # the fold runs: ordinary run folders
+    summary: dict[str, Any]  # cv.json: each fold's test metrics, their mean and sample std
+
+
+def cv(
+    config: Config | str | Path | None = None,
+    folds: int | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: str | Path | None = None,
+    log=print,
+    **short: Any,
+) -> CVResult:
+    """Stratified K-fold cross-validation: K ordinary runs, fold k the test split of run ``fold-k``.
+
+    Calling it again with the same config (or ``resume=PARENT``) skips the finished folds and resumes
+    an interrupted one from its last checkpoint; another config for the same folder is refused.
+
+    Args:
+        config, overrides, **short: as for :func:`train`.
+        folds: K (default: ``data.folds`` of the config, else 5).
+        resume: a parent folder written by ``cv``, continued with its saved config.
+        log: where progress lines go.
+    """
+    base, parent = _cv_start(config, folds, overrides, resume, short)
+    runs = [_cv_fold(base, parent, k, log) for k in range(1, base.data.folds + 1)]
+    summary = crossval.summarize(parent, base)
+    crossval.write_summary(parent, summary)
+    return CVResult(parent=parent, runs=runs, summary=summary)
+
+
+def _cv_start(config, folds, overrides, resume, short) -> tuple[Config, Path]:
+    """The config all folds share (data.folds set) and the parent folder, created or checked."""
+    if resume is not None:
+        parent = Path(resume)
+        if not (parent / crossval.CONFIG_FILE).is_file():
+            raise CnnlabError(
+                f"{parent} is not a cross-validation folder (no {crossval.CONFIG_FILE}); "
+                "give a folder that 'cnnlab cv' printed"
+            )
+        return load_config(parent / crossval.CONFIG_FILE), parent
+    cfg = make_config(config, overrides, **short)
+    k = (cfg.data.folds or 5) if folds is None else folds
+    if k < 2:
+        raise CnnlabError(f"--folds {k}: cross-validation needs at least 2 folds (each one tests, the rest train)")
+    base = apply_overrides(cfg, {"data.folds": k, "data.fold": 1})
+    parent = crossval.parent_folder(base)
+    crossval.open_parent(parent, base)
+    return base, parent
+
+
+def _cv_fold(base: Config, parent: Path, fold: int, log) -> Path:
+    """Fold ``fold``: skipped when done, resumed when interrupted, else trained."""
+    run_dir, of = parent / f"fold-{fold}", f"{fold}/{base.data.folds}"
+    state = crossval.fold_state(run_dir)
+    if state == "done":
+        log(f"fold {of}: already trained ({run_dir}), skipped")
+        return run_dir
+    if state == "interrupted":
+        log(f"fold {of}: continuing the interrupted run {run_dir}")
+        return train(resume=run_dir, log=log).run_dir
+    if run_dir.exists():  # stopped before its first checkpoint: nothing there to keep
+        shutil.rmtree(run_dir)
+    log(f"fold {of}: training {run_dir}")
+    return train(crossval.fold_config(base, parent, fold), log=log).run_dir
+
+
 def evaluate(
     run_or_model: str | Path,
     data: str | None = None,
@@ -164,4 +236,4 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")[:60]
 
 
-__all__ = ["train", "evaluate", "TrainResult", "make_config", "format_report", "ArrayDataset"]
+__all__ = ["train", "cv", "evaluate", "TrainResult", "CVResult", "make_config", "format_report", "ArrayDataset"]

@@ -45,6 +45,8 @@ class DataConfig:
     cutmix: float = 0.0  # CutMix Beta(alpha, alpha) parameter; 0 disables (with mixup too: one of them per batch)
     max_bad_fraction: float = 0.05  # with skip: stop when more than this share of the images is unreadable
     split_manifest: str | None = None  # image folders: reuse the exact split of an earlier run's split_manifest.csv
+    folds: int = 0  # stratified K-fold cross-validation over the training data (cnnlab cv); 0: none
+    fold: int = 1  # with folds: which fold (1..folds) is this run's test split; the other folds train
 
 
 @dataclass
@@ -328,7 +330,22 @@ def check_ranges(cfg: Config) -> Config:
         raise CnnlabError(f"train.epochs must be at least 1, got {t.epochs} (an untrained model is never saved)")
     if t.divergence_factor is not None and t.divergence_factor <= 1:
         raise CnnlabError(f"train.divergence_factor must be above 1 (or null to disable), got {t.divergence_factor}")
+    _check_folds(cfg.data)
     return cfg
+
+
+def _check_folds(d: DataConfig) -> None:
+    if d.folds == 0:
+        return
+    if d.folds < 2:
+        raise CnnlabError(
+            f"data.folds (--folds) must be at least 2, got {d.folds}: cross-validation tests on one fold and "
+            "trains on the others (0 turns it off)"
+        )
+    if not 1 <= d.fold <= d.folds:
+        raise CnnlabError(f"data.fold must be between 1 and data.folds ({d.folds}), got {d.fold}")
+    if d.split_manifest:
+        raise CnnlabError("data.folds and data.split_manifest cannot be combined: the folds are the split; drop one")
 
 
 def _parse_scalar(text: str, tp: Any) -> Any:

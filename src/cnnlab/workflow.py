@@ -29,7 +29,7 @@ import torch
 
 from cnnlab.config import DEFAULT_LR, Config, save_config, to_dict
 from cnnlab.data.augment import build_mixer
-from cnnlab.data.datasets import FolderDataset, load_dataset, write_folder_manifest
+from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, prepare_data
 from cnnlab.data.splits import write_split_csv
 from cnnlab.devices import resolve_device
@@ -229,6 +229,9 @@ def describe(s: Session, data: PreparedData) -> None:
         f"training {cfg.model.name} on {cfg.data.name}: {data.train.num_samples} train / {n_val} val / "
         f"{n_test} test images, input {'x'.join(map(str, data.input_shape))}, device {s.device}"
     )
+    if cfg.data.folds:
+        d = cfg.data
+        s.log(f"cross-validation fold {d.fold} of {d.folds}: that fold is the test split, the other folds train")
     s.log(
         f"(one line per epoch; '*' marks a new best {cfg.train.early_stop_metric}, whose weights are saved as "
         "checkpoints/best.pt and become the model)"
@@ -305,8 +308,18 @@ def _write_run_start(run_dir: Path, s: Session, ds, data: PreparedData) -> None:
             "input_shape": data.input_shape,
             "balance": balance_summary(cfg.data.balance, data.counts["train"]),
             "duplicate_groups": data.groups,  # kept on one side of every split carved here
+            **({"cross_validation": _cv_scope(cfg, ds)} if cfg.data.folds else {}),
         },
     )
+
+
+def _cv_scope(cfg: Config, ds) -> dict[str, Any]:
+    """What a cross-validation fold tests on, for data.json (and the summary of ``cnnlab cv``)."""
+    d = cfg.data
+    own_test = len(ds.test_labels) if isinstance(ds, ArrayDataset) else len(ds.splits.get("test") or [])
+    over = "the training split" if own_test else "all images"
+    text = f"{over} of {d.name}" + (f" (its own test split, {own_test} images, is not used)" if own_test else "")
+    return {"folds": d.folds, "fold": d.fold, "over": over, "own_test_unused": own_test, "text": text}
 
 
 def _model_meta(cfg: Config, data: PreparedData, trainer: Trainer, model: torch.nn.Module) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 The run kinds are built once per session on small data (scikit-learn's digits and a little photo
 folder made here): PyTorch on a named dataset, PyTorch on an image folder trained with
 ``--on-bad-image skip`` (a truncated JPEG, an exact copy and a near-duplicate in it), a fine-tuned
-run, a tuning trial and a NumPy-engine run. A DDP run writes the same folder as these (rank 0 writes
+run, a tuning trial, a cross-validation fold (its test split cut from digits' training split) and a
+NumPy-engine run. A DDP run writes the same folder as these (rank 0 writes
 it; tests/engine/test_distributed.py checks that), so its one difference, ``env.json``'s world size,
 is checked by ``open_run`` here.
 """
@@ -26,7 +27,7 @@ from cnnlab.cli.main import main
 from cnnlab.runs.run import open_run
 
 FAST = {"output.progress": False, "train.threads": 1, "data.num_workers": 0}
-KINDS = ["dataset", "folder-skip", "finetuned", "trial", "numpy"]
+KINDS = ["dataset", "folder-skip", "finetuned", "trial", "cv-fold", "numpy"]
 
 
 def _photo_folder(root: Path) -> Path:
@@ -72,6 +73,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         log=lambda s: None,
     )
     made["trial"] = next(p for p in (base / "study" / "trials").iterdir() if (p / "model").is_dir())
+    folds = cnnlab.cv(data="digits", folds=2, epochs=1, out=base / "cv", overrides=FAST, **quiet)
+    made["cv-fold"] = folds.runs[1]
     from cnnlab.numpy_engine.train import ScratchConfig, fit
 
     cfg = ScratchConfig(data="digits", model="allconv", epochs=1, output_root=str(out), progress=False)
@@ -151,7 +154,7 @@ def test_open_run_knows_every_kind(runs):
     kinds = {k: open_run(p) for k, p in runs.items()}
     assert kinds["numpy"].engine == "numpy" and kinds["dataset"].engine == "torch"
     assert "folder" in kinds["folder-skip"].kind and "fine-tuned" in kinds["finetuned"].kind
-    assert "trial" in kinds["trial"].kind
+    assert "trial" in kinds["trial"].kind and "fold 2/2" in kinds["cv-fold"].kind
     for run in kinds.values():  # the saved test predictions are the test split of split.csv, in order
         preds, examples = run.test_predictions()
         assert preds.ids == examples.ids and len(preds.ids) == len(run.examples("test"))

@@ -23,6 +23,7 @@ COMMANDS += ["predict", "export", "serve", "compress"]  # deployment (issue 8)
 COMMANDS += ["interpret", "visualize", "report"]  # evaluation, pictures, HTML report (issue 5)
 COMMANDS += ["explain"]  # the interactive explainer (issue 16)
 COMMANDS += ["lr-find", "augment-preview"]  # training tools (issue 3)
+COMMANDS += ["cv"]  # cross-validation (issue 14)
 
 
 class _Parser(argparse.ArgumentParser):

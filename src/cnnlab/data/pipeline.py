@@ -1,7 +1,8 @@
 """From a dataset and a config to ready loaders: split, normalisation statistics, batches.
 
 ``prepare_data`` is the one place where the data flow of ``cnnlab train`` is decided:
-stratified seeded train/val split of the training data (test untouched), mean/std from the train
+stratified seeded train/val split of the training data (test untouched; with ``data.folds`` one fold of
+the training data is the test split, see ``splits.assign_folds``), mean/std from the train
 split only, the augmentation preset for training batches, and the fast in-memory path for array
 datasets or the DataLoader path for image folders. It returns everything the run folder records
 (split rows, statistics, counts) next to the loaders.
@@ -22,7 +23,7 @@ from cnnlab.data.augment import build_augment
 from cnnlab.data.datasets import ArrayDataset, FolderDataset
 from cnnlab.data.images import load_image
 from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader, balanced_weights, to_tensor_images
-from cnnlab.data.splits import channel_stats, stratified_split, train_subset
+from cnnlab.data.splits import assign_folds, channel_stats, stratified_split, train_subset
 from cnnlab.errors import CnnlabError
 
 
@@ -79,11 +80,28 @@ def convert_arrays(images: np.ndarray, channels: int | None, size: int | None) -
     return images
 
 
+def _array_split(y, cfg: DataConfig, seed: int, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(train, val, test) indices into the official training split; test None: the official test split.
+
+    With ``cfg.folds`` the test split is fold ``cfg.fold`` of the training split and the official
+    test split is not used; validation is carved from the other folds as usual."""
+    pool, test = np.arange(len(y)), None
+    if cfg.folds:
+        fold_of = assign_folds(y, cfg.folds, seed, classes=classes)
+        pool, test = np.flatnonzero(fold_of != cfg.fold - 1), np.flatnonzero(fold_of == cfg.fold - 1)
+    keep, held = stratified_split(y[pool], cfg.val_fraction, seed)
+    keep = keep[train_subset(y[pool][keep], cfg.train_fraction, seed + 2)]
+    return pool[keep], pool[held], test
+
+
 def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None) -> PreparedData:
     train_x = convert_arrays(ds.train_images, cfg.channels, cfg.image_size)
-    test_x = convert_arrays(ds.test_images, cfg.channels, cfg.image_size)
-    keep, held = stratified_split(ds.train_labels, cfg.val_fraction, seed)
-    keep = keep[train_subset(ds.train_labels[keep], cfg.train_fraction, seed + 2)]
+    y = ds.train_labels
+    keep, held, test = _array_split(y, cfg, seed, ds.classes)
+    if test is None:
+        test_x, test_y, test_ids = convert_arrays(ds.test_images, cfg.channels, cfg.image_size), ds.test_labels, None
+    else:  # cross-validation: this fold of the training split
+        test_x, test_y, test_ids = train_x[test], y[test], test
     mean, std = stats(train_x.shape[3]) if stats else channel_stats(train_x[keep])
     k = len(ds.classes)
 
@@ -101,13 +119,13 @@ def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, st
             weights=balanced_weights(y) if train and cfg.balance == "sampler" else None,
         )
 
-    y = ds.train_labels
     rows = [("train", int(i), int(y[i])) for i in keep] + [("val", int(i), int(y[i])) for i in held]
-    rows += [("test", int(i), int(t)) for i, t in enumerate(ds.test_labels)]
+    ids = range(len(test_y)) if test_ids is None else test_ids  # split.csv: indices into the split they come from
+    rows += [("test", int(i), int(t)) for i, t in zip(ids, test_y)]
     return PreparedData(
         train=loader(train_x[keep], y[keep], True),
         val=loader(train_x[held], y[held], False) if len(held) else None,
-        test=loader(test_x, ds.test_labels, False),
+        test=loader(test_x, test_y, False),
         classes=list(ds.classes),
         input_shape=[int(train_x.shape[3]), int(train_x.shape[1]), int(train_x.shape[2])],
         mean=mean,
@@ -116,22 +134,38 @@ def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, st
         counts={
             "train": np.bincount(y[keep], minlength=k).tolist(),
             "val": np.bincount(y[held], minlength=k).tolist(),
-            "test": np.bincount(ds.test_labels, minlength=k).tolist(),
+            "test": np.bincount(test_y, minlength=k).tolist(),
         },
         generator=gen,
     )
 
 
-def _split_items(items, fraction, seed, groups=()):
-    """Stratified split of (path, label) items in which each duplicate group moves as one unit, so a
-    copy of an image never lands on the other side (without groups: one unit per item)."""
+def _units(items, groups) -> list[list[int]]:
+    """(path, label) items as the units a split moves: each duplicate group is one unit, so a copy of
+    an image never lands on the other side; every other item is a unit of its own. In item order."""
     group_of = {p: g for g, members in enumerate(groups) for p in members}
     units: dict[tuple, list[int]] = {}
     for i, (p, _) in enumerate(items):
         units.setdefault(("group", group_of[p]) if p in group_of else ("item", i), []).append(i)
-    members = list(units.values())  # in item order
+    return list(units.values())
+
+
+def _split_items(items, fraction, seed, groups=()):
+    """Stratified split of (path, label) items in which each duplicate group moves as one unit."""
+    members = _units(items, groups)
     keep, held = stratified_split(np.array([items[m[0]][1] for m in members]), fraction, seed)
     return [items[i] for u in keep for i in members[u]], [items[i] for u in held for i in members[u]]
+
+
+def _fold_items(items, folds: int, fold: int, seed: int, groups=(), classes=None):
+    """(the other folds, fold ``fold``) of stratified K-fold over (path, label) items; each duplicate
+    group lies in one fold, so a copy of a test image is never trained on."""
+    members = _units(items, groups)
+    labels = np.array([items[m[0]][1] for m in members])
+    fold_of = assign_folds(labels, folds, seed, sizes=[len(m) for m in members], classes=classes)
+    rest = [items[i] for u, m in enumerate(members) if fold_of[u] != fold - 1 for i in m]
+    test = [items[i] for u, m in enumerate(members) if fold_of[u] == fold - 1 for i in m]
+    return rest, test
 
 
 def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, list[tuple[Path, int]]]:
@@ -141,10 +175,14 @@ def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, li
     if not train:
         raise CnnlabError(f"{ds.root} has no training images (expected train/<class>/ or <class>/ folders)")
     groups = getattr(ds, "groups", [])
-    if "test" not in splits and cfg.test_fraction > 0:
+    carved = cfg.test_fraction
+    if cfg.folds:  # cross-validation: fold `fold` is the test split (a test/ folder is not used); val from the rest
+        train, splits["test"] = _fold_items(train, cfg.folds, cfg.fold, seed, groups, ds.classes)
+        carved = 0.0
+    elif "test" not in splits and cfg.test_fraction > 0:
         train, splits["test"] = _split_items(train, cfg.test_fraction, seed, groups)
     if "val" not in splits and cfg.val_fraction > 0:
-        fraction = cfg.val_fraction / max(1e-9, 1 - cfg.test_fraction)
+        fraction = cfg.val_fraction / max(1e-9, 1 - carved)
         train, splits["val"] = _split_items(train, fraction, seed + 1, groups)
     if not cfg.split_manifest:  # a manifest's training list is used as it is (already subsetted)
         train = [train[i] for i in train_subset(np.array([lab for _, lab in train]), cfg.train_fraction, seed + 2)]

@@ -2,8 +2,10 @@
 
 The validation set is carved out of the training data only, stratified by class and seeded, so
 each class keeps its share and the split is the same for the same seed. The test set is never
-touched. Mean and standard deviation per channel are computed on the training split alone
-(seed 004: statistics from validation or test data would leak information into training).
+touched; for cross-validation (``data.folds``) ``assign_folds`` cuts the training data into K
+stratified folds, one of which is a run's test split. Mean and standard deviation per channel
+are computed on the training split alone (seed 004: statistics from validation or test data would
+leak information into training).
 """
 
 from __future__ import annotations
@@ -37,6 +39,43 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         held.append(idx[:n])
         keep.append(idx[n:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def assign_folds(labels: np.ndarray, folds: int, seed: int, sizes=None, classes: list[str] | None = None) -> np.ndarray:
+    """The fold (0..folds-1) of each unit for stratified, seeded K-fold cross-validation.
+
+    A unit is one sample, or a group of duplicates that must stay together (``sizes``: samples per
+    unit; default 1 each). Within each class the units go in a seeded random order, largest first,
+    each to the fold holding the fewest samples of that class so far (ties: the fewest samples in
+    all, then the lowest fold). Without groups each fold so gets every class's share to within one
+    sample, and the fold sizes differ by at most one.
+    """
+    labels = np.asarray(labels)
+    sizes = np.ones(len(labels), np.int64) if sizes is None else np.asarray(sizes)
+    rng = np.random.default_rng(seed)
+    fold_of = np.zeros(len(labels), np.int64)
+    total = np.zeros(folds, np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < folds:
+            _too_few_for_folds(classes[c] if classes is not None else str(c), len(idx), folds, sizes[idx].max() > 1)
+        idx = idx[rng.permutation(len(idx))]
+        idx = idx[np.argsort(-sizes[idx], kind="stable")]  # large groups first, while the folds are empty
+        count = np.zeros(folds, np.int64)
+        for i in idx:
+            f = min(range(folds), key=lambda k: (count[k], total[k], k))
+            fold_of[i] = f
+            count[f] += sizes[i]
+            total[f] += sizes[i]
+    return fold_of
+
+
+def _too_few_for_folds(name: str, n: int, folds: int, grouped: bool) -> None:
+    fix = f"or use --folds {n}" if n >= 2 else f"(at least {folds}) or leave the class out"
+    raise CnnlabError(
+        f"class {name!r} has {n} image{'s' if n != 1 else ''}{' (duplicates counted once)' if grouped else ''}, "
+        f"fewer than the {folds} folds: every fold needs one to test on. Add images of {name!r} {fix}"
+    )
 
 
 def train_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:

@@ -96,6 +96,8 @@ def scan_runs(root: str | Path = "runs") -> tuple[list[RunInfo], list[str]]:
         if not (path / "config.yaml").is_file():
             if (path / "study.db").is_file() or (path / "trials").is_dir():
                 notes.append(f"{path.name}: a tuning study (its trials: cnnlab runs --runs-root {path / 'trials'})")
+            elif (path / "cv-config.yaml").is_file():
+                notes.append(f"{path.name}: a cross-validation (its folds: cnnlab runs --runs-root {path})")
             continue
         try:
             runs.append(read_run(path))

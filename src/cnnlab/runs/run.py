@@ -126,6 +126,9 @@ class Run:
             tags.append("ddp")
         if self.path.parent.name == "trials":
             tags.append("trial")
+        data = config_section(self.config, "data")
+        if data.get("folds"):  # one run of a cross-validation (cnnlab cv)
+            tags.append(f"fold {data.get('fold')}/{data['folds']}")
         return " ".join(tags)
 
     @property
@@ -203,7 +206,9 @@ class Run:
         from cnnlab.data.datasets import load_dataset
 
         ds = load_dataset(self.dataset, root=data_root or self.data_root)
-        source = ds.test_images if split == "test" else ds.train_images
+        # split.csv indexes the official split a sample came from; a cross-validation fold tests on the training split
+        folds = config_section(self.config, "data").get("folds") or 0
+        source = ds.test_images if split == "test" and not folds else ds.train_images
         arr = source[np.array([int(i) for i in ids], dtype=np.int64)]
         c, h, _ = self.input_shape
         if arr.shape[3] != c or arr.shape[1] != h:
