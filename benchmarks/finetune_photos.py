@@ -109,21 +109,23 @@ def main(argv=None) -> int:
     build_folders(args, work)
     source = work / "runs" / "source"
     if not (source / "model" / "model.json").is_file():
-        flags = ["--data", f"folder:{work / 'source'}", "--model", "seed_cnn", "--epochs", str(args.pretrain_epochs)]
+        flags = ["--data", f"folder:{work / 'source'}", "--model", "seed_cnn", "--image-size", "32"]
+        flags += ["--epochs", str(args.pretrain_epochs)]
         record(out, done, {"run": "source", **train(work, "source", *flags, "--data.test_fraction", "0.05")})
     photos, e = f"folder:{work / 'photos'}", str(args.epochs)
     for seed in args.seeds:
         common = ["--data", photos, "--model", "seed_cnn", "--seed", str(seed)]
-        for kind, flags in (("scratch", ["--epochs", e]), ("finetune", ["--epochs", e, "--pretrained", str(source)])):
+        scratch = ["--epochs", e, "--image-size", "32"]  # the photos' own size (the source run brings 32 too)
+        for kind, flags in (("scratch", scratch), ("finetune", ["--epochs", e, "--pretrained", str(source)])):
             if not _done(done, kind, seed):
                 row = train(work, f"{kind}-{seed}", *common, *flags)
                 record(out, done, {"run": kind, "seed": seed, "epochs": args.epochs, **row})
         budget = _get(done, "finetune", seed)["wall_s"] / _get(done, "scratch", seed)["wall_s"] * args.epochs
         same = max(args.epochs, round(budget))
         if not _done(done, "scratch_same_time", seed):
-            row = train(work, f"scratch-same-{seed}", *common, "--epochs", str(same))
+            row = train(work, f"scratch-same-{seed}", *common, "--epochs", str(same), "--image-size", "32")
             record(out, done, {"run": "scratch_same_time", "seed": seed, "epochs": same, **row})
-    for kind, flags in (("cv_scratch", []), ("cv_finetune", ["--pretrained", str(source)])):
+    for kind, flags in (("cv_scratch", ["--image-size", "32"]), ("cv_finetune", ["--pretrained", str(source)])):
         if not _done(done, kind, 0):
             record(out, done, {"run": kind, "seed": 0, **cross_validate(work, args, kind, flags)})
     print(summary(done))
@@ -134,7 +136,7 @@ def cross_validate(work: Path, args, name: str, flags: list[str]) -> dict:
     runs = work / "runs"
     wall = cnnlab(
         "cv", "--folds", str(args.folds), "--data", f"folder:{work / 'photos-flat'}", "--model", "seed_cnn",
-        "--epochs", str(args.epochs), "--runs-root", str(runs), "--name", name, *QUIET, *flags,
+        "--epochs", str(args.epochs), "--out", str(runs), "--name", name, *QUIET, *flags,
     )  # fmt: skip
     summary = json.loads((runs / name / "cv.json").read_text())
     return {"cv": summary, "wall_s": wall}
