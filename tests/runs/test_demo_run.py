@@ -202,3 +202,43 @@ def test_full_mnist_accuracy_in_the_record_is_what_evaluate_measures(shared_data
     measured = json.loads(capsys.readouterr().out)
     assert measured["num_samples"] == 10_000
     assert measured["accuracy"] == open_run("demo:mnist").meta["demo"]["test_full_mnist"]["accuracy"]
+
+
+# ---- the learning pages' demo:mnist commands ------------------------------------------------------------
+def _transcripts():
+    """(page, command, shown lines) of every ``$ cnnlab ... demo:mnist`` transcript in docs/learn."""
+    for page in sorted((REPO / "docs" / "learn").glob("*.md")):
+        for block in page.read_text().split("```console\n")[1:]:
+            for chunk in block.split("```")[0].split("$ cnnlab ")[1:]:
+                command, _, shown = chunk.partition("\n")
+                if "demo:mnist" in command.split():
+                    yield page.name, command, [line for line in shown.splitlines() if line.strip()]
+
+
+def test_learning_pages_demo_transcripts_print_what_they_show(tmp_path, monkeypatch, capsys, untouched_package):
+    """Each transcript runs from a scratch folder, and every line the page shows is in its output."""
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    for page, command, shown in _transcripts():
+        assert main(command.split()) == 0, f"{page}: cnnlab {command}"
+        out = capsys.readouterr().out
+        missing = [line for line in shown if line not in out]
+        assert not missing, f"{page}: cnnlab {command} does not print {missing}\n{out}"
+        ran.append(command.split()[0])
+    assert {"evaluate", "summary", "visualize", "interpret"} <= set(ran), ran
+
+
+def test_learning_pages_inline_demo_commands_parse():
+    """`cnnlab ... demo:mnist ...` written inline in docs/learn: real commands and flags (run above or here)."""
+    import re
+
+    from cnnlab.cli.main import build_parser
+
+    parser = build_parser()
+    found = []
+    for page in sorted((REPO / "docs" / "learn").glob("*.md")):
+        for command in re.findall(r"`cnnlab ([^`|]*demo:mnist[^`|]*)`", page.read_text()):
+            args = parser.parse_args(command.split())
+            assert args.func is not None and Path(getattr(args, "run", None) or args.model) == SHIPPED, command
+            found.append(command)
+    assert len(found) >= 5, found

@@ -29,6 +29,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.evaluation.interpret import interpret_run
+    from cnnlab.runs.builtin import display_name
     from cnnlab.viz.plots import plot_image_grid
 
     if args.top < 1:
@@ -36,7 +37,7 @@ def run(args) -> int:
     res = interpret_run(args.run, top=args.top, split=args.split, device=args.device)
     rp, worst, wrong = res["predictions"], res["worst"], res["num_wrong"]
     total = len(rp.targets)
-    print(f"{rp.run_dir}: {total - wrong} of {total} {args.split} images right, {wrong} wrong\n")
+    print(f"{display_name(rp.run_dir)}: {total - wrong} of {total} {args.split} images right, {wrong} wrong\n")
     print("most confused pairs (true -> predicted)")
     for r in res["confused"]:
         share = f"{100 * r['share']:.1f} % of {r['true']}"

@@ -68,7 +68,9 @@ def run(args) -> int:
     classes = args.classes if args.classes is not None else defaults.get("num_classes")
     s = summary(name, shape, num_classes=classes, **kwargs)
     if args.model != name:
-        s.model = f"{name} ({args.model})"
+        from cnnlab.runs.builtin import display_name
+
+        s.model = f"{name} ({display_name(args.model)})"
     if args.json:
         emit_json(args.json, s.to_dict())
     else:

@@ -61,6 +61,11 @@ def builtin_name(path: str | Path) -> str | None:
     return None
 
 
+def display_name(path: str | Path) -> str:
+    """How a command names a run folder to the user: ``demo:mnist`` for the shipped run, else the path."""
+    return builtin_name(path) or str(path)
+
+
 def output_dir(run_dir: str | Path) -> Path:
     """Where a command writes what belongs beside a run: the run folder itself, or for a built-in run
     (inside the installed package, possibly read-only) ``runs/demo-NAME`` under the current folder."""
