@@ -5,9 +5,11 @@ the weights are about 120 kB; one-cycle SGD, 2 epochs over all 60,000 training i
 fixed seed, through ``cnnlab.api.train``: the result is an ordinary run folder under ``--out``.
 
 The shipped run, ``src/cnnlab/demo/mnist/`` (package data), is written from it so that it works
-offline: its ``split.csv`` names the 1,000 test images of the bundled ``mnist-sample`` (real images
-of MNIST's official test set, never trained on; checked here pixel for pixel against the full test
-set), so ``cnnlab evaluate | interpret | report | visualize | explain demo:mnist`` need no download.
+offline: its ``config.yaml`` reads the bundled ``mnist-sample`` (the training config, on full MNIST,
+is kept in ``model/model.json``) and its ``split.csv`` names the sample's 1,000 test images (real
+images of MNIST's official test set, never trained on; checked here pixel for pixel against the full
+test set), so ``cnnlab evaluate | interpret | report | visualize | explain | compress demo:mnist``
+need no download.
 Its ``predictions.csv`` and ``metrics.json`` are for those 1,000; ``model.json``'s ``demo`` section
 records both accuracies, each labelled: the full MNIST test set (10,000 images) and the bundled 1,000.
 Rerunning the script regenerates the folder (``--ship-only RUN`` re-ships a run already trained).
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "src" / "cnnlab" / "demo" / "mnist"
@@ -94,8 +97,13 @@ def ship(run_dir: Path, dest: Path, data_root: str) -> dict:
     if dest.exists():
         shutil.rmtree(dest)
     (dest / "model").mkdir(parents=True)
-    for name in ("config.yaml", "env.json", "history.csv", "model/weights.safetensors"):
+    for name in ("env.json", "history.csv", "model/weights.safetensors"):
         shutil.copyfile(run_dir / name, dest / name)  # not copy2: the 0600 mode of an atomic write
+    # config.yaml names the data this folder reads (the bundled sample: offline, and what compress
+    # calibrates and fine-tunes on); the training config, full MNIST, stays in model.json's "config"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["data"].update(name="mnist-sample", root=None)
+    (dest / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     write_split_csv(dest / "split.csv", [("test", i, int(y)) for i, y in enumerate(sample.test_labels)])
     data = json.loads((run_dir / "data.json").read_text())
     data["class_counts"]["test"] = np.bincount(sample.test_labels, minlength=10).tolist()

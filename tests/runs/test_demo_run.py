@@ -94,8 +94,12 @@ def test_model_record_is_consistent_and_accurate():
     examples = run.examples("test")
     assert preds.ids == examples.ids == [str(i) for i in range(1000)]
     assert np.mean(preds.preds == preds.targets) == bundled["accuracy"]
-    data = run.config["data"]  # the recipe as trained: full MNIST, from a relative data root
-    assert data["name"] == "mnist" and not Path(data["root"]).is_absolute()
+    assert run.config["data"]["name"] == "mnist-sample" and run.config["data"]["root"] is None  # offline
+    trained = run.meta["config"]["data"]  # the recipe as trained: full MNIST, from a relative data root
+    assert trained["name"] == "mnist" and not Path(trained["root"]).is_absolute()
+    assert {k: v for k, v in run.meta["config"].items() if k != "data"} == {
+        k: v for k, v in run.config.items() if k != "data"
+    }
     assert not any(Path(a).is_absolute() for a in run.env["argv"])  # no machine paths in the package
     assert record["command"].startswith("python scripts/train_demo_model.py")
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
@@ -146,6 +150,9 @@ def test_every_command_works_on_demo_mnist_and_writes_beside_not_inside(
     assert main(["summary", "demo:mnist"]) == 0
     assert "29,178" in capsys.readouterr().out  # trainable parameters of fast_cnn 16-32-64
     pytest.importorskip("onnx")
+    assert main(["compress", "demo:mnist", "--method", "prune", "--finetune-epochs", "0", "--runs", "2"]) == 0
+    assert "wrote runs/demo-mnist/pruned-50" in capsys.readouterr().out  # the pruned model, beside the run
+    assert (out / "pruned-50" / "model.json").is_file()
     assert main(["export", "demo:mnist", "--format", "onnx"]) == 0
     assert "top-1 agreement 100.00%" in capsys.readouterr().out and (out / "model.onnx").is_file()
 
