@@ -236,7 +236,8 @@ def test_learning_pages_demo_transcripts_print_what_they_show(tmp_path, monkeypa
 
 
 def test_learning_pages_inline_demo_commands_parse():
-    """`cnnlab ... demo:mnist ...` written inline in docs/learn: real commands and flags (run above or here)."""
+    """`cnnlab ... demo:mnist ...` written inline in docs/learn and README.md: real commands and flags (each
+    command is run by a test in this file)."""
     import re
 
     from cnnlab.cli.main import build_parser
@@ -248,4 +249,10 @@ def test_learning_pages_inline_demo_commands_parse():
             args = parser.parse_args(command.split())
             assert args.func is not None and Path(getattr(args, "run", None) or args.model) == SHIPPED, command
             found.append(command)
-    assert len(found) >= 5, found
+    for line in (REPO / "README.md").read_text().splitlines():  # the README's command list
+        if line.startswith("cnnlab ") and "demo:mnist" in line:
+            command = line.split("#")[0].split(maxsplit=1)[1]
+            args = parser.parse_args(command.split())
+            assert Path(getattr(args, "run", None) or args.model) == SHIPPED, command
+            found.append(command)
+    assert len(found) >= 7, found
