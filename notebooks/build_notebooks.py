@@ -462,15 +462,14 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "import cnnlab\nfrom cnnlab.runs.builtin import resolve_run_path\n"
+                "import cnnlab\n"
                 "from cnnlab.models import create_model\nfrom cnnlab.models.transfer import apply_strategy\n\n"
                 "common = {'data.image_size': 28, 'data.train_fraction': 0.25, 'model.name': 'fast_cnn', "
                 "'model.kwargs': {'widths': [16, 32, 64]}, 'output.plots': False, 'output.progress': False, "
                 "'train.threads': 1, 'data.num_workers': 0}\n"
-                "demo = str(resolve_run_path('demo:mnist'))  # the shipped run folder: its weights start the model\n"
                 "quiet = {'log': lambda line: None}\n"
                 "transfer = cnnlab.train(data='digits', epochs=2, out='runs', overrides={**common, "
-                "'model.pretrained': demo, 'model.finetune': 'feature_extraction'}, **quiet)\n"
+                "'model.pretrained': 'demo:mnist', 'model.finetune': 'feature_extraction'}, **quiet)\n"
                 "scratch = cnnlab.train(data='digits', epochs=2, out='runs', overrides=common, **quiet)\n"
                 "print('from demo:mnist', transfer.metrics['accuracy'], '| scratch', scratch.metrics['accuracy'])\n"
                 "assert transfer.metrics['accuracy'] > scratch.metrics['accuracy']  # what MNIST taught carries over",
