@@ -102,6 +102,10 @@ def test_model_record_is_consistent_and_accurate():
     }
     assert not any(Path(a).is_absolute() for a in run.env["argv"])  # no machine paths in the package
     assert record["command"].startswith("python scripts/train_demo_model.py")
+    for doc in ("docs/learn/README.md", "README.md", "docs/learn/10-training.md"):  # the docs quote this record
+        text = " ".join((REPO / doc).read_text().split())
+        assert f"{100 * full['accuracy']:.2f} %" in text and f"{100 * bundled['accuracy']:.1f} %" in text, doc
+    assert record["built"] in (REPO / "docs" / "learn" / "README.md").read_text()
     size = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     assert size < 500_000  # a few hundred kB in the wheel
     assert not any(p.suffix == ".pt" for p in SHIPPED.rglob("*"))  # no checkpoints, no pickle

@@ -1,9 +1,10 @@
 """Built-in runs shipped inside the package: ``demo:mnist`` is a trained model you can use at minute one.
 
 A built-in run is an ordinary run folder under ``cnnlab/demo/`` (package data), so every command
-that takes a run folder takes its name too: the CLI's run arguments and :func:`~cnnlab.runs.run.open_run`
-/ :func:`~cnnlab.runs.run.find_run` turn the name into the folder with :func:`resolve_run_path`, here
-and nowhere else. ``scripts/train_demo_model.py`` trains and writes it.
+that takes a run folder takes its name too. :func:`resolve_run_path` alone turns the name into the
+folder; it is called where a run is named: the CLI's RUN/MODEL arguments (``cli._options.run_path``),
+:func:`~cnnlab.runs.run.open_run` / :func:`~cnnlab.runs.run.find_run`, ``api.evaluate`` and
+``model.pretrained``. ``scripts/train_demo_model.py`` trains and writes it.
 
 The installed package may be read-only (site-packages), so what a command would write beside a run
 (report, plots, ``misclassified.csv``, exported files) goes to :func:`output_dir` instead: the run
