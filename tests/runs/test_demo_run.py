@@ -62,7 +62,8 @@ def untouched_package():
 
 
 # ---- the shipped folder -----------------------------------------------------------------------------
-def test_demo_name_is_the_run_shipped_in_the_package():
+def test_demo_name_is_the_run_shipped_in_the_package(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # output_dir creates runs/demo-mnist here
     assert builtin_root() / "mnist" == SHIPPED and SHIPPED.is_relative_to(REPO / "src" / "cnnlab")
     run = open_run("demo:mnist")
     assert run.path == SHIPPED and run.model_name == "fast_cnn" and run.dataset == "mnist-sample"
