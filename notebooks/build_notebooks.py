@@ -324,6 +324,216 @@ NOTEBOOKS: dict[str, dict] = {
             ("code", check(2, "r.values['norms']['batch']['sets']")),
         ],
     },
+    "10-training": {
+        "answers": {"answer_1": 9, "answer_2": 0.1321},
+        "cells": [
+            (
+                "md",
+                "# 10. Training a model\n[Page 10](../docs/learn/10-training.md): one short, real training run on "
+                "the bundled MNIST sample (no download), small enough to finish in seconds: `fast_cnn` "
+                "(about 29 k parameters), one epoch over a tenth of the sample's 6,000 training images.",
+            ),
+            (
+                "code",
+                "import json\nimport math\nimport cnnlab\n\n"
+                "overrides = {'data.train_fraction': 0.1, 'model.kwargs': {'widths': [16, 32, 64]}, "
+                "'output.plots': False, 'output.progress': False, 'train.threads': 1, 'data.num_workers': 0}\n"
+                "result = cnnlab.train(data='mnist-sample', model='fast_cnn', epochs=1, batch_size=64, out='runs', "
+                "overrides=overrides)\n"
+                "print(result.run_dir, result.metrics['accuracy'])",
+            ),
+            (
+                "code",
+                "# the run folder holds what produced it: config, split, per-epoch history, the model, test metrics\n"
+                "print(sorted(p.name for p in result.run_dir.iterdir()))\n"
+                "print(result.history[-1])\n"
+                "data = json.loads((result.run_dir / 'data.json').read_text())\n"
+                "n_train = sum(data['class_counts']['train'])\n"
+                "print('train images', n_train, '| mean/std of the training split only:', data['mean'], data['std'])\n"
+                "assert result.metrics['accuracy'] > 0.5  # one short epoch already beats chance (0.1) by far",
+            ),
+            (
+                "md",
+                "**Exercise 1.** The epoch above showed the network every training image once, in mini-batches of "
+                "64. How many optimiser steps was that? (Hint: `n_train` and `math.ceil`.)",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "math.ceil(n_train / 64)")),
+            (
+                "md",
+                "**Exercise 2.** Normalisation uses the training split's statistics only. What is the mean pixel "
+                "value (on [0, 1]) of this run's training images (3 decimals)?",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "data['mean'][0]", tol="1e-3")),
+        ],
+    },
+    "11-evaluation": {
+        "answers": {"answer_1": 0.989, "answer_2": 0.97},
+        "cells": [
+            (
+                "md",
+                "# 11. Evaluating a model\n[Page 11](../docs/learn/11-evaluation.md) on `demo:mnist`, the model "
+                "shipped with cnnlab (fast_cnn trained on all 60,000 MNIST training images by "
+                "`scripts/train_demo_model.py`), scored on the 1,000 MNIST test images bundled with cnnlab.",
+            ),
+            (
+                "code",
+                "import numpy as np\nfrom cnnlab.runs.run import open_run\n"
+                "from cnnlab.evaluation.metrics import confusion_matrix, per_class_scores, classification_metrics, "
+                "format_report\n\n"
+                "run = open_run('demo:mnist')\npreds = run.predictions()  # saved test predictions: (1000, 10) probs\n"
+                "cm = confusion_matrix(preds.targets, preds.preds, 10)  # rows: true class, columns: predicted\n"
+                "print(cm)\nprint(run.meta['demo']['test_full_mnist'])",
+            ),
+            (
+                "code",
+                "m = classification_metrics(preds.targets, preds.preds, preds.log_probs(), run.classes)\n"
+                "print(format_report(m))\n"
+                "assert m['accuracy'] == run.metrics()['accuracy']  # what `cnnlab evaluate demo:mnist` prints",
+            ),
+            ("md", "**Exercise 1.** Compute the accuracy from the confusion matrix `cm` alone (diagonal / total)."),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "np.trace(cm) / cm.sum()")),
+            (
+                "md",
+                "**Exercise 2.** Precision of class 4: of all images the model called a 4, the share that are 4s "
+                "(2 decimals; a column of `cm`).",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "per_class_scores(cm)['precision'][4]", tol="5e-3")),
+        ],
+    },
+    "17-augmentation": {
+        "answers": {"answer_1": 25, "answer_2": 64},
+        "cells": [
+            (
+                "md",
+                "# 17. Data augmentation\n[Page 17](../docs/learn/17-augmentation.md): random changes to each "
+                "training batch, on the GPU or CPU, as `cnnlab train --augment NAME` applies them.",
+            ),
+            (
+                "code",
+                "import numpy as np\nimport torch\nfrom cnnlab.data.datasets import load_dataset\n"
+                "from cnnlab.data.augment import AUGMENTATIONS, build_augment, random_crop, cutout\n\n"
+                "ds = load_dataset('mnist-sample')\n"
+                "x = torch.from_numpy(ds.train_images[:8]).permute(0, 3, 1, 2).float() / 255  # (8, 1, 28, 28)\n"
+                "gen = torch.Generator().manual_seed(0)\n"
+                "aug = build_augment('affine+erase', channels=1)\ny = aug(x, gen)\n"
+                "print(AUGMENTATIONS.names())\nprint(x.shape, '->', y.shape, '| changed pixels:', "
+                "float((y != x).float().mean()))\nassert y.shape == x.shape  # augmentation never changes the shape",
+            ),
+            (
+                "md",
+                "**Exercise 1.** The `crop` preset of MNIST pads by 2 pixels on each side and cuts a random 28x28 "
+                "window back out. How many different windows (shifts) are possible?",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            (
+                "code",
+                "# count them: one white pixel in the middle, cropped 2,000 times; each shift moves it elsewhere\n"
+                "dot = torch.zeros(2000, 1, 28, 28)\ndot[:, :, 14, 14] = 1\n"
+                "seen = {tuple(np.argwhere(im[0].numpy())[0]) for im in random_crop(dot, gen, pad=2)}\n"
+                + check(1, "len(seen)"),
+            ),
+            (
+                "md",
+                "**Exercise 2.** Cutout (size 8) sets an 8x8 square to zero, clipped at the border. At most how "
+                "many pixels of an image does it erase?",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            (
+                "code",
+                "ones = torch.ones(500, 1, 28, 28)\nerased = (cutout(ones, gen, size=8) == 0).sum((1, 2, 3))\n"
+                + check(2, "int(erased.max())"),
+            ),
+        ],
+    },
+    "18-transfer-learning": {
+        "answers": {"answer_1": 5770, "answer_2": 24330},
+        "cells": [
+            (
+                "md",
+                "# 18. Transfer learning\n[Page 18](../docs/learn/18-transfer-learning.md): start from `demo:mnist` "
+                "(trained on 60,000 MNIST digits) to learn a new, small task: scikit-learn's 8x8 digits, "
+                "upsampled to 28x28 (blurrier, drawn differently), from only 324 training images and two "
+                "short epochs. Feature extraction trains the new head only; the same model from scratch "
+                "gets the same images and steps.",
+            ),
+            (
+                "code",
+                "import cnnlab\n"
+                "from cnnlab.models import create_model\nfrom cnnlab.models.transfer import apply_strategy\n\n"
+                "common = {'data.image_size': 28, 'data.train_fraction': 0.25, 'model.name': 'fast_cnn', "
+                "'model.kwargs': {'widths': [16, 32, 64]}, 'output.plots': False, 'output.progress': False, "
+                "'train.threads': 1, 'data.num_workers': 0}\n"
+                "quiet = {'log': lambda line: None}\n"
+                "transfer = cnnlab.train(data='digits', epochs=2, out='runs', overrides={**common, "
+                "'model.pretrained': 'demo:mnist', 'model.finetune': 'feature_extraction'}, **quiet)\n"
+                "scratch = cnnlab.train(data='digits', epochs=2, out='runs', overrides=common, **quiet)\n"
+                "print('from demo:mnist', transfer.metrics['accuracy'], '| scratch', scratch.metrics['accuracy'])\n"
+                "assert transfer.metrics['accuracy'] > scratch.metrics['accuracy']  # what MNIST taught carries over",
+            ),
+            (
+                "md",
+                "**Exercise 1.** Feature extraction freezes everything but the classifier. How many parameters "
+                "does it train in fast_cnn 16-32-64 with 10 classes? (Hint: the last stage gives 64 channels of "
+                "3x3, flattened into one linear layer.)",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            (
+                "code",
+                "def trainable(strategy, **kw):\n"
+                "    model = create_model('fast_cnn', in_channels=1, input_size=28, widths=[16, 32, 64])\n"
+                "    apply_strategy(model, strategy, **kw)\n"
+                "    return sum(p.numel() for p in model.parameters() if p.requires_grad)\n\n"
+                + check(1, "trainable('feature_extraction')"),
+            ),
+            (
+                "md",
+                "**Exercise 2.** `finetune_top` with one block also unfreezes the last conv block (a 3x3 conv "
+                "32 -> 64 without bias, and its batch norm's scale and shift). How many parameters train now?",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "trainable('finetune_top', n_blocks=1)")),
+        ],
+    },
+    "19-interpretation": {
+        "answers": {"answer_1": 16, "answer_2": 11},
+        "cells": [
+            (
+                "md",
+                "# 19. Looking inside a trained network\n[Page 19](../docs/learn/19-interpretation.md) on "
+                "`demo:mnist`: its first-layer filters, a saliency map and Grad-CAM for one bundled test "
+                "digit, and its worst mistakes.",
+            ),
+            (
+                "code",
+                "import numpy as np\nimport torch\nfrom cnnlab.runs.run import open_run\n"
+                "from cnnlab.viz.inspect import first_layer_filters, saliency, grad_cam, conv_layers\n"
+                "from cnnlab.evaluation.interpret import interpret_run\n\n"
+                "run = open_run('demo:mnist')\nmodel = run.load_model()\nexamples = run.examples('test')\n"
+                "x = torch.from_numpy(examples.inputs([0]))  # (1, 1, 28, 28), normalised as in training\n"
+                "sal, cls = saliency(model, x)\ncam, _ = grad_cam(model, x)\n"
+                "print('predicted', cls, 'true', examples.labels[0], '| conv', [n for n, _ in conv_layers(model)])\n"
+                "assert sal.shape == cam.shape == (28, 28) and cam.max() == 1.0 and cam.min() >= 0\n"
+                "print('Grad-CAM peak at (row, col)', np.unravel_index(cam.argmax(), cam.shape))",
+            ),
+            (
+                "code",
+                "res = interpret_run('demo:mnist', top=5)  # also writes runs/demo-mnist/misclassified.csv here\n"
+                "for r in res['worst']:\n"
+                "    print(r['id'], 'true', r['true'], 'predicted', r['pred'], 'loss', round(r['loss'], 3))\n"
+                "print(res['confused'][:3])",
+            ),
+            ("md", "**Exercise 1.** How many filters has the first conv layer? (`first_layer_filters(model).shape`)"),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "first_layer_filters(model).shape[0]")),
+            ("md", "**Exercise 2.** How many of the 1,000 bundled test images does `demo:mnist` get wrong?"),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "res['num_wrong']")),
+        ],
+    },
 }
 
 

@@ -26,6 +26,7 @@ from cnnlab.engine.distributed import shutdown
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, format_report, softmax
 from cnnlab.runs import read_json, write_json
+from cnnlab.runs.builtin import output_dir, resolve_run_path
 from cnnlab.runs.model_file import load_model, read_meta
 from cnnlab.runs.predictions import Predictions
 from cnnlab.runs.run import is_run, open_run
@@ -186,7 +187,7 @@ def evaluate(
     files stay skipped), from the test predictions training saved when ``split`` is "test". With
     ``data``, the model predicts that dataset's test split (classes must match in name and order).
     """
-    path = Path(run_or_model)
+    path = resolve_run_path(run_or_model)  # a folder, or a built-in name such as demo:mnist
     dev = resolve_device(device)
     if is_run(path) and data is None:
         run = open_run(path)
@@ -204,9 +205,10 @@ def evaluate(
         metrics = _evaluate_on(path, name, data_root, split, dev, batch_size)
         run_dir = path if is_run(path) else None
     metrics.update({"data": name, "split": split})
-    if save and run_dir is not None:
+    if save and run_dir is not None:  # a built-in run's go to runs/demo-NAME (the package may be read-only)
         tag = "metrics.json" if data is None and split == "test" else f"eval-{_slug(name)}-{split}.json"
-        write_json(run_dir / tag, {**(read_json(run_dir / tag) if (run_dir / tag).is_file() else {}), **metrics})
+        target = output_dir(run_dir) / tag
+        write_json(target, {**(read_json(target) if target.is_file() else {}), **metrics})
     return metrics
 
 

@@ -34,6 +34,7 @@ def _run(nb, tmp_path) -> list[str]:
 def test_there_is_a_notebook_per_core_chapter():
     names = {p.stem for p in NOTEBOOKS}
     assert {"01-convolution", "04-pooling", "06-softmax-cross-entropy", "07-backprop", "08-optimizers"} <= names
+    assert {"10-training", "11-evaluation", "17-augmentation", "18-transfer-learning", "19-interpretation"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])

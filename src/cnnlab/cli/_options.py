@@ -2,12 +2,14 @@
 
 - ``--out DIR`` is always a folder; a single output file is ``--output FILE``.
 - ``--device`` defaults to ``auto`` (the GPU when there is one, else the CPU).
+- Every RUN / MODEL argument takes a built-in run's name too (``demo:mnist``): ``type=run_path``.
 - ``--top-k K`` for how many classes to list; ``--json [FILE]`` wherever JSON is offered (no FILE
   or ``-``: print it); ``--set KEY=VALUE`` wherever config keys are taken.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -58,3 +60,14 @@ def emit_json(target: str, data: Any) -> None:
     except OSError as exc:
         raise CnnlabError(f"cannot write {target}: {exc.strerror or exc}") from None
     print(f"wrote {target}")
+
+
+def run_path(value: str) -> str:
+    """argparse ``type`` of every RUN / MODEL argument: a built-in name (``demo:mnist``) becomes the run
+    folder shipped in the package (:func:`cnnlab.runs.builtin.resolve_run_path`); other values pass unchanged."""
+    from cnnlab.runs.builtin import resolve_run_path
+
+    try:
+        return str(resolve_run_path(value))
+    except CnnlabError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

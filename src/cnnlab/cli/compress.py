@@ -7,6 +7,8 @@ the model (or to --out) together with ``compression.json``.
 
 from __future__ import annotations
 
+from cnnlab.cli._options import run_path
+
 METHODS = ["int8-dynamic", "int8-static", "prune", "distill"]
 
 
@@ -17,7 +19,12 @@ def add_parser(sub) -> None:
         description="Compress a model (run folder or model folder) and measure size, latency and accuracy "
         "before and after on the model's own test split.",
     )
-    p.add_argument("model", metavar="MODEL", help="run folder or model folder")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        type=run_path,
+        help="run folder or model folder (or demo:mnist, the trained model shipped with cnnlab)",
+    )
     p.add_argument("--method", choices=METHODS, required=True, help="what to do")
     p.add_argument("--out", help="output folder (default: next to the model, named after the method)")
     p.add_argument("--calibration", type=int, default=256, help="int8-static: training images for calibration")

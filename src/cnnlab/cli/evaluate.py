@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.cli._options import add_device, add_json, emit_json
+from cnnlab.cli._options import add_device, add_json, emit_json, run_path
 from cnnlab.cli._text import shorten
 
 
@@ -12,7 +12,12 @@ def add_parser(sub) -> None:
         help="evaluate a trained model on a dataset split",
         description="Evaluate a run (or model folder). Without --data, the run's own test split.",
     )
-    p.add_argument("run", metavar="RUN", help="run folder (or model folder) written by cnnlab train")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        type=run_path,
+        help="run folder (or model folder) written by cnnlab train, or demo:mnist (the model shipped with cnnlab)",
+    )
     p.add_argument("--data", help="dataset name or folder:PATH (default: the run's own)")
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (default test)")

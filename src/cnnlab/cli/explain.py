@@ -7,7 +7,7 @@ self-contained (no CDN), so it works offline.
 
 from __future__ import annotations
 
-from cnnlab.cli._options import add_device
+from cnnlab.cli._options import add_device, run_path
 
 
 def add_parser(sub) -> None:
@@ -18,7 +18,12 @@ def add_parser(sub) -> None:
         "preprocessing, every layer's activation maps, the arithmetic behind any unit you click, the softmax, "
         "Grad-CAM and saliency. Bound to 127.0.0.1 unless --host says otherwise.",
     )
-    p.add_argument("run", metavar="RUN", help="run folder or model folder of a torch model")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        type=run_path,
+        help="run folder or model folder of a torch model (or demo:mnist, the trained model shipped with cnnlab)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8001, help="port (default 8001)")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="upload size limit in MB (default 8)")

@@ -7,7 +7,7 @@ probability difference is at most 1e-4 (see :mod:`cnnlab.export.parity`).
 
 from __future__ import annotations
 
-from cnnlab.cli._options import add_output
+from cnnlab.cli._options import add_output, run_path
 
 
 def add_parser(sub) -> None:
@@ -18,7 +18,12 @@ def add_parser(sub) -> None:
         "axis; class names and preprocessing travel inside the file. A parity check against the original "
         "model runs afterwards and fails loudly if they disagree.",
     )
-    p.add_argument("model", metavar="MODEL", help="run folder or model folder")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        type=run_path,
+        help="run folder or model folder (or demo:mnist, the trained model shipped with cnnlab)",
+    )
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="export format (default onnx)")
     p.add_argument("--out", metavar="DIR", help="folder for the file (default: the model folder)")
     add_output(p, "the exported file", "model.onnx / model.torchscript.pt in --out")

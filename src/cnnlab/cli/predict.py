@@ -12,7 +12,7 @@ import io
 import json
 import sys
 
-from cnnlab.cli._options import add_device, add_json, emit_json
+from cnnlab.cli._options import add_device, add_json, emit_json, run_path
 
 
 def add_parser(sub) -> None:
@@ -23,7 +23,12 @@ def add_parser(sub) -> None:
         "with a model written by cnnlab train (run or model folder) or cnnlab export (.onnx; a TorchScript .pt "
         "only with --trust-torchscript, because TorchScript is code).",
     )
-    p.add_argument("model", metavar="MODEL", help="run or model folder, or a .onnx / TorchScript .pt file")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        type=run_path,
+        help="run or model folder, a .onnx / TorchScript .pt file, or demo:mnist (the model shipped with cnnlab)",
+    )
     p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns ('*.png')")
     p.add_argument(
         "--top-k", "--topk", dest="topk", type=int, default=5, help="how many classes to list per image (default 5)"

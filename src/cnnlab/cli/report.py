@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnlab.cli._options import add_device, add_output
+from cnnlab.cli._options import add_device, add_output, run_path
 
 
 def add_parser(sub) -> None:
@@ -13,7 +13,12 @@ def add_parser(sub) -> None:
         "curves, metrics, confusion matrix, worst predictions, calibration, ROC/PR and model summary "
         "(images inlined, no network needed).",
     )
-    p.add_argument("run", metavar="RUN", help="run folder written by cnnlab train")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        type=run_path,
+        help="run folder written by cnnlab train (or demo:mnist, the trained model shipped with cnnlab)",
+    )
     add_output(p, "the HTML file", "RUN/report.html")
     p.add_argument("--top", type=int, default=24, help="worst predictions to show (default 24)")
     add_device(p)

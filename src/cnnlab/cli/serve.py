@@ -9,7 +9,7 @@ are flags; see :mod:`cnnlab.serve.app` for what each protects against.
 
 from __future__ import annotations
 
-from cnnlab.cli._options import add_device
+from cnnlab.cli._options import add_device, run_path
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,12 @@ def add_parser(sub) -> None:
         "Bound to 127.0.0.1 unless --host says otherwise. Open http://HOST:PORT/ for the upload page, /docs for "
         "the API.",
     )
-    p.add_argument("model", metavar="MODEL", help="run or model folder, or an exported .onnx file")
+    p.add_argument(
+        "model",
+        metavar="MODEL",
+        type=run_path,
+        help="run or model folder, or an exported .onnx file (or demo:mnist, the trained model shipped with cnnlab)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="request body limit in MB (default 8)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.cli._options import add_json, emit_json
+from cnnlab.cli._options import add_json, emit_json, run_path
 from cnnlab.errors import CnnlabError
 
 
@@ -25,7 +25,10 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument(
-        "model", metavar="MODEL", help="model name (e.g. seed_cnn, resnet18_cifar), a YAML spec, or a run/model folder"
+        "model",
+        metavar="MODEL",
+        type=run_path,
+        help="model name (e.g. seed_cnn), a YAML spec, a run/model folder or demo:mnist",
     )
     p.add_argument("--input", default=None, help="input shape CxHxW, e.g. 3x32x32 (default: the model's own)")
     p.add_argument("--classes", type=int, default=None, help="number of classes (default: the model's own)")
@@ -65,7 +68,9 @@ def run(args) -> int:
     classes = args.classes if args.classes is not None else defaults.get("num_classes")
     s = summary(name, shape, num_classes=classes, **kwargs)
     if args.model != name:
-        s.model = f"{name} ({args.model})"
+        from cnnlab.runs.builtin import display_name
+
+        s.model = f"{name} ({display_name(args.model)})"
     if args.json:
         emit_json(args.json, s.to_dict())
     else:

@@ -3,7 +3,7 @@ Grad-CAM, saliency, a right/wrong prediction grid, and 1-D/2-D loss-landscape sl
 
 from __future__ import annotations
 
-from cnnlab.cli._options import add_device
+from cnnlab.cli._options import add_device, run_path
 
 KINDS = ["filters", "feature-maps", "gradcam", "saliency", "predictions", "landscape"]
 
@@ -15,7 +15,12 @@ def add_parser(sub) -> None:
         description="Draw one kind of picture of a trained run (PNG, with a JSON of the numbers beside it). "
         "--index picks the test image for feature-maps, gradcam and saliency.",
     )
-    p.add_argument("run", metavar="RUN", help="run folder written by cnnlab train")
+    p.add_argument(
+        "run",
+        metavar="RUN",
+        type=run_path,
+        help="run folder written by cnnlab train (or demo:mnist, the trained model shipped with cnnlab)",
+    )
     p.add_argument("kind", choices=KINDS, metavar="KIND", help=" | ".join(KINDS))
     p.add_argument("--index", type=int, default=0, help="test image position (default 0)")
     p.add_argument("--out", help="folder for the pictures (default RUN/plots)")

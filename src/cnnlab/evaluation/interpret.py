@@ -120,6 +120,13 @@ class RunPredictions:
         return self.run.path
 
     @property
+    def out_dir(self) -> Path:
+        """Where files about this run are written: the run folder, or ``runs/demo-NAME`` for a built-in run."""
+        from cnnlab.runs.builtin import output_dir
+
+        return output_dir(self.run.path)
+
+    @property
     def meta(self) -> dict[str, Any]:
         return self.run.meta
 
@@ -178,7 +185,8 @@ def run_predictions(run: Any, split: str = "test", device: Any = "cpu", batch_si
 
 def interpret_run(run: str | Path, top: int = 25, split: str = "test", device: str = "cpu") -> dict[str, Any]:
     """Everything ``cnnlab interpret`` shows, from Python: predictions of the run's ``split``, the ten
-    most-confused pairs, the ``top`` highest-loss rows; writes ``RUN/misclassified.csv``.
+    most-confused pairs, the ``top`` highest-loss rows; writes ``RUN/misclassified.csv`` (a built-in
+    run's goes to ``runs/demo-NAME/``).
 
     Returns {"predictions": RunPredictions, "confused", "worst", "num_wrong", "misclassified_csv"}.
     """
@@ -191,5 +199,5 @@ def interpret_run(run: str | Path, top: int = 25, split: str = "test", device: s
         "confused": most_confused(rp.confusion(), rp.classes, top=10),
         "worst": top_losses(rows, top),
         "num_wrong": sum(not r["correct"] for r in rows),
-        "misclassified_csv": write_misclassified_csv(rp.run_dir / "misclassified.csv", rows),
+        "misclassified_csv": write_misclassified_csv(rp.out_dir / "misclassified.csv", rows),
     }

@@ -35,6 +35,7 @@ from torch.nn.utils import prune
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import LogitsFn, torch_logits_fn
+from cnnlab.runs.builtin import output_dir
 from cnnlab.runs.model_file import WEIGHTS, _model_folder, load_model, save_model_file
 
 # ---- measuring -------------------------------------------------------------------------------------
@@ -173,7 +174,7 @@ def _predictions(fn: LogitsFn, x: np.ndarray) -> np.ndarray:
 
 
 def _out_dir(model_path, out, name: str) -> Path:
-    return Path(out) if out is not None else _model_folder(model_path).parent / name
+    return Path(out) if out is not None else output_dir(_model_folder(model_path).parent) / name
 
 
 def _save_result(result: CompressResult) -> CompressResult:

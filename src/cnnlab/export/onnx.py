@@ -23,6 +23,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.runs.builtin import output_dir
 from cnnlab.runs.folder import atomic_path
 from cnnlab.runs.model_file import _model_folder, load_model
 
@@ -139,7 +140,7 @@ def export_onnx(
     """
     _require_onnx()
     model, meta = load_model(model_path)
-    out = Path(out) if out is not None else _model_folder(model_path) / "model.onnx"
+    out = Path(out) if out is not None else output_dir(_model_folder(model_path)) / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, *meta["input_shape"])  # (2, C, H, W): batch 2 so no size-1 specialisation
     with atomic_path(out) as tmp:  # nothing half-written under the final name (kill, full disk, failure)

@@ -20,6 +20,7 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.runs.builtin import output_dir
 from cnnlab.runs.folder import atomic_path
 from cnnlab.runs.model_file import _model_folder, load_model
 
@@ -39,7 +40,7 @@ def export_torchscript(
 ) -> tuple[Path, ParityReport]:
     """Trace ``model_path`` to a TorchScript file with its metadata and check parity on ``parity_n`` inputs."""
     model, meta = load_model(model_path)
-    out = Path(out) if out is not None else _model_folder(model_path) / "model.torchscript.pt"
+    out = Path(out) if out is not None else output_dir(_model_folder(model_path)) / "model.torchscript.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         scripted = trace(model, meta["input_shape"])

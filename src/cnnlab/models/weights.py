@@ -60,8 +60,8 @@ def resolve_pretrained(
 
     Args:
         model_name: the zoo name (``resnet50``) or ``timm:NAME``.
-        pretrained: ``"imagenet"`` (the published default set), a local weights file or a cnnlab
-            model/run folder, or None.
+        pretrained: ``"imagenet"`` (the published default set), a local weights file, a cnnlab
+            model/run folder or a built-in run (``demo:mnist``), or None.
         weights: a published set by name (``IMAGENET1K_V2``, ``DEFAULT``; for timm a tag such as
             ``a1_in1k``); implies ``pretrained="imagenet"``.
         mirror: folder or base URL holding weight files under their own names (default
@@ -80,7 +80,9 @@ def resolve_pretrained(
                 f"model.weights={weights!r} names a published weights set, but model.pretrained={pretrained!r} "
                 "is a local file; give one of them (--pretrained imagenet --weights NAME, or --pretrained PATH)."
             )
-        path = Path(pretrained).expanduser()
+        from cnnlab.runs.builtin import resolve_run_path  # demo:mnist -> the run folder shipped in the package
+
+        path = resolve_run_path(pretrained).expanduser()
         return PretrainedWeights(path, str(pretrained), cnnlab_preprocessing(path))
     if model_name.startswith("timm:"):
         from cnnlab.models.timm_models import timm_pretrained

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runs.builtin import resolve_run_path
 from cnnlab.runs.folder import read_history_csv
 from cnnlab.runs.predictions import Predictions, read_predictions
 
@@ -295,8 +296,8 @@ def open_run(path: str | Path) -> Run:
     """Open a run folder written by ``cnnlab train`` (any kind) or ``cnnlab scratch train``.
 
     Raises CnnlabError naming what is missing: no folder, no config.yaml (not a run), no model
-    (unfinished or interrupted run)."""
-    path = Path(path).expanduser()
+    (unfinished or interrupted run). A built-in name (``demo:mnist``) opens the run shipped in the package."""
+    path = resolve_run_path(path).expanduser()
     if not path.is_dir():
         raise CnnlabError(f"run folder {path} does not exist; 'cnnlab runs' lists the run folders")
     if not (path / "config.yaml").is_file():
@@ -323,8 +324,8 @@ def open_run(path: str | Path) -> Run:
 
 
 def find_run(path: str | Path) -> Run | None:
-    """The run a path belongs to (the run folder, its model/ folder or a file in it), or None."""
-    p = Path(path).expanduser()
+    """The run a path belongs to (the run folder, its model/ folder or a file in it, or a built-in name), or None."""
+    p = resolve_run_path(path).expanduser()
     for candidate in (p, p.parent, p.parent.parent):
         if is_run(candidate) and (candidate / "model").is_dir():
             return open_run(candidate)

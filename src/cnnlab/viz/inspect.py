@@ -430,7 +430,7 @@ def visualize(
     Args:
         kind: one of ``VISUALS``: filters, feature-maps, gradcam, saliency, predictions, landscape.
         index: the test image (position in the run's test split) for feature-maps, gradcam, saliency.
-        out: folder for the files (default ``RUN/plots``).
+        out: folder for the files (default ``RUN/plots``; ``runs/demo-NAME/plots`` for a built-in run).
         **options: target / layer (gradcam, saliency), n / seed (predictions), steps / span / samples (landscape).
     """
     from cnnlab.errors import did_you_mean
@@ -439,6 +439,6 @@ def visualize(
     if kind not in VISUALS:
         raise CnnlabError(f"unknown picture {kind!r};{did_you_mean(kind, VISUALS)} choose from {', '.join(VISUALS)}")
     rp = run_predictions(run, device=device)
-    folder = Path(out) if out is not None else rp.run_dir / "plots"
+    folder = Path(out) if out is not None else rp.out_dir / "plots"
     folder.mkdir(parents=True, exist_ok=True)
     return VISUALS[kind](rp, folder, index, **{k: v for k, v in options.items() if v is not None})

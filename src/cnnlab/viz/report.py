@@ -97,14 +97,15 @@ def write_report(
     """Evaluate a run folder on its own ``split`` and write the self-contained HTML report.
 
     Also writes ``RUN/misclassified.csv`` and the report's plots under ``RUN/plots/``.
-    Returns the path of the HTML file (``RUN/report.html`` unless ``out`` is given).
+    Returns the path of the HTML file (``RUN/report.html`` unless ``out`` is given). For a built-in
+    run (``demo:mnist``, read-only in the package) RUN here is ``runs/demo-NAME`` instead.
     """
     rp = run_predictions(run, split=split, device=device)
-    run_dir = rp.run_dir
-    res = write_plots(rp, run_dir / "plots", top=top)
-    write_misclassified_csv(run_dir / "misclassified.csv", res["rows"])
-    html_text = render(run_dir, rp, res)
-    path = Path(out) if out is not None else run_dir / "report.html"
+    out_dir = rp.out_dir
+    res = write_plots(rp, out_dir / "plots", top=top)
+    write_misclassified_csv(out_dir / "misclassified.csv", res["rows"])
+    html_text = render(rp.run_dir, rp, res, plots=out_dir / "plots")
+    path = Path(out) if out is not None else out_dir / "report.html"
     path.write_text(html_text, encoding="utf-8")
     return path
 
@@ -214,13 +215,13 @@ def _confused(res: dict) -> str:
     return _table(["true class", "predicted as", "count", "share of true class"], rows, tid="confused-table")
 
 
-def _worst(run_dir: Path, res: dict) -> str:
+def _worst(plots: Path, res: dict) -> str:
     rows = [
         [r["id"], r["true"], r["pred"], _f(r["confidence"], 3), _f(r["p_true"], 3), _f(r["loss"], 3)]
         for r in res["worst"]
     ]
     return (
-        _img(run_dir / "plots" / "worst.png", "highest-loss test images")
+        _img(plots / "worst.png", "highest-loss test images")
         + "<p>Green frame: right, red: wrong. All wrong predictions are listed in <code>misclassified.csv</code>.</p>"
         + _table(["id", "true", "predicted", "confidence", "p(true)", "loss"], rows, tid="worst-table")
     )
@@ -245,9 +246,10 @@ def _model(run_dir: Path, rp: RunPredictions) -> str:
     )
 
 
-def render(run_dir: Path, rp: RunPredictions, res: dict) -> str:
-    """The report's HTML text from a run folder, its predictions and :func:`write_plots`' result."""
-    plots = run_dir / "plots"
+def render(run_dir: Path, rp: RunPredictions, res: dict, plots: Path | None = None) -> str:
+    """The report's HTML text from a run folder, its predictions and :func:`write_plots`' result
+    (whose pictures are in ``plots``, by default ``run_dir/plots``)."""
+    plots = run_dir / "plots" if plots is None else plots
     env = _read(run_dir / "env.json", {}) or {}
     body = {
         "overview": _overview(run_dir, rp, res),
@@ -261,7 +263,7 @@ def render(run_dir: Path, rp: RunPredictions, res: dict) -> str:
         + _img(plots / "confusion_counts.png", "confusion matrix (counts)")
         + "</div>",
         "confused": _confused(res),
-        "worst": _worst(run_dir, res),
+        "worst": _worst(plots, res),
         "calibration": f"<p>Expected calibration error {_f(res['curves']['ece'])} over 15 equal-width "
         f"confidence bins (largest bin gap {_f(res['curves']['mce'])}).</p>"
         + _img(plots / "reliability.png", "reliability diagram"),
