@@ -151,7 +151,7 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     loss_fn = _loss(cfg, data, s.device)
     if cfg.model.finetune == STAGED:
         pick = (lambda: recipe_lr(s, model, data, loss_fn)) if find_lr else (lambda: DEFAULT_LR)
-        cfg = s.cfg = complete_recipe(cfg, model, pick, s.log)
+        cfg = s.cfg = complete_recipe(cfg, model, pick, s.log if find_lr else _silent)  # lr-find sweeps itself
     optimizer = build_optimizer(model, with_lr_decay(cfg.optim, model, cfg.model.lr_decay))
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)

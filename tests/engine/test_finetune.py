@@ -1,6 +1,7 @@
 """Transfer learning through a real training run: pretrain on the MNIST sample, fine-tune on digits."""
 
 import copy
+import re
 
 import pytest
 import torch
@@ -222,3 +223,18 @@ def test_cli_fine_tune_prints_the_recipe(pretrained, tmp_path, capsys):
     assert code == 0
     assert "learning rate" in out and "from the LR finder" in out and "fine-tune recipe" in out
     assert "test accuracy" in out
+    for shown in _own_images_transcript():  # docs/own-images.md shows these lines: the command prints them
+        words = [w for w in shown.split() if not any(ch.isdigit() for ch in w) and "..." not in w]
+        pattern = re.compile(".*".join(re.escape(w) for w in words))
+        assert any(pattern.search(line) for line in out.splitlines()), shown
+
+
+def _own_images_transcript() -> list[str]:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "own-images.md").read_text()
+    section = doc.split("## Start from pretrained weights: the fine-tune recipe")[1]
+    block = section.split("```\n")[1]
+    lines = [line for line in block.splitlines() if line.strip() and line.strip() != "..."]
+    assert len(lines) >= 5
+    return lines
