@@ -123,7 +123,13 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
         s.log(f"skipped unreadable image {path}: {reason}")
     pre = s.weights.preprocessing if s.weights is not None else None
     data = prepare_data(
-        ds, d, s.cfg.train.seed, s.device, channels_last=s.cfg.train.channels_last, stats=pre.stats if pre else None
+        ds,
+        d,
+        s.cfg.train.seed,
+        s.device,
+        channels_last=s.cfg.train.channels_last,
+        stats=pre.stats if pre else None,
+        resize_size=pre.resize_for(d.image_size or ds.image_size) if pre else None,
     )
     if s.dist.active:  # each process trains on its slice of every epoch
         data.train.shard(s.dist.rank, s.dist.world)
@@ -249,6 +255,8 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
     meta = _model_meta(cfg, data, trainer, model)
     if s.weights is not None and s.weights.preprocessing is not None:  # what the pretrained weights expect
         meta["preprocessing"] = s.weights.preprocessing.to_dict()
+    if data.resize_size:  # read by predict, serve, evaluate, export: the same resize-then-crop
+        meta["resize_size"] = data.resize_size
     metrics: dict[str, Any] = {}
     if data.test is not None:
         metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta)

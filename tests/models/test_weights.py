@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -193,7 +194,8 @@ def _fake_entry(url: str, crop: int):
     """What torchvision's enum member offers: url, name, transforms() (its real preset class)."""
     from torchvision.transforms._presets import ImageClassification
 
-    return MobileNet_V2_Weights(url=url, name="IMAGENET1K_V1", transforms=partial(ImageClassification, crop_size=crop))
+    transforms = partial(ImageClassification, crop_size=crop, resize_size=crop * 8 // 7)  # 224 -> 256 scaled down
+    return MobileNet_V2_Weights(url=url, name="IMAGENET1K_V1", transforms=transforms)
 
 
 def test_train_with_imagenet_weights_end_to_end(server, tmp_path, monkeypatch):
@@ -222,7 +224,14 @@ def test_train_with_imagenet_weights_end_to_end(server, tmp_path, monkeypatch):
     model, meta = load_model(r.run_dir)
     assert meta["input_shape"] == [3, 32, 32]  # the weights' crop size became the image size
     assert meta["mean"] == pytest.approx([0.485, 0.456, 0.406]) and meta["std"] == pytest.approx([0.229, 0.224, 0.225])
-    assert meta["preprocessing"]["image_size"] == 32 and meta["preprocessing"]["resize_size"] == 256
+    assert meta["preprocessing"]["image_size"] == 32 and meta["preprocessing"]["resize_size"] == 36
+    assert meta["resize_size"] == 36  # the weights' resize-then-centre-crop, for predict/serve/export too
+    from cnnlab.data.loaders import fit_to_input
+    from cnnlab.serve.predictor import Predictor
+
+    wide = np.random.default_rng(0).random((40, 60, 3), dtype=np.float32)  # a non-square photo
+    expected = fit_to_input(torch.from_numpy(wide).permute(2, 0, 1), 32, 36).clamp(0, 1)
+    assert torch.equal(Predictor(r.run_dir).to_input(wide), expected)
     state = model.state_dict()
     body = [k for k in published if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")]
     assert body and all(torch.equal(state[k], published[k]) for k in body)  # frozen body = the published tensors

@@ -106,6 +106,9 @@ TAMPER = {
     "input shape strings": lambda f: _set_meta(f, input_shape=["1", "28", "28"]),
     "mean not numbers": lambda f: _set_meta(f, mean=["x"]),
     "classes not a list": lambda f: _set_meta(f, classes="0123456789"),
+    "resize size a string": lambda f: _set_meta(f, resize_size="256"),
+    "resize size enormous": lambda f: _set_meta(f, resize_size=10**9),
+    "resize size below the input": lambda f: _set_meta(f, resize_size=4),
 }
 
 

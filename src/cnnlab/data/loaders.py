@@ -200,11 +200,48 @@ def to_tensor_images(images: np.ndarray, device: torch.device | str = "cpu") -> 
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).to(device)
 
 
+def fit_to_input(x: torch.Tensor, size: int, resize_size: int | None = None) -> torch.Tensor:
+    """Images (C, H, W) or (N, C, H, W), float -> ``size`` x ``size``: the one resize rule of training,
+    evaluation, predict, serve and export (bilinear, antialiased, ``align_corners=False``).
+
+    Without ``resize_size`` the whole image is resized to the square. With it (pretrained weights'
+    own transform, e.g. torchvision's 256 then 224), the shorter side is resized to ``resize_size``
+    keeping the aspect ratio (``torchvision.transforms.Resize(int)``), then the central
+    ``size`` x ``size`` is kept (``CenterCrop``). Values are not clamped here.
+    """
+    batch = x if x.dim() == 4 else x[None]
+    h, w = batch.shape[2:]
+    if resize_size and resize_size > size:
+        short, long_ = (h, w) if h <= w else (w, h)
+        new_long = max(size, int(resize_size * long_ / short))
+        nh, nw = (resize_size, new_long) if h <= w else (new_long, resize_size)
+        batch = _bilinear(batch, nh, nw) if (nh, nw) != (h, w) else batch
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+        batch = batch[:, :, top : top + size, left : left + size]
+    elif (h, w) != (size, size):
+        batch = _bilinear(batch, size, size)
+    return batch if x.dim() == 4 else batch[0]
+
+
+def describe_resize(size: int, resize_size: int | None = None) -> str:
+    """The rule of :func:`fit_to_input` in words (exported files carry it)."""
+    if resize_size and resize_size > size:
+        return (
+            f"shorter side to {resize_size} (bilinear, antialias=True, align_corners=False), then the central "
+            f"{size}x{size}, then clamp to [0, 1]"
+        )
+    return "bilinear, antialias=True, align_corners=False, to the square input size, then clamp to [0, 1]"
+
+
+def _bilinear(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    return F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+
+
 class FolderImages(Dataset):
     """Decode image files to float (C, size, size) in [0, 1] with the shared decoding rule."""
 
-    def __init__(self, items: list[tuple[Path, int]], channels: int, size: int):
-        self.items, self.channels, self.size = items, channels, size
+    def __init__(self, items: list[tuple[Path, int]], channels: int, size: int, resize_size: int | None = None):
+        self.items, self.channels, self.size, self.resize_size = items, channels, size, resize_size
 
     def __len__(self) -> int:
         return len(self.items)
@@ -212,11 +249,7 @@ class FolderImages(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.items[i]
         x = torch.from_numpy(load_image(path, self.channels)).permute(2, 0, 1)  # (C, H, W)
-        if x.shape[1:] != (self.size, self.size):
-            x = F.interpolate(
-                x[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-            )[0]
-        return x.clamp_(0, 1), label
+        return fit_to_input(x, self.size, self.resize_size).clamp_(0, 1), label
 
 
 class _OrderSampler(torch.utils.data.Sampler):

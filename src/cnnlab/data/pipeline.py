@@ -16,13 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cnnlab.config import DataConfig
 from cnnlab.data.augment import build_augment
 from cnnlab.data.datasets import ArrayDataset, FolderDataset
 from cnnlab.data.images import load_image
-from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader, balanced_weights, to_tensor_images
+from cnnlab.data.loaders import (
+    FolderImages,
+    FolderLoader,
+    TensorLoader,
+    balanced_weights,
+    fit_to_input,
+    to_tensor_images,
+)
 from cnnlab.data.splits import assign_folds, channel_stats, stratified_split, train_subset
 from cnnlab.errors import CnnlabError
 
@@ -40,6 +46,7 @@ class PreparedData:
     groups: list[list[str]] = field(default_factory=list)  # duplicate files kept on one side (relative paths)
     counts: dict[str, list[int]] = field(default_factory=dict)  # split -> per-class counts
     generator: torch.Generator | None = None  # drives shuffling and augmentation (saved in checkpoints)
+    resize_size: int | None = None  # pretrained weights' transform: shorter side to this, then the central crop
 
 
 def prepare_data(
@@ -50,22 +57,27 @@ def prepare_data(
     channels_last: bool = False,
     train_shuffle: bool = True,
     stats: Callable[[int], tuple[list[float], list[float]]] | None = None,
+    resize_size: int | None = None,
 ) -> PreparedData:
     """Split, compute statistics and build loaders for ``ds`` according to ``cfg``.
 
-    ``stats(channels) -> (mean, std)`` replaces the statistics of the training split (pretrained
-    weights bring the normalisation they were trained with).
+    ``stats(channels) -> (mean, std)`` replaces the statistics of the training split and
+    ``resize_size`` the whole-image resize (pretrained weights bring the normalisation and the
+    resize-then-centre-crop they were trained with; see ``loaders.fit_to_input``).
     """
     gen = torch.Generator().manual_seed(seed)
     if cfg.balance not in ("none", "weights", "sampler"):
         raise CnnlabError(f"data.balance must be none, weights or sampler, not {cfg.balance!r}")
-    if isinstance(ds, ArrayDataset):
-        return _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats)
-    return _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats)
+    prepare = _prepare_arrays if isinstance(ds, ArrayDataset) else _prepare_folder
+    data = prepare(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats, resize_size)
+    data.resize_size = resize_size
+    return data
 
 
-def convert_arrays(images: np.ndarray, channels: int | None, size: int | None) -> np.ndarray:
-    """uint8 (N, H, W, C) -> uint8 with the requested channel count and square size."""
+def convert_arrays(
+    images: np.ndarray, channels: int | None, size: int | None, resize_size: int | None = None
+) -> np.ndarray:
+    """uint8 (N, H, W, C) -> uint8 with the requested channel count and square size (``fit_to_input``)."""
     if channels and channels != images.shape[3]:
         if channels == 3 and images.shape[3] == 1:
             images = np.repeat(images, 3, axis=3)
@@ -73,9 +85,9 @@ def convert_arrays(images: np.ndarray, channels: int | None, size: int | None) -
             images = (images @ np.array([0.299, 0.587, 0.114])).round().clip(0, 255).astype(np.uint8)[..., None]
         else:
             raise CnnlabError(f"cannot convert {images.shape[3]}-channel images to {channels} channels")
-    if size and size != images.shape[1]:
+    if size and (size, size) != images.shape[1:3] or resize_size:
         t = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float()
-        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        t = fit_to_input(t, size or images.shape[1], resize_size)
         images = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return images
 
@@ -94,12 +106,16 @@ def _array_split(y, cfg: DataConfig, seed: int, classes) -> tuple[np.ndarray, np
     return pool[keep], pool[held], test
 
 
-def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None) -> PreparedData:
-    train_x = convert_arrays(ds.train_images, cfg.channels, cfg.image_size)
+def _prepare_arrays(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None, resize=None) -> PreparedData:
+    train_x = convert_arrays(ds.train_images, cfg.channels, cfg.image_size, resize)
     y = ds.train_labels
     keep, held, test = _array_split(y, cfg, seed, ds.classes)
     if test is None:
-        test_x, test_y, test_ids = convert_arrays(ds.test_images, cfg.channels, cfg.image_size), ds.test_labels, None
+        test_x, test_y, test_ids = (
+            convert_arrays(ds.test_images, cfg.channels, cfg.image_size, resize),
+            ds.test_labels,
+            None,
+        )
     else:  # cross-validation: this fold of the training split
         test_x, test_y, test_ids = train_x[test], y[test], test
     mean, std = stats(train_x.shape[3]) if stats else channel_stats(train_x[keep])
@@ -190,7 +206,7 @@ def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, li
     return splits
 
 
-def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None) -> PreparedData:
+def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None, resize=None) -> PreparedData:
     splits = folder_splits(ds, cfg, seed)
     c, size = ds.channels, ds.image_size
     mean, std = stats(c) if stats else _folder_stats(splits["train"], c, size, seed)
@@ -199,7 +215,7 @@ def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, st
         if split not in splits:
             return None
         return FolderLoader(
-            FolderImages(splits[split], c, size),
+            FolderImages(splits[split], c, size, resize),
             cfg.batch_size if train else cfg.eval_batch_size,
             mean,
             std,
@@ -247,10 +263,11 @@ def eval_loader(
 ):
     """A loader over ``split`` of ``ds`` preprocessed exactly as the model file says (for evaluate)."""
     c, h, _ = meta["input_shape"]
+    resize = meta.get("resize_size")
     if isinstance(ds, ArrayDataset):
         x = ds.test_images if split == "test" else ds.train_images
         y = ds.test_labels if split == "test" else ds.train_labels
-        x = convert_arrays(x, c, h)
+        x = convert_arrays(x, c, h, resize)
         return TensorLoader(
             to_tensor_images(x, device), torch.from_numpy(y).to(device), batch_size, meta["mean"], meta["std"]
         )
@@ -259,7 +276,7 @@ def eval_loader(
     if not items:
         raise CnnlabError(f"{ds.root} has no {split!r} split to evaluate on")
     return FolderLoader(
-        FolderImages(items, c, h), batch_size, meta["mean"], meta["std"], num_workers=num_workers, device=device
+        FolderImages(items, c, h, resize), batch_size, meta["mean"], meta["std"], num_workers=num_workers, device=device
     )
 
 

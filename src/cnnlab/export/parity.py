@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.data.loaders import describe_resize
 from cnnlab.errors import CnnlabError
 
 MAX_PROB_DIFF = 1e-4  # largest allowed |p_ref - p_exported| over all images and classes
-RESIZE_RULE = "bilinear, antialias=True, align_corners=False, to the square input size, then clamp to [0, 1]"
 LogitsFn = Callable[[np.ndarray], np.ndarray]  # normalised (B, C, H, W) float32 -> logits (B, K)
 
 
@@ -157,7 +157,8 @@ def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
         "mean": list(meta["mean"]),  # per channel, on [0, 1] pixels
         "std": list(meta["std"]),
         "decode": meta.get("decode", "cnnlab.data.images v1"),
-        "resize": RESIZE_RULE,
+        "resize": describe_resize(meta["input_shape"][1], meta.get("resize_size")),
+        "resize_size": meta.get("resize_size"),  # set: shorter side to it, then the central crop
         "input_layout": "NCHW float32, (pixel/255 - mean) / std",
         "dataset": "folder" if dataset.startswith("folder:") else dataset,
         "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))},

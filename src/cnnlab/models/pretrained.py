@@ -35,6 +35,13 @@ class Preprocessing:
             return [sum(self.mean) / len(self.mean)], [sum(self.std) / len(self.std)]
         raise CnnlabError(f"{self.weights} expects {len(self.mean)} input channels; cannot use them with {channels}.")
 
+    def resize_for(self, image_size: int) -> int | None:
+        """The shorter side to resize to before the central ``image_size`` crop: the weights' own ratio
+        (256 for 224), scaled to another image size; None when the weights resize the whole image."""
+        if self.resize_size <= self.image_size:
+            return None
+        return int(round(image_size * self.resize_size / self.image_size))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -110,6 +110,15 @@ def check_model_meta(meta: dict[str, Any], where: str | Path) -> None:
         raise CnnlabError(f"{where}: 'input_shape' must be [C, H, W] positive integers, got {shape!r}")
     if not isinstance(meta["classes"], list) or not meta["classes"]:
         raise CnnlabError(f"{where}: 'classes' must be a non-empty list of class names")
+    check_resize_size(meta, where)
+
+
+def check_resize_size(meta: dict[str, Any], where: str | Path) -> None:
+    """The optional ``resize_size`` (shorter side before the central crop) must be an integer above the
+    input size and at most 8 times it, or null."""
+    size, resize = meta["input_shape"][1], meta.get("resize_size")
+    if resize is not None and not (type(resize) is int and size < resize <= 8 * size):
+        raise CnnlabError(f"{where}: 'resize_size' must be null or an integer in ({size}, {8 * size}], got {resize!r}")
 
 
 def _model_folder(path: str | Path) -> Path:

@@ -190,6 +190,7 @@ class Run:
 
         root = self.data_folder().resolve()
         c, h, w = self.input_shape
+        resize = self.meta.get("resize_size")
         outside = [i for i in ids if not (root / i).resolve().is_relative_to(root)]
         if outside:  # a tampered split.csv must not make a command read files elsewhere
             raise CnnlabError(f"{self.path / 'split.csv'} names files outside the data folder {root}: {outside[:3]}")
@@ -198,7 +199,7 @@ class Run:
             out = np.zeros((len(idx), h, w, c), np.float32)
             for j, i in enumerate(idx):
                 img = load_image(root / ids[int(i)], c)  # (H0, W0, C) float32 in [0, 1]
-                out[j] = img if img.shape[:2] == (h, w) else _resize(img, h, w)
+                out[j] = _fit(img, h, resize)
             return out
 
         return decode
@@ -212,10 +213,11 @@ class Run:
         source = ds.test_images if split == "test" and not folds else ds.train_images
         arr = source[np.array([int(i) for i in ids], dtype=np.int64)]
         c, h, _ = self.input_shape
-        if arr.shape[3] != c or arr.shape[1] != h:
+        resize = self.meta.get("resize_size")
+        if arr.shape[3] != c or arr.shape[1] != h or resize:
             from cnnlab.data.pipeline import convert_arrays  # torch: resizing as training did
 
-            arr = convert_arrays(arr, c, h)
+            arr = convert_arrays(arr, c, h, resize)
         return lambda idx: arr[idx].astype(np.float32) / 255.0
 
     # ---- model and predictions -------------------------------------------------------------------
@@ -361,11 +363,13 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Resize as training does (bilinear, antialiased, torch's rule), for folder images of another size."""
+def _fit(img: np.ndarray, size: int, resize_size: int | None) -> np.ndarray:
+    """A decoded (H, W, C) image resized as training resized it (``data.loaders.fit_to_input``)."""
+    if img.shape[:2] == (size, size) and not resize_size:
+        return img
     import torch
-    import torch.nn.functional as F
 
-    t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
-    t = F.interpolate(t, size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
+    from cnnlab.data.loaders import fit_to_input
+
+    t = fit_to_input(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))), size, resize_size)
     return t.clamp_(0, 1).permute(1, 2, 0).numpy()

@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
 from cnnlab.data.images import MAX_IMAGE_PIXELS, ImageReadError, open_image, to_array
+from cnnlab.data.loaders import fit_to_input
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import public_meta
-from cnnlab.runs.model_file import load_model
+from cnnlab.runs.model_file import check_resize_size, load_model
 
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
 
@@ -53,6 +53,7 @@ def check_meta(meta: dict[str, Any], where: str = "model.json") -> None:
             raise CnnlabError(f"{where}: {key!r} must list {shape[0]} finite number(s), got {vals!r}")
     if min(float(v) for v in meta["std"]) <= 0:
         raise CnnlabError(f"{where}: 'std' must be positive, got {meta['std']}")
+    check_resize_size(meta, where)
 
 
 def decode_bytes(data: bytes, channels: int, *, name: str = "<upload>", max_pixels: int | None = None) -> np.ndarray:
@@ -282,6 +283,7 @@ class Predictor:
         self.classes: list[str] = list(self.meta["classes"])
         self.input_shape: list[int] = list(self.meta["input_shape"])
         self.channels, self.size = self.input_shape[0], self.input_shape[1]
+        self.resize_size = self.meta.get("resize_size")  # pretrained weights' transform: shorter side, then crop
         self.batch_size = int(batch_size)
         self.max_pixels = MAX_IMAGE_PIXELS if max_pixels is None else int(max_pixels)
         self.mean = torch.tensor(self.meta["mean"], dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -326,11 +328,7 @@ class Predictor:
     def to_input(self, arr: np.ndarray) -> torch.Tensor:
         """float (H, W, C) in [0, 1] -> (C, S, S) resized exactly as FolderImages does, not yet normalised."""
         x = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)).permute(2, 0, 1)  # (C, H, W)
-        if x.shape[1:] != (self.size, self.size):
-            x = F.interpolate(
-                x[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False
-            )[0]
-        return x.clamp_(0, 1)
+        return fit_to_input(x, self.size, self.resize_size).clamp_(0, 1)
 
     def preprocess(self, arrays: Sequence[np.ndarray]) -> torch.Tensor:
         """Decoded images -> normalised batch (B, C, S, S) on the model's device."""
