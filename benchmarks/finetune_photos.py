@@ -14,8 +14,9 @@ Per seed, three runs of ``cnnlab train`` on the photos (as a user types them):
 - ``scratch``: the seed CNN from random weights, the defaults, ``--epochs E``;
 - ``finetune``: ``--pretrained SOURCE_RUN`` and nothing else: the fine-tune recipe (head first, then
   everything with discriminative rates under one-cycle, the LR from the LR finder), ``--epochs E``;
-- ``scratch_same_time``: from scratch again, with as many epochs as fit in the fine-tune run's wall
-  time (scratch epochs are cheaper: no LR finder, no frozen-body epoch), so both had the same budget.
+- ``scratch-same-time-as-SOURCE``: from scratch again, with as many epochs as fit in the fine-tune
+  run's wall time (scratch epochs are cheaper: no LR finder) and early stopping off, so it uses the
+  same budget (the defaults' early stopping would end it where ``scratch`` ended).
 
 Then ``cnnlab cv --folds K`` over the 800 training photos (flat folder), from scratch and fine-tuned.
 Every run's result goes to a JSON-lines file (one object per run; ``--resume`` skips those done) and
@@ -92,18 +93,27 @@ def build_folders(args, work: Path) -> None:
     (work / "ready-v2").write_text("ok\n")
 
 
-def cnnlab(*argv: str) -> float:
-    """Run one cnnlab command as a user would; its wall time in seconds (output goes to our stdout)."""
+def cnnlab(*argv: str) -> tuple[float, Path]:
+    """Run one cnnlab command as a user would: (its wall time in seconds, the folder it printed last)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cnnlab", *argv], check=True)
-    return time.perf_counter() - t0
+    done = subprocess.run([sys.executable, "-m", "cnnlab", *argv], check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    print(done.stdout, end="", flush=True)
+    folders = [
+        line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith(("run folder: ", "folds: "))
+    ]
+    return wall, Path(folders[-1].strip()) if folders else Path()
 
 
 def train(work: Path, name: str, *flags: str) -> dict:
-    runs = work / "runs"
-    wall = cnnlab("train", "--out", str(runs), "--name", name, *QUIET, *flags)
-    metrics = json.loads((runs / name / "metrics.json").read_text())
-    return {"accuracy": metrics["accuracy"], "train_seconds": metrics["train_seconds"], "wall_s": wall}
+    wall, run = cnnlab("train", "--out", str(work / "runs"), "--name", name, *QUIET, *flags)
+    metrics = json.loads((run / "metrics.json").read_text())  # a taken name gets a suffix: use the printed folder
+    return {
+        "accuracy": metrics["accuracy"],
+        "train_seconds": metrics["train_seconds"],
+        "wall_s": wall,
+        "run_dir": str(run),
+    }
 
 
 def main(argv=None) -> int:
@@ -134,7 +144,8 @@ def main(argv=None) -> int:
         same = max(args.epochs, round(budget))
         same_time = f"scratch-same-time-as-{args.source}"
         if not _done(done, same_time, seed):
-            row = train(work, f"{same_time}-{seed}", *common, "--epochs", str(same), "--image-size", "32")
+            no_stop = ["--set", "train.early_stop_patience=null"]  # it may use the whole budget
+            row = train(work, f"{same_time}-{seed}", *common, "--epochs", str(same), "--image-size", "32", *no_stop)
             record(out, done, {"run": same_time, "seed": seed, "epochs": same, **row})
     cvs = (("cv-scratch", ["--image-size", "32"]), (f"cv-finetune-{args.source}", ["--pretrained", str(source)]))
     for kind, flags in () if args.no_cv else cvs:
@@ -146,7 +157,7 @@ def main(argv=None) -> int:
 
 def cross_validate(work: Path, args, name: str, flags: list[str]) -> dict:
     runs = work / "runs"
-    wall = cnnlab(
+    wall, _ = cnnlab(
         "cv", "--folds", str(args.folds), "--data", f"folder:{work / 'photos-flat'}", "--model", "seed_cnn",
         "--epochs", str(args.epochs), "--out", str(runs), "--name", name, *QUIET, *flags,
     )  # fmt: skip
@@ -182,7 +193,7 @@ def summary(done: list[dict]) -> str:
         lines.append(f"| {kind} | {'/'.join(map(str, epochs))} | {_mean_std(acc)} | {wall:.1f} | {len(rows)} seeds |")
     for r in done:
         if r["run"].startswith("cv-"):
-            folds = [f["accuracy"] for f in r["cv"]["runs"]]
+            folds = [f["metrics"]["accuracy"] for f in r["cv"]["runs"]]
             lines.append(f"| {r['run']} | per fold | {_mean_std(folds)} | {r['wall_s']:.1f} | {len(folds)} folds |")
         if r["run"] == "source":
             lines.append(
