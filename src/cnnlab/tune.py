@@ -144,7 +144,13 @@ def grid_of(space: dict[str, dict[str, Any]]) -> dict[str, list]:
 
 
 def baseline_params(base: Config, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The base config's value of each key in the space (keys it cannot express are left to the sampler)."""
+    """The base config's value of each key in the space (keys it cannot express are left to the sampler).
+
+    ``auto``/null values count as what training makes of them (``optim.lr: null`` is 1e-3 without the
+    fine-tune recipe; under it the LR finder's choice is unknown here, so the sampler picks)."""
+    from cnnlab.engine.finetune import resolve_recipe
+
+    base = resolve_recipe(base, log=lambda line: None)
     flat = {**_flatten(to_dict(base)), **{_KWARGS + k: v for k, v in base.model.kwargs.items()}}
     out = {}
     for key, s in space.items():
