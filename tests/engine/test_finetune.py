@@ -238,3 +238,8 @@ def _own_images_transcript() -> list[str]:
     lines = [line for line in block.splitlines() if line.strip() and line.strip() != "..."]
     assert len(lines) >= 5
     return lines
+
+
+def test_an_unknown_strategy_names_the_known_ones(tmp_path):
+    with pytest.raises(CnnlabError, match=r"unknown model.finetune 'stagd'.*'staged'.*Known: auto, staged"):
+        cnnlab.train(data="digits", finetune="stagd", out=tmp_path, overrides=QUIET, **COMMON)

@@ -26,11 +26,13 @@ _SHORT_HELP = {
     ".pth/.safetensors file or a run or model folder of cnnlab",
     "weights": "a published weights set by name (IMAGENET1K_V2, DEFAULT; timm: a tag such as a1_in1k)",
     "weights_mirror": "folder or http(s) URL holding weight files under their own names",
-    "finetune": "finetune_all, feature_extraction, finetune_top or progressive",
+    "finetune": "auto (staged with --pretrained, else finetune_all), staged (the fine-tune recipe: head first, "
+    "then everything with discriminative rates), finetune_all, feature_extraction, finetune_top or progressive",
     "optimizer": "optimiser name (sgd, adam, adamw, rmsprop)",
-    "lr": "learning rate",
+    "lr": "learning rate (default 1e-3; under the fine-tune recipe the LR finder picks it)",
     "weight_decay": "weight decay",
-    "scheduler": "learning-rate schedule (plateau, cosine, step, onecycle, none)",
+    "scheduler": "learning-rate schedule (auto: plateau, or one-cycle per stage of the fine-tune recipe; cosine, "
+    "step, onecycle, none, ...)",
     "epochs": "number of epochs",
     "seed": "random seed (split, initialisation, shuffling, augmentation)",
     "device": "auto, cpu, cuda or cuda:N",

@@ -40,8 +40,9 @@ from torch import nn
 
 from cnnlab.config import DEFAULT_LR, Config, OptimConfig
 from cnnlab.config import replace as replace_keys
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.models.transfer import (
+    STRATEGIES,
     apply_strategy,
     load_pretrained,
     lr_by_parameter,
@@ -64,6 +65,11 @@ def resolve_recipe(cfg: Config, log=print) -> Config:
     """
     mc, sc = cfg.model, cfg.sched
     finetune = strategy_of(mc)
+    known = ["auto", STAGED, *sorted(STRATEGIES.names())]
+    if finetune not in known:
+        raise CnnlabError(
+            f"unknown model.finetune {finetune!r}.{did_you_mean(finetune, known)} Known: {', '.join(known)}"
+        )
     staged = finetune == STAGED
     if staged and not (mc.pretrained or mc.weights):
         raise CnnlabError(
