@@ -192,12 +192,16 @@ def with_lr_decay(optim: OptimConfig, model: nn.Module, lr_decay: float | None) 
 def _mismatch_hint(mc, weights: PretrainedWeights) -> str:
     """What to change on the command line when the weights do not fit the model built for this run."""
     pre = weights.preprocessing
-    size = f"; these weights were trained on {pre.image_size}x{pre.image_size} images" if pre else ""
+    size = (
+        f"these weights were trained on {pre.image_size}x{pre.image_size} images, so use --image-size "
+        f"{pre.image_size} or leave --image-size out"
+        if pre
+        else "use the --image-size the weights were trained with"
+    )
     return (
-        f"cnnlab replaces the classifier for the new classes itself, so a mismatch below it means another "
-        f"architecture (--model must be the one the weights were trained with) or another input size for a "
-        f"network whose layers depend on it{size}: leave --image-size out to use the weights' size, or "
-        "give it explicitly (--image-size N)"
+        "cnnlab replaces the last layer for the new classes itself, so a mismatch elsewhere means another "
+        f"architecture (--model must be the one the weights come from; this run builds {mc.name}) or another "
+        f"input size for a network whose layers depend on it: {size}"
     )
 
 
