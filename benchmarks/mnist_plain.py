@@ -4,7 +4,7 @@ Data as tensors in memory, a 16-32-64 Conv-BN-ReLU-MaxPool CNN, SGD with Nestero
 one-cycle schedule peaking at 0.2, batch 128, random shifts of up to 2 pixels, one epoch.
 Prints one JSON line: test accuracy, seconds after the imports and seconds since the process began.
 
-Run:  python benchmarks/mnist_plain.py /work/shared/data 0
+Run:  python benchmarks/mnist_plain.py ../shared/data 0
 """
 
 import gzip  # noqa: E401 - a plain script, kept short on purpose
