@@ -8,10 +8,10 @@ import socket
 import threading
 import time
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+
+from image_helpers import digit_like  # noqa: F401 - re-exported for the tests here
 
 MEAN, STD = 0.13, 0.31
 
@@ -27,15 +27,6 @@ def random_bn_stats(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
             m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
             m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
     return model
-
-
-def digit_like(size: int = 28, seed: int = 0) -> Image.Image:
-    """A grayscale image with structure (a bright blob on dark), mode L."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
-    arr = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 6) ** 2))
-    return Image.fromarray(arr.astype(np.uint8))
 
 
 def start_server(app):

@@ -10,20 +10,13 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from image_helpers import digit_like
+
 
 def encode(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **kw)
     return buf.getvalue()
-
-
-def digit_like(size: int = 28, seed: int = 0) -> Image.Image:
-    """A grayscale image with some structure (a bright blob on dark), mode L."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    cy, cx = rng.uniform(size * 0.3, size * 0.7, 2)
-    arr = 255 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 6) ** 2))
-    return Image.fromarray(arr.astype(np.uint8))
 
 
 def cmyk_jpeg(size: int = 40) -> bytes:
