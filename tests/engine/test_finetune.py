@@ -77,12 +77,11 @@ def test_progressive_unfreezes_on_schedule(pretrained, tmp_path):
 
 def test_discriminative_lrs_decay_from_the_head(pretrained, tmp_path):
     from cnnlab.config import ModelConfig, OptimConfig
-    from cnnlab.engine.finetune import setup_finetune
+    from cnnlab.engine.finetune import prepare_model, with_lr_decay
 
     model = create_model("seed_cnn", num_classes=10, in_channels=1, input_size=16)
-    optim, _ = setup_finetune(
-        model, ModelConfig(pretrained=str(pretrained), lr_decay=0.5), OptimConfig(lr=0.1), log=lambda s: None
-    )
+    prepare_model(model, ModelConfig(pretrained=str(pretrained), lr_decay=0.5), log=lambda s: None)
+    optim = with_lr_decay(OptimConfig(lr=0.1), model, 0.5)
     lrs = optim.group_lr
     assert set(lrs) == {n for n, _ in model.named_parameters()}
     # blocks: features.0, features.1, features.2, classifier (head) -> 0.0125, 0.025, 0.05, 0.1

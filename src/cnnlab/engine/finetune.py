@@ -138,17 +138,6 @@ def resolve_weights(cfg: Config, log=print) -> tuple[Config, PretrainedWeights |
     return cfg, weights
 
 
-def setup_finetune(
-    model: nn.Module, mc, optim: OptimConfig, log=print, weights: PretrainedWeights | None = None
-) -> tuple[OptimConfig, list]:
-    """Load weights and freeze per ``mc`` (a ModelConfig). Returns (optimiser config to use, callbacks).
-
-    ``weights`` is what :func:`resolve_weights` found; without it ``mc.pretrained`` is resolved here.
-    """
-    callbacks = prepare_model(model, mc, log, weights)
-    return with_lr_decay(optim, model, mc.lr_decay), callbacks
-
-
 def prepare_model(model: nn.Module, mc, log=print, weights: PretrainedWeights | None = None) -> list:
     """Load the pretrained weights (new head) and freeze what ``mc.finetune`` says; returns the callbacks
     that unfreeze blocks as epochs pass (staged, progressive)."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import json
 import os
 import re
 import sys
@@ -96,17 +95,21 @@ def resolve_pretrained(
 def cnnlab_preprocessing(path: Path) -> Preprocessing | None:
     """The input size and normalisation a cnnlab run or model folder was trained with (from its
     model.json), so fine-tuning from one's own run feeds the network what it learnt on; None otherwise."""
-    meta_file = next((f for f in (path / "model" / "model.json", path / "model.json") if f.is_file()), None)
-    if not path.is_dir() or meta_file is None:
+    from cnnlab.runs.model_file import META, check_model_meta, read_meta
+
+    if not path.is_dir() or not any((f / META).is_file() for f in (path, path / "model")):
         return None
+    meta = read_meta(path)  # a run folder's model/ or the folder itself; unreadable JSON is named
+    check_model_meta(meta, path)
+    _, h, w = meta["input_shape"]
     try:
-        meta = json.loads(meta_file.read_text())
-        _, h, w = (int(v) for v in meta["input_shape"])
         mean, std = [float(v) for v in meta["mean"]], [float(v) for v in meta["std"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CnnlabError(f"{meta_file} is not a readable cnnlab model.json ({exc}); retrain or re-export it") from None
-    name = f"cnnlab {meta.get('architecture', 'model')} ({path.name})"
-    return Preprocessing(name, int(h), int(h), mean, std, "bilinear") if h == w else None
+    except (ValueError, TypeError) as exc:
+        raise CnnlabError(
+            f"{path}: 'mean' and 'std' must be lists of numbers ({exc}); retrain or re-export it"
+        ) from None
+    name = f"cnnlab {meta['architecture']} ({path.name})"
+    return Preprocessing(name, h, h, mean, std, "bilinear") if h == w else None
 
 
 # ---------------------------------------------------------------- torchvision's weights enums
