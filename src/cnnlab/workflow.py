@@ -151,6 +151,7 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     """
     cfg = s.cfg = resolve_recipe(s.cfg, s.log)
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(s.device)
+    init_from_data(model, data.train)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     finetune_callbacks = prepare_model(model, cfg.model, s.log, weights=s.weights)
@@ -162,6 +163,15 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
     return Parts(model, optimizer, schedule, loss_fn, finetune_callbacks)
+
+
+def init_from_data(model: torch.nn.Module, loader, n: int = 5000) -> None:
+    """A model with a data-dependent initialisation (``init_from_data``, e.g. airbench's whitening stem)
+    gets the first ``n`` training images, normalised and not augmented: the same images on every rank,
+    and on resume the checkpoint's weights replace the result."""
+    hook = getattr(model, "init_from_data", None)
+    if hook is not None:
+        hook(loader.first_images(n))
 
 
 def _loss(cfg: Config, data: PreparedData, device: torch.device) -> torch.nn.Module:

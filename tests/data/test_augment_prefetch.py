@@ -88,3 +88,23 @@ def test_folder_loader_balanced_sampling_and_resume(tmp_path):
     b.load_state_dict(state)
     again = [x for x, _ in b]
     assert len(again) == len(rest) == 3 and all(torch.equal(p, q) for p, q in zip(rest, again))
+
+
+def test_first_images_are_the_unaugmented_normalised_start_of_the_dataset(tmp_path):
+    """What data-dependent initialisations (airbench's whitening stem) see, from either loader."""
+    from PIL import Image
+
+    from cnnlab.data.loaders import FolderImages, FolderLoader
+
+    pixels = torch.arange(6, dtype=torch.uint8).mul(40).view(6, 1, 1, 1).expand(6, 1, 4, 4).contiguous()
+    flip = build_augment("flip", 1)
+    tensors = TensorLoader(pixels, torch.zeros(6, dtype=torch.long), 2, [0.5], [0.25], shuffle=True, augment=flip)
+    items = []
+    for i in range(6):
+        Image.fromarray(pixels[i, 0].numpy()).save(tmp_path / f"{i}.png")
+        items.append((tmp_path / f"{i}.png", 0))
+    files = FolderLoader(FolderImages(items, 1, 4), 2, [0.5], [0.25], shuffle=True, augment=flip, num_workers=0)
+    expected = (pixels[:4].float() / 255 - 0.5) / 0.25
+    assert torch.allclose(tensors.first_images(4), expected, atol=1e-6)
+    assert torch.allclose(files.first_images(4), expected, atol=1e-6)
+    assert files.first_images(100).shape == (6, 1, 4, 4)  # no more than the dataset holds

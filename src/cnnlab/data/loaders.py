@@ -135,6 +135,10 @@ class TensorLoader(_EpochPlan):
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
         return torch.addcmul(self.shift, x, scale, out=out), self.labels[idx]  # normalise + layout in one pass
 
+    def first_images(self, n: int) -> torch.Tensor:
+        """The first ``n`` images in dataset order, normalised and not augmented (for data-dependent inits)."""
+        return torch.addcmul(self.shift, self.images[:n].float(), self.scale_u8)
+
     def consumed_generator_state(self) -> torch.Tensor:
         """The data generator's state after the last batch handed out (the producer may be ahead)."""
         return self._consumed_gen if self._consumed_gen is not None else self.generator.get_state()
@@ -303,6 +307,12 @@ class FolderLoader(_EpochPlan):
     @property
     def num_samples(self) -> int:
         return len(self.loader.dataset)
+
+    def first_images(self, n: int) -> torch.Tensor:
+        """The first ``n`` images in dataset order, normalised and not augmented (for data-dependent inits)."""
+        dataset = self.loader.dataset
+        x = torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))]).to(self.device)
+        return (x - self.mean) * self.inv_std
 
     def __iter__(self):
         order, start = self._begin_epoch(len(self.loader.dataset))

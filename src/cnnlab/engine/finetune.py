@@ -138,6 +138,11 @@ def resolve_weights(cfg: Config, log=print) -> tuple[Config, PretrainedWeights |
     return cfg, weights
 
 
+def _refreeze(params: list) -> None:
+    for p in params:
+        p.requires_grad_(False)
+
+
 def prepare_model(model: nn.Module, mc, log=print, weights: PretrainedWeights | None = None) -> list:
     """Load the pretrained weights (new head) and freeze what ``mc.finetune`` says; returns the callbacks
     that unfreeze blocks as epochs pass (staged, progressive)."""
@@ -147,6 +152,7 @@ def prepare_model(model: nn.Module, mc, log=print, weights: PretrainedWeights | 
         info = load_pretrained(model, weights.path, exclude_head=True, hint=_mismatch_hint(mc, weights))
         adapted = f", first conv adapted ({', '.join(info['adapted'])})" if info["adapted"] else ""
         log(f"loaded {info['loaded']} pretrained tensors from {weights.source}; new head for this task{adapted}")
+    fixed = [p for p in model.parameters() if not p.requires_grad]  # fixed by the architecture (airbench's stem)
     callbacks, strategy = [], strategy_of(mc)
     if strategy == STAGED:
         strategy = "progressive" if mc.head_epochs > 0 else "finetune_all"
@@ -156,12 +162,14 @@ def prepare_model(model: nn.Module, mc, log=print, weights: PretrainedWeights | 
 
         def unfreeze(trainer, row):  # after epoch e: set the blocks for the next epoch
             names = unfreeze_for_epoch(trainer.model, trainer.epoch, schedule)
+            _refreeze(fixed)
             if trainer.epoch in schedule:
                 log(f"unfreezing for epoch {trainer.epoch + 1}: training {len(names)} blocks")
 
         callbacks.append(unfreeze)
     else:
         trainable = apply_strategy(model, strategy, n_blocks=mc.finetune_blocks)
+    _refreeze(fixed)  # no strategy unfreezes what the network itself keeps fixed
     if weights is not None or strategy_of(mc) != "finetune_all":
         total = sum(p.numel() for p in model.parameters())
         n = sum(p.numel() for p in model.parameters() if p.requires_grad)
