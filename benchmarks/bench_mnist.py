@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import append_row, open_results  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("cnnlab", "plain", "seed001")
 
@@ -89,10 +91,7 @@ def measure(recipe: str, seed: int, args, tmp: Path, raw_root: str, out: Path) -
         res = run_plain(args.data_root, seed)
     else:
         res = run_seed001(raw_root, seed, args.target)
-    row = {"recipe": recipe, "seed": seed, "load": load, **res}
-    row["time"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
-    with open(out, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    row = append_row(out, {"recipe": recipe, "seed": seed, "load": load, **res})
     print(f"{recipe} seed {seed}: {res['wall_s']:.1f} s, {100 * res['accuracy']:.2f} %  (load {load:.1f})", flush=True)
     return row
 
@@ -129,11 +128,7 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="keep the rows already in --out; run only the rest")
     ap.add_argument("--skip-seed001", action="store_true", help="only ours and the plain script (minutes, not ~30)")
     args = ap.parse_args()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(ln) for ln in out.read_text().splitlines() if ln.strip()] if args.resume and out.exists() else []
-    if not args.resume:
-        out.write_text("")
+    out, rows = open_results(args.out, args.resume)
     done = {(r["recipe"], r["seed"]) for r in rows}
     recipes = [r for r in RECIPES if not (args.skip_seed001 and r == "seed001")]
     with tempfile.TemporaryDirectory() as tmp:
