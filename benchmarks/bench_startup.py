@@ -12,7 +12,7 @@ process timed by the wall clock from just before it is started:
   (``torch.optim.optimizer.register_optimizer_step_post_hook``), which prints the time and ends the
   process there, so nothing in cnnlab itself carries a benchmark hook. The same child times the
   steps of ``cnnlab.api.train`` before the first step (dataset, split/normalisation, run folder,
-  model) by wrapping the functions ``cnnlab.api`` calls.
+  model) by wrapping the functions ``cnnlab.workflow`` calls.
 
 Then one ``python -X importtime`` run of the same child lists the heaviest imports, and the heavy
 optional packages (torchvision.models, matplotlib, onnx, scipy, sklearn, pandas) that were loaded.
@@ -54,9 +54,10 @@ def timed(name, fn):
         return out
     return wrapper
 
+import cnnlab.workflow as workflow  # the steps api.train runs, each wrapped where workflow looks it up
 for name in ("load_dataset", "prepare_data", "build_model", "init_weights", "create_run_dir", "_write_run_start",
              "build_optimizer", "build_schedule", "Trainer"):
-    setattr(api, name, timed(name, getattr(api, name)))
+    setattr(workflow, name, timed(name, getattr(workflow, name)))
 
 def first_step(optimizer, args, kwargs):
     heavy = [m for m in json.loads(os.environ["BENCH_HEAVY"]) if m in sys.modules]

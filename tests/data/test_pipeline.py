@@ -13,6 +13,7 @@ from cnnlab.data.augment import AUGMENTATIONS, build_augment, hflip, random_crop
 from cnnlab.data.datasets import load_dataset
 from cnnlab.data.pipeline import convert_arrays, folder_splits, prepare_data
 from cnnlab.data.splits import channel_stats, stratified_split
+from cnnlab.errors import CnnlabError
 
 
 def test_stratified_split_is_seeded_and_keeps_class_shares():
@@ -34,6 +35,18 @@ def test_statistics_come_from_the_train_split_only():
     all_mean, _ = channel_stats(ds.train_images)
     assert data.mean != pytest.approx(all_mean, abs=1e-9)
     assert data.mean[0] == pytest.approx(0.1307, abs=0.01)  # MNIST's well-known mean
+
+
+def test_channel_stats_are_exact_for_uint8_images():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (300, 9, 7, 3), dtype=np.uint8)
+    x[..., 2] = 17  # a constant channel: std 1 so normalising never divides by zero
+    mean, std = channel_stats(x, chunk=64)  # several chunks
+    ref = x.reshape(-1, 3).astype(np.float64) / 255
+    assert mean == pytest.approx(ref.mean(0).tolist(), abs=1e-12)
+    assert std[:2] == pytest.approx(ref.std(0)[:2].tolist(), abs=1e-12) and std[2] == 1.0
+    with pytest.raises(CnnlabError, match="uint8"):
+        channel_stats(x.astype(np.float32))
 
 
 def test_train_fraction_takes_a_stratified_share_of_the_train_split_only():

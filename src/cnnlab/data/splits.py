@@ -91,21 +91,25 @@ def train_subset(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 def channel_stats(images: np.ndarray, chunk: int = 8192) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of uint8 images (N, H, W, C), scaled to [0, 1].
 
-    Accumulates in float64 over chunks so 50,000 CIFAR images need little memory.
+    Sums of values and of squares are exact integers (uint64; squares of uint8 fit in uint16), taken
+    over chunks so 50,000 CIFAR images need little memory; only the final division is floating point.
     """
     if len(images) == 0:
         raise CnnlabError("cannot compute normalisation statistics of an empty training split")
+    if images.dtype != np.uint8:
+        raise CnnlabError(f"normalisation statistics expect uint8 images, not {images.dtype}")
     c = images.shape[-1]
-    total, total_sq, count = np.zeros(c), np.zeros(c), 0
+    total, total_sq, count = np.zeros(c, np.uint64), np.zeros(c, np.uint64), 0
     for i in range(0, len(images), chunk):
-        x = images[i : i + chunk].reshape(-1, c).astype(np.float64) / 255.0
-        total += x.sum(0)
-        total_sq += (x * x).sum(0)
+        x = images[i : i + chunk].reshape(-1, c)
+        total += x.sum(0, dtype=np.uint64)
+        x16 = x.astype(np.uint16)
+        total_sq += np.multiply(x16, x16).sum(0, dtype=np.uint64)
         count += len(x)
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-    std = np.where(std < 1e-6, 1.0, std)  # a constant channel would divide by zero
-    return mean.tolist(), std.tolist()
+    std = np.where(std < 1e-6 * 255, 255.0, std)  # a constant channel would divide by zero
+    return (mean / 255.0).tolist(), (std / 255.0).tolist()
 
 
 def balanced_class_weights(counts) -> list[float]:
