@@ -49,6 +49,7 @@ from cnnlab.engine.losses import balance_summary, build_loss, class_weights
 from cnnlab.engine.optim import build_optimizer
 from cnnlab.engine.schedulers import build_schedule
 from cnnlab.engine.trainer import Trainer
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, softmax
 from cnnlab.models import create_model
 from cnnlab.runs import create_run_dir, default_run_name, env_info, write_json
@@ -139,7 +140,11 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
 # ---- step 3: model, fine-tuning, optimisation ------------------------------------------------------
 def build_model(cfg: Config, classes: list[str], input_shape: list[int]) -> torch.nn.Module:
     c, h, _ = input_shape
-    return create_model(cfg.model.name, num_classes=len(classes), in_channels=c, input_size=h, **cfg.model.kwargs)
+    try:
+        return create_model(cfg.model.name, num_classes=len(classes), in_channels=c, input_size=h, **cfg.model.kwargs)
+    except ValueError as e:  # a builder refusing this input (too small for its poolings, ...)
+        advice = "see --image-size and model.kwargs"
+        raise CnnlabError(f"cannot build {cfg.model.name} for {c}x{h}x{h} inputs: {e} ({advice})") from e
 
 
 def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
@@ -171,7 +176,10 @@ def init_from_data(model: torch.nn.Module, loader, n: int = 5000) -> None:
     and on resume the checkpoint's weights replace the result."""
     hook = getattr(model, "init_from_data", None)
     if hook is not None:
-        hook(loader.first_images(n))
+        try:
+            hook(loader.first_images(n))
+        except ValueError as e:
+            raise CnnlabError(f"cannot initialise the model from the training images: {e} (see model.kwargs)") from e
 
 
 def _loss(cfg: Config, data: PreparedData, device: torch.device) -> torch.nn.Module:

@@ -1,8 +1,10 @@
 """airbench's initialisation: the whitening stem from training images, identity convs, BN without a learned scale."""
 
+import pytest
 import torch
 from torch import nn
 
+from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
 
 
@@ -66,3 +68,15 @@ def test_training_fits_the_stem_to_the_first_training_images(fast_overrides):
     fresh = create_model("airbench", num_classes=10, in_channels=1, input_size=16, widths=[8, 8, 8], stem_width=8)
     fresh.init_from_data(data.train.first_images(5000))
     assert torch.allclose(saved[:8], fresh.stem.weight[:8], atol=1e-5)  # 8 = 2 x (1 channel x 2 x 2)
+
+
+def test_unbuildable_settings_are_clear_errors(fast_overrides):
+    """A builder's or the hook's refusal reaches the user as one CnnlabError naming what to change."""
+    from cnnlab.api import train
+
+    ov = {**fast_overrides, "model.name": "airbench"}  # digits are 8x8: too small for three poolings
+    with pytest.raises(CnnlabError, match="cannot build airbench for 1x8x8 inputs.*--image-size"):
+        train(overrides=ov, log=lambda s: None)
+    ov.update({"data.image_size": 16, "model.kwargs": {"stem_width": 6}})
+    with pytest.raises(CnnlabError, match="stem_width is 6"):
+        train(overrides=ov, log=lambda s: None)

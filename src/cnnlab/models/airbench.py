@@ -5,8 +5,8 @@ The speed records reach 94 % on CIFAR-10 in a few GPU seconds with a deliberatel
 GELU, 3x3 conv, BatchNorm, GELU), a global max pool and a bias-free linear head whose logits are
 scaled down (``logit_scale`` 1/9). Pooling right after the first conv of each group puts most of the
 compute at low resolution, which is also what a CPU wants. ``airbench`` uses airbench94's widths
-(24-wide stem, groups 64-256-256, about 2 M parameters); ``configs/cifar10_fast.yaml`` uses narrower
-groups sized for a CPU budget.
+(24-wide stem, groups 64-256-256, about 2 M parameters; ``widths`` and ``stem_width`` change them);
+``configs/cifar10_fast.yaml`` trains it on a CPU under bf16 autocast.
 
 Three initialisation choices of the records make most of their speed (their ablations: 35 epochs to
 94 % with a standard initialisation, 13.5 with all three):
@@ -82,7 +82,10 @@ class AirbenchNet(nn.Module):
         c, k = w.shape[1], w.shape[2]
         d = c * k * k
         if w.shape[0] < 2 * d:
-            raise ValueError(f"a whitening stem needs 2 x {d} filters for {k}x{k} patches of {c} channels")
+            raise ValueError(
+                f"a whitening stem needs 2 x {d} filters for {k}x{k} patches of {c} channels; "
+                f"stem_width is {w.shape[0]}"
+            )
         patches = images.float().unfold(2, k, 1).unfold(3, k, 1)  # (B, C, H', W', k, k)
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, d).double()  # one row per patch
         cov = patches.T @ patches / len(patches)  # (d, d)
