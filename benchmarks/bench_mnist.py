@@ -29,21 +29,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import append_row, open_results  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+from _bench import add_result_args, append_row, open_results, source_env  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("cnnlab", "plain", "seed001")
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
-
-
 def _run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=_env())
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=source_env())
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-2500:]}")
@@ -124,8 +118,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/mnist_fast.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--target", type=float, default=0.99)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "mnist_time.jsonl"))
-    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out; run only the rest")
+    add_result_args(ap, "mnist_time.jsonl")
     ap.add_argument("--skip-seed001", action="store_true", help="only ours and the plain script (minutes, not ~30)")
     args = ap.parse_args()
     out, rows = open_results(args.out, args.resume)

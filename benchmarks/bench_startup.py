@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _bench import source_env  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["torchvision", "torchvision.models", "torch._dynamo", "matplotlib", "onnx", "onnxruntime", "scipy", "sklearn"]
 HEAVY += ["pandas"]
@@ -74,9 +76,7 @@ raise SystemExit("cnnlab train ended without an optimiser step")
 
 
 def env() -> dict:
-    e = {**os.environ, "BENCH_HEAVY": json.dumps(HEAVY)}
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return e
+    return source_env(BENCH_HEAVY=json.dumps(HEAVY))
 
 
 # The least any torch training pays before its first step: torch, one optimiser (whose construction

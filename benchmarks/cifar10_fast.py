@@ -16,7 +16,6 @@ Run:  python benchmarks/cifar10_fast.py --data-root ../shared/data [--seeds 0 1 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -26,17 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import append_row, open_results  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+from _bench import add_result_args, append_row, open_results, source_env  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
+from cnnlab.runs.folder import read_history_csv
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_CONFIG = "configs/seed_cnn_cifar10.yaml"
 SEED_EPOCHS = 20  # the seed recipe's length: the budget is 20 of its epochs
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return env
 
 
 def train(config: str, root: str, seed: int, out: Path, name: str, *extra: str) -> tuple[float, Path]:
@@ -44,21 +39,16 @@ def train(config: str, root: str, seed: int, out: Path, name: str, *extra: str) 
     cmd = [sys.executable, "-m", "cnnlab", "train", "--config", config, "--data-root", root, "--seed", str(seed)]
     cmd += ["--out", str(out), "--name", name, "--no-progress", *extra]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=_env())
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=source_env())
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-1500:]}\n{proc.stderr[-2500:]}")
     return wall, max(out.glob(f"{name}*"), key=lambda p: p.stat().st_mtime)
 
 
-def history(run_dir: Path) -> list[dict]:
-    with open(run_dir / "history.csv") as f:
-        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
-
-
 def measure_seed_recipe(args, tmp: Path) -> dict:
     wall, run_dir = train(SEED_CONFIG, args.data_root, 0, tmp, "seed-recipe", "--epochs", str(args.seed_epochs))
-    epochs = history(run_dir)
+    epochs = read_history_csv(run_dir / "history.csv")
     per_epoch = statistics.mean(e["seconds"] for e in epochs)
     return {
         "recipe": "seed",
@@ -74,7 +64,7 @@ def measure_seed_recipe(args, tmp: Path) -> dict:
 def measure_fast(args, seed: int, tmp: Path) -> dict:
     wall, run_dir = train(args.config, args.data_root, seed, tmp, f"fast-s{seed}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    epochs = history(run_dir)
+    epochs = read_history_csv(run_dir / "history.csv")
     return {
         "recipe": "fast",
         "seed": seed,
@@ -119,8 +109,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--seed-epochs", type=int, default=2, help="epochs of the seed recipe to time")
     ap.add_argument("--target", type=float, default=0.90)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cifar10_fast.jsonl"))
-    ap.add_argument("--resume", action="store_true", help="keep the rows already in --out; run only the rest")
+    add_result_args(ap, "cifar10_fast.jsonl")
     args = ap.parse_args()
     out, rows = open_results(args.out, args.resume)
     done = {(r["recipe"], r["seed"]) for r in rows}

@@ -1,7 +1,8 @@
 """Every full command quoted in docs/*.md parses: cnnlab's own parser for ``cnnlab ...``, and for
-``python benchmarks/X.py ...`` the script exists and defines each flag (after a bare ``--`` the
-flags are the cnnlab command's). Configs they name exist. Templates (``...``, ``a|b``) are skipped;
-capitalised placeholders (RUN, MODEL, S) stand for a value."""
+``python benchmarks/X.py ...`` the script exists and defines each flag, itself or in a
+``benchmarks/_*.py`` helper it imports (after a bare ``--`` the flags are the cnnlab command's).
+Configs they name exist. Templates (``...``, ``a|b``) are skipped; capitalised placeholders (RUN,
+MODEL, S) stand for a value."""
 
 import contextlib
 import io
@@ -54,6 +55,8 @@ def test_docs_quote_real_commands():
             wrong.append(f"{page}: {cmd} (no {words[1]})")
             continue
         src = script.read_text()
+        helpers = re.findall(r"^from (_[a-z]\w*) import", src, re.M)  # benchmarks/_bench.py and the like
+        src += "".join((script.parent / f"{m}.py").read_text() for m in helpers)
         wrong += [f"{page}: {cmd} ({f})" for f in own if f.startswith("--") and f'"{f.split("=")[0]}"' not in src]
         if passed is not None and not _parses(parser, ["train", *passed]):
             wrong.append(f"{page}: {cmd} (cnnlab train {' '.join(passed)})")
