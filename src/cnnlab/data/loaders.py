@@ -311,7 +311,9 @@ class FolderLoader(_EpochPlan):
     def first_images(self, n: int) -> torch.Tensor:
         """The first ``n`` images in dataset order, normalised and not augmented (for data-dependent inits)."""
         dataset = self.loader.dataset
-        x = torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))]).to(self.device)
+        return self._normalise(torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))]).to(self.device))
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.inv_std
 
     def __iter__(self):
@@ -322,7 +324,7 @@ class FolderLoader(_EpochPlan):
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.augment is not None:
                 x = self.augment(x, self.generator)
-            x = (x - self.mean) * self.inv_std
+            x = self._normalise(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, y
