@@ -21,6 +21,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _test_cache(request, tmp_path_factory, monkeypatch):
+    """Decoded-dataset caches of the tests' own small files go to a session folder, not ~/.cache/cnnlab.
+
+    Tests on the real data (marked ``data``) keep the user's cache, as cnnlab itself would, so the
+    CIFAR-10 JPEG copy is decoded once per machine rather than once per test session."""
+    if request.node.get_closest_marker("data") is None and "CNNLAB_CACHE" not in os.environ:
+        monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cnnlab-cache"))
+
+
 @pytest.fixture
 def shared_data() -> Path:
     return SHARED_DATA

@@ -84,6 +84,7 @@ class OptimConfig:
     weight_decay_mode: str = "auto"  # auto (the optimiser's own) | l2 (added to the gradient) | decoupled
     no_decay_norm_bias: bool = False  # no weight decay on biases and normalisation parameters (1-D tensors)
     group_lr: dict[str, float] = field(default_factory=dict)  # parameter-name glob -> LR, e.g. {"fc*": 0.01}
+    muon_momentum: float = 0.95  # muon: momentum of the orthogonalised filters and matrices (the rest: momentum)
     lookahead_k: int = 0  # Lookahead: sync slow weights every k steps; 0 disables
     lookahead_alpha: float = 0.5  # Lookahead slow-weight step size
 
@@ -133,7 +134,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model for training
     accumulate: int = 1  # gradient accumulation: optimiser step every N batches
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); evaluation then uses the EMA weights; 0 disables
-    tta: str = "none"  # test-time augmentation at evaluation: none | flip | flip-translate
+    tta: str = "none"  # test-time augmentation at evaluation: none | flip | flip-translate | flip-translate1
     skip_nonfinite: int = 0  # skip up to this many steps with a NaN/Inf loss before stopping
     # stop when the smoothed training loss exceeds this many times its lowest value so far (losses under
     # 0.01 count as 0.01); the last good checkpoint is kept; null disables

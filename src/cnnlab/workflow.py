@@ -277,7 +277,7 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
         meta["resize_size"] = data.resize_size
     metrics: dict[str, Any] = {}
     if data.test is not None:
-        metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta)
+        metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta, amp=cfg.train.amp)
         metrics["best_epoch"] = trainer.early.best_epoch
         metrics["train_seconds"] = trainer.seconds_before + time.perf_counter() - s.started  # summed over resumes
         write_json(run_dir / "metrics.json", metrics)
@@ -307,9 +307,10 @@ def _load_best_weights(trainer: Trainer, run_dir: Path) -> None:
         trainer.model.load_state_dict(trainer.ema.module.state_dict())
 
 
-def _test_metrics(model, data: PreparedData, run_dir: Path, tta: str = "none") -> dict[str, Any]:
-    """Predict the test split once: predictions.csv for every later command, metrics from the same logits."""
-    logits, targets = predict(model, data.test, tta=tta)
+def _test_metrics(model, data: PreparedData, run_dir: Path, tta: str = "none", amp: str = "none") -> dict[str, Any]:
+    """Predict the test split once (under the training's autocast, as validation is): predictions.csv
+    for every later command, metrics from the same logits."""
+    logits, targets = predict(model, data.test, tta=tta, amp=amp)
     ids = [str(src) for split, src, _ in data.split_rows if split == "test"]
     write_predictions(run_dir / "predictions.csv", ids, targets, softmax(logits), data.classes)
     return classification_metrics(targets, logits.argmax(1), logits, data.classes)

@@ -49,6 +49,24 @@ def test_crop_flip_equals_crop_then_flip_in_distribution():
     assert torch.equal(random_crop(x, _g(0), pad=0), x) and torch.equal(hflip(x, _g(0), p=1.0), x.flip(3))
 
 
+def test_reflect_padding_mirrors_the_border_instead_of_black_bars():
+    x = torch.rand(32, 3, 6, 6) + 0.5  # no zero pixels anywhere
+    reflect = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="reflect")
+    for aug in (lambda g: crop_flip(x, g, pad=2, p=0.0, padding="reflect"), lambda g: random_crop(x, g, 2, "reflect")):
+        out = aug(_g(5))
+        assert float(out.min()) >= 0.5  # no zero fill came in
+        for i in range(8):
+            windows = [reflect[i, :, dy : dy + 6, dx : dx + 6] for dy in range(5) for dx in range(5)]
+            assert any(torch.equal(out[i], w) for w in windows)
+    assert float(crop_flip(x, _g(5), pad=2).min()) == 0.0  # the default still pads with zeros
+    aug = build_augment("crop_flip(pad=2, padding=reflect)", 3)
+    assert torch.equal(aug(x, _g(5)), crop_flip(x, _g(5), pad=2, padding="reflect"))
+    with pytest.raises(CnnlabError, match="zeros or reflect"):
+        crop_flip(x, _g(), padding="wrap")
+    with pytest.raises(CnnlabError, match="larger than 6 px"):
+        random_crop(x, _g(), pad=6, padding="reflect")
+
+
 def test_geometric_ops_move_pixels_as_asked():
     x = torch.zeros(1, 1, 9, 9)
     x[..., 4, 4] = 1.0  # a dot in the centre

@@ -140,6 +140,32 @@ def test_load_idx_dataset_parses_the_official_layout(tmp_path, patch_md5, name, 
     assert d["classes"] == sources.IDX_DATASETS[name]["classes"] and len(d["classes"]) == 10
 
 
+def test_idx_arrays_are_cached_and_the_md5_is_still_checked(tmp_path, patch_md5, monkeypatch):
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    arrays = make_idx_tree(tmp_path / "root", "MNIST")
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    patch_md5(tmp_path / "root", *raw.iterdir())
+    first = sources.load_idx_dataset("mnist", tmp_path / "root")
+    assert len(list((tmp_path / "cache").glob("mnist-idx-*.npz"))) == 1
+
+    def no_decoding(path):
+        raise AssertionError("the second load must come from the cache")
+
+    real_read_idx = sources.read_idx
+    monkeypatch.setattr(sources, "read_idx", no_decoding)
+    again = sources.load_idx_dataset("mnist", tmp_path / "root")
+    for key in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(again[key], first[key])
+    np.testing.assert_array_equal(again["test_images"][..., 0], arrays["test_images"])
+    write_gz(raw / "t10k-labels-idx1-ubyte.gz", idx_bytes(np.zeros(5, np.uint8)))  # replaced, md5 not updated
+    with pytest.raises(CnnlabError, match="md5"):
+        sources.load_idx_dataset("mnist", tmp_path / "root")
+    patch_md5(tmp_path / "root", *raw.iterdir())
+    monkeypatch.setattr(sources, "read_idx", real_read_idx)
+    changed = sources.load_idx_dataset("mnist", tmp_path / "root")  # a new key: decoded afresh
+    assert not changed["test_labels"].any() and len(list((tmp_path / "cache").glob("mnist-idx-*.npz"))) == 2
+
+
 def test_fashion_mnist_class_names_match_torchvision():
     assert sources.FASHION_MNIST_CLASSES[0] == "T-shirt/top" and sources.FASHION_MNIST_CLASSES[-1] == "Ankle boot"
     assert sources.IDX_DATASETS["mnist"]["classes"] == [str(i) for i in range(10)]

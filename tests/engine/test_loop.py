@@ -117,6 +117,22 @@ def test_tta_averages_probabilities_of_the_views():
     assert not torch.allclose(torch.from_numpy(plain), expected, atol=1e-3)
 
 
+def test_flip_translate1_weights_airbench_views():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    x, y = torch.randn(5, 1, 4, 4), torch.zeros(5, dtype=torch.long)
+    got, _ = predict(model, [(x, y)], tta="flip-translate1")
+    pad = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = pad[..., 2:, 2:], pad[..., :4, :4]  # content moved 1 px, border mirrored
+
+    def p(v):
+        return (F.softmax(model(v), 1) + F.softmax(model(v.flip(3)), 1)) / 2
+
+    with torch.no_grad():
+        expected = (p(x) / 2 + p(up_left) / 4 + p(down_right) / 4).log()
+    assert torch.allclose(torch.from_numpy(got), expected, atol=1e-5)
+
+
 def test_fp16_with_grad_scaler_trains_with_finite_weights():
     x, y = _data(64)
     model = _model()

@@ -103,3 +103,53 @@ def test_groups_no_decay_on_norm_and_bias_and_per_group_lr():
         param_groups(model, OptimConfig(group_lr={"nothing*": 0.5}))
     with pytest.raises(CnnlabError, match="unknown optimizer"):
         build_optimizer(model, OptimConfig(name="adamm"))
+
+
+def test_orthogonalise_flattens_the_spectrum_and_keeps_the_singular_vectors():
+    from cnnlab.engine.optim import orthogonalise
+
+    torch.manual_seed(0)
+    for shape in [(16, 64), (64, 16)]:
+        u, _, vh = torch.linalg.svd(torch.randn(*shape), full_matrices=False)
+        s = torch.logspace(-1, 1, min(shape))  # singular values spread over two decades
+        o = orthogonalise(u @ torch.diag(s) @ vh).float()
+        sv = torch.linalg.svdvals(o)
+        assert sv.min() > 0.5 and sv.max() < 1.5, shape  # every direction now moves by about the same
+        assert torch.allclose(u.T @ o @ vh.T, torch.diag(torch.diagonal(u.T @ o @ vh.T)), atol=0.05)
+
+
+def test_muon_orthogonalises_filters_and_hidden_matrices_but_not_the_head():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 4), nn.Linear(4, 2))
+    groups = param_groups(model, OptimConfig(name="muon", lr=0.1, group_lr={"1.*": 0.5}))
+    ortho = {id(p) for g in groups if g["orthogonal"] for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in ortho}
+    assert names == {"0.weight", "3.weight"}  # not the biases, BN, or the classifier head "4"
+    assert all("orthogonal" not in g for g in param_groups(model, OptimConfig(name="sgd")))
+
+
+def test_muon_step_matches_its_definition_and_resumes_exactly():
+    torch.manual_seed(2)
+    conv = nn.Conv2d(2, 4, 3)
+    opt = build_optimizer(
+        nn.Sequential(conv), OptimConfig(name="muon", lr=0.1, momentum=0.8, nesterov=True, muon_momentum=0.6)
+    )
+    w0, b0 = conv.weight.detach().clone(), conv.bias.detach().clone()
+    conv.weight.grad, conv.bias.grad = torch.randn_like(w0), torch.randn_like(b0)
+    gw, gb = conv.weight.grad.clone(), conv.bias.grad.clone()
+    opt.step()
+    from cnnlab.engine.optim import orthogonalise
+
+    w = w0 * 2 / w0.norm()  # rescaled to norm sqrt(out_channels) = 2
+    expect = w - 0.1 * orthogonalise((gw + 0.6 * gw).reshape(4, -1)).view_as(w0)  # Nesterov: g + mu * buf
+    assert torch.allclose(conv.weight, expect, atol=1e-6)
+    assert torch.allclose(conv.bias, b0 - 0.1 * (gb + 0.8 * gb) - 0.1 * 1e-4 * 1.8 * b0, atol=1e-6)
+    model, x, y = _problem()
+    opt = build_optimizer(model, OptimConfig(name="muon", lr=0.02))
+    _fit(model, opt, x, y, steps=3)
+    twin = copy.deepcopy(model)
+    twin_opt = build_optimizer(twin, OptimConfig(name="muon", lr=0.02))
+    twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    _fit(model, opt, x, y, steps=4)
+    _fit(twin, twin_opt, x, y, steps=4)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)

@@ -43,10 +43,19 @@ def hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
-def random_crop(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
-    """Zero-pad by ``pad`` and cut a random HxW window per image (a random translation)."""
+def _pad(x: torch.Tensor, pad: int, padding: str) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H+2p, W+2p), filled with zeros (black) or the border mirrored (``reflect``)."""
+    if padding not in ("zeros", "reflect"):
+        raise CnnlabError(f"padding must be zeros or reflect, not {padding!r}")
+    if padding == "reflect" and pad >= min(x.shape[-2:]):
+        raise CnnlabError(f"reflect padding of {pad} px needs images larger than {pad} px")
+    return F.pad(x, (pad, pad, pad, pad), mode="reflect" if padding == "reflect" else "constant")
+
+
+def random_crop(x: torch.Tensor, gen: torch.Generator, pad: int = 4, padding: str = "zeros") -> torch.Tensor:
+    """Pad by ``pad`` (``zeros`` or ``reflect``) and cut a random HxW window per image (a random translation)."""
     b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    padded = _pad(x, pad, padding)  # (B, C, H+2p, W+2p)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None]).view(b, 1, h, 1).expand(b, c, h, w + 2 * pad)
@@ -88,14 +97,17 @@ def _grayscale(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
-def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4, p: float = 0.5) -> torch.Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip with probability ``p`` in one gather.
+def crop_flip(
+    x: torch.Tensor, gen: torch.Generator, pad: int = 4, p: float = 0.5, padding: str = "zeros"
+) -> torch.Tensor:
+    """Random crop (``pad``, ``zeros`` or ``reflect`` padding) and horizontal flip with probability ``p`` in one gather.
 
     Same distribution as ``random_crop`` followed by ``hflip`` (the flip is folded into the column
-    index), at the cost of a single crop: the cheapest form of the standard CIFAR pair.
+    index), at the cost of a single crop: the cheapest form of the standard CIFAR pair. ``reflect``
+    mirrors the border instead of adding black bars (airbench's choice for its 2 px translations).
     """
     b, c, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    padded = _pad(x, pad, padding)  # (B, C, H+2p, W+2p)
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=gen).to(x.device)
     flip = _uniform(gen, b, 0, 1, x.device) < p

@@ -265,19 +265,40 @@ def _drain(pending: list, state: EpochState, epoch: int, opts: StepOptions) -> b
 TTA: Registry = Registry("test-time augmentation")
 
 
-def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    # Translate by (dy, dx) pixels with zero fill: (B, C, H, W) -> same shape.
+def _shift(x: torch.Tensor, dy: int, dx: int, mode: str = "constant") -> torch.Tensor:
+    # Translate by (dy, dx) pixels, filling with zeros (the mean colour of normalised inputs) or the
+    # mirrored border (mode "reflect"): (B, C, H, W) -> same shape.
     h, w = x.shape[-2:]
     p = max(abs(dy), abs(dx))
-    padded = F.pad(x, (p, p, p, p))
+    padded = F.pad(x, (p, p, p, p), mode=mode)
     return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
 
 
-TTA.register("none")(lambda: [lambda x: x])
-TTA.register("flip")(lambda: [lambda x: x, lambda x: x.flip(3)])
+def _views(*fns: Callable) -> list[tuple[float, Callable]]:
+    return [(1 / len(fns), f) for f in fns]  # equal weights
+
+
+def _flip(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(3)
+
+
+# Each entry: (weight, view) pairs whose softmax probabilities are averaged with those weights.
+TTA.register("none")(lambda: _views(lambda x: x))
+TTA.register("flip")(lambda: _views(lambda x: x, _flip))
 TTA.register("flip-translate")(
-    lambda: [lambda x: x, lambda x: x.flip(3), lambda x: _shift(x, 2, 2), lambda x: _shift(x, -2, -2)]
+    lambda: _views(lambda x: x, _flip, lambda x: _shift(x, 2, 2), lambda x: _shift(x, -2, -2))
 )
+
+
+@TTA.register("flip-translate1")
+def _flip_translate1() -> list[tuple[float, Callable]]:
+    """airbench's test-time views: the image and its mirror (half the weight), and both of them moved
+    1 px up-left and 1 px down-right with the border reflected (the other half)."""
+    views = []
+    for weight, d in ((1 / 4, 0), (1 / 8, 1), (1 / 8, -1)):
+        move = (lambda x: x) if d == 0 else (lambda x, d=d: _shift(x, d, d, "reflect"))
+        views += [(weight, move), (weight, lambda x, move=move: move(x).flip(3))]
+    return views
 
 
 @torch.inference_mode()
@@ -296,7 +317,7 @@ def predict(model: nn.Module, loader: Iterable, tta: str = "none", amp: str = "n
             if len(views) == 1:
                 out = _split_output(model(x))[0].float()
             else:
-                probs = sum(F.softmax(_split_output(model(v(x)))[0].float(), 1) for v in views) / len(views)
+                probs = sum(w * F.softmax(_split_output(model(v(x)))[0].float(), 1) for w, v in views)
                 out = probs.clamp_min(1e-12).log()
         logits.append(out.cpu())
         targets.append(y.cpu())
@@ -305,11 +326,13 @@ def predict(model: nn.Module, loader: Iterable, tta: str = "none", amp: str = "n
     return torch.cat(logits).numpy(), torch.cat(targets).numpy()
 
 
-def evaluate(model: nn.Module, loader: Iterable, prefix: str = "val", tta: str = "none") -> dict[str, float]:
+def evaluate(
+    model: nn.Module, loader: Iterable, prefix: str = "val", tta: str = "none", amp: str = "none"
+) -> dict[str, float]:
     """Loss, accuracy and macro-F1 of ``model`` on ``loader``, keys prefixed (``val_loss``...)."""
     from cnnlab.evaluation.metrics import cross_entropy, macro_f1
 
-    logits, targets = predict(model, loader, tta=tta)
+    logits, targets = predict(model, loader, tta=tta, amp=amp)
     preds = logits.argmax(1)
     return {
         f"{prefix}_loss": cross_entropy(logits, targets),

@@ -277,7 +277,7 @@ class Trainer:
         self.state.batches = 0  # epoch complete: the next one starts from its first batch
         row = mean_over_ranks(row, ("train_loss", "train_acc"), self.dist)
         if self.val_loader is not None:
-            row.update(evaluate(self.eval_model, self.val_loader, "val", tta=self.cfg.tta))
+            row.update(evaluate(self.eval_model, self.val_loader, "val", tta=self.cfg.tta, amp=self.cfg.amp))
         row = {"epoch": self.epoch + 1, **row, "seconds": time.perf_counter() - start}
         self.schedule.step_epoch(row if self.val_loader is not None else _train_as_val(row))
         self.epoch += 1
