@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -43,9 +44,20 @@ def open_results(path: str | Path, resume: bool) -> tuple[Path, list[dict]]:
     return out, []
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo (machines differ from day to day), else platform's guess."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def append_row(out: Path, row: dict) -> dict:
-    """Append ``row`` with the UTC time to ``out`` and return it."""
-    row = {**row, "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    """Append ``row`` with the UTC time and the processor's name to ``out`` and return it."""
+    row = {**row, "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "cpu": cpu_model()}
     with open(out, "a") as f:
         f.write(json.dumps(row) + "\n")
     return row

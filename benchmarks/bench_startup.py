@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _bench import source_env  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+from _bench import append_row, source_env  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["torchvision", "torchvision.models", "torch._dynamo", "matplotlib", "onnx", "onnxruntime", "scipy", "sklearn"]
@@ -164,9 +164,8 @@ def main() -> None:
     if args.json:
         row = {"train_args": train_args, "load": load, "import_torch_s": torch_s, "bare_step_s": bare_s}
         row["first_step_s"] = first
-        row.update(phases=best["phases"], heavy=best["heavy"], time=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-        with open(args.json, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        row.update(phases=best["phases"], heavy=best["heavy"])
+        append_row(Path(args.json), row)
 
 
 if __name__ == "__main__":

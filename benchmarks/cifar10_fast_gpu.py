@@ -1,14 +1,16 @@
 """The CIFAR-10 speed recipe on a GPU, side by side with airbench (issue 18, item 3), for a session lent one.
 
 For each seed, runs ``cnnlab train --config configs/cifar10_fast.yaml --device cuda`` (optionally with
-``train.compile``) and, when ``--airbench`` names a copy of Keller Jordan's ``airbench94.py`` (public,
-not part of this repository: fetch it yourself; it downloads CIFAR-10 through torchvision unless the
-archive is already in its data folder), that script too, one after the other, each a fresh process
+``train.compile``) and, when ``--airbench`` names a copy of one of Keller Jordan's scripts
+(``airbench94_muon.py`` is the record the recipe follows, ``legacy/airbench94.py`` the SGD one; public,
+not part of this repository: fetch it yourself; they download CIFAR-10 through torchvision unless the
+archive is already in their data folder, and airbench94_muon.py repeats its run many times: lower
+its trial count for a quick comparison), that script too, one after the other, each a fresh process
 timed by the wall clock from start to exit. Prints one JSON line per run and a summary, and appends
 the lines to ``--out``.
 
 Run:  python benchmarks/cifar10_fast_gpu.py --data-root ../shared/data [--seeds 0 1 2] [--compile]
-      [--airbench path/to/airbench94.py]
+      [--airbench path/to/airbench94_muon.py]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ def run_airbench(script: Path) -> dict:
     # airbench prints a table per epoch; its last number in a percent-like column is the TTA accuracy
     accs = [float(m) for m in re.findall(r"\b0\.9\d{2,}\b", proc.stdout)]
     return {
-        "recipe": "airbench94",
+        "recipe": script.stem,
         "wall_s": wall,
         "accuracy": accs[-1] if accs else None,
         "stdout_tail": proc.stdout[-800:],
@@ -49,7 +51,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/cifar10_fast.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--compile", action="store_true", help="also set train.compile=true")
-    ap.add_argument("--airbench", type=Path, help="a copy of airbench94.py to time after ours")
+    ap.add_argument("--airbench", type=Path, help="a copy of airbench94_muon.py (or airbench94.py) to time after ours")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cifar10_fast_gpu.jsonl"))
     args = ap.parse_args()
     extra = ["--device", "cuda"] + (["--set", "train.compile=true"] if args.compile else [])

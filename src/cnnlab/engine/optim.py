@@ -97,10 +97,7 @@ class Lamb(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             b1, b2 = group["betas"]
             for p in group["params"]:
@@ -124,6 +121,14 @@ class Lamb(torch.optim.Optimizer):
                 trust = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
                 p.add_(update * trust, alpha=-group["lr"])
         return loss
+
+
+def _closure_loss(closure: Callable | None):
+    """The loss ``closure`` recomputes with gradients on (torch's optimiser ``step`` contract), or None."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
 
 
 @OPTIMIZERS.register("muon")
@@ -175,10 +180,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             ortho = group["orthogonal"]
             mu = group["muon_momentum"] if ortho else group["momentum"]
