@@ -180,33 +180,43 @@ def evaluate(
     batch_size: int = 1000,
     device: str = "auto",
     save: bool = True,
+    tta: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a trained model (a run folder or a model folder) on a dataset split.
 
     Without ``data``, a run is scored on its own split: the exact samples of its split.csv (skipped
     files stay skipped), from the test predictions training saved when ``split`` is "test". With
     ``data``, the model predicts that dataset's test split (classes must match in name and order).
+    ``tta`` is the test-time augmentation; None means the run's own (``train.tta``, what its
+    validation and test metrics used), "none" for a model folder.
     """
+    from cnnlab.data.tta import TTA
+
     path = resolve_run_path(run_or_model)  # a folder, or a built-in name such as demo:mnist
+    run = open_run(path) if is_run(path) else None
+    own_tta = run.tta if run is not None else "none"
+    tta = own_tta if tta is None else tta
+    TTA.get(tta)  # an unknown name is refused before any data is read
     dev = resolve_device(device)
-    if is_run(path) and data is None:
-        run = open_run(path)
-        if split == "test":
+    if run is not None and data is None:
+        if split == "test" and tta == own_tta:
             preds, _ = run.test_predictions(dev)
         else:
             examples = run.examples(split, data_root)
-            preds = Predictions(examples.ids, examples.labels, softmax(run.logits(examples, dev, batch_size)))
+            logits = run.logits(examples, dev, batch_size, tta=tta)
+            preds = Predictions(examples.ids, examples.labels, softmax(logits))
         metrics = predictions_metrics(preds, run.classes)
         name, run_dir = run.dataset, run.path
     else:
         name = data or read_meta(path).get("dataset")
         if name is None:
             raise CnnlabError(f"{path}: say which data to evaluate on with --data")
-        metrics = _evaluate_on(path, name, data_root, split, dev, batch_size)
-        run_dir = path if is_run(path) else None
-    metrics.update({"data": name, "split": split})
+        metrics = _evaluate_on(path, name, data_root, split, dev, batch_size, tta)
+        run_dir = path if run is not None else None
+    metrics.update({"data": name, "split": split, "tta": tta})
     if save and run_dir is not None:  # a built-in run's go to runs/demo-NAME (the package may be read-only)
-        tag = "metrics.json" if data is None and split == "test" else f"eval-{_slug(name)}-{split}.json"
+        own = data is None and split == "test" and tta == own_tta
+        tag = "metrics.json" if own else f"eval-{_slug(name)}-{split}{'' if tta == own_tta else '-tta-' + tta}.json"
         target = output_dir(run_dir) / tag
         write_json(target, {**(read_json(target) if target.is_file() else {}), **metrics})
     return metrics
@@ -217,7 +227,9 @@ def predictions_metrics(preds: Predictions, classes: list[str]) -> dict[str, Any
     return classification_metrics(preds.targets, preds.preds, preds.log_probs(), classes)
 
 
-def _evaluate_on(path: Path, name: str, data_root: str | None, split: str, dev, batch_size: int) -> dict[str, Any]:
+def _evaluate_on(
+    path: Path, name: str, data_root: str | None, split: str, dev, batch_size: int, tta: str
+) -> dict[str, Any]:
     """A model (run or model folder) on another dataset's split, read from that dataset."""
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import eval_loader
@@ -230,7 +242,7 @@ def _evaluate_on(path: Path, name: str, data_root: str | None, split: str, dev, 
         raise CnnlabError(
             f"the classes of {name} {ds.classes} differ from the model's {meta['classes']} (names and order must match)"
         )
-    logits, targets = predict(model, eval_loader(ds, split, meta, dev, batch_size=batch_size))
+    logits, targets = predict(model, eval_loader(ds, split, meta, dev, batch_size=batch_size), tta=tta)
     return classification_metrics(targets, logits.argmax(1), logits, meta["classes"])
 
 

@@ -32,6 +32,7 @@ from cnnlab.data.augment import build_mixer
 from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, prepare_data
 from cnnlab.data.splits import write_split_csv
+from cnnlab.data.tta import TTA
 from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
@@ -92,6 +93,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 # ---- step 1: the session ---------------------------------------------------------------------------
 def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
     """Pick the device, join the process group under torchrun, set threads and seeds."""
+    TTA.get(cfg.train.tta)  # an unknown name fails now, not at the first validation an epoch later
     device = resolve_device(cfg.train.device)
     dist, device = init_distributed(device)
     if not dist.main:
@@ -278,6 +280,7 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
     metrics: dict[str, Any] = {}
     if data.test is not None:
         metrics = _test_metrics(model, data, run_dir, tta=cfg.train.tta, amp=cfg.train.amp)
+        metrics["tta"] = cfg.train.tta
         metrics["best_epoch"] = trainer.early.best_epoch
         metrics["train_seconds"] = trainer.seconds_before + time.perf_counter() - s.started  # summed over resumes
         write_json(run_dir / "metrics.json", metrics)

@@ -28,6 +28,10 @@ def test_train_then_evaluate(tmp_path):
     assert e.returncode == 0, e.stderr
     m = json.loads(e.stdout)
     assert m["accuracy"] == json.loads((run_dir / "metrics.json").read_text())["accuracy"]
+    e = cnnlab("evaluate", run_dir, "--split", "val", "--tta", "flip")
+    assert e.returncode == 0, e.stderr
+    assert e.stdout.startswith("the val split of digits, test-time augmentation: flip\n") and "macro avg" in e.stdout
+    assert json.loads((run_dir / "eval-digits-val-tta-flip.json").read_text())["tta"] == "flip"
 
 
 @pytest.mark.parametrize(
@@ -40,6 +44,8 @@ def test_train_then_evaluate(tmp_path):
         (["train", "--data", "folder:/definitely/not/here"], "/definitely/not/here"),
         (["train", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
         (["evaluate", "no-such-run"], "no-such-run is not a cnnlab model"),
+        (["evaluate", "demo:mnist", "--tta", "flop"], "unknown test-time augmentation 'flop'. Did you mean 'flip'"),
+        (["train", "--train.tta", "flop"], "unknown test-time augmentation 'flop'. Did you mean 'flip'"),
         (["train", "--resume", "no-such-run"], "is not a run folder"),
     ],
 )

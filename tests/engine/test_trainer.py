@@ -12,6 +12,7 @@ from cnnlab.config import load_config
 from cnnlab.data.datasets import load_dataset
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.loop import NonFiniteLossError
+from cnnlab.errors import CnnlabError
 from cnnlab.runs.model_file import load_model
 
 RUN_FILES = [
@@ -70,6 +71,42 @@ def test_same_seed_same_weights_and_evaluate_reproduces_metrics(fast_overrides):
     again = evaluate(a.run_dir, save=False)
     assert again["accuracy"] == a.metrics["accuracy"]
     assert again["confusion_matrix"] == a.metrics["confusion_matrix"]
+
+
+def test_evaluate_uses_the_runs_test_time_augmentation_unless_told(fast_overrides):
+    tta = {**fast_overrides, "train.tta": "flip-translate1", "train.early_stop_patience": None}
+    r = train(overrides=tta, log=lambda s: None)
+    metrics = json.loads((r.run_dir / "metrics.json").read_text())
+    assert metrics["tta"] == "flip-translate1"
+    # The validation split scored now reproduces the best epoch's validation loss of history.csv.
+    best = next(row for row in r.history if row["epoch"] == metrics["best_epoch"])
+    val = evaluate(r.run_dir, split="val", save=False)
+    assert val["tta"] == "flip-translate1" and val["loss"] == pytest.approx(best["val_loss"], rel=1e-4)
+    plain = evaluate(r.run_dir, split="val", tta="none", save=False)
+    assert abs(plain["loss"] - best["val_loss"]) > 1e-3  # six views average to other probabilities
+    # The test split without TTA goes to a file of its own; metrics.json keeps training's figures.
+    evaluate(r.run_dir, tta="none")
+    assert json.loads((r.run_dir / "metrics.json").read_text()) == metrics
+    other = json.loads((r.run_dir / "eval-digits-test-tta-none.json").read_text())
+    assert other["tta"] == "none" and other["loss"] != metrics["loss"]
+    named = evaluate(r.run_dir, data="digits", tta="none", save=False)  # the same test images, read anew
+    assert named["confusion_matrix"] == other["confusion_matrix"] and named["loss"] == pytest.approx(other["loss"])
+    assert evaluate(r.run_dir, data="digits", save=False)["confusion_matrix"] == metrics["confusion_matrix"]
+    # When the saved predictions are gone, the test split is predicted again, with the run's TTA.
+    (r.run_dir / "predictions.csv").unlink()
+    again = evaluate(r.run_dir, save=False)
+    assert again["loss"] == pytest.approx(metrics["loss"], rel=1e-4)
+    with pytest.raises(CnnlabError, match="unknown test-time augmentation 'flipp'.*Known: flip,"):
+        evaluate(r.run_dir, tta="flipp", save=False)
+
+
+def test_unknown_tta_fails_before_any_data_is_read(fast_overrides, monkeypatch):
+    import cnnlab.api
+
+    monkeypatch.setattr(cnnlab.api, "load_data", lambda s: pytest.fail("data was loaded"))
+    with pytest.raises(CnnlabError, match="unknown test-time augmentation 'mirror'"):
+        train(overrides={**fast_overrides, "train.tta": "mirror"}, log=lambda s: None)
+    assert not Path(fast_overrides["output.root"]).exists()
 
 
 def test_resume_at_epoch_boundary_is_bit_identical(fast_overrides):

@@ -102,6 +102,7 @@ def _image_of(run: Path) -> Path:
 COMMANDS = {
     "evaluate": (lambda r: ["evaluate", r], False),
     "evaluate-json": (lambda r: ["evaluate", r, "--json"], False),
+    "evaluate-val-tta": (lambda r: ["evaluate", r, "--split", "val", "--tta", "flip-translate1"], False),
     "interpret": (lambda r: ["interpret", r, "--top", 3], False),
     "report": (lambda r: ["report", r], False),
     "visualize-predictions": (lambda r: ["visualize", r, "predictions", "--n", 4], False),

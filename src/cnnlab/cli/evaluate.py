@@ -22,6 +22,12 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (default test)")
     p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument(
+        "--tta",
+        metavar="NAME",
+        help="test-time augmentation: none, flip, flip-translate, flip-translate1 "
+        "(default: the run's own train.tta, which its validation and test metrics used)",
+    )
     add_device(p)
     add_json(p, "the metrics")
     p.set_defaults(func=run)
@@ -38,10 +44,12 @@ def run(args) -> int:
         split=args.split,
         batch_size=args.batch_size,
         device=args.device,
+        tta=args.tta,
     )
     if args.json:
         emit_json(args.json, m)
         return 0
+    print(f"the {m['split']} split of {m['data']}, test-time augmentation: {m['tta']}")
     print(format_report(m))
     print()
     print(confusion_table(m["classes"], m["confusion_matrix"]))

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data.tta import TTA, view_logits
 from cnnlab.engine.losses import weight_penalty
 from cnnlab.errors import CnnlabError
 from cnnlab.registry import Registry
@@ -262,44 +262,6 @@ def _drain(pending: list, state: EpochState, epoch: int, opts: StepOptions) -> b
 
 # ---- evaluation ---------------------------------------------------------------------------------
 
-TTA: Registry = Registry("test-time augmentation")
-
-
-def _shift(x: torch.Tensor, dy: int, dx: int, mode: str = "constant") -> torch.Tensor:
-    # Translate by (dy, dx) pixels, filling with zeros (the mean colour of normalised inputs) or the
-    # mirrored border (mode "reflect"): (B, C, H, W) -> same shape.
-    h, w = x.shape[-2:]
-    p = max(abs(dy), abs(dx))
-    padded = F.pad(x, (p, p, p, p), mode=mode)
-    return padded[..., p - dy : p - dy + h, p - dx : p - dx + w]
-
-
-def _views(*fns: Callable) -> list[tuple[float, Callable]]:
-    return [(1 / len(fns), f) for f in fns]  # equal weights
-
-
-def _flip(x: torch.Tensor) -> torch.Tensor:
-    return x.flip(3)
-
-
-# Each entry: (weight, view) pairs whose softmax probabilities are averaged with those weights.
-TTA.register("none")(lambda: _views(lambda x: x))
-TTA.register("flip")(lambda: _views(lambda x: x, _flip))
-TTA.register("flip-translate")(
-    lambda: _views(lambda x: x, _flip, lambda x: _shift(x, 2, 2), lambda x: _shift(x, -2, -2))
-)
-
-
-@TTA.register("flip-translate1")
-def _flip_translate1() -> list[tuple[float, Callable]]:
-    """airbench's test-time views: the image and its mirror (half the weight), and both of them moved
-    1 px up-left and 1 px down-right with the border reflected (the other half)."""
-    views = []
-    for weight, d in ((1 / 4, 0), (1 / 8, 1), (1 / 8, -1)):
-        move = (lambda x: x) if d == 0 else (lambda x, d=d: _shift(x, d, d, "reflect"))
-        views += [(weight, move), (weight, lambda x, move=move: move(x).flip(3))]
-    return views
-
 
 @torch.inference_mode()
 def predict(model: nn.Module, loader: Iterable, tta: str = "none", amp: str = "none") -> tuple[np.ndarray, np.ndarray]:
@@ -314,11 +276,7 @@ def predict(model: nn.Module, loader: Iterable, tta: str = "none", amp: str = "n
     logits, targets = [], []
     for x, y in loader:
         with autocast(dev, amp):
-            if len(views) == 1:
-                out = _split_output(model(x))[0].float()
-            else:
-                probs = sum(w * F.softmax(_split_output(model(v(x)))[0].float(), 1) for w, v in views)
-                out = probs.clamp_min(1e-12).log()
+            out = view_logits(model, x, views)
         logits.append(out.cpu())
         targets.append(y.cpu())
     if not logits:

@@ -113,6 +113,11 @@ class Run:
         return config_section(self.config, "data").get("root")
 
     @property
+    def tta(self) -> str:
+        """The test-time augmentation its validation and test metrics were computed with."""
+        return str(config_section(self.config, "train").get("tta") or "none")
+
+    @property
     def is_folder(self) -> bool:
         return self.dataset.startswith("folder:")
 
@@ -246,18 +251,24 @@ class Run:
             )
         return self.load_model(device)
 
-    def logits(self, examples: Examples, device: Any = "cpu", batch_size: int = 256) -> np.ndarray:
-        """(N, K) float32 logits of the run's model on ``examples``."""
+    def logits(
+        self, examples: Examples, device: Any = "cpu", batch_size: int = 256, tta: str | None = None
+    ) -> np.ndarray:
+        """(N, K) float32 logits of the run's model on ``examples``. With test-time augmentation
+        (``tta``; None: the run's own :attr:`tta`, as its metrics were computed), the log of the
+        views' mean softmax."""
         import torch
 
+        from cnnlab.data.tta import TTA, view_logits
         from cnnlab.devices import resolve_device
 
+        views = TTA.create(self.tta if tta is None else tta)
         device = "cpu" if self.engine == "numpy" else resolve_device(device)
         model = self.load_model(device)
         out = []
         with torch.inference_mode():
             for _, x in examples.batches(batch_size):
-                out.append(model(torch.from_numpy(x).to(device)).float().cpu().numpy())
+                out.append(view_logits(model, torch.from_numpy(x).to(device), views).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
     def predictions(self) -> Predictions | None:
