@@ -6,6 +6,7 @@ import pytest
 
 from cnnlab.config import load_config
 from cnnlab.data.augment import build_augment
+from cnnlab.data.tta import TTA
 from cnnlab.engine.init import INITS
 from cnnlab.engine.losses import LOSSES
 from cnnlab.engine.optim import OPTIMIZERS
@@ -21,7 +22,7 @@ def test_recipe_is_valid(path):
 
     cfg = resolve_recipe(load_config(path), log=lambda s: None)  # "auto" values as training resolves them
     assert cfg.model.name in MODELS and cfg.optim.name in OPTIMIZERS and cfg.sched.name in SCHEDULERS
-    assert cfg.train.loss in LOSSES and cfg.train.init in INITS
+    assert cfg.train.loss in LOSSES and cfg.train.init in INITS and cfg.train.tta in TTA
     build_augment(cfg.data.augment, 3)  # raises on an unknown op or argument
     assert path.read_text().startswith("#")  # the comment header with command and result
 
