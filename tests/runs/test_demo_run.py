@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -169,6 +170,17 @@ def test_python_api_takes_the_name(tmp_path, monkeypatch, untouched_package):
     m = cnnlab.evaluate("demo:mnist", device="cpu")
     assert m["accuracy"] == open_run("demo:mnist").metrics()["accuracy"]
     assert (tmp_path / "runs" / "demo-mnist" / "metrics.json").is_file()
+    from cnnlab.serve.predictor import Predictor
+
+    png, label = _digit_png(tmp_path)
+    assert Predictor("demo:mnist").predict(png)[0]["label"] == label
+
+
+def test_runs_compare_takes_the_name(tmp_path, capsys, untouched_package):
+    shutil.copytree(open_run("demo:mnist").path, tmp_path / "copy")
+    out = tmp_path / "c.png"
+    assert main(["runs", "compare", "demo:mnist", str(tmp_path / "copy"), "--output", str(out)]) == 0
+    assert out.is_file() and f"curves: {out}" in capsys.readouterr().out
 
 
 def _wait_json(url: str, proc: subprocess.Popen, seconds: float = 120):

@@ -63,8 +63,17 @@ def test_compare_draws_each_run_and_diffs_configs(two_runs, tmp_path, capsys):
     runs = [read_run(a.run_dir), read_run(b.run_dir)]
     assert set(config_diff(runs)) == {"optim.name", "optim.lr", "output.name"}
     fig = compare_figure(runs)
-    assert [len(ax.lines) for ax in fig.axes] == [2] * len(PANELS)
-    assert [line.get_label() for line in fig.axes[0].lines] == ["adam", "sgd"]
+    assert [len(ax.lines) for ax in fig.axes] == [2 * len(keys) for keys in PANELS.values()]
+    assert [line.get_label() for line in fig.axes[0].lines] == ["adam", "_adam", "sgd", "_sgd"]
+    assert [line.get_linestyle() for line in fig.axes[0].lines] == ["-", "--", "-", "--"]
+    valacc = fig.axes[0].lines[0].get_ydata()
+    assert list(valacc) == [row["val_acc"] for row in a.history]
+    # A run trained without a validation split keeps its training curves (and its legend entry).
+    no_val = runs[1]
+    no_val.history = [{k: v for k, v in row.items() if not k.startswith("val_")} for row in no_val.history]
+    fig = compare_figure(runs)
+    assert [line.get_label() for line in fig.axes[0].lines] == ["adam", "_adam", "sgd"]
+    assert fig.axes[0].lines[2].get_linestyle() == "--"
     out = tmp_path / "cmp.png"
     assert run_cli(["runs", "--runs-root", str(root), "compare", "adam", str(b.run_dir), "--output", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.cli._options import add_output
+from cnnlab.cli._options import add_output, run_path
 
 
 def add_parser(sub) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     )
     sub2 = p.add_subparsers(dest="runs_command", metavar="{compare}")
     c = sub2.add_parser("compare", help="overlay curves of two or more runs and diff their configs")
-    c.add_argument("runs", nargs="+", help="run folders (paths, or names under --runs-root)")
+    c.add_argument("runs", nargs="+", type=run_path, help="run folders (paths, names under --runs-root, or demo:mnist)")
     add_output(c, "the PNG of the curves", "<runs-root>/compare-<A>-<B>.png")
     c.add_argument(
         "--runs-root", "--root", dest="compare_root", help="where run names are looked up (as before 'compare')"

@@ -29,6 +29,7 @@ from cnnlab.data.loaders import fit_to_input
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import public_meta
+from cnnlab.runs.builtin import resolve_run_path
 from cnnlab.runs.model_file import check_resize_size, load_model
 
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
@@ -273,6 +274,7 @@ class Predictor:
         max_pixels: int | None = None,
         trust_torchscript: bool = False,
     ):
+        model_path = resolve_run_path(model_path)  # demo:mnist -> the run shipped in the package
         device = inference_device(model_path, device)
         self.source = str(model_path)
         self.model, self.meta, self.kind = load_for_inference(model_path, device, trust_torchscript=trust_torchscript)

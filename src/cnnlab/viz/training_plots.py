@@ -16,7 +16,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 # panels of the comparison figure: title -> history column
-PANELS = {"validation accuracy": "val_acc", "validation loss": "val_loss", "learning rate": "lr"}
+# panel title -> the history columns drawn there: solid, then dashed (training curves, so a run
+# trained without a validation split, such as the CIFAR-10 speed recipe, still shows)
+PANELS = {
+    "accuracy (solid: validation, dashed: training)": ("val_acc", "train_acc"),
+    "loss (solid: validation, dashed: training)": ("val_loss", "train_loss"),
+    "learning rate": ("lr",),
+}
 
 
 def plot_lr_find(result, path: str | Path) -> Path:
@@ -67,11 +73,15 @@ def plot_augment_grid(before, after, path: str | Path, title: str) -> Path:
 def compare_figure(runs: list):
     """One panel per curve in PANELS, one line per run (``runs.index.RunInfo``; same colour in every panel)."""
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.8))
-    for ax, (title, key) in zip(axes, PANELS.items()):
+    for ax, (title, keys) in zip(axes, PANELS.items()):
         for i, run in enumerate(runs):
-            pts = [(row["epoch"], row[key]) for row in run.history if not math.isnan(row.get(key, math.nan))]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", ms=3, color=f"C{i % 10}", label=run.name)
+            named = False  # the run's name labels its first line in the panel, so the legend lists it once
+            for key, style in zip(keys, ("-", "--")):
+                pts = [(row["epoch"], row[key]) for row in run.history if not math.isnan(row.get(key, math.nan))]
+                if pts:
+                    label = "_" + run.name if named else run.name
+                    ax.plot(*zip(*pts), style, marker="o", ms=3, color=f"C{i % 10}", label=label)
+                    named = True
         ax.set(title=title, xlabel="epoch")
         if key == "lr" and ax.lines and all(y > 0 for line in ax.lines for y in line.get_ydata()):
             ax.set_yscale("log")
