@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -118,3 +119,14 @@ def test_broken_pipe_ends_quietly(tmp_path):
     cmd = f"{sys.executable} -m cnnlab teach conv --out teach-out | head -n 1"
     r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.stdout.strip() and "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+
+
+def test_a_reader_gone_before_the_first_line_ends_quietly_with_141(tmp_path):
+    """Unbuffered, the first print meets the closed pipe inside the command: exit 141, nothing on stderr
+    (BrokenPipeError is a kind of OSError, which would otherwise be reported as an error)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "cnnlab", "teach", "conv", "--out", "teach-out"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path, env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err

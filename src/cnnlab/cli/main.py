@@ -103,16 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `cnnlab teach conv | head`: the reader left; stop quietly, as cat does
+        devnull = os.open(os.devnull, os.O_WRONLY)  # (before OSError, of which it is a kind)
+        os.dup2(devnull, sys.stdout.fileno())  # Python would fail again flushing stdout at exit
+        return 141
     except OSError as exc:  # a read-only --out, a full disk, a missing permission: one line, no traceback
         print(f"cnnlab: error: {os_error_message(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `cnnlab teach conv | head`: the reader left; stop quietly, as cat does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python would fail again flushing stdout at exit
-        return 141
 
 
 if __name__ == "__main__":
