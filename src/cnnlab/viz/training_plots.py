@@ -15,9 +15,9 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-# panels of the comparison figure: title -> history column
-# panel title -> the history columns drawn there: solid, then dashed (training curves, so a run
-# trained without a validation split, such as the CIFAR-10 speed recipe, still shows)
+# panels of the comparison figure: title -> the history columns drawn there, solid then dashed
+# (training curves too, so a run trained without a validation split, such as the CIFAR-10 speed
+# recipe, still shows)
 PANELS = {
     "accuracy (solid: validation, dashed: training)": ("val_acc", "train_acc"),
     "loss (solid: validation, dashed: training)": ("val_loss", "train_loss"),
@@ -71,7 +71,8 @@ def plot_augment_grid(before, after, path: str | Path, title: str) -> Path:
 
 
 def compare_figure(runs: list):
-    """One panel per curve in PANELS, one line per run (``runs.index.RunInfo``; same colour in every panel)."""
+    """One panel per entry of PANELS, one colour per run (``runs.index.RunInfo``; the same in every
+    panel), its validation curve solid and its training curve dashed."""
     fig, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.8))
     for ax, (title, keys) in zip(axes, PANELS.items()):
         for i, run in enumerate(runs):
