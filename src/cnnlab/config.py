@@ -324,14 +324,51 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     return check_ranges(from_dict(Config, data))
 
 
+EPOCH_METRICS = ("val_acc", "val_loss", "val_macro_f1", "train_acc", "train_loss")  # what an epoch's row holds
+
+
 def check_ranges(cfg: Config) -> Config:
-    """Refuse values of the right type that cannot train anything (the key named, with the fix)."""
-    t = cfg.train
-    if t.epochs < 1:
-        raise CnnlabError(f"train.epochs must be at least 1, got {t.epochs} (an untrained model is never saved)")
-    if t.divergence_factor is not None and t.divergence_factor <= 1:
-        raise CnnlabError(f"train.divergence_factor must be above 1 (or null to disable), got {t.divergence_factor}")
-    _check_folds(cfg.data)
+    """Refuse values of the right type that cannot train anything, before any data is read or any
+    folder written (the key named, with the fix); names checked against a registry are checked by
+    the components that own them."""
+    t, d = cfg.train, cfg.data
+    rules = [
+        (t.epochs >= 1, f"train.epochs must be at least 1, got {t.epochs} (an untrained model is never saved)"),
+        (
+            t.divergence_factor is None or t.divergence_factor > 1,
+            f"train.divergence_factor must be above 1 (or null to disable), got {t.divergence_factor}",
+        ),
+        (d.batch_size >= 1, f"data.batch_size must be at least 1, got {d.batch_size}"),
+        (d.eval_batch_size >= 1, f"data.eval_batch_size must be at least 1, got {d.eval_batch_size}"),
+        (
+            t.accumulate >= 1,
+            f"train.accumulate must be at least 1 (one optimiser step per N batches), got {t.accumulate}",
+        ),
+        (0 <= t.ema < 1, f"train.ema must be in [0, 1) (0 disables; 0.999 is typical), got {t.ema}"),
+        (
+            0 <= t.label_smoothing <= 1,
+            f"train.label_smoothing must be in [0, 1] (0.1 is typical), got {t.label_smoothing}",
+        ),
+        (
+            t.grad_clip is None or t.grad_clip > 0,
+            f"train.grad_clip must be above 0 (or null to disable clipping), got {t.grad_clip}",
+        ),
+        (t.checkpoint_every >= 0, f"train.checkpoint_every must be 0 (per epoch) or more, got {t.checkpoint_every}"),
+        (t.skip_nonfinite >= 0, f"train.skip_nonfinite must be 0 or more, got {t.skip_nonfinite}"),
+        (t.threads is None or t.threads >= 0, f"train.threads must be 0 (torch's choice) or more, got {t.threads}"),
+        (
+            t.early_stop_metric in EPOCH_METRICS[:3],
+            f"train.early_stop_metric must be one of {', '.join(EPOCH_METRICS[:3])}, got {t.early_stop_metric!r}",
+        ),
+        (
+            cfg.sched.monitor in EPOCH_METRICS,
+            f"sched.monitor must be one of {', '.join(EPOCH_METRICS)}, got {cfg.sched.monitor!r}",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise CnnlabError(message)
+    _check_folds(d)
     return cfg
 
 

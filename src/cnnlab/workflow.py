@@ -45,7 +45,7 @@ from cnnlab.engine.finetune import (
     with_lr_decay,
 )
 from cnnlab.engine.init import init_weights
-from cnnlab.engine.loop import predict
+from cnnlab.engine.loop import CLIPPERS, amp_dtype, predict
 from cnnlab.engine.losses import balance_summary, build_loss, class_weights
 from cnnlab.engine.optim import build_optimizer
 from cnnlab.engine.schedulers import build_schedule
@@ -93,7 +93,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 # ---- step 1: the session ---------------------------------------------------------------------------
 def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
     """Pick the device, join the process group under torchrun, set threads and seeds."""
-    TTA.get(cfg.train.tta)  # an unknown name fails now, not at the first validation an epoch later
+    # names the engine looks up late (first step, first validation): an unknown one fails now
+    TTA.get(cfg.train.tta)
+    CLIPPERS.get(cfg.train.grad_clip_mode)
+    amp_dtype(cfg.train.amp)
     device = resolve_device(cfg.train.device)
     dist, device = init_distributed(device)
     if not dist.main:
@@ -134,6 +137,11 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
         stats=pre.stats if pre else None,
         resize_size=pre.resize_for(d.image_size or ds.image_size) if pre else None,
     )
+    if data.val is None and s.cfg.train.early_stop_metric == "val_macro_f1":
+        raise CnnlabError(
+            "train.early_stop_metric val_macro_f1 needs a validation split, and this data has none "
+            "(data.val_fraction 0?); use val_acc or val_loss, which then watch the training accuracy or loss"
+        )
     if s.dist.active:  # each process trains on its slice of every epoch
         data.train.shard(s.dist.rank, s.dist.world)
     return ds, data

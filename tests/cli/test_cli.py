@@ -45,7 +45,6 @@ def test_train_then_evaluate(tmp_path):
         (["train", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
         (["evaluate", "no-such-run"], "no-such-run is not a cnnlab model"),
         (["evaluate", "demo:mnist", "--tta", "flop"], "unknown test-time augmentation 'flop'. Did you mean 'flip'"),
-        (["train", "--train.tta", "flop"], "unknown test-time augmentation 'flop'. Did you mean 'flip'"),
         (["train", "--resume", "no-such-run"], "is not a run folder"),
     ],
 )

@@ -92,11 +92,16 @@ def _split_output(out) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     return out[0], tuple(o for o in out[1:] if o is not None)
 
 
+def amp_dtype(amp: str) -> torch.dtype | None:
+    """The autocast dtype of ``train.amp`` (None: full precision); an unknown name is refused."""
+    if amp not in AMP_DTYPES:
+        raise CnnlabError(f"train.amp must be one of {', '.join(AMP_DTYPES)}, not {amp!r}")
+    return AMP_DTYPES[amp]
+
+
 def autocast(device: torch.device, amp: str):
     """Autocast context for ``amp`` (bf16 works on CPU and GPU; fp16 wants a GPU and a grad scaler)."""
-    if amp not in AMP_DTYPES:
-        raise CnnlabError(f"train.amp must be one of {sorted(AMP_DTYPES)}, not {amp!r}")
-    dtype = AMP_DTYPES[amp]
+    dtype = amp_dtype(amp)
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
