@@ -324,7 +324,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     return check_ranges(from_dict(Config, data))
 
 
-EPOCH_METRICS = ("val_acc", "val_loss", "val_macro_f1", "train_acc", "train_loss")  # what an epoch's row holds
+VAL_METRICS = ("val_acc", "val_loss", "val_macro_f1")  # what early stopping can watch
+EPOCH_METRICS = (*VAL_METRICS, "train_acc", "train_loss")  # what an epoch's row holds (sched.monitor)
 
 
 def check_ranges(cfg: Config) -> Config:
@@ -357,8 +358,8 @@ def check_ranges(cfg: Config) -> Config:
         (t.skip_nonfinite >= 0, f"train.skip_nonfinite must be 0 or more, got {t.skip_nonfinite}"),
         (t.threads is None or t.threads >= 0, f"train.threads must be 0 (torch's choice) or more, got {t.threads}"),
         (
-            t.early_stop_metric in EPOCH_METRICS[:3],
-            f"train.early_stop_metric must be one of {', '.join(EPOCH_METRICS[:3])}, got {t.early_stop_metric!r}",
+            t.early_stop_metric in VAL_METRICS,
+            f"train.early_stop_metric must be one of {', '.join(VAL_METRICS)}, got {t.early_stop_metric!r}",
         ),
         (
             cfg.sched.monitor in EPOCH_METRICS,

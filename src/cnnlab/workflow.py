@@ -92,8 +92,9 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 # ---- step 1: the session ---------------------------------------------------------------------------
 def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
-    """Pick the device, join the process group under torchrun, set threads and seeds."""
-    # names the engine looks up late (first step, first validation): an unknown one fails now
+    """Check the names the engine looks up late (first step, first validation), so an unknown one
+    fails before any data is read; pick the device, join the process group under torchrun, set
+    threads and seeds."""
     TTA.get(cfg.train.tta)
     CLIPPERS.get(cfg.train.grad_clip_mode)
     amp_dtype(cfg.train.amp)
