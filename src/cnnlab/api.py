@@ -29,7 +29,7 @@ from cnnlab.runs import read_json, write_json
 from cnnlab.runs.builtin import output_dir, resolve_run_path
 from cnnlab.runs.model_file import load_model, read_meta
 from cnnlab.runs.predictions import Predictions
-from cnnlab.runs.run import is_run, open_run
+from cnnlab.runs.run import Run, is_run, open_run
 from cnnlab.workflow import (
     build_parts,
     describe,
@@ -211,7 +211,7 @@ def evaluate(
         name = data or read_meta(path).get("dataset")
         if name is None:
             raise CnnlabError(f"{path}: say which data to evaluate on with --data")
-        metrics = _evaluate_on(path, name, data_root, split, dev, batch_size, tta)
+        metrics = _evaluate_on(run or path, name, data_root, split, dev, batch_size, tta)
         run_dir = path if run is not None else None
     metrics.update({"data": name, "split": split, "tta": tta})
     if save and run_dir is not None:  # a built-in run's go to runs/demo-NAME (the package may be read-only)
@@ -228,15 +228,17 @@ def predictions_metrics(preds: Predictions, classes: list[str]) -> dict[str, Any
 
 
 def _evaluate_on(
-    path: Path, name: str, data_root: str | None, split: str, dev, batch_size: int, tta: str
+    source: Run | Path, name: str, data_root: str | None, split: str, dev, batch_size: int, tta: str
 ) -> dict[str, Any]:
-    """A model (run or model folder) on another dataset's split, read from that dataset."""
+    """A model (an opened run, or a model folder) on another dataset's split, read from that dataset."""
     from cnnlab.data.datasets import load_dataset
     from cnnlab.data.pipeline import eval_loader
     from cnnlab.engine.loop import predict
 
-    model = open_run(path).torch_model(dev, "evaluating on other data") if is_run(path) else load_model(path, dev)[0]
-    meta = read_meta(path)
+    if isinstance(source, Run):
+        model, meta = source.torch_model(dev, "evaluating on other data"), source.meta
+    else:
+        model, meta = load_model(source, dev)[0], read_meta(source)
     ds = load_dataset(name, root=data_root)
     if list(ds.classes) != list(meta["classes"]):
         raise CnnlabError(

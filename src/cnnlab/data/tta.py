@@ -59,11 +59,11 @@ def view_logits(model: Callable, x: torch.Tensor, views: list[tuple[float, Calla
     """float32 logits of one batch; with several views (``TTA.create(name)``), the log of their
     weighted mean softmax, which argmax and cross-entropy read as they read logits."""
     if len(views) == 1:
-        return _logits(model(x))
-    probs = sum(w * F.softmax(_logits(model(v(x))), 1) for w, v in views)
+        return main_logits(model(x))
+    probs = sum(w * F.softmax(main_logits(model(v(x))), 1) for w, v in views)
     return probs.clamp_min(1e-12).log()
 
 
-def _logits(out) -> torch.Tensor:
-    # A model's main output as float32: the tensor itself, or the first of (logits, aux_logits...).
+def main_logits(out) -> torch.Tensor:
+    """A model's main output as float32: the tensor itself, or the first of (logits, aux_logits...)."""
     return (out if isinstance(out, torch.Tensor) else tuple(out)[0]).float()

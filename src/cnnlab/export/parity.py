@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.loaders import describe_resize
+from cnnlab.data.tta import main_logits
 from cnnlab.errors import CnnlabError
 
 MAX_PROB_DIFF = 1e-4  # largest allowed |p_ref - p_exported| over all images and classes
@@ -171,7 +172,7 @@ def torch_logits_fn(model: torch.nn.Module) -> LogitsFn:
     @torch.no_grad()
     def fn(x: np.ndarray) -> np.ndarray:
         out = model(torch.from_numpy(np.ascontiguousarray(x)))
-        return (out if isinstance(out, torch.Tensor) else out[0]).float().numpy()
+        return main_logits(out).numpy()
 
     return fn
 

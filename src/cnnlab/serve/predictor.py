@@ -26,6 +26,7 @@ from PIL import Image
 from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
 from cnnlab.data.images import MAX_IMAGE_PIXELS, ImageReadError, open_image, to_array
 from cnnlab.data.loaders import fit_to_input
+from cnnlab.data.tta import main_logits
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import public_meta
@@ -344,7 +345,7 @@ class Predictor:
         outs = []
         for i in range(0, len(x), self.batch_size):
             out = self.model(x[i : i + self.batch_size])
-            outs.append((out if isinstance(out, torch.Tensor) else out[0]).float())
+            outs.append(main_logits(out))
         return torch.cat(outs) if outs else torch.empty(0, len(self.classes))
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
