@@ -42,6 +42,8 @@ def test_analyse_gives_every_layer_the_steps_and_the_softmax(client):
     layers = a["layers"]
     assert layers[0]["name"] == "input" and layers[0]["shape"] == [1, 28, 28]
     assert len(layers) == 26 and layers[1]["type"] == "Conv2d" and layers[1]["params"] == 32 * 9 + 32
+    assert layers[1]["window"]["kernel"] == [3, 3] and layers[1]["source"] == 0 and layers[1]["in_shape"] == [1, 28, 28]
+    assert layers[2]["window"] is None and layers[2]["source"] == 1  # BatchNorm reads the conv's output
     for layer in layers:
         raw = base64.b64decode(layer["maps"])
         assert len(raw) == int(np.prod(layer["shape"])) and layer["min"] <= layer["max"]
@@ -57,6 +59,7 @@ def test_analyse_gives_every_layer_the_steps_and_the_softmax(client):
 def test_test_images_come_with_their_true_labels(client):
     s = client.get("/api/samples").json()
     assert len(s["samples"]) == 24 and s["samples"][0]["png"].startswith("data:image/png;base64,")
+    assert [row["label"] for row in s["samples"][:10]] == list(range(10))  # every class, not the first 24 images
     a = client.post("/api/analyse/sample?index=2").json()
     assert a["label"]["index"] == s["samples"][2]["label"] and a["label"]["name"].startswith("digit_")
     r = client.post("/api/analyse/sample?index=999")

@@ -13,8 +13,9 @@ from explain_helpers import random_bn_stats
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+from cnnlab.explain.explainer import spread_over_classes
 from cnnlab.explain.explainer import test_images as find_test_images
-from cnnlab.explain.hooks import record, softmax_arithmetic, unit_arithmetic
+from cnnlab.explain.hooks import record, softmax_arithmetic, unit_arithmetic, window_of
 from cnnlab.models import create_model
 from cnnlab.models.summary import summary
 
@@ -134,9 +135,33 @@ def test_test_images_of_a_folder_run_and_of_a_named_dataset(tmp_path):
     (run / "model" / "weights.safetensors").write_bytes(b"")
     (run / "split.csv").write_text("split,source,label\ntrain,cat/a.png,0\ntest,dog/a.png,1\ntest,cat/a.png,0\n")
     samples, note = find_test_images(run / "model", {"dataset": f"folder:{data}"})
-    assert note == "" and [(s.id, s.label) for s in samples] == [("dog/a.png", 1), ("cat/a.png", 0)]
-    assert samples[0].load() == data / "dog" / "a.png"
-    samples, note = find_test_images(tmp_path / "bare", {"dataset": "digits"}, limit=5)  # no run: the dataset
-    assert len(samples) == 5 and note == "" and samples[0].load().dtype == np.uint8
+    assert note == "" and [(s.id, s.label) for s in samples] == [("cat/a.png", 0), ("dog/a.png", 1)]  # by class
+    assert samples[0].load() == data / "cat" / "a.png"
+    samples, note = find_test_images(tmp_path / "bare", {"dataset": "digits"}, limit=12)  # no run: the dataset
+    assert len(samples) == 12 and note == "" and samples[0].load().dtype == np.uint8
+    assert [s.label for s in samples] == [*range(10), 0, 1]  # every class in turn, not the split's first 12
     samples, note = find_test_images(tmp_path, {"dataset": f"folder:{data}"})
     assert samples == [] and "no test split" in note  # a folder model without its run
+
+
+def test_sample_images_take_every_class_in_turn():
+    labels = [0] * 30 + [1] * 5 + [2] * 2  # a folder's test split: sorted by class, uneven
+    picked = spread_over_classes(labels, 8)
+    assert [labels[k] for k in picked] == [0, 1, 2, 0, 1, 2, 0, 1] and picked[:3] == [0, 30, 35]
+    assert sorted(spread_over_classes(labels, 100)) == list(range(37)) and spread_over_classes([], 5) == []
+
+
+def test_each_layer_names_the_map_it_read_and_its_window():
+    records, _ = record(_model("seed_cnn", 1, 28), torch.randn(1, 1, 28, 28))
+    assert [r.source for r in records] == list(range(len(records)))  # sequential: each reads the one before
+    conv = records[0]
+    assert window_of(conv.module) == {"kernel": [3, 3], "stride": [1, 1], "padding": [1, 1], "dilation": [1, 1]}
+    pool = next(r for r in records if r.type == "MaxPool2d")
+    assert window_of(pool.module)["kernel"] == [2, 2] and window_of(pool.module)["stride"] == [2, 2]
+    assert window_of(records[1].module) is None  # BatchNorm: no window
+    records, _ = record(_model("resnet18_cifar", 3, 32), torch.randn(1, 3, 32, 32))
+    shapes = [None, *(r.y.shape for r in records)]
+    assert any(r.source is None for r in records)  # the ReLU after x + shortcut reads a tensor no module made
+    for r in records:
+        if r.source is not None and r.source > 0:
+            assert shapes[r.source] == r.x.shape and r.source <= records.index(r), r.name

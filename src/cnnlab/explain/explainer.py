@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import io
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.hooks import LayerRecord, record, softmax_arithmetic, unit_arithmetic
+from cnnlab.explain.hooks import LayerRecord, record, softmax_arithmetic, unit_arithmetic, window_of
 from cnnlab.serve.predictor import Predictor
 
 THUMB = 192  # largest side of the decoded image as shown on the page
@@ -62,8 +62,21 @@ class Sample:
     load: Callable[[], Any]
 
 
+def spread_over_classes(labels: Any, limit: int) -> list[int]:
+    """Up to ``limit`` positions of ``labels`` taking each class in turn (0, 1, 2, ..., 0, 1, ...), in split order.
+
+    A folder run's test split is sorted by class, so its first images would all be of class 0."""
+    seen: Counter[int] = Counter()
+    keys = []  # (how many of its class came before it, class, position): sorted, classes take turns
+    for k, y in enumerate(np.asarray(labels).tolist()):
+        keys.append((seen[int(y)], int(y), k))
+        seen[int(y)] += 1
+    return [k for _, _, k in sorted(keys)[: max(0, limit)]]
+
+
 def test_images(path: str | Path, meta: dict[str, Any], limit: int = 24) -> tuple[list[Sample], str]:
-    """The first ``limit`` images of the run's test split, and a note ("" or why there are none).
+    """``limit`` images of the run's test split, every class in turn (:func:`spread_over_classes`), and a note
+    ("" or why there are none).
 
     A run (``runs.open_run``) gives the exact samples of its split.csv, skipped files staying
     skipped; a model folder on its own falls back to the test split of its named dataset."""
@@ -77,10 +90,11 @@ def test_images(path: str | Path, meta: dict[str, Any], limit: int = 24) -> tupl
         folder = run.data_folder() if run.is_folder else None
     except (CnnlabError, OSError, ValueError) as exc:
         return [], f"the test images of {run.dataset} are not available here ({exc})"
-    ids, labels = examples.ids[:limit], examples.labels[:limit]
+    picked = spread_over_classes(examples.labels, limit)
+    ids, labels = [examples.ids[k] for k in picked], [int(examples.labels[k]) for k in picked]
     if folder is not None:  # the file itself, so the page shows its own preprocessing steps
-        return [Sample(i, int(y), lambda f=folder / i: f) for i, y in zip(ids, labels)], ""
-    return [Sample(i, int(y), lambda k=k: examples.images([k])[0]) for k, (i, y) in enumerate(zip(ids, labels))], ""
+        return [Sample(i, y, lambda f=folder / i: f) for i, y in zip(ids, labels)], ""
+    return [Sample(i, y, lambda k=k: examples.images([k])[0]) for k, i, y in zip(picked, ids, labels)], ""
 
 
 def _dataset_images(meta: dict[str, Any], limit: int) -> tuple[list[Sample], str]:
@@ -96,8 +110,8 @@ def _dataset_images(meta: dict[str, Any], limit: int) -> tuple[list[Sample], str
         return [], f"the test images of {name} are not available here ({exc})"
     if not isinstance(ds, ArrayDataset):
         return [], f"{name} is not an in-memory dataset"
-    n = min(limit, len(ds.test_labels))
-    return [Sample(str(i), int(ds.test_labels[i]), lambda a=ds.test_images[i]: a) for i in range(n)], ""
+    picked = spread_over_classes(ds.test_labels, limit)
+    return [Sample(str(i), int(ds.test_labels[i]), lambda a=ds.test_images[i]: a) for i in picked], ""
 
 
 def png_data_url(arr: np.ndarray) -> str:
@@ -146,7 +160,9 @@ class Explainer:
 
     @staticmethod
     def _layer_info(r: LayerRecord) -> dict[str, Any]:
-        return {"name": r.name, "type": r.type, "shape": list(r.y.shape), "params": r.params, "rf": r.rf}
+        info = {"name": r.name, "type": r.type, "shape": list(r.y.shape), "params": r.params, "rf": r.rf}
+        # the page slides ``window`` over the output of layer ``source`` (None: made between modules)
+        return {**info, "in_shape": list(r.x.shape), "source": r.source, "window": window_of(r.module)}
 
     def class_name(self, k: int) -> str:
         classes = self.predictor.classes
@@ -263,4 +279,13 @@ class Explainer:
         return {**info, "map": maps, "min": lo, "max": hi}
 
 
-__all__ = ["Explainer", "NotHookable", "Analysis", "Sample", "test_images", "load_model_for_explain", "encode_map"]
+__all__ = [
+    "Explainer",
+    "NotHookable",
+    "Analysis",
+    "Sample",
+    "test_images",
+    "spread_over_classes",
+    "load_model_for_explain",
+    "encode_map",
+]

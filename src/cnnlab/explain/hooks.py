@@ -8,7 +8,9 @@ Each record also carries the receptive-field geometry of its output units on the
 :mod:`cnnlab.models.summary`), plus ``start``, the input coordinate of the centre of unit 0
 (``start' = start + ((k_eff - 1) / 2 - pad) * jump``; Araujo et al., Distill 2019), so that a
 unit's window can be outlined. Tensors made between modules (``x + shortcut``) take the largest
-geometry seen on a map of the same size, and are flagged ``rf_exact=False``.
+geometry seen on a map of the same size, and are flagged ``rf_exact=False``; ``source`` names the
+record whose output a layer read (``None`` for such tensors), so the page can slide a kernel over
+the right map.
 
 :func:`unit_arithmetic` then recomputes one unit from the recorded input of its layer in float64:
 a conv's patch times its kernel, summed, plus bias; BatchNorm's ``(x - mean) / sqrt(var + eps) *
@@ -47,6 +49,7 @@ class LayerRecord:
     start: float  # input coordinate of the centre of output unit 0 (may be negative: padding)
     rf_exact: bool = True
     flat: bool = False  # output has no spatial layout: every unit sees the whole image
+    source: int | None = 0  # 1 + index of the record whose output is x (0: the model input; None: made between modules)
 
     def box(self, i: int, j: int, size: int) -> tuple[int, int, int, int]:
         """(y0, x0, y1, x1), inclusive and clipped to the image, of output unit (i, j)'s receptive field."""
@@ -103,6 +106,19 @@ def _window(m: nn.Module, n_in: int, n_out: int) -> tuple[int, int, int, int] | 
     return None
 
 
+def window_of(m: nn.Module) -> dict[str, list[int]] | None:
+    """A conv's or pool's kernel, stride, padding and dilation as (h, w) pairs, for the page to draw; else None."""
+    if not isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        return None
+    stride = _pair(m.stride or m.kernel_size)
+    return {
+        "kernel": list(_pair(m.kernel_size)),
+        "stride": list(stride),
+        "padding": list(_padding(m)),
+        "dilation": list(_pair(getattr(m, "dilation", 1))),
+    }
+
+
 class _Recorder:
     """The hooks of :func:`record`; geometry is keyed by the id of the tensor it describes."""
 
@@ -111,11 +127,13 @@ class _Recorder:
         self.records: list[LayerRecord] = []
         self.geometry: dict[int, _Geometry] = {}
         self.keep: list[torch.Tensor] = []  # holds tensors alive so their ids stay unique
-        self.pending: dict[nn.Module, tuple[torch.Tensor, _Geometry, bool]] = {}
+        self.pending: dict[nn.Module, tuple[torch.Tensor, _Geometry, bool, int | None]] = {}
         self.calls: dict[nn.Module, int] = {}
+        self.producer: dict[int, int] = {}  # id of a tensor -> 1 + index of the record that made it (0: input)
 
     def start(self, x: torch.Tensor) -> None:
         self.geometry[id(x)] = _Geometry(1, 1, 0.0, _side(x))
+        self.producer[id(x)] = 0
         self.keep.append(x)
 
     def _lookup(self, x: torch.Tensor) -> tuple[_Geometry, bool]:
@@ -129,12 +147,12 @@ class _Recorder:
         x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
         if x is not None:
             geometry, exact = self._lookup(x)
-            self.pending[module] = (x.detach()[0].clone(), geometry, exact)
+            self.pending[module] = (x.detach()[0].clone(), geometry, exact, self.producer.get(id(x)))
 
     def hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         if module not in self.pending or not isinstance(output, torch.Tensor):
             return
-        x, g, exact = self.pending.pop(module)
+        x, g, exact, source = self.pending.pop(module)
         win = _window(module, g.side, _side(output))
         rf, jump, start, flat = g.rf, g.jump, g.start, g.flat
         if win is not None and output.dim() == 4:
@@ -152,8 +170,9 @@ class _Recorder:
         own = sum(p.numel() for p in module.parameters(recurse=False)) if n == 1 else 0
         y = output.detach()[0].clone()
         rec = LayerRecord(name if n == 1 else f"{name}#{n}", type(module).__name__, module, x, y, own, rf, jump, start)
-        rec.rf_exact, rec.flat = exact, flat
+        rec.rf_exact, rec.flat, rec.source = exact, flat, source
         self.records.append(rec)
+        self.producer[id(output)] = len(self.records)
 
 
 def record(model: nn.Module, x: torch.Tensor) -> tuple[list[LayerRecord], torch.Tensor]:
