@@ -43,7 +43,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "import numpy as np\nfrom cnnlab.viz.teaching import BINARY_IMAGE, X_FILTER, EDGE_IMAGE, "
+                "import numpy as np\nfrom cnnlab.teach.conv import BINARY_IMAGE, X_FILTER, EDGE_IMAGE, "
                 "VERTICAL_EDGE, conv2d_steps\nfrom cnnlab.numpy_engine import reference as R\n"
                 "r = conv2d_steps(BINARY_IMAGE, X_FILTER)\nprint(r['formula'])\nprint(r['output'])",
             ),
@@ -71,7 +71,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 4. Pooling\nMax and average pooling of a 4x4 matrix ([page 4](../docs/learn/04-pooling.md))."),
             (
                 "code",
-                "from cnnlab.viz.teaching import MIXED_POOL, pool2d\nimport numpy as np\n"
+                "from cnnlab.teach.conv import MIXED_POOL, pool2d\nimport numpy as np\n"
                 "print(pool2d(MIXED_POOL, 2, mode='max'))\nprint(pool2d(MIXED_POOL, 2, mode='avg'))",
             ),
             ("md", "**Exercise 1.** What is the max of the top-left 2x2 window of the mixed matrix?"),
@@ -88,7 +88,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 6. Softmax and cross-entropy\n[Page 6](../docs/learn/06-softmax-cross-entropy.md)."),
             (
                 "code",
-                "from cnnlab.viz.teaching_numbers import softmax, cross_entropy\nimport numpy as np\n"
+                "from cnnlab.teach.numbers import softmax, cross_entropy\nimport numpy as np\n"
                 "z = [2.5, 1.0, 0.1]\nprint(softmax(z))\nprint([cross_entropy(z, k) for k in range(3)])",
             ),
             ("md", "**Exercise 1.** The probability of class 1 for logits `[2.5, 1.0, 0.1]` (4 decimals)."),
@@ -109,7 +109,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "from cnnlab.viz.teaching_backprop import backprop_example, backprop_text\n"
+                "from cnnlab.teach.backprop import backprop_example, backprop_text\n"
                 "r = backprop_example()\nprint(backprop_text(r))",
             ),
             ("md", "**Exercise 1.** The bias gradient `db` is the sum of `dL/dy`. What is it?"),
@@ -126,7 +126,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 8. One Adam step\n[Page 8](../docs/learn/08-optimizers.md): Adam's moments, step by step."),
             (
                 "code",
-                "from cnnlab.viz.teaching_adam import adam_steps, adam_steps_text\n"
+                "from cnnlab.teach.adam import adam_steps, adam_steps_text\n"
                 "r = adam_steps('quadratic')\nprint(adam_steps_text(r))",
             ),
             ("md", "**Exercise 1.** How far does Adam move each coordinate on its first step (lr 0.3)?"),
@@ -147,7 +147,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "from cnnlab.arithmetic import conv_output_size\nfrom cnnlab.viz.teaching_rf import "
+                "from cnnlab.arithmetic import conv_output_size\nfrom cnnlab.teach.rf import "
                 "receptive_field_table, SEED_CNN_LAYERS\nprint(conv_output_size(32, 3, 1, 1))\n"
                 "for row in receptive_field_table(SEED_CNN_LAYERS, 32):\n    print(row)",
             ),
@@ -169,7 +169,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "from cnnlab.arithmetic import conv_params\nfrom cnnlab.viz.teaching_numbers import "
+                "from cnnlab.arithmetic import conv_params\nfrom cnnlab.teach.numbers import "
                 "bottleneck_costs\nprint(conv_params(1, 16, 3))\nprint(bottleneck_costs(32, 256, 64, 128, 5))",
             ),
             ("md", "**Exercise 1.** Parameters of a 3x3 conv from 3 to 64 channels, with bias?"),
@@ -186,7 +186,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 5. Activations\n[Page 5](../docs/learn/05-activations.md): each function and its derivative."),
             (
                 "code",
-                "import numpy as np\nfrom cnnlab.viz.teaching_activations import activation\n"
+                "import numpy as np\nfrom cnnlab.teach.activations import activation\n"
                 "x = np.linspace(-4, 4, 9)\nfor name in ['relu', 'sigmoid', 'tanh', 'swish']:\n"
                 "    f, df = activation(name)\n    print(name, np.round(f(x), 3), np.round(df(x), 3))",
             ),
@@ -204,7 +204,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 9. Batch norm and dropout\n[Page 9](../docs/learn/09-batchnorm-dropout.md)."),
             (
                 "code",
-                "from cnnlab.viz.teaching_numbers import batchnorm_example, batchnorm_text\n"
+                "from cnnlab.teach.numbers import batchnorm_example, batchnorm_text\n"
                 "r = batchnorm_example()\nprint(batchnorm_text(r))",
             ),
             ("md", "**Exercise 1.** The batch mean of channel 0 (values 1, 2, 3, 6)?"),
@@ -221,7 +221,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 16. Metrics by hand\n[Page 16](../docs/learn/16-metrics.md): twelve images, three classes."),
             (
                 "code",
-                "from cnnlab.viz.teaching_metrics import metrics_example, metrics_text\n"
+                "from cnnlab.teach.metrics import metrics_example, metrics_text\n"
                 "r = metrics_example()\nprint(metrics_text(r))",
             ),
             ("md", "**Exercise 1.** Precision of dog: of the images called dog, the share that are dogs?"),
@@ -242,7 +242,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "from cnnlab.viz.teaching_schedules import schedule_curves\n"
+                "from cnnlab.teach.schedules import schedule_curves\n"
                 "curves = schedule_curves(['step', 'cosine'])\n"
                 "print([round(lr, 4) for lr in curves['step']['lr'][::50]])\n"
                 "print([round(lr, 4) for lr in curves['cosine']['lr'][::50]])",
@@ -265,7 +265,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "import math\n\nfrom cnnlab.viz.teaching_init import layer_statistics\n"
+                "import math\n\nfrom cnnlab.teach.initialisation import layer_statistics\n"
                 "for scheme in ['normal 0.01', 'xavier_normal', 'he_normal']:\n"
                 "    print(scheme, [round(s, 4) for s in layer_statistics(scheme, 'relu')['activation_std']])",
             ),
@@ -287,7 +287,7 @@ NOTEBOOKS: dict[str, dict] = {
             ),
             (
                 "code",
-                "from cnnlab.viz.teaching_arch import arch_example, arch_text\n"
+                "from cnnlab.teach.arch import arch_example, arch_text\n"
                 "vgg = arch_example('vgg')\nprint(arch_text(vgg))",
             ),
             ("md", "**Exercise 1.** Weights of three stacked 3x3 convs at C = 256 channels (27 C^2)?"),
@@ -313,7 +313,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 15. Normalisation layers\n[Page 15](../docs/learn/15-normalisation.md)."),
             (
                 "code",
-                "from cnnlab.viz.teaching_norms import norms_example, norms_text\n"
+                "from cnnlab.teach.norms import norms_example, norms_text\n"
                 "r = norms_example()\nprint(norms_text(r))",
             ),
             ("md", "**Exercise 1.** How many sets of statistics does instance norm use on a (2, 4, 2, 2) tensor?"),

@@ -1,5 +1,5 @@
 """Rewrite the output under every ``$ cnnlab calc ...`` / ``$ cnnlab teach ...`` line of docs/learn with
-what the command prints now (tests/viz/test_teaching.py checks that they agree).
+what the command prints now (tests/teach/test_conv_and_numbers.py checks that they agree).
 
 Run it after changing a teach/calc command's output, then read the diff: a changed number in a
 page is a change a student will see. Figures are not touched (``teach ... --out docs/learn/img``).

@@ -1,6 +1,6 @@
 """``cnnlab teach TOPIC``: print a worked example step by step and write its figure (PNG + JSON).
 
-Topics come from :mod:`cnnlab.viz.teaching` and its siblings: convolution (with stride, padding,
+Topics come from the :mod:`cnnlab.teach` package: convolution (with stride, padding,
 several channels, your own image and kernel) and pooling, activation functions, optimiser paths on
 2-D surfaces and one optimiser step's moments, softmax with cross-entropy, 1x1-convolution savings,
 parameter counts, receptive fields and batch norm. Each topic is one small function in a registry,
@@ -69,7 +69,8 @@ def _channels(image: np.ndarray, channels: int) -> np.ndarray:
 
 @TOPICS.register("conv")
 def _conv(args):
-    from cnnlab.viz.teaching import CONV_EXAMPLES, _pick, conv_example, conv_example_text
+    from cnnlab.teach.base import _pick
+    from cnnlab.teach.conv import CONV_EXAMPLES, conv_example, conv_example_text
 
     name = args.example or "binary"
     options = {"out_dir": args.out, "stride": args.stride, "padding": args.padding}
@@ -92,7 +93,7 @@ def _conv(args):
 
 @TOPICS.register("pool")
 def _pool(args):
-    from cnnlab.viz.teaching import pool_example, pool_example_text
+    from cnnlab.teach.conv import pool_example, pool_example_text
 
     r = pool_example(args.example or "mixed", out_dir=args.out)
     return r, pool_example_text(r)
@@ -100,7 +101,7 @@ def _pool(args):
 
 @TOPICS.register("activations")
 def _activations(args):
-    from cnnlab.viz.teaching_activations import activation_plots, activation_text
+    from cnnlab.teach.activations import activation_plots, activation_text
 
     r = activation_plots([args.example] if args.example else None, out_dir=args.out)
     return r, activation_text(r)
@@ -108,15 +109,15 @@ def _activations(args):
 
 @TOPICS.register("optimizers")
 def _optimizers(args):
-    from cnnlab.viz.teaching_optim import optimizer_paths, optimizer_paths_text
+    from cnnlab.teach.optim import optimizer_paths, optimizer_paths_text
 
     if args.step:
-        from cnnlab.viz.teaching_adam import adam_steps, adam_steps_text
+        from cnnlab.teach.adam import adam_steps, adam_steps_text
 
         r = adam_steps(args.example or "quadratic", out_dir=args.out)
         return r, adam_steps_text(r)
     if args.engine:
-        from cnnlab.viz.teaching_optim_engine import engine_optimizers_example, engine_optimizers_text
+        from cnnlab.teach.optim_engine import engine_optimizers_example, engine_optimizers_text
 
         r = engine_optimizers_example(args.example or "quadratic", out_dir=args.out)
         return r, engine_optimizers_text(r)
@@ -126,7 +127,7 @@ def _optimizers(args):
 
 @TOPICS.register("softmax")
 def _softmax(args):
-    from cnnlab.viz.teaching_numbers import softmax_example, softmax_text
+    from cnnlab.teach.numbers import softmax_example, softmax_text
 
     try:
         logits = [float(x) for x in args.example.split(",")] if args.example else None
@@ -139,7 +140,7 @@ def _softmax(args):
 
 @TOPICS.register("onebyone")
 def _onebyone(args):
-    from cnnlab.viz.teaching_numbers import onebyone_example, onebyone_text
+    from cnnlab.teach.numbers import onebyone_example, onebyone_text
 
     r = onebyone_example(out_dir=args.out)
     return r, onebyone_text(r)
@@ -147,7 +148,7 @@ def _onebyone(args):
 
 @TOPICS.register("params")
 def _params(args):
-    from cnnlab.viz.teaching_numbers import params_examples, params_figure, params_text
+    from cnnlab.teach.numbers import params_examples, params_figure, params_text
 
     r = params_figure(params_examples(), out_dir=args.out)
     return r, params_text(r)
@@ -155,7 +156,7 @@ def _params(args):
 
 @TOPICS.register("rf")
 def _rf(args):
-    from cnnlab.viz.teaching_rf import SEED_CNN_LAYERS, receptive_field_example, receptive_field_text
+    from cnnlab.teach.rf import SEED_CNN_LAYERS, receptive_field_example, receptive_field_text
 
     r = receptive_field_example(args.example or SEED_CNN_LAYERS, out_dir=args.out)
     return r, receptive_field_text(r)
@@ -163,7 +164,7 @@ def _rf(args):
 
 @TOPICS.register("batchnorm")
 def _batchnorm(args):
-    from cnnlab.viz.teaching_numbers import batchnorm_example, batchnorm_text
+    from cnnlab.teach.numbers import batchnorm_example, batchnorm_text
 
     r = batchnorm_example(seed=args.seed, out_dir=args.out)
     return r, batchnorm_text(r)
@@ -171,7 +172,7 @@ def _batchnorm(args):
 
 @TOPICS.register("backprop")
 def _backprop(args):
-    from cnnlab.viz.teaching_backprop import backprop_example, backprop_text
+    from cnnlab.teach.backprop import backprop_example, backprop_text
 
     r = backprop_example(out_dir=args.out)
     return r, backprop_text(r)
@@ -179,7 +180,7 @@ def _backprop(args):
 
 @TOPICS.register("schedules")
 def _schedules(args):
-    from cnnlab.viz.teaching_schedules import schedules_example, schedules_text
+    from cnnlab.teach.schedules import schedules_example, schedules_text
 
     r = schedules_example(args.example.split(",") if args.example else None, out_dir=args.out)
     return r, schedules_text(r)
@@ -187,7 +188,7 @@ def _schedules(args):
 
 @TOPICS.register("init")
 def _init(args):
-    from cnnlab.viz.teaching_init import init_example, init_text
+    from cnnlab.teach.initialisation import init_example, init_text
 
     r = init_example(args.example.split(",") if args.example else None, out_dir=args.out, seed=args.seed)
     return r, init_text(r)
@@ -195,7 +196,7 @@ def _init(args):
 
 @TOPICS.register("arch")
 def _arch(args):
-    from cnnlab.viz.teaching_arch import arch_example, arch_names, arch_text
+    from cnnlab.teach.arch import arch_example, arch_names, arch_text
 
     if not args.example:
         raise CnnlabError(f"teach arch needs a name: {', '.join(arch_names())} (e.g. cnnlab teach arch resnet)")
@@ -205,7 +206,7 @@ def _arch(args):
 
 @TOPICS.register("norms")
 def _norms(args):
-    from cnnlab.viz.teaching_norms import norms_example, norms_text
+    from cnnlab.teach.norms import norms_example, norms_text
 
     r = norms_example(out_dir=args.out, seed=args.seed)
     return r, norms_text(r)
@@ -213,7 +214,7 @@ def _norms(args):
 
 @TOPICS.register("metrics")
 def _metrics(args):
-    from cnnlab.viz.teaching_metrics import metrics_example, metrics_text
+    from cnnlab.teach.metrics import metrics_example, metrics_text
 
     r = metrics_example(out_dir=args.out)
     return r, metrics_text(r)
@@ -221,7 +222,7 @@ def _metrics(args):
 
 @TOPICS.register("transfer")
 def _transfer(args):
-    from cnnlab.viz.teaching_transfer import transfer_example, transfer_text
+    from cnnlab.teach.transfer import transfer_example, transfer_text
 
     r = transfer_example(args.example or "resnet18_cifar", out_dir=args.out)
     return r, transfer_text(r)

@@ -1,6 +1,7 @@
-"""Plots (training curves, confusion matrices, ROC/PR, reliability, image grids), pictures of a
-trained network (``inspect``: filters, feature maps, Grad-CAM, saliency, loss landscape), teaching
-visuals and the HTML report. Names are loaded on first use (matplotlib and torch are heavy)::
+"""Plots of runs (training curves, confusion matrices, ROC/PR, reliability, image grids), pictures of a
+trained network (``inspect``: filters, feature maps, Grad-CAM, saliency, loss landscape) and the HTML
+report. The teaching figures live in :mod:`cnnlab.teach`. Names are loaded on first use (matplotlib
+and torch are heavy)::
 
     from cnnlab.viz import write_report, visualize, grad_cam, loss_landscape
 """

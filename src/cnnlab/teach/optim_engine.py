@@ -1,7 +1,7 @@
 """The training engine's own optimisers on a 2-D test function: AdaGrad, AdaDelta, RMSProp, Adam,
 AdamW, RAdam, NAdam, LAMB and Adam with Lookahead, next to SGD with momentum.
 
-Unlike :mod:`cnnlab.viz.teaching_optim` (update rules written out in NumPy), these paths come from
+Unlike :mod:`cnnlab.teach.optim` (update rules written out in NumPy), these paths come from
 ``cnnlab.engine.optim.build_optimizer``, the code ``cnnlab train`` runs, applied to a single 2-D
 parameter: what differs is only how each one scales and smooths the gradient.
 
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
-from cnnlab.viz.teaching_optim import SURFACES, path_summary
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
+from cnnlab.teach.optim import SURFACES, path_summary
 
 # name -> (engine optimiser, learning rate, Lookahead k); weight decay 0 so every path is the pure rule
 ENGINE_RUNS: dict[str, tuple[str, float, int]] = {

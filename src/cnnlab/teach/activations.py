@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.registry import Registry
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 Array = np.ndarray
 _erf = np.vectorize(math.erf, otypes=[float])

@@ -11,7 +11,10 @@ import pytest
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.viz import teaching, teaching_activations, teaching_numbers, teaching_optim
+from cnnlab.teach import activations as teaching_activations
+from cnnlab.teach import conv as teaching
+from cnnlab.teach import numbers as teaching_numbers
+from cnnlab.teach import optim as teaching_optim
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -380,7 +383,7 @@ def test_teach_bad_input_is_a_user_error(argv, match, tmp_path):
 
 
 def test_teach_optimizers_step_matches_torch_adam(tmp_path, capsys):
-    from cnnlab.viz import teaching_adam
+    from cnnlab.teach import adam as teaching_adam
 
     assert _teach(["optimizers", "--step", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -457,7 +460,7 @@ def test_learning_pages_show_the_commands_real_output(tmp_path, monkeypatch, cap
 # --- receptive field -------------------------------------------------------------------------------
 def test_receptive_field_figure_matches_arithmetic(tmp_path):
     from cnnlab.arithmetic import receptive_field
-    from cnnlab.viz import teaching_rf
+    from cnnlab.teach import rf as teaching_rf
 
     r = teaching_rf.receptive_field_example(out_dir=tmp_path)
     rows = r.values["rows"]
@@ -470,7 +473,7 @@ def test_receptive_field_figure_matches_arithmetic(tmp_path):
 
 def test_receptive_field_centre_matches_gradient_support():
     """The input pixels that move one output unit form the square the figure draws for it."""
-    from cnnlab.viz import teaching_rf
+    from cnnlab.teach import rf as teaching_rf
 
     row = teaching_rf.receptive_field_table(teaching_rf.SEED_CNN_LAYERS, 32)[-1]
     layers = []

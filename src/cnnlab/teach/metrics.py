@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.evaluation.metrics import classification_metrics, confusion_matrix, topk_accuracy
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 CLASSES = ["cat", "dog", "bird"]
 # 5 cats, 4 dogs, 3 birds; the model over-predicts "dog"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.arithmetic import conv_output_size, effective_kernel, parse_layers, pool_output_size
-from cnnlab.viz.teaching import TeachingResult, corrections_text, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, corrections_text, new_figure, save_result
 
 SEED_CNN_LAYERS = "conv3,pool2,conv3,pool2,conv3,pool2"
 RF_ERRATA = [("receptive fields 3, 7, 15 after the three conv-pool blocks", "4, 10, 22",

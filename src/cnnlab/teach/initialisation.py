@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 DEPTH, WIDTH, BATCH = 10, 256, 128
 # scheme -> std of the weights as a function of (fan_in, fan_out)

@@ -24,7 +24,7 @@ def _teach(argv):
 
 # --- backprop --------------------------------------------------------------------------------------
 def test_backprop_matches_autograd_and_routes_through_the_winners(tmp_path):
-    from cnnlab.viz.teaching_backprop import UPSTREAM, backprop_example
+    from cnnlab.teach.backprop import UPSTREAM, backprop_example
 
     r = backprop_example(out_dir=tmp_path)
     v = r.values
@@ -53,7 +53,7 @@ def test_teach_backprop_prints_the_routing(tmp_path, capsys):
 # --- schedules -------------------------------------------------------------------------------------
 def test_schedules_cover_every_registered_schedule_and_match_the_engine(tmp_path):
     from cnnlab.engine.schedulers import SCHEDULERS
-    from cnnlab.viz import teaching_schedules as S
+    from cnnlab.teach import schedules as S
 
     r = S.schedules_example(out_dir=tmp_path)
     curves = r.values["curves"]
@@ -78,7 +78,7 @@ def test_schedules_cover_every_registered_schedule_and_match_the_engine(tmp_path
     ("he_normal", lambda w: torch.nn.init.kaiming_normal_(w, nonlinearity="relu", mode="fan_in")),
 ])  # fmt: skip
 def test_init_stds_are_torch_nn_init(scheme, torch_init):
-    from cnnlab.viz.teaching_init import SCHEMES
+    from cnnlab.teach.initialisation import SCHEMES
 
     w = torch.empty(300, 200)  # fan_out 300, fan_in 200
     torch_init(w)
@@ -104,7 +104,7 @@ def _n(m):
 
 
 def test_arch_vgg_uses_the_zoo_convolutions(tmp_path):
-    from cnnlab.viz.teaching_arch import arch_example
+    from cnnlab.teach.arch import arch_example
 
     r = arch_example("vgg", out_dir=tmp_path)
     C = 256
@@ -114,7 +114,7 @@ def test_arch_vgg_uses_the_zoo_convolutions(tmp_path):
 
 def test_arch_googlenet_corrects_the_twenty_times():
     from cnnlab.models import create_model
-    from cnnlab.viz.teaching_arch import arch_example, arch_text
+    from cnnlab.teach.arch import arch_example, arch_text
 
     text = arch_text(arch_example("googlenet"))
     ratio = _n(create_model("alexnet")) / _n(create_model("googlenet"))
@@ -122,7 +122,7 @@ def test_arch_googlenet_corrects_the_twenty_times():
 
 
 def test_arch_resnet_gradient_path():
-    from cnnlab.viz.teaching_arch import residual_gradients
+    from cnnlab.teach.arch import residual_gradients
 
     g = residual_gradients()
     assert g["plain"][0] / g["plain"][-1] < 1e-4  # vanishes towards the input without shortcuts
@@ -131,7 +131,7 @@ def test_arch_resnet_gradient_path():
 
 def test_arch_se_and_mobilenet_counts():
     from cnnlab.models import create_model
-    from cnnlab.viz.teaching_arch import arch_example
+    from cnnlab.teach.arch import arch_example
 
     se = arch_example("se").values["bars"]
     assert se["se_resnet18_cifar"] - se["resnet18_cifar"] == _n(create_model("se_resnet18_cifar")) - _n(
@@ -151,7 +151,7 @@ def test_arch_unknown_name_and_missing_name_are_user_errors(tmp_path):
 
 
 def test_efficientnet_compound_scaling_doubles_per_step():
-    from cnnlab.viz.teaching_arch import arch_example
+    from cnnlab.teach.arch import arch_example
 
     bars = arch_example("efficientnet").values["bars"]
     assert bars["phi=1"] == pytest.approx(1.2 * 1.1**2 * 1.15**2) and math.isclose(bars["phi=0"], 1.0)
@@ -159,7 +159,7 @@ def test_efficientnet_compound_scaling_doubles_per_step():
 
 # --- normalisation layers, metrics, the engine's optimisers ----------------------------------------
 def test_norms_match_torch_modules(tmp_path):
-    from cnnlab.viz.teaching_norms import norms_example
+    from cnnlab.teach.norms import norms_example
 
     r = norms_example(out_dir=tmp_path)
     x = torch.tensor(r.values["x"])
@@ -177,7 +177,7 @@ def test_norms_match_torch_modules(tmp_path):
 
 
 def test_metrics_worked_example_counts(tmp_path):
-    from cnnlab.viz.teaching_metrics import metrics_example, metrics_text
+    from cnnlab.teach.metrics import metrics_example, metrics_text
 
     r = metrics_example(out_dir=tmp_path)
     m = r.values["metrics"]
@@ -192,8 +192,8 @@ def test_metrics_worked_example_counts(tmp_path):
 
 
 def test_engine_adam_path_is_the_numpy_adam_path():
-    from cnnlab.viz import teaching_optim
-    from cnnlab.viz.teaching_optim_engine import engine_optimizers_example, engine_path
+    from cnnlab.teach import optim as teaching_optim
+    from cnnlab.teach.optim_engine import engine_optimizers_example, engine_path
 
     s = teaching_optim.SURFACES.create("quadratic")
     ours = teaching_optim.Adam(0.3)
@@ -211,7 +211,7 @@ def test_engine_adam_path_is_the_numpy_adam_path():
 def test_transfer_counts_match_requires_grad(tmp_path):
     from cnnlab.models import create_model
     from cnnlab.models.transfer import apply_strategy
-    from cnnlab.viz.teaching_transfer import transfer_example
+    from cnnlab.teach.transfer import transfer_example
 
     r = transfer_example(out_dir=tmp_path)
     model = create_model("resnet18_cifar")

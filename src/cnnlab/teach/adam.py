@@ -3,7 +3,7 @@
 Adam (Kingma & Ba 2015) keeps two running averages per weight, ``m`` of the gradient and ``v`` of
 its square, both started at zero; dividing by ``1 - beta^t`` undoes that zero start, so the first
 step is ``lr * g / |g|`` per coordinate whatever the gradient's scale. This module runs the
-update of :class:`cnnlab.viz.teaching_optim.Adam` on a 2-D surface from its start and records every
+update of :class:`cnnlab.teach.optim.Adam` on a 2-D surface from its start and records every
 intermediate number, then runs two formulas as a source printed them, to show what they would do:
 
 * the second moment with ``(1 - beta1)`` instead of ``(1 - beta2)``: the first ``v_hat`` is
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.viz.teaching import TeachingResult, correction, new_figure, save_result
-from cnnlab.viz.teaching_optim import SURFACES
+from cnnlab.teach.base import TeachingResult, correction, new_figure, save_result
+from cnnlab.teach.optim import SURFACES
 
 Array = np.ndarray
 

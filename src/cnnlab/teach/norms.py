@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 N, C, H, W, GROUPS = 2, 4, 2, 2, 2
 EPS = 1e-5

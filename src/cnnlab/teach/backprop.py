@@ -18,15 +18,8 @@ from typing import Any
 import numpy as np
 
 from cnnlab.numpy_engine import reference as R
-from cnnlab.viz.teaching import (
-    BINARY_IMAGE,
-    X_FILTER,
-    TeachingResult,
-    _draw_matrix,
-    _fmt_matrix,
-    new_figure,
-    save_result,
-)
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
+from cnnlab.teach.conv import BINARY_IMAGE, X_FILTER, _draw_matrix, _fmt_matrix
 
 UPSTREAM = [[1.0, 2.0], [-1.0, 0.5]]  # dL/dp: what the layers above the pooling send back
 

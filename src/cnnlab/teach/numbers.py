@@ -6,7 +6,7 @@ dog/cat/bird prediction; two 1x1 bottlenecks and a depthwise-separable layer; si
 parameter counts and the ``seed_cnn`` model's total); every output is computed here from the
 formulas in :mod:`cnnlab.arithmetic`. Where a source prints a wrong value (the softmax
 probabilities, one bottleneck's savings, the model total, the batch-norm and dropout formulas) the
-text output says so with :func:`cnnlab.viz.teaching.correction`; ``docs/seed-errata.md`` lists them.
+text output says so with :func:`cnnlab.teach.base.correction`; ``docs/seed-errata.md`` lists them.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.arithmetic import conv_macs, conv_params, linear_params, pool_output_size
-from cnnlab.viz.teaching import TeachingResult, corrections_text, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, corrections_text, new_figure, save_result
 
 DEFAULT_LOGITS = [2.5, 1.0, 0.1]
 CE_PROBS = {"dog": 0.85, "cat": 0.10, "bird": 0.05}  # true class: cat

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 EPOCHS, STEPS_PER_EPOCH, LR = 30, 10, 0.1
 # schedule -> settings that differ from the SchedConfig defaults; "cosine+warmup" is cosine after 3 warm-up epochs

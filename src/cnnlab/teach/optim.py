@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.registry import Registry
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 Array = np.ndarray
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError, did_you_mean
-from cnnlab.viz.teaching import TeachingResult, correction, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, correction, new_figure, save_result
 
 ARCHS: dict[str, Callable[[], dict[str, Any]]] = {}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.viz.teaching import TeachingResult, new_figure, save_result
+from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
 STRATEGY_RUNS = [("feature_extraction", {}), ("finetune_top", {"n_blocks": 1}), ("finetune_top", {"n_blocks": 2}),
                  ("finetune_all", {})]  # fmt: skip
