@@ -541,8 +541,10 @@ def build(name: str, spec: dict) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["cnnlab"] = {"answers": spec["answers"]}
-    for kind, text in spec["cells"]:
-        nb.cells.append(nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text))
+    for i, (kind, text) in enumerate(spec["cells"]):
+        cell = nbformat.v4.new_markdown_cell(text) if kind == "md" else nbformat.v4.new_code_cell(text)
+        cell.id = f"{name[:2]}-{i:03d}"  # stable ids: rebuilding an unchanged notebook changes nothing
+        nb.cells.append(cell)
     return nb
 
 
