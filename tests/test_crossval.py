@@ -207,3 +207,25 @@ def test_training_cross_validation_command_runs(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     assert "runs/digits-seed_cnn-cv/fold-1" in section and (tmp_path / "runs/digits-seed_cnn-cv/fold-5/model").is_dir()
     assert "its own test split, 359 images, is not used" in out
+
+
+def test_the_parent_folder_given_as_a_run_names_its_folds(cv_run, capsys, tmp_path):
+    parent = cv_run[2]
+    for argv in (
+        ["evaluate", parent],
+        ["report", parent],
+        ["interpret", parent],
+        ["export", parent, "--output", tmp_path / "m.onnx"],
+    ):
+        code, _, err = _cli(argv, capsys)
+        assert code == 1 and "is a cross-validation folder" in err, (argv, err)
+        assert "use one of its folds: fold-K (fold-1, fold-2, fold-3)" in err and "Traceback" not in err
+    code, _, err = _cli(["train", "--resume", parent], capsys)
+    assert code == 1 and f"continue it with 'cnnlab cv --resume {parent}'" in err
+
+
+def test_cv_resume_takes_runtime_options(cv_run, tmp_path, capsys):
+    parent = _copy(cv_run, tmp_path)
+    code, out, err = _cli(["cv", "--resume", parent, "--no-progress", "--set", "train.threads=1"], capsys)
+    assert code == 0, err
+    assert out.count("already trained") == 3

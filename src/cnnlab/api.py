@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab import crossval
-from cnnlab.config import SHORT_KEYS, Config, apply_overrides, load_config
+from cnnlab.config import RUNTIME_KEYS, SHORT_KEYS, Config, apply_overrides, load_config, to_dict
 from cnnlab.data.datasets import ArrayDataset
 from cnnlab.devices import resolve_device
 from cnnlab.engine.distributed import shutdown
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, format_report, softmax
-from cnnlab.runs import read_json, write_json
+from cnnlab.runs import read_history_csv, read_json, write_json
 from cnnlab.runs.builtin import output_dir, resolve_run_path
+from cnnlab.runs.index import flatten
 from cnnlab.runs.model_file import load_model, read_meta
 from cnnlab.runs.predictions import Predictions
 from cnnlab.runs.run import Run, is_run, open_run
@@ -77,12 +78,19 @@ def train(
     Args:
         config: a Config, a YAML file, or None for the defaults (seed recipe on the MNIST sample).
         overrides: dotted keys, e.g. ``{"optim.name": "sgd", "optim.lr": 0.05}``.
-        resume: a run folder to continue from its ``checkpoints/last.pt`` (same config).
+        resume: a run folder to continue from its ``checkpoints/last.pt`` with its saved config; only
+            ``config.RUNTIME_KEYS`` (progress bar, device, threads, workers) may be given with it. A
+            finished run is left as it is: its result is returned and nothing is written.
         log: where progress lines go (``print``; ``lambda s: None`` for silence).
         callbacks: functions ``cb(trainer, row)`` called after every epoch (see engine.trainer.Trainer).
         **short: short names as on the command line: data, data_root, model, epochs, lr, batch_size, seed, ...
     """
-    cfg = _resume_config(resume) if resume is not None else make_config(config, overrides, **short)
+    if resume is not None:
+        cfg = _resume_config(resume, config, overrides, short)
+        if is_finished(resume):
+            return _finished_result(Path(resume), cfg, log)
+    else:
+        cfg = make_config(config, overrides, **short)
     session = start_session(cfg, log)
     ds, data = load_data(session)
     parts = build_parts(session, data)
@@ -97,10 +105,48 @@ def train(
     return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=session.cfg)  # as resolved
 
 
-def _resume_config(run_dir: str | Path) -> Config:
-    if not (Path(run_dir) / "config.yaml").is_file():
+def _resume_config(run_dir: str | Path, config=None, overrides=None, short=None) -> Config:
+    """The run's saved config with the runtime keys given (progress, device, threads, workers) applied;
+    any other option is refused, since a resumed run continues exactly what was started."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        if (run_dir / crossval.CONFIG_FILE).is_file():
+            raise CnnlabError(
+                f"{run_dir} is a cross-validation folder; continue it with 'cnnlab cv --resume {run_dir}'"
+            )
         raise CnnlabError(f"{run_dir} is not a run folder (no config.yaml); give the folder printed by 'cnnlab train'")
-    return load_config(Path(run_dir) / "config.yaml")
+    return apply_overrides(load_config(run_dir / "config.yaml"), _runtime_overrides(config, overrides, short, "a run"))
+
+
+def _runtime_overrides(config, overrides, short, what: str) -> dict[str, Any]:
+    """The options given with ``resume``, as dotted keys; any beyond ``RUNTIME_KEYS`` is refused."""
+    given = {**{SHORT_KEYS.get(k, k): v for k, v in (short or {}).items() if v is not None}, **(overrides or {})}
+    fixed = sorted(k for k in given if k not in RUNTIME_KEYS)
+    if config is not None or fixed:
+        raise CnnlabError(
+            f"--resume continues {what} with its saved config; drop the other options "
+            f"({', '.join(fixed) or 'the config file'}). Only {', '.join(RUNTIME_KEYS)} (e.g. --no-progress) "
+            "may change; start a new one for other settings"
+        )
+    return given
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether training wrote the run's model file (``finish`` ran): there is nothing left to resume."""
+    return (Path(run_dir) / "model" / "model.json").is_file()
+
+
+def _finished_result(run_dir: Path, cfg: Config, log) -> TrainResult:
+    """A finished run resumed: said so, and its result read back without writing anything."""
+    metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    history = read_history_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
+    acc = f", test accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
+    log(
+        f"{run_dir} is finished ({len(history)} epoch{'s' if len(history) != 1 else ''} trained{acc}); "
+        "nothing to resume and nothing was changed. To train longer, train a new run (e.g. with "
+        f"--pretrained {run_dir} to start from its weights)"
+    )
+    return TrainResult(run_dir=run_dir, metrics=metrics, history=history, config=cfg)
 
 
 @dataclass
@@ -145,7 +191,8 @@ def _cv_start(config, folds, overrides, resume, short) -> tuple[Config, Path]:
                 f"{parent} is not a cross-validation folder (no {crossval.CONFIG_FILE}); "
                 "give a folder that 'cnnlab cv' printed"
             )
-        return load_config(parent / crossval.CONFIG_FILE), parent
+        given = _runtime_overrides(config, overrides, short, "a cross-validation")
+        return apply_overrides(load_config(parent / crossval.CONFIG_FILE), given), parent
     cfg = make_config(config, overrides, **short)
     k = (cfg.data.folds or 5) if folds is None else folds
     if k < 2:
@@ -165,7 +212,8 @@ def _cv_fold(base: Config, parent: Path, fold: int, log) -> Path:
         return run_dir
     if state == "interrupted":
         log(f"fold {of}: continuing the interrupted run {run_dir}")
-        return train(resume=run_dir, log=log).run_dir
+        runtime = {k: v for k, v in flatten(to_dict(base)).items() if k in RUNTIME_KEYS}
+        return train(resume=run_dir, overrides=runtime, log=log).run_dir
     if run_dir.exists():  # stopped before its first checkpoint: nothing there to keep
         shutil.rmtree(run_dir)
     log(f"fold {of}: training {run_dir}")

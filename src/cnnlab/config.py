@@ -32,7 +32,9 @@ class DataConfig:
     download: bool = False  # fetch missing files (checksums verified); needs a network
     val_fraction: float = 0.1  # stratified, seeded share of the training data held out for validation
     test_fraction: float = 0.1  # only for a flat folder:PATH without a test/ split
-    train_fraction: float = 1.0  # train on this stratified, seeded share of the training split (quick experiments)
+    # train on this stratified, seeded share of the training split (quick experiments, learning curves);
+    # validation and test stay whole, so scores stay comparable across fractions
+    train_fraction: float = 1.0
     image_size: int | None = None  # resize folder images to this square side (default: dataset's own)
     channels: int | None = None  # force 1 or 3 channels (default: the dataset's)
     augment: str = "auto"  # augmentation preset; auto = seed preset for colour data, none for digits
@@ -171,6 +173,10 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
+
+# Where and how fast a run trains, not what it learns: the only keys ``--resume`` may change (a resumed
+# run keeps its saved config otherwise), and ignored when cross-validation compares configs.
+RUNTIME_KEYS = ("output.progress", "train.device", "train.threads", "data.num_workers")
 
 # Short names used by the CLI (``--epochs``) and the Python API (``train(epochs=3)``) -> dotted keys.
 SHORT_KEYS = {

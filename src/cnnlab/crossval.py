@@ -20,14 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.config import Config, apply_overrides, load_config, save_config, to_dict
+from cnnlab.config import RUNTIME_KEYS, Config, apply_overrides, load_config, save_config, to_dict
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import default_run_name, read_json, write_json
+from cnnlab.runs.folder import CV_CONFIG_FILE
 from cnnlab.runs.index import flatten
 
-CONFIG_FILE = "cv-config.yaml"
+CONFIG_FILE = CV_CONFIG_FILE
 # where and how fast a fold trains, not what it learns: these may differ between calls
-_IGNORED = ("output.root", "output.name", "output.progress", "train.device", "train.threads", "data.num_workers")
+_IGNORED = ("output.root", "output.name", *RUNTIME_KEYS)
 # the columns of the printed table: metrics.json key -> heading
 _COLUMNS = {
     "num_samples": "images",

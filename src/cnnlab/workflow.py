@@ -264,6 +264,11 @@ def describe(s: Session, data: PreparedData) -> None:
         f"training {cfg.model.name} on {cfg.data.name}: {data.train.num_samples} train / {n_val} val / "
         f"{n_test} test images, input {'x'.join(map(str, data.input_shape))}, device {s.device}"
     )
+    if cfg.data.train_fraction < 1:
+        s.log(
+            f"training on a stratified {cfg.data.train_fraction:g} of the training split (data.train_fraction); "
+            "validation and test stay whole, so their scores compare with full runs"
+        )
     if cfg.data.folds:
         d = cfg.data
         s.log(f"cross-validation fold {d.fold} of {d.folds}: that fold is the test split, the other folds train")

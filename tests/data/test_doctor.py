@@ -363,8 +363,11 @@ def test_screen_samples_fail_and_skip(messy):
     with pytest.raises(CnnlabError) as err:
         screen_samples(splits, on_bad_image="fail")
     assert all(rel in str(err.value) for rel in messy.unreadable) and "--on-bad-image skip" in str(err.value)
-    with pytest.raises(CnnlabError, match="more than the 5%"):
+    with pytest.raises(CnnlabError, match="more than the 5%") as err:
         screen_samples(splits, on_bad_image="skip")  # 4 of 30 files are bad
+    assert "(data.max_bad_fraction)" in str(err.value) and "--data.max_bad_fraction 0.14" in str(err.value)
+    keep, _ = screen_samples(splits, on_bad_image="skip", max_bad_fraction=0.14)  # the limit suggested is enough
+    assert sum(map(len, keep.values())) == sum(map(len, splits.values())) - 4
     keep, bad = screen_samples(splits, on_bad_image="skip", max_bad_fraction=0.5, workers=2)
     root = str(messy.root) + "/"
     assert sorted(p.replace(root, "") for _, p, _ in bad) == sorted(messy.unreadable)

@@ -190,3 +190,13 @@ def test_imbalance_handling_is_recorded_logged_and_reported(tmp_path):
     assert np.allclose(bal["class_weights"], counts.sum() / (10 * counts), atol=1e-5)
     assert any(line.startswith("class imbalance: class-weighted loss") for line in lines)
     assert "Class imbalance: class-weighted loss" in (r.run_dir / "report.html").read_text()
+
+
+def test_train_fraction_says_that_validation_and_test_stay_whole(fast_overrides):
+    lines: list[str] = []
+    result = cnnlab.train(overrides={**fast_overrides, "train.epochs": 1, "data.train_fraction": 0.5}, log=lines.append)
+    counts = json.loads((result.run_dir / "data.json").read_text())["split_counts"]
+    full = prepare_data(load_dataset("digits"), DataConfig(), seed=0, device=torch.device("cpu"))
+    assert counts["val"] == full.counts["val"] and counts["test"] == full.counts["test"]
+    assert sum(counts["train"]) < 0.55 * sum(full.counts["train"])
+    assert any("stratified 0.5 of the training split" in s and "validation and test stay whole" in s for s in lines)

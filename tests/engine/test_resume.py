@@ -114,3 +114,44 @@ def test_cpu_speed_recipe_resumes_bit_identical_after_a_kill(quiet, monkeypatch)
     b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.metrics["accuracy"] == full.metrics["accuracy"]
+
+
+def _snapshot(folder) -> dict:
+    """Every file of a folder: its bytes and modification time."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(quiet, capsys):
+    from cnnlab.cli.main import main
+
+    done = train(overrides={**quiet, "train.epochs": 1}, log=lambda s: None)
+    before = _snapshot(done.run_dir)
+    code = main(["train", "--resume", str(done.run_dir), "--no-progress"])  # an output-only flag is allowed
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"{done.run_dir} is finished (1 epoch trained" in out and "nothing was changed" in out
+    assert _snapshot(done.run_dir) == before  # train_seconds, report, plots: all untouched
+    lines = []
+    again = train(resume=done.run_dir, log=lines.append)  # the Python API says the same
+    assert again.metrics == done.metrics and len(again.history) == 1 and "is finished" in lines[0]
+    assert _snapshot(done.run_dir) == before
+
+
+def test_resume_takes_runtime_options_and_refuses_the_others(quiet, capsys):
+    from cnnlab.cli.main import main
+    from cnnlab.errors import CnnlabError
+
+    run = train(overrides={**quiet, "train.epochs": 1}, log=lambda s: None).run_dir
+    (run / "metrics.json").unlink()  # as if killed after the last checkpoint, before the model file
+    for p in sorted((run / "model").iterdir()):
+        p.unlink()
+    (run / "model").rmdir()
+    code = main(["train", "--resume", str(run), "--no-progress", "--set", "train.threads=1"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "it/s" not in err and (run / "model" / "model.json").is_file()  # finished, with no progress bar
+    code = main(["train", "--resume", str(run), "--epochs", "3"])
+    _, err = capsys.readouterr()
+    assert code == 1 and "drop the other options (train.epochs)" in err and "--no-progress" in err
+    with pytest.raises(CnnlabError, match=r"drop the other options \(optim.lr\)"):
+        train(resume=run, lr=0.1)  # the Python API refuses what it used to ignore

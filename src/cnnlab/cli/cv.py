@@ -30,8 +30,8 @@ def run(args) -> int:
     from cnnlab.errors import CnnlabError
 
     overrides = overrides_from_args(args)
-    if args.resume and (overrides or args.config or args.folds is not None):
-        raise CnnlabError("--resume continues a cross-validation with its saved config; drop the other options")
+    if args.resume and args.folds is not None:
+        raise CnnlabError("--resume continues a cross-validation with its saved config; drop --folds")
     to_stdout = args.json == "-"  # the JSON alone on stdout; progress goes to stderr
     log = (lambda line: print(line, file=sys.stderr)) if to_stdout else print
     result = cv(args.config, folds=args.folds, overrides=overrides, resume=args.resume, log=log)

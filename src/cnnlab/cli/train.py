@@ -50,7 +50,6 @@ def _without_launch_flags(argv: list[str]) -> list[str]:
 
 def run(args) -> int:
     from cnnlab.api import train
-    from cnnlab.errors import CnnlabError
     from cnnlab.evaluation.metrics import format_report
 
     if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # relaunch this command under torchrun
@@ -59,9 +58,7 @@ def run(args) -> int:
         rest = sys.argv[sys.argv.index("train") + 1 :] if "train" in sys.argv else []
         return launch(args.nproc, ["train", *_without_launch_flags(rest)], shlex.split(args.torchrun))
     overrides = overrides_from_args(args)
-    if args.resume and (overrides or args.config):
-        raise CnnlabError("--resume continues a run with its saved config; drop the other options")
-    result = train(args.config, overrides=overrides, resume=args.resume)
+    result = train(args.config, overrides=overrides, resume=args.resume)  # resume: only runtime options may change
     if result.metrics:
         m = result.metrics
         print()

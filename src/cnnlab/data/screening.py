@@ -207,9 +207,12 @@ def screen_samples(
             "or pass --on-bad-image skip to train without them."
         )
     if len(bad) > max_bad_fraction * len(items):
+        enough = min(1.0, round(len(bad) / len(items) + 0.005, 2))  # rounded up to the next hundredth
         raise CnnlabError(
             f"{len(bad)} of {len(items)} images are unreadable ({len(bad) / len(items):.1%}), more than the "
-            f"{max_bad_fraction:.0%} that --on-bad-image skip tolerates: {listing}. Run 'cnnlab data check'."
+            f"{max_bad_fraction:.0%} that --on-bad-image skip tolerates (data.max_bad_fraction): {listing}. Run "
+            "'cnnlab data check' to see them all, and fix or delete them, or raise the limit with "
+            f"--data.max_bad_fraction {enough} to go on without them."
         )
     keep: dict[str, list[tuple[Path, int]]] = {split: [] for split in splits}
     for (split, p, y), r in zip(items, reasons):

@@ -18,6 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import CnnlabError
+
+CV_CONFIG_FILE = "cv-config.yaml"  # marks the parent folder of a cross-validation (cnnlab.crossval)
+
 
 def create_run_dir(root: str | Path = "runs", name: str = "run") -> Path:
     """Create ``root/name``; if it exists, ``root/name-2``, ``-3``, ... (mkdir is atomic, so two
@@ -32,6 +36,23 @@ def create_run_dir(root: str | Path = "runs", name: str = "run") -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"no free run folder name under {root}")
+
+
+def refuse_cv_parent(path: str | Path) -> None:
+    """Raise the one clear error for a cross-validation's parent folder given where a run or model is
+    expected: it holds no model of its own, its fold runs do (named, so the user can pick one)."""
+    p = Path(path)
+    if not (p / CV_CONFIG_FILE).is_file():
+        return
+    folds = sorted(
+        (d.name for d in p.glob("fold-*") if d.is_dir()),
+        key=lambda n: int(n[5:]) if n[5:].isdigit() else 1 << 30,
+    )
+    which = f"fold-K ({', '.join(folds)}), e.g. {p / folds[0]}" if folds else "fold-K once 'cnnlab cv' has trained one"
+    raise CnnlabError(
+        f"{p} is a cross-validation folder (it holds {CV_CONFIG_FILE}, cv.json and one run per fold), not a "
+        f"run or model; use one of its folds: {which}"
+    )
 
 
 def default_run_name(cfg: Any) -> str:

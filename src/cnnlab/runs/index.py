@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs.folder import read_history_csv
+from cnnlab.runs.folder import read_history_csv, refuse_cv_parent
 from cnnlab.runs.run import config_section
 
 
@@ -73,6 +73,7 @@ def read_run(path: str | Path) -> RunInfo:
     """Read one finished run folder; CnnlabError says what is missing."""
     path = Path(path)
     if not (path / "config.yaml").is_file():
+        refuse_cv_parent(path)
         raise CnnlabError(f"{path} is not a run folder (no config.yaml); 'cnnlab runs' lists the run folders")
     missing = [n for n in ("history.csv", "metrics.json") if not (path / n).is_file()]
     if missing:

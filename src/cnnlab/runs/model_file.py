@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from cnnlab.errors import CnnlabError
+from cnnlab.runs.folder import refuse_cv_parent
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "weights.safetensors", "model.json"
@@ -134,6 +135,7 @@ def _model_folder(path: str | Path) -> Path:
             "interpret, report, predict and serve take NumPy runs, or train it with 'cnnlab train'"
         )
     if not (p / META).is_file() or not (p / WEIGHTS).is_file():
+        refuse_cv_parent(p)
         raise CnnlabError(
             f"{path} is not a cnnlab model: expected {META} and {WEIGHTS} in it (or in its model/ folder)"
         )

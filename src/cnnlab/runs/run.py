@@ -25,7 +25,7 @@ import yaml
 
 from cnnlab.errors import CnnlabError
 from cnnlab.runs.builtin import resolve_run_path
-from cnnlab.runs.folder import read_history_csv
+from cnnlab.runs.folder import read_history_csv, refuse_cv_parent
 from cnnlab.runs.predictions import Predictions, read_predictions
 
 ENGINES = ("torch", "numpy")
@@ -314,6 +314,7 @@ def open_run(path: str | Path) -> Run:
     if not path.is_dir():
         raise CnnlabError(f"run folder {path} does not exist; 'cnnlab runs' lists the run folders")
     if not (path / "config.yaml").is_file():
+        refuse_cv_parent(path)
         raise CnnlabError(f"{path} is not a run folder (no config.yaml); give a folder printed by 'cnnlab train'")
     try:
         config = yaml.safe_load((path / "config.yaml").read_text()) or {}
