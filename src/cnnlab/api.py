@@ -98,7 +98,7 @@ def train(
     trainer = make_trainer(session, parts, data, run_dir, callbacks)
     if resume is not None:
         resume_trainer(session, trainer, parts, run_dir)
-    describe(session, data)
+    describe(session, data, parts)
     history = trainer.fit()
     metrics = finish(session, trainer, data, run_dir) if session.dist.main else {}  # rank 0 writes
     shutdown(session.dist)

@@ -47,7 +47,7 @@ from cnnlab.engine.finetune import (
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import CLIPPERS, amp_dtype, predict
 from cnnlab.engine.losses import balance_summary, build_loss, class_weights
-from cnnlab.engine.optim import build_optimizer
+from cnnlab.engine.optim import build_optimizer, describe_group_lrs
 from cnnlab.engine.schedulers import build_schedule
 from cnnlab.engine.trainer import Trainer
 from cnnlab.errors import CnnlabError
@@ -255,8 +255,8 @@ def resume_trainer(s: Session, trainer: Trainer, parts: Parts, run_dir: Path) ->
     s.log(f"resuming {run_dir} after epoch {trainer.epoch}")
 
 
-def describe(s: Session, data: PreparedData) -> None:
-    """The one line that says what is about to train (and what was done about imbalance)."""
+def describe(s: Session, data: PreparedData, parts: Parts) -> None:
+    """The lines that say what is about to train (its rates, and what was done about imbalance)."""
     cfg = s.cfg
     n_val = data.val.num_samples if data.val else 0
     n_test = data.test.num_samples if data.test else 0
@@ -276,6 +276,10 @@ def describe(s: Session, data: PreparedData) -> None:
         f"(one line per epoch; '*' marks a new best {cfg.train.early_stop_metric}, whose weights are saved as "
         "checkpoints/best.pt and become the model)"
     )
+    names = {id(p): n for n, p in parts.model.named_parameters()}
+    group_lrs = describe_group_lrs(parts.optimizer, names)
+    if group_lrs:
+        s.log(group_lrs)
     if cfg.data.balance != "none":
         applied = balance_summary(cfg.data.balance, data.counts["train"])["applied"]
         s.log(f"class imbalance: {applied}; train counts per class {data.counts['train']}")

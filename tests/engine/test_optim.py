@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from cnnlab.config import OptimConfig
-from cnnlab.engine.optim import OPTIMIZERS, Lamb, Lookahead, build_optimizer, param_groups
+from cnnlab.engine.loop import base_lr
+from cnnlab.engine.optim import OPTIMIZERS, Lamb, Lookahead, build_optimizer, describe_group_lrs, param_groups
 from cnnlab.errors import CnnlabError
 
 
@@ -153,3 +154,20 @@ def test_muon_step_matches_its_definition_and_resumes_exactly():
     _fit(twin, twin_opt, x, y, steps=4)
     for a, b in zip(model.parameters(), twin.parameters()):
         assert torch.equal(a, b)
+
+
+def test_base_lr_is_optim_lr_under_the_schedule_not_the_largest_group_rate():
+    # airbench's recipe trains BatchNorm shifts at 441x optim.lr: the epoch line used to print that rate
+    model, x, y = _problem()
+    cfg = OptimConfig(name="sgd", lr=0.1, momentum=0.9, group_lr={"1.bias": 44.1, "3.weight": 0.25})
+    opt = build_optimizer(model, cfg)
+    assert base_lr(opt) == pytest.approx(0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5)
+    _fit(model, opt, x, y, steps=1)
+    sched.step()
+    assert base_lr(opt) == pytest.approx(0.05)  # every group follows the schedule: the ratio is kept
+    names = {id(p): n for n, p in model.named_parameters()}
+    line = describe_group_lrs(opt, names)
+    assert "1.bias x441" in line and "3.weight x2.5" in line and line.index("1.bias") < line.index("3.weight")
+    assert describe_group_lrs(build_optimizer(model, OptimConfig(name="sgd", lr=0.1)), names) is None
+    assert base_lr(Lookahead(build_optimizer(model, cfg))) == pytest.approx(0.1)

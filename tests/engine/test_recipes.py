@@ -36,3 +36,18 @@ def test_resnet_recipe_trains_on_a_slice(fast_overrides):
     r = train(recipe, overrides=ov, log=lambda s: None)  # digits in place of CIFAR, the recipe's other settings
     assert r.config.train.tta == "flip-translate" and r.config.train.ema == 0.999
     assert 0.0 <= r.metrics["accuracy"] <= 1.0 and (r.run_dir / "steps.csv").is_file()
+
+
+def test_epoch_line_shows_the_recipes_lr_and_names_the_faster_groups_once(fast_overrides):
+    # configs/cifar10_fast.yaml trains BatchNorm shifts at 441x optim.lr; its epoch lines printed 5.30e+01
+    from cnnlab.api import train
+
+    lines: list[str] = []
+    ov = {**fast_overrides, "model.name": "fast_cnn", "optim.name": "sgd", "optim.lr": 0.02, "sched.name": "none"}
+    ov["optim.group_lr"] = {"*.bias": 2.0}
+    r = train(overrides=ov, log=lines.append)
+    epoch_lines = [s for s in lines if s.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("lr 2.00e-02" in s for s in epoch_lines)
+    rates = [s for s in lines if s.startswith("learning rates:")]
+    assert len(rates) == 1 and "x100" in rates[0] and "bias" in rates[0]
+    assert r.history[0]["lr"] == pytest.approx(0.02)  # history.csv's lr is the same rate

@@ -179,7 +179,7 @@ def train_one_epoch(
             mix = (y_b, lam)
         with autocast(dev, opts.amp):
             logits, loss = _loss(model, forward, x, y, loss_fn, mix, opts)
-        pending.append((state.global_step + 1, state.batches, top_lr(optimizer), len(y), loss.detach()))
+        pending.append((state.global_step + 1, state.batches, base_lr(optimizer), len(y), loss.detach()))
         if (opts.skip_nonfinite or len(pending) >= opts.sync_every) and _drain(pending, state, epoch, opts):
             optimizer.zero_grad(set_to_none=True)  # a non-finite loss that may be skipped: drop its step
             state.batches += 1
@@ -198,7 +198,7 @@ def train_one_epoch(
     return {
         "train_loss": state.loss_sum / max(state.seen, 1),
         "train_acc": state.correct / max(state.seen, 1),
-        "lr": top_lr(optimizer),
+        "lr": base_lr(optimizer),
     }
 
 
@@ -304,6 +304,13 @@ def evaluate(
     }
 
 
-def top_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The largest learning rate of the optimiser's groups: the head's under discriminative rates."""
-    return max(g["lr"] for g in optimizer.param_groups)
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """``optim.lr`` as the schedule has it now: a group's rate divided by its ``group_lr`` multiplier.
+
+    Under discriminative fine-tuning rates this is the head's rate; under a recipe's per-group rates
+    (airbench's BatchNorm shifts at 441x) it is the rate the recipe names, not the largest one."""
+    for g in optimizer.param_groups:
+        scale = g.get("lr_scale", 1.0)  # absent in checkpoints written before lr_scale existed
+        if scale:  # a group frozen by a zero rate says nothing about optim.lr
+            return g["lr"] / scale
+    return optimizer.param_groups[0]["lr"]

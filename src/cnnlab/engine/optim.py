@@ -269,7 +269,9 @@ def param_groups(model: nn.Module, c: OptimConfig) -> list[dict]:
         groups.setdefault((float(lr), decay, ortho), []).append(p)
     if c.group_lr and all(lr == c.lr for lr, _, _ in groups):
         raise CnnlabError(f"optim.group_lr {c.group_lr} matched no parameter name; see `cnnlab summary` for the names")
-    out = [{"params": ps, "lr": lr, "decay": decay} for (lr, decay, _), ps in groups.items()]
+    # lr_scale: the group's rate as a multiple of optim.lr, so the epoch line can show optim.lr itself
+    scale = (lambda lr: lr / c.lr) if c.lr else (lambda lr: 1.0)
+    out = [{"params": ps, "lr": lr, "lr_scale": scale(lr), "decay": decay} for (lr, decay, _), ps in groups.items()]
     if head is not None:
         for g, (_, _, ortho) in zip(out, groups):
             g["orthogonal"] = ortho
@@ -284,6 +286,28 @@ def _head_prefix(model: nn.Module) -> str:
         return find_head(model) + "."
     except CnnlabError:
         return "\0"
+
+
+def describe_group_lrs(optimizer: torch.optim.Optimizer, names: dict[int, str]) -> str | None:
+    """One line naming the parameter groups that train at a multiple of ``optim.lr`` (None if none do).
+
+    ``names`` maps ``id(parameter)`` to its name in the model."""
+    scaled: dict[float, list[str]] = {}
+    for g in optimizer.param_groups:
+        if g.get("lr_scale", 1.0) != 1.0:
+            scaled.setdefault(g["lr_scale"], []).extend(names.get(id(p), "?") for p in g["params"])
+    if not scaled:
+        return None
+    parts = [f"{_list(ns)} x{k:.3g}" for k, ns in sorted(scaled.items(), reverse=True)]
+    return (
+        f"learning rates: the epoch lines show optim.lr under the schedule; these parameters train at a fixed "
+        f"multiple of it: {'; '.join(parts)}"
+    )
+
+
+def _list(names: list[str], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _add_l2_to_grad(opt, args, kwargs) -> None:
@@ -316,10 +340,14 @@ def build_optimizer(model_or_params, c: OptimConfig) -> torch.optim.Optimizer:
         groups = param_groups(model_or_params, c)
     else:  # a plain iterable: no head to tell apart, so Muon orthogonalises every matrix
         ps = list(model_or_params)
-        groups = [{"params": ps, "lr": c.lr, "decay": True}]
+        groups = [{"params": ps, "lr": c.lr, "lr_scale": 1.0, "decay": True}]
         if c.name == "muon":
             kinds = {True: [p for p in ps if p.ndim >= 2], False: [p for p in ps if p.ndim < 2]}
-            groups = [{"params": v, "lr": c.lr, "decay": True, "orthogonal": k} for k, v in kinds.items() if v]
+            groups = [
+                {"params": v, "lr": c.lr, "lr_scale": 1.0, "decay": True, "orthogonal": k}
+                for k, v in kinds.items()
+                if v
+            ]
     native = "decoupled" if c.name in DECOUPLED_BY_DEFAULT else "l2"
     mode = native if c.weight_decay_mode == "auto" else c.weight_decay_mode
     if mode not in ("l2", "decoupled"):
