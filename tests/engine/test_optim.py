@@ -157,7 +157,7 @@ def test_muon_step_matches_its_definition_and_resumes_exactly():
 
 
 def test_base_lr_is_optim_lr_under_the_schedule_not_the_largest_group_rate():
-    # airbench's recipe trains BatchNorm shifts at 441x optim.lr: the epoch line used to print that rate
+    # airbench's recipe trains BatchNorm shifts at 442x optim.lr: the epoch line used to print that rate
     model, x, y = _problem()
     cfg = OptimConfig(name="sgd", lr=0.1, momentum=0.9, group_lr={"1.bias": 44.1, "3.weight": 0.25})
     opt = build_optimizer(model, cfg)

@@ -39,7 +39,7 @@ def test_resnet_recipe_trains_on_a_slice(fast_overrides):
 
 
 def test_epoch_line_shows_the_recipes_lr_and_names_the_faster_groups_once(fast_overrides):
-    # configs/cifar10_fast.yaml trains BatchNorm shifts at 441x optim.lr; its epoch lines printed 5.30e+01
+    # configs/cifar10_fast.yaml trains BatchNorm shifts at 442x optim.lr; its epoch lines printed 5.30e+01
     from cnnlab.api import train
 
     lines: list[str] = []

@@ -308,7 +308,7 @@ def base_lr(optimizer: torch.optim.Optimizer) -> float:
     """``optim.lr`` as the schedule has it now: a group's rate divided by its ``group_lr`` multiplier.
 
     Under discriminative fine-tuning rates this is the head's rate; under a recipe's per-group rates
-    (airbench's BatchNorm shifts at 441x) it is the rate the recipe names, not the largest one."""
+    (airbench's BatchNorm shifts at 442x) it is the rate the recipe names, not the largest one."""
     for g in optimizer.param_groups:
         scale = g.get("lr_scale", 1.0)  # absent in checkpoints written before lr_scale existed
         if scale:  # a group frozen by a zero rate says nothing about optim.lr
