@@ -1,4 +1,4 @@
-"""``cnnlab export MODEL --format onnx|torchscript``: a deployable file, checked against the original.
+"""``cnnlab export MODEL --format onnx|torchscript|triton``: a deployable file, checked against the original.
 
 After writing the file, both models run on the same N inputs (test images of the model's dataset
 when available); the command fails with exit code 1 unless top-1 agreement is 100% and the largest
@@ -24,8 +24,15 @@ def add_parser(sub) -> None:
         type=run_path,
         help="run folder or model folder (or demo:mnist, the trained model shipped with cnnlab)",
     )
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="export format (default onnx)")
-    p.add_argument("--out", metavar="DIR", help="folder for the file (default: the model folder)")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "torchscript", "triton"],
+        default="onnx",
+        help="export format (default onnx; triton: a Triton/KServe model repository around the ONNX file)",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="folder for the file (default: the model folder; triton: MODEL/model/triton)"
+    )
     add_output(p, "the exported file", "model.onnx / model.torchscript.pt in --out")
     p.add_argument("--parity-n", type=int, default=64, help="images for the parity check (default 64)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed probability difference")
@@ -36,7 +43,48 @@ def add_parser(sub) -> None:
         default="dynamo",
         help="ONNX: torch.export-based exporter (default) or the older TorchScript-based one (faster)",
     )
+    p.add_argument("--model-name", metavar="NAME", help="triton: the model's name (default: the run folder's)")
+    p.add_argument("--max-batch-size", type=int, default=64, help="triton: max_batch_size in config.pbtxt (64)")
     p.set_defaults(func=run)
+
+
+def _onnx(args, out):
+    from cnnlab.export.onnx import export_onnx
+
+    return export_onnx(
+        args.model, out, opset=args.opset, parity_n=args.parity_n, tolerance=args.tolerance, exporter=args.exporter
+    )
+
+
+def _torchscript(args, out):
+    from cnnlab.export.torchscript import export_torchscript
+
+    return export_torchscript(args.model, out, parity_n=args.parity_n, tolerance=args.tolerance)
+
+
+def _triton(args, out):
+    from cnnlab.export.triton import export_triton
+
+    folder, report = export_triton(
+        args.model,
+        args.out,
+        name=args.model_name,
+        max_batch_size=args.max_batch_size,
+        opset=args.opset,
+        parity_n=args.parity_n,
+        tolerance=args.tolerance,
+        exporter=args.exporter,
+    )
+    print(f"wrote the Triton model repository {folder.parent} (model {folder.name}: config.pbtxt, labels.txt, 1/)")
+    return folder / "1" / "model.onnx", report
+
+
+# format -> (default file name, exporter)
+EXPORTERS = {
+    "onnx": ("model.onnx", _onnx),
+    "torchscript": ("model.torchscript.pt", _torchscript),
+    "triton": (None, _triton),  # a folder: --out is the repository
+}
 
 
 def run(args) -> int:
@@ -46,23 +94,11 @@ def run(args) -> int:
 
     if args.parity_n < 1:
         raise CnnlabError(f"--parity-n must be at least 1, got {args.parity_n}")
-    name = "model.onnx" if args.format == "onnx" else "model.torchscript.pt"
-    out = Path(args.output) if args.output else Path(args.out) / name if args.out else None
-    if args.format == "onnx":
-        from cnnlab.export.onnx import export_onnx
-
-        out, report = export_onnx(
-            args.model,
-            out,
-            opset=args.opset,
-            parity_n=args.parity_n,
-            tolerance=args.tolerance,
-            exporter=args.exporter,
-        )
-    else:
-        from cnnlab.export.torchscript import export_torchscript
-
-        out, report = export_torchscript(args.model, out, parity_n=args.parity_n, tolerance=args.tolerance)
+    name, exporter = EXPORTERS[args.format]
+    if name is None and args.output:
+        raise CnnlabError(f"--format {args.format} writes a folder: give it with --out, not --output")
+    out = Path(args.output) if args.output else Path(args.out) / name if args.out and name else None
+    out, report = exporter(args, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {args.format}, dynamic batch axis)")
     print(report.line())
     return 0

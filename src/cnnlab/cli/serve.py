@@ -63,6 +63,11 @@ def add_parser(sub) -> None:
         action="store_true",
         help="allow a TorchScript .pt file: it is a program and runs with your rights (prefer .onnx)",
     )
+    p.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help="the model's name in the KServe v2 routes /v2/models/NAME/... (default: the run folder's name)",
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
@@ -98,6 +103,7 @@ def settings_from_args(args):
         threads=args.threads,
         device=args.device,
         trust_torchscript=args.trust_torchscript,
+        model_name=args.model_name,
     )
 
 

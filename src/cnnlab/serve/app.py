@@ -58,10 +58,12 @@ from starlette.exceptions import HTTPException
 from cnnlab.data.images import ImageReadError
 from cnnlab.errors import CnnlabError
 from cnnlab.serve.predictor import Predictor
+from cnnlab.serve.v2 import add_v2_routes, served_name
 
 REQUEST_ID = "cnnlab.request_id"  # scope key
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_PREDICT_PATHS = frozenset({"/predict", "/predict/batch"})
+# prediction requests (counted against max_requests, refused early when the queue is full): ours and v2 infer
+_PREDICT_PATH = re.compile(r"/predict(/batch)?|/v2/models/[^/]+(/versions/[^/]+)?/infer")
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ServeSettings:
     threads: int | None = None  # torch intra-op threads (None: torch's default)
     device: str = "cpu"
     trust_torchscript: bool = False  # serve a TorchScript file (it is code; see cnnlab.serve.predictor)
+    model_name: str | None = None  # NAME in the v2 routes (None: from the model's folder, see serve.v2)
 
 
 # ---- errors ----------------------------------------------------------------------------------------
@@ -105,7 +108,9 @@ _STATUS_CODES = {
 }
 
 
-def error_body(status: int, code: str, message: str, request_id: str) -> dict[str, Any]:
+def error_body(status: int, code: str, message: str, request_id: str, path: str = "") -> dict[str, Any]:
+    if path == "/v2" or path.startswith("/v2/models/"):  # the Open Inference Protocol's shape: error is the message
+        return {"error": message, "code": code, "status": status, "request_id": request_id}
     return {"error": {"status": status, "code": code, "message": message, "request_id": request_id}}
 
 
@@ -115,20 +120,25 @@ def request_id_of(request: Request) -> str:
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "error")
-    body = error_body(exc.status_code, code, str(exc.detail), request_id_of(request))
+    body = error_body(exc.status_code, code, str(exc.detail), request_id_of(request), request.url.path)
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     # name the field and the problem, never echo the input back
     parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
-    return JSONResponse(error_body(422, "invalid_request", "; ".join(parts), request_id_of(request)), status_code=422)
+    body = error_body(422, "invalid_request", "; ".join(parts), request_id_of(request), request.url.path)
+    return JSONResponse(body, status_code=422)
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         error_body(
-            500, "internal_error", "internal error; quote the request id when reporting it", request_id_of(request)
+            500,
+            "internal_error",
+            "internal error; quote the request id when reporting it",
+            request_id_of(request),
+            request.url.path,
         ),
         status_code=500,
         headers={"x-request-id": request_id_of(request)},  # sent outside Guard (by Starlette's error middleware)
@@ -171,17 +181,18 @@ class Guard:
         limit = self.settings.max_body_bytes
         length = headers.get(b"content-length")
         if length is not None and not length.isdigit():
-            body = error_body(400, "bad_request", "the Content-Length header is not a number", rid)
+            body = error_body(400, "bad_request", "the Content-Length header is not a number", rid, scope["path"])
             return await _send_json(send_with_id, 400, body)
         if length is not None and int(length) > limit:
-            return await _send_json(send_with_id, 413, error_body(413, "too_large", _too_large(length, limit), rid))
-        is_predict = scope["method"] == "POST" and scope["path"] in _PREDICT_PATHS
+            body = error_body(413, "too_large", _too_large(length, limit), rid, scope["path"])
+            return await _send_json(send_with_id, 413, body)
+        is_predict = scope["method"] == "POST" and _PREDICT_PATH.fullmatch(scope["path"]) is not None
         admission = self.state.get("admission")
         queue_full = admission is not None and admission.full
         if is_predict and (self.in_flight >= self.settings.max_requests or queue_full):
             # Refused before the body is parsed (cheap under a burst). Keep-alive: the server reads and
             # drops the body, so the client gets this answer, not a reset on its next request.
-            body = error_body(503, "busy", "the server is at its request limit; retry shortly", rid)
+            body = error_body(503, "busy", "the server is at its request limit; retry shortly", rid, scope["path"])
             return await _send_json(send_with_id, 503, body, [(b"retry-after", b"1")], close=False)
         self.in_flight += is_predict
         try:
@@ -461,6 +472,8 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
         return state["predictor"]
 
     _add_routes(app, settings, state, ready_predictor)
+    name = served_name(model.source if isinstance(model, Predictor) else model, settings.model_name)
+    add_v2_routes(app, settings, state, ready_predictor, name, decode_upload, header_pixels)  # KServe v2 / Triton
     return app
 
 
