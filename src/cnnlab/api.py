@@ -23,6 +23,7 @@ from cnnlab.config import RUNTIME_KEYS, SHORT_KEYS, Config, apply_overrides, loa
 from cnnlab.data.datasets import ArrayDataset
 from cnnlab.devices import resolve_device
 from cnnlab.engine.distributed import shutdown
+from cnnlab.engine.trainer import ended_on_its_own
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, format_report, softmax
 from cnnlab.runs import read_history_csv, read_json, write_json
@@ -87,7 +88,7 @@ def train(
     """
     if resume is not None:
         cfg = _resume_config(resume, config, overrides, short)
-        if is_finished(resume):
+        if is_finished(resume, cfg):
             return _finished_result(Path(resume), cfg, log)
     else:
         cfg = make_config(config, overrides, **short)
@@ -131,9 +132,15 @@ def _runtime_overrides(config, overrides, short, what: str) -> dict[str, Any]:
     return given
 
 
-def is_finished(run_dir: str | Path) -> bool:
-    """Whether training wrote the run's model file (``finish`` ran): there is nothing left to resume."""
-    return (Path(run_dir) / "model" / "model.json").is_file()
+def is_finished(run_dir: str | Path, cfg: Config) -> bool:
+    """Whether a resume has nothing left to do: training wrote the model file and either trained every
+    epoch ``cfg`` asks for or ended on its own (early stopping, a non-finite loss). A finished run whose
+    config.yaml was edited to ask for more epochs continues from its last checkpoint."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model" / "model.json").is_file():
+        return False
+    history = read_history_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
+    return not history or len(history) >= cfg.train.epochs or ended_on_its_own(history, cfg.train)
 
 
 def _finished_result(run_dir: Path, cfg: Config, log) -> TrainResult:

@@ -155,3 +155,14 @@ def test_resume_takes_runtime_options_and_refuses_the_others(quiet, capsys):
     assert code == 1 and "drop the other options (train.epochs)" in err and "--no-progress" in err
     with pytest.raises(CnnlabError, match=r"drop the other options \(optim.lr\)"):
         train(resume=run, lr=0.1)  # the Python API refuses what it used to ignore
+
+
+def test_an_early_stopped_run_is_finished_but_a_shorter_one_continues(quiet):
+    from cnnlab.api import is_finished
+    from cnnlab.config import load_config
+
+    stopped = train(overrides={**quiet, "train.epochs": 30, "train.early_stop_patience": 1}, log=lambda s: None)
+    cfg = load_config(stopped.run_dir / "config.yaml")
+    assert len(stopped.history) < 30 and is_finished(stopped.run_dir, cfg)  # early stopping ended it
+    cfg.train.early_stop_patience = None  # the same history without early stopping: 30 epochs were asked for
+    assert not is_finished(stopped.run_dir, cfg)

@@ -78,6 +78,20 @@ class EarlyStopping:
         return self.patience is not None and self.bad_epochs >= self.patience
 
 
+def ended_on_its_own(history: list[dict], cfg: TrainConfig) -> bool:
+    """Whether the epochs in ``history`` ended by themselves: a non-finite training loss, or early
+    stopping replayed over the recorded metric (so a resume can tell a stopped run from a short one)."""
+    if not math.isfinite(history[-1]["train_loss"]):
+        return True
+    metric = cfg.early_stop_metric
+    if metric not in history[0]:  # trained without a validation split: the training metric was watched
+        metric = metric.replace("val_", "train_")
+    early = EarlyStopping(metric, cfg.early_stop_patience, cfg.early_stop_min_delta)
+    for row in history:
+        early.update(row[metric], int(row["epoch"]))
+    return early.should_stop
+
+
 class DivergenceError(NonFiniteLossError):
     """The loss exploded (finite, but far above its best); training stops before anything is saved."""
 
