@@ -45,3 +45,13 @@ def test_building_a_torchvision_model_still_works(tmp_path):
         "out = m(torch.zeros(2, 3, 32, 32))\nassert type(out).__name__ == 'GoogLeNetOutputs', type(out)"
     )
     assert "torchvision.models" in loaded_after(code, tmp_path)
+
+
+def test_listing_the_zoo_imports_no_torch(tmp_path):
+    # `cnnlab models` took 10.4 s (issue 30): the shipped table answers without building 60 models.
+    code = (
+        "import contextlib, io, sys\nfrom cnnlab.cli.main import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out):\n    assert main(['models']) == 0 and main(['models', 'resnet']) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\nassert '60 model(s)' in out.getvalue(), out.getvalue()"
+    )
+    assert loaded_after(code, tmp_path) == []

@@ -142,6 +142,26 @@ def test_cli_user_errors(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
+def test_shipped_model_table_is_every_model_summarised_now():
+    # `cnnlab models` lists this table instead of building the zoo; it must say what summary() says now
+    import json
+
+    from cnnlab.cli.models import TABLE, model_rows
+
+    shipped = json.loads(TABLE.read_text())["models"]
+    assert shipped == model_rows("*"), "models/zoo_table.json is stale: run python scripts/build_model_table.py"
+
+
+def test_cli_models_from_the_table_and_built_agree(capsys):
+    def resnet18_line(argv):
+        assert main(argv) == 0
+        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("resnet18 "))
+
+    listed = resnet18_line(["models", "resnet18*"])  # the shipped table
+    built = resnet18_line(["models", "resnet18*", "--classes", "1000"])  # built now, at resnet18's own classes
+    assert listed == built and "11,689,512" in listed and "1,814.1" in listed
+
+
 def test_cli_models_lists_params_and_macs(capsys):
     assert main(["models", "lenet", "--input", "1x32x32"]) == 0
     out = capsys.readouterr().out
