@@ -13,8 +13,9 @@ from cnnlab.cli._options import add_output, run_path
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a trained model to ONNX or TorchScript (with a parity check)",
-        description="Export a model (run folder or model folder) to ONNX or TorchScript with a dynamic batch "
+        help="export a trained model to ONNX, TorchScript, OpenVINO or a Triton repository (parity checked)",
+        description="Export a model (run folder or model folder) to ONNX, TorchScript, OpenVINO IR (optionally "
+        "INT8) or a Triton model repository, with a dynamic batch "
         "axis; class names and preprocessing travel inside the file. A parity check against the original "
         "model runs afterwards and fails loudly if they disagree.",
     )
@@ -26,7 +27,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--format",
-        choices=["onnx", "torchscript", "triton"],
+        choices=["onnx", "torchscript", "openvino", "triton"],
         default="onnx",
         help="export format (default onnx; triton: a Triton/KServe model repository around the ONNX file)",
     )
@@ -42,6 +43,11 @@ def add_parser(sub) -> None:
         choices=["dynamo", "legacy"],
         default="dynamo",
         help="ONNX: torch.export-based exporter (default) or the older TorchScript-based one (faster)",
+    )
+    p.add_argument("--int8", action="store_true", help="openvino: also an NNCF INT8 model, scored on the test split")
+    p.add_argument("--calibration", type=int, default=300, help="openvino --int8: training images to calibrate on")
+    p.add_argument(
+        "--int8-max-drop", type=float, default=0.01, help="openvino --int8: largest accuracy drop kept (0.01 = 1 point)"
     )
     p.add_argument("--model-name", metavar="NAME", help="triton: the model's name (default: the run folder's)")
     p.add_argument("--max-batch-size", type=int, default=64, help="triton: max_batch_size in config.pbtxt (64)")
@@ -79,10 +85,30 @@ def _triton(args, out):
     return folder / "1" / "model.onnx", report
 
 
+def _openvino(args, out):
+    from cnnlab.export.openvino import export_openvino
+
+    out, report, int8 = export_openvino(
+        args.model,
+        out,
+        int8=args.int8,
+        calibration=args.calibration,
+        max_drop=args.int8_max_drop,
+        opset=args.opset,
+        parity_n=args.parity_n,
+        tolerance=args.tolerance,
+        exporter=args.exporter,
+    )
+    if int8 is not None:
+        print(f"wrote {out.with_name(out.stem + '-int8.xml')} (+ .bin): {int8.line()}")
+    return out, report
+
+
 # format -> (default file name, exporter)
 EXPORTERS = {
     "onnx": ("model.onnx", _onnx),
     "torchscript": ("model.torchscript.pt", _torchscript),
+    "openvino": ("model.xml", _openvino),  # + model.bin beside it
     "triton": (None, _triton),  # a folder: --out is the repository
 }
 
@@ -94,6 +120,8 @@ def run(args) -> int:
 
     if args.parity_n < 1:
         raise CnnlabError(f"--parity-n must be at least 1, got {args.parity_n}")
+    if args.calibration < 1 or not 0 <= args.int8_max_drop <= 1:
+        raise CnnlabError("--calibration must be at least 1 and --int8-max-drop between 0 and 1")
     name, exporter = EXPORTERS[args.format]
     if name is None and args.output:
         raise CnnlabError(f"--format {args.format} writes a folder: give it with --out, not --output")

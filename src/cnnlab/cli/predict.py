@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
         "model",
         metavar="MODEL",
         type=run_path,
-        help="run or model folder, a .onnx / TorchScript .pt file, or demo:mnist (the model shipped with cnnlab)",
+        help="run or model folder, a .onnx / OpenVINO .xml / TorchScript .pt file, or demo:mnist (shipped with cnnlab)",
     )
     p.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders or glob patterns ('*.png')")
     p.add_argument(
@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     add_json(p, "the predictions (same as --format json)")
-    add_device(p, " (.onnx files and NumPy-engine runs run on the CPU)")
+    add_device(p, " (.onnx, .xml files and NumPy-engine runs run on the CPU)")
     p.add_argument(
         "--trust-torchscript",
         action="store_true",

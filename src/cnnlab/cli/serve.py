@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
         "model",
         metavar="MODEL",
         type=run_path,
-        help="run or model folder, or an exported .onnx file (or demo:mnist, the trained model shipped with cnnlab)",
+        help="run or model folder, an exported .onnx or OpenVINO .xml file, or demo:mnist (shipped with cnnlab)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--max-batch", type=int, default=32, help="largest micro-batch (default 32)")
     p.add_argument("--threads", type=int, help="torch threads for inference (default: torch's choice)")
-    add_device(p, " (.onnx files and NumPy-engine runs run on the CPU)")
+    add_device(p, " (.onnx, .xml files and NumPy-engine runs run on the CPU)")
     p.add_argument(
         "--trust-torchscript",
         action="store_true",

@@ -168,6 +168,18 @@ class OnnxForward:
         return torch.from_numpy(self._fn(x.detach().cpu().numpy()))
 
 
+class OpenVinoForward:
+    """An OpenVINO IR (``.xml`` + ``.bin`` from ``cnnlab export --format openvino``) on OpenVINO's CPU plugin."""
+
+    def __init__(self, compiled):
+        from cnnlab.export.openvino import openvino_logits_fn
+
+        self._fn = openvino_logits_fn(compiled)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self._fn(x.detach().cpu().numpy()))
+
+
 class NumpyForward:
     """A model trained by ``cnnlab scratch train`` (the NumPy engine), called like a torch module."""
 
@@ -194,7 +206,7 @@ def inference_device(path: str | Path, device: str | torch.device) -> torch.devi
     """``auto``: the GPU when there is one and the model is a torch model. ONNX files and NumPy-engine
     runs always run on the CPU (another device is refused by ``load_for_inference``, with the reason)."""
     p = Path(path)
-    cpu_only = (p.is_file() and p.suffix.lower() == ".onnx") or _numpy_model_folder(p) is not None
+    cpu_only = (p.is_file() and p.suffix.lower() in (".onnx", ".xml")) or _numpy_model_folder(p) is not None
     if cpu_only:
         return torch.device("cpu" if str(device) == "auto" else device)
     return resolve_device(device)
@@ -216,16 +228,24 @@ def load_for_inference(
     path: str | Path, device: str | torch.device = "cpu", *, trust_torchscript: bool = False
 ) -> tuple[Any, dict[str, Any], str]:
     """(forward, meta, kind) for a run or model folder ("cnnlab"), or a file written by ``cnnlab export``:
-    an ``.onnx`` file ("onnx", ONNX Runtime on the CPU) or a TorchScript ``.pt`` file ("torchscript",
-    only with ``trust_torchscript``: a TorchScript file is code and runs with the caller's rights).
-    The class names and preprocessing come from the metadata stored in the exported file. A run of
-    ``cnnlab scratch train`` ("numpy", weights.npz) is run by the NumPy engine itself."""
+    an ``.onnx`` file ("onnx", ONNX Runtime on the CPU), an OpenVINO ``.xml`` ("openvino", its CPU
+    plugin) or a TorchScript ``.pt`` file ("torchscript", only with ``trust_torchscript``: a
+    TorchScript file is code and runs with the caller's rights). The class names and preprocessing
+    come from the metadata stored in the exported file. A run of ``cnnlab scratch train`` ("numpy",
+    weights.npz) is run by the NumPy engine itself."""
     p = Path(path)
     not_cpu = torch.device(device).type != "cpu"  # ONNX Runtime (CPU provider) and NumPy run on the CPU only
     if p.is_file() and p.suffix.lower() == ".onnx":
         if not_cpu:
             raise CnnlabError(f"{p.name} is an ONNX file: it runs on the CPU through ONNX Runtime; drop --device")
         return (*_load_onnx(p), "onnx")
+    if p.is_file() and p.suffix.lower() == ".xml":
+        from cnnlab.export.openvino import read_ir
+
+        if not_cpu:
+            raise CnnlabError(f"{p.name} is an OpenVINO model: it runs on the CPU plugin here; drop --device")
+        compiled, meta = read_ir(p)
+        return OpenVinoForward(compiled), meta, "openvino"
     folder = _numpy_model_folder(p)
     if folder is not None:
         if not_cpu:
