@@ -463,7 +463,7 @@ NOTEBOOKS: dict[str, dict] = {
             (
                 "code",
                 "import cnnlab\n"
-                "from cnnlab.models import create_model\nfrom cnnlab.models.transfer import apply_strategy\n\n"
+                "from cnnlab.models import create_model\nfrom cnnlab.finetune.transfer import apply_strategy\n\n"
                 "common = {'data.image_size': 28, 'data.train_fraction': 0.25, 'model.name': 'fast_cnn', "
                 "'model.kwargs': {'widths': [16, 32, 64]}, 'output.plots': False, 'output.progress': False, "
                 "'train.threads': 1, 'data.num_workers': 0}\n"

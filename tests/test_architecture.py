@@ -45,9 +45,17 @@ def test_evaluation_imports_neither_engine_nor_export():
 
 
 def test_runs_data_and_numpy_engine_never_import_upwards():
-    upward = {"engine", "export", "viz", "teach", "serve", "api", "workflow", "cli", "tune", "crossval"}
+    upward = {"engine", "finetune", "export", "viz", "teach", "serve", "api", "workflow", "cli", "tune", "crossval"}
     for module, targets in _imports().items():
         if _package(module) in ("runs", "data", "numpy_engine", "models"):
+            bad = {t for t in targets if _package(t) in upward}
+            assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_engine_never_imports_the_finetune_recipe_above_it():
+    upward = {"finetune", "export", "viz", "teach", "serve", "api", "workflow", "cli", "tune", "crossval"}
+    for module, targets in _imports().items():
+        if _package(module) == "engine":
             bad = {t for t in targets if _package(t) in upward}
             assert not bad, f"{module} imports {sorted(bad)}"
 

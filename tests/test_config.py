@@ -15,7 +15,7 @@ def test_yaml_round_trip(tmp_path):
 
 
 def test_defaults_are_the_seed_recipe():
-    from cnnlab.engine.finetune import resolve_recipe
+    from cnnlab.finetune.recipe import resolve_recipe
 
     c = resolve_recipe(Config(), log=lambda s: None)  # without pretrained weights the auto values are seed 000's
     assert c.model.finetune == "finetune_all" and c.model.lr_decay == 1.0

@@ -148,7 +148,7 @@ def baseline_params(base: Config, space: dict[str, dict[str, Any]]) -> dict[str,
 
     ``auto``/null values count as what training makes of them (``optim.lr: null`` is 1e-3 without the
     fine-tune recipe; under it the LR finder's choice is unknown here, so the sampler picks)."""
-    from cnnlab.engine.finetune import resolve_recipe
+    from cnnlab.finetune.recipe import resolve_recipe
 
     base = resolve_recipe(base, log=lambda line: None)
     flat = {**_flatten(to_dict(base)), **{_KWARGS + k: v for k, v in base.model.kwargs.items()}}

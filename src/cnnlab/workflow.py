@@ -20,14 +20,14 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cnnlab.config import DEFAULT_LR, Config, save_config, to_dict
+from cnnlab.config import Config, save_config, to_dict
 from cnnlab.data.augment import build_mixer
 from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, prepare_data
@@ -36,14 +36,6 @@ from cnnlab.data.tta import TTA
 from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
-from cnnlab.engine.finetune import (
-    STAGED,
-    complete_recipe,
-    prepare_model,
-    resolve_recipe,
-    resolve_weights,
-    with_lr_decay,
-)
 from cnnlab.engine.init import init_weights
 from cnnlab.engine.loop import CLIPPERS, amp_dtype, predict
 from cnnlab.engine.losses import balance_summary, build_loss, class_weights
@@ -52,6 +44,15 @@ from cnnlab.engine.schedulers import build_schedule
 from cnnlab.engine.trainer import Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, softmax
+from cnnlab.finetune.recipe import (
+    STAGED,
+    describe_recipe,
+    find_head_lr,
+    prepare_model,
+    resolve_recipe,
+    resolve_weights,
+    with_lr_decay,
+)
 from cnnlab.models import create_model
 from cnnlab.runs import create_run_dir, default_run_name, env_info, write_json
 from cnnlab.runs.model_file import save_model_file
@@ -67,7 +68,7 @@ class Session:
     dist: DistInfo
     log: Callable[[str], None] = print
     started: float = field(default_factory=time.perf_counter)
-    weights: Any = None  # published pretrained weights (models.weights.PretrainedWeights), set by load_data
+    weights: Any = None  # published pretrained weights (models.pretrained.PretrainedWeights), set by load_data
 
 
 @dataclass
@@ -161,20 +162,21 @@ def build_model(cfg: Config, classes: list[str], input_shape: list[int]) -> torc
 def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     """The model (initialised, fine-tuning applied), its optimiser, schedule and loss.
 
-    The config's ``auto`` values are resolved here and ``s.cfg`` becomes the result (what
-    config.yaml records). Under the fine-tune recipe with no ``optim.lr``, the LR finder picks the
-    rate on the frozen network (``find_lr=False``: 1e-3 instead, for ``lr-find`` itself).
+    The config's ``auto`` values are resolved here (``finetune.recipe.resolve_recipe``) and ``s.cfg``
+    becomes the result (what config.yaml records). Under the fine-tune recipe with no ``optim.lr``, the
+    LR finder picks the rate on the frozen network (``find_lr=False``: 1e-3 instead, for ``lr-find`` itself).
     """
-    cfg = s.cfg = resolve_recipe(s.cfg, s.log)
+    cfg = s.cfg
     model = init_weights(build_model(cfg, data.classes, data.input_shape), cfg.train.init).to(s.device)
     init_from_data(model, data.train)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    finetune_callbacks = prepare_model(model, cfg.model, s.log, weights=s.weights)
+    finetune_callbacks = prepare_model(model, cfg, s.log, weights=s.weights)
     loss_fn = _loss(cfg, data, s.device)
-    if cfg.model.finetune == STAGED:
-        pick = (lambda: recipe_lr(s, model, data, loss_fn)) if find_lr else (lambda: DEFAULT_LR)
-        cfg = s.cfg = complete_recipe(cfg, model, pick, s.log if find_lr else _silent)  # lr-find sweeps itself
+    finder = (lambda m: recipe_lr(s, m, data, loss_fn)) if find_lr else None
+    cfg = s.cfg = resolve_recipe(cfg, model, find_lr=finder, log=s.log if find_lr else _silent)
+    if cfg.model.finetune == STAGED and find_lr:  # lr-find sweeps itself: no plan to announce
+        describe_recipe(cfg, model, s.log)
     optimizer = build_optimizer(model, with_lr_decay(cfg.optim, model, cfg.model.lr_decay))
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
@@ -201,15 +203,12 @@ def _loss(cfg: Config, data: PreparedData, device: torch.device) -> torch.nn.Mod
     )
 
 
-def recipe_lr(s: Session, model: torch.nn.Module, data: PreparedData, loss_fn, steps: int = 60) -> float:
-    """The fine-tune recipe's learning rate: the LR finder over ``steps`` batches on the network as it
-    starts (body frozen), from 1e-6 to 1; model, optimiser and random states are restored afterwards."""
-    from cnnlab.engine.lr_find import lr_find
-
-    probe = build_optimizer(model, replace(s.cfg.optim, lr=DEFAULT_LR, group_lr={}))
-    found = lr_find(model, data.train, probe, loss_fn, 1e-6, 1.0, steps, beta=0.95, generators=[data.generator])
-    s.log(f"learning rate {found.suggestion:.2e} from the LR finder ({len(found.lrs)} steps): {found.reason}")
-    return broadcast(found.suggestion, s.dist)  # every rank trains with rank 0's choice
+def recipe_lr(s: Session, model: torch.nn.Module, data: PreparedData, loss_fn) -> float:
+    """The LR finder's rate on the frozen network (rank 0's choice on every rank)."""
+    found = find_head_lr(
+        model, data.train, s.cfg.optim, loss_fn, generators=[data.generator], log=s.log, progress=s.cfg.output.progress
+    )
+    return broadcast(found, s.dist)
 
 
 # ---- step 4: the run folder and the trainer --------------------------------------------------------

@@ -18,7 +18,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_recipe_is_valid(path):
-    from cnnlab.engine.finetune import resolve_recipe
+    from cnnlab.finetune.recipe import resolve_recipe
 
     cfg = resolve_recipe(load_config(path), log=lambda s: None)  # "auto" values as training resolves them
     assert cfg.model.name in MODELS and cfg.optim.name in OPTIMIZERS and cfg.sched.name in SCHEDULERS

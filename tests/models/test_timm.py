@@ -100,7 +100,7 @@ def test_named_weights_come_from_the_hugging_face_cache(timm, tmp_path, monkeypa
     import huggingface_hub.constants
 
     from cnnlab.config import Config
-    from cnnlab.engine.finetune import resolve_weights
+    from cnnlab.finetune.recipe import resolve_weights
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
     cfg = Config()
@@ -141,7 +141,7 @@ def test_named_weights_come_from_the_hugging_face_cache(timm, tmp_path, monkeypa
 
 
 def test_unknown_weights_tags_are_listed(timm):
-    from cnnlab.models.weights import resolve_pretrained
+    from cnnlab.finetune.weights import resolve_pretrained
 
     with pytest.raises(CnnlabError, match="timm has no published weights 'resnet18.nope'. Known: resnet18.a1_in1k"):
         resolve_pretrained("timm:resnet18", weights="nope")

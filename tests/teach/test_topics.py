@@ -209,8 +209,8 @@ def test_engine_adam_path_is_the_numpy_adam_path():
 
 # --- transfer learning, and the learning pages' other commands ---------------------------------------
 def test_transfer_counts_match_requires_grad(tmp_path):
+    from cnnlab.finetune.transfer import apply_strategy
     from cnnlab.models import create_model
-    from cnnlab.models.transfer import apply_strategy
     from cnnlab.teach.transfer import transfer_example
 
     r = transfer_example(out_dir=tmp_path)

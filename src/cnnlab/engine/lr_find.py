@@ -53,6 +53,7 @@ def lr_find(
     beta: float = 0.98,
     diverge: float = 4.0,
     generators: list[torch.Generator] | None = None,
+    progress: bool = False,
 ) -> LRFindResult:
     """Sweep the LR of ``optimizer`` exponentially over ``steps`` batches and suggest one (see module doc)."""
     if not 0 < start < end or steps < 5:
@@ -65,6 +66,7 @@ def lr_find(
     lrs, losses, smoothed = [], [], []
     avg, best = 0.0, math.inf
     model.train()
+    bar = _bar(steps, progress)
     try:
         for i, (x, y) in zip(range(steps), _cycle(loader)):
             lr = start * (end / start) ** (i / (steps - 1))
@@ -83,12 +85,24 @@ def lr_find(
             losses.append(value)
             smoothed.append(smooth)
             best = min(best, smooth)
+            bar.update(1)
+            bar.set_postfix_str(f"lr {lr:.1e} loss {smooth:.3f}", refresh=False)
             if smooth > diverge * best:
                 break
     finally:
+        bar.close()
         _restore(model, optimizer, generators or [], saved)
     suggestion, reason = suggest(lrs, smoothed)
     return LRFindResult(lrs, losses, smoothed, suggestion, reason)
+
+
+def _bar(steps: int, show: bool):
+    """A progress bar on stderr (disabled: a no-op with the same methods)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=steps, desc="LR finder", unit="step", disable=not show, file=sys.stderr, leave=False)
 
 
 def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float, str]:

@@ -280,7 +280,7 @@ def param_groups(model: nn.Module, c: OptimConfig) -> list[dict]:
 
 def _head_prefix(model: nn.Module) -> str:
     """``"<head>."`` for the classifier layer Muon leaves to SGD (``"\0"``, matching nothing, if there is none)."""
-    from cnnlab.models.transfer import find_head
+    from cnnlab.models._common import find_head
 
     try:
         return find_head(model) + "."

@@ -1,8 +1,9 @@
-"""Shared helpers: building torchvision's ImageNet-shaped networks offline, and first-conv surgery.
+"""Shared helpers: building torchvision's ImageNet-shaped networks offline, finding the stem conv and the
+classifier layer (used by fine-tuning and by Muon, which leaves the head to SGD).
 
 The ImageNet-shaped variants in the zoo are torchvision's own builders called with ``weights=None``
-(never a download); pretrained weights are loaded afterwards by ``cnnlab.models.transfer`` from a
-local file or from torchvision's published files (``cnnlab.models.weights``).
+(never a download); pretrained weights are loaded afterwards by ``cnnlab.finetune.transfer`` from a
+local file or from torchvision's published files (``cnnlab.finetune.weights``).
 ``in_channels != 3`` swaps the stem convolution for one with the new input channel count, which is
 the same surgery ``transfer.adapt_in_channels`` does when it also carries the weights over.
 """
@@ -15,6 +16,17 @@ from typing import Any
 from torch import nn
 
 from cnnlab.errors import CnnlabError
+
+
+def find_head(model: nn.Module) -> str:
+    """Qualified name of the classification layer: the last ``nn.Linear`` outside auxiliary heads."""
+    name = None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear) and not any(part.startswith("aux") for part in n.split(".")):
+            name = n
+    if name is None:
+        raise CnnlabError(f"{type(model).__name__} has no nn.Linear classifier layer to replace or fine-tune.")
+    return name
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:

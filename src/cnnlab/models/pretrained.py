@@ -1,5 +1,5 @@
 """What published pretrained weights are: where their tensors lie and how their input was
-preprocessed. Shared by ``models.weights`` (torchvision) and ``models.timm_models`` (timm)."""
+preprocessed. Shared by ``finetune.weights`` (torchvision) and ``models.timm_models`` (timm)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+
+MAX_SIDE = 4096  # largest image side a weights file may ask for
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,30 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> Preprocessing:
+        """The inverse of :meth:`to_dict` for a value read from a file, every field checked."""
+        try:
+            pre = cls(
+                weights=str(d["weights"]),
+                image_size=int(d["image_size"]),
+                resize_size=int(d["resize_size"]),
+                mean=[float(v) for v in d["mean"]],
+                std=[float(v) for v in d["std"]],
+                interpolation=str(d["interpolation"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CnnlabError(
+                f"{where}: unreadable preprocessing record ({exc!r}); convert the weights again"
+            ) from None
+        sizes_ok = 1 <= pre.image_size <= MAX_SIDE and 1 <= pre.resize_size <= MAX_SIDE
+        stats_ok = len(pre.mean) == len(pre.std) in (1, 3) and all(0 < v < 1e3 for v in pre.std)
+        if not (sizes_ok and stats_ok and all(abs(v) < 1e3 for v in pre.mean)):
+            raise CnnlabError(
+                f"{where}: preprocessing out of range (sizes 1..{MAX_SIDE}, 1 or 3 channels, std > 0): {d}"
+            )
+        return pre
+
 
 @dataclass(frozen=True)
 class PretrainedWeights:
@@ -53,3 +79,5 @@ class PretrainedWeights:
     path: Path
     source: str  # the URL or file they came from
     preprocessing: Preprocessing | None
+    architecture: str | None = None  # a cnnlab run or model folder: the zoo name it was trained as
+    kwargs: dict[str, Any] | None = None  # ... and its builder arguments

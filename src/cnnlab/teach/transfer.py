@@ -5,7 +5,7 @@ ones. Reusing it on a new task means replacing the head and choosing how much of
 only the head (feature extraction: few parameters, for small datasets), the top blocks too, or
 everything with a small learning rate; discriminative learning rates give lower blocks smaller
 steps (Howard & Ruder 2018). The numbers are counted on a zoo model with
-:mod:`cnnlab.models.transfer`, the code ``cnnlab train --finetune`` runs.
+:mod:`cnnlab.finetune.transfer`, the code ``cnnlab train --finetune`` runs.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ STRATEGY_RUNS = [("feature_extraction", {}), ("finetune_top", {"n_blocks": 1}), 
 
 def transfer_example(model_name: str = "resnet18_cifar", out_dir: str | Path | None = None) -> TeachingResult:
     """Trainable parameters per block for each strategy, and the discriminative LR of each block."""
+    from cnnlab.finetune.transfer import apply_strategy, model_blocks, param_groups
     from cnnlab.models import create_model
-    from cnnlab.models.transfer import apply_strategy, model_blocks, param_groups
 
     model = create_model(model_name)
     blocks = [name for name, _ in model_blocks(model)]

@@ -1,4 +1,4 @@
-"""cnnlab.models.transfer on synthetic tensors: strategies, head and stem surgery, loading weights."""
+"""cnnlab.finetune.transfer on synthetic tensors: strategies, head and stem surgery, loading weights."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models import create_model
-from cnnlab.models.transfer import (
+from cnnlab.finetune.transfer import (
     STRATEGIES,
     adapt_in_channels,
     apply_strategy,
@@ -28,6 +27,7 @@ from cnnlab.models.transfer import (
     set_frozen_bn_eval,
     unfreeze_for_epoch,
 )
+from cnnlab.models import create_model
 
 # one model per kind of anatomy: flat Sequential, features/classifier, stages + fc, torchvision, aux heads
 MODELS = ["lenet5", "vgg11_bn_cifar", "resnet18_cifar", "resnet18", "googlenet_cifar", "mobilenet_v2_cifar"]

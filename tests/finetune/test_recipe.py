@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.engine.finetune import keep_frozen_bn_in_eval
 from cnnlab.errors import CnnlabError
+from cnnlab.finetune.recipe import keep_frozen_bn_in_eval
 from cnnlab.models import create_model
 from cnnlab.runs.model_file import load_model
 
@@ -26,7 +26,7 @@ def _changed(before: dict, after: dict) -> set[str]:
     return {k for k in before if not torch.equal(before[k], after[k])}
 
 
-# seed_cnn's blocks (models.transfer.model_blocks): features.0, features.1, features.2, classifier (the MLP head)
+# seed_cnn's blocks (finetune.transfer.model_blocks): features.0, features.1, features.2, classifier (the MLP head)
 @pytest.mark.parametrize(
     ("strategy", "extra", "moving_prefixes"),
     [
@@ -76,11 +76,11 @@ def test_progressive_unfreezes_on_schedule(pretrained, tmp_path):
 
 
 def test_discriminative_lrs_decay_from_the_head(pretrained, tmp_path):
-    from cnnlab.config import ModelConfig, OptimConfig
-    from cnnlab.engine.finetune import prepare_model, with_lr_decay
+    from cnnlab.config import Config, ModelConfig, OptimConfig
+    from cnnlab.finetune.recipe import prepare_model, with_lr_decay
 
     model = create_model("seed_cnn", num_classes=10, in_channels=1, input_size=16)
-    prepare_model(model, ModelConfig(pretrained=str(pretrained), lr_decay=0.5), log=lambda s: None)
+    prepare_model(model, Config(model=ModelConfig(pretrained=str(pretrained), lr_decay=0.5)), log=lambda s: None)
     optim = with_lr_decay(OptimConfig(lr=0.1), model, 0.5)
     lrs = optim.group_lr
     assert set(lrs) == {n for n, _ in model.named_parameters()}
@@ -99,10 +99,23 @@ def test_discriminative_lrs_decay_from_the_head(pretrained, tmp_path):
 
 
 def test_mismatched_weights_name_the_tensors(pretrained, tmp_path):
-    with pytest.raises(CnnlabError, match=r"(?s)do not match.*missing from the file.*0.weight"):
+    advice = r"holds a seed_cnn network and this run builds mnist_cnn: leave --model out"
+    with pytest.raises(CnnlabError, match=r"(?s)do not match.*missing from the file.*0.weight.*" + advice):
         cnnlab.train(
             data="digits", model="mnist_cnn", pretrained=str(pretrained), out=tmp_path, overrides=QUIET, **COMMON
         )
+
+
+def test_a_run_folder_brings_its_architecture_and_input_size(tmp_path):
+    import json
+
+    lines = []  # demo:mnist is a fast_cnn (widths 16, 32, 64) on 1x28x28: nothing else is said
+    r = cnnlab.train(data="digits", pretrained="demo:mnist", lr=0.003, epochs=1, out=tmp_path, overrides=QUIET,
+                     log=lines.append)  # fmt: skip
+    assert (r.config.model.name, r.config.model.kwargs) == ("fast_cnn", {"widths": [16, 32, 64]})
+    assert json.loads((r.run_dir / "data.json").read_text())["input_shape"] == [1, 28, 28]
+    assert any(line.startswith("model fast_cnn: the architecture of demo:mnist") for line in lines)
+    assert r.metrics["accuracy"] > 0.5
 
 
 def test_frozen_batchnorm_stays_in_eval_and_copies_behave():

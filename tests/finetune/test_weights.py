@@ -23,7 +23,7 @@ import torch
 
 import cnnlab
 from cnnlab.errors import CnnlabError
-from cnnlab.models import weights as W
+from cnnlab.finetune import weights as W
 from cnnlab.runs.model_file import load_model
 
 QUIET = {"output.progress": False, "output.plots": False, "train.threads": 1}

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models._common import conv_like, first_conv
+from cnnlab.models._common import conv_like, find_head, first_conv
 from cnnlab.registry import Registry
 
 _EXPAND = {"features", "layers", "blocks", "stages", "body"}  # containers whose children are the blocks
@@ -44,17 +44,6 @@ _WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 # ---------------------------------------------------------------- anatomy: head and blocks
-
-
-def find_head(model: nn.Module) -> str:
-    """Qualified name of the classification layer: the last ``nn.Linear`` outside auxiliary heads."""
-    name = None
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Linear) and not any(part.startswith("aux") for part in n.split(".")):
-            name = n
-    if name is None:
-        raise CnnlabError(f"{type(model).__name__} has no nn.Linear classifier layer to replace or fine-tune.")
-    return name
 
 
 def _aux_heads(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -37,6 +37,7 @@ from typing import Any
 
 from cnnlab.data.folder import file_sha256
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.finetune.convert import packaged_weights, safetensors_preprocessing
 from cnnlab.models.pretrained import Preprocessing, PretrainedWeights
 
 NAMED = "imagenet"  # --pretrained imagenet: the weights set torchvision calls DEFAULT
@@ -82,25 +83,48 @@ def resolve_pretrained(
         from cnnlab.runs.builtin import resolve_run_path  # demo:mnist -> the run folder shipped in the package
 
         path = resolve_run_path(pretrained).expanduser()
-        return PretrainedWeights(path, str(pretrained), cnnlab_preprocessing(path))
+        meta = cnnlab_meta(path)
+        arch, kwargs = (meta["architecture"], dict(meta.get("kwargs") or {})) if meta else (None, None)
+        pre = cnnlab_preprocessing(path, meta) if meta else safetensors_preprocessing(path)
+        return PretrainedWeights(path, str(pretrained), pre, arch, kwargs)
     if model_name.startswith("timm:"):
-        from cnnlab.models.timm_models import timm_pretrained
-
-        return timm_pretrained(model_name.removeprefix("timm:"), weights)
+        return _timm_weights(model_name.removeprefix("timm:"), weights)
     entry = torchvision_weights(model_name, weights)
     path = fetch_weights(entry.url, cache=cache, mirror=mirror, progress=progress)
     return PretrainedWeights(path, entry.url, preprocessing_of(entry, model_name))
 
 
-def cnnlab_preprocessing(path: Path) -> Preprocessing | None:
-    """The input size and normalisation a cnnlab run or model folder was trained with (from its
-    model.json), so fine-tuning from one's own run feeds the network what it learnt on; None otherwise."""
+def _timm_weights(name: str, tag: str | None) -> PretrainedWeights:
+    """timm's own weights from the Hugging Face cache; failing that, weights an installed package ships
+    for that architecture (EfficientNet-Lite0: ``cnnlab.finetune.convert``)."""
+    from cnnlab.models.timm_models import timm_pretrained
+
+    try:
+        return timm_pretrained(name, tag)
+    except CnnlabError:
+        found = None if tag else packaged_weights(name, weights_cache())
+        if found is None:
+            raise
+        return found
+
+
+def cnnlab_meta(path: Path) -> dict[str, Any] | None:
+    """The checked model.json of a cnnlab run or model folder; None for anything else."""
     from cnnlab.runs.model_file import META, check_model_meta, read_meta
 
     if not path.is_dir() or not any((f / META).is_file() for f in (path, path / "model")):
         return None
     meta = read_meta(path)  # a run folder's model/ or the folder itself; unreadable JSON is named
     check_model_meta(meta, path)
+    return meta
+
+
+def cnnlab_preprocessing(path: Path, meta: dict[str, Any] | None = None) -> Preprocessing | None:
+    """The input size and normalisation a cnnlab run or model folder was trained with (from its
+    model.json), so fine-tuning from one's own run feeds the network what it learnt on; None otherwise."""
+    meta = meta if meta is not None else cnnlab_meta(path)
+    if meta is None:
+        return None
     _, h, w = meta["input_shape"]
     try:
         mean, std = [float(v) for v in meta["mean"]], [float(v) for v in meta["std"]]

@@ -1,0 +1,315 @@
+"""Fine-tuning a pretrained network as part of a training run (seed 002, "Transfer Learning").
+
+With ``--pretrained`` and nothing else said, ``cnnlab train`` follows the fine-tune recipe
+(``model.finetune: staged``, what fastai's ``fine_tune`` does):
+
+1. the weights' own image size and normalisation (published weights: their transform; a cnnlab run
+   or model folder: its input size, mean and std), unless ``data.image_size`` is given;
+2. ``model.head_epochs`` (1) epochs training only the new head, the body frozen (its BatchNorm
+   statistics too), under a one-cycle schedule peaking at the learning rate;
+3. the remaining epochs training everything under a second one-cycle peaking at half that rate, each
+   block below the head at ``model.lr_decay`` times the rate of the block above (default: the factor
+   that gives the lowest block 1/100 of the head's rate);
+4. the learning rate from the LR finder, run on the frozen network, when ``optim.lr`` is not given
+   (printed with its reason).
+
+Every piece can be set by hand; the run's ``config.yaml`` records the resolved values, so
+``--resume`` repeats the run exactly. The keys:
+
+- ``model.pretrained``: ``imagenet`` (published weights, ``model.weights`` for a named set; see
+  ``finetune.weights``), a local weights file (torchvision ``.pth``, ``.safetensors``) or a cnnlab
+  model/run folder. The classifier head is always left fresh, sized for the new classes; a
+  1-channel <-> 3-channel first conv is adapted (``finetune.transfer.adapt_conv_weight``).
+- ``model.finetune``: ``auto`` (``staged`` with pretrained weights, else ``finetune_all``) |
+  ``staged`` | ``finetune_all`` | ``feature_extraction`` (head only) | ``finetune_top``
+  (``model.finetune_blocks`` top blocks + head) | ``progressive`` (``model.unfreeze_schedule``,
+  e.g. ``"0:0,3:1,6:all"``: from epoch 0 the head, from epoch 3 one more block, from 6 all).
+- ``model.lr_decay`` < 1: discriminative learning rates, the head at ``optim.lr`` and each block
+  below ``lr_decay`` times the one above (turned into ``optim.group_lr`` patterns).
+
+Batch-norm layers whose parameters are all frozen stay in eval mode during training, so their
+running statistics (learnt on the pretraining data) are not overwritten by the new data.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from dataclasses import replace
+
+from torch import nn
+
+from cnnlab.config import DEFAULT_LR, Config, ModelConfig, OptimConfig
+from cnnlab.config import replace as replace_keys
+from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.finetune.transfer import (
+    STRATEGIES,
+    apply_strategy,
+    load_pretrained,
+    lr_by_parameter,
+    model_blocks,
+    parse_schedule,
+    unfreeze_for_epoch,
+)
+from cnnlab.finetune.weights import PretrainedWeights, resolve_pretrained
+
+STAGED = "staged"  # the fine-tune recipe
+PROBE_STEPS = (20, 100)  # the recipe's LR finder: fewest and most steps
+LOWEST_BLOCK_SHARE = 0.01  # staged: the lowest block's LR as a share of the head's (fastai's slice(lr/100, lr))
+
+
+def strategy_of(mc) -> str:
+    """``model.finetune`` with ``auto`` resolved: the staged recipe for pretrained weights, else finetune_all."""
+    if mc.finetune == "auto":
+        return STAGED if mc.pretrained or mc.weights else "finetune_all"
+    known = ["auto", STAGED, *sorted(STRATEGIES.names())]
+    if mc.finetune not in known:
+        raise CnnlabError(
+            f"unknown model.finetune {mc.finetune!r}.{did_you_mean(mc.finetune, known)} Known: {', '.join(known)}"
+        )
+    if mc.finetune == STAGED and not (mc.pretrained or mc.weights):
+        raise CnnlabError(
+            "model.finetune=staged trains the new head of a pretrained network first; give --pretrained "
+            "(imagenet, a weights file or a cnnlab run folder) or another --finetune"
+        )
+    return mc.finetune
+
+
+def head_epochs_of(cfg: Config) -> int:
+    """Epochs with the body frozen: ``model.head_epochs``, leaving at least one epoch for the whole network."""
+    staged = strategy_of(cfg.model) == STAGED
+    return max(0, min(cfg.model.head_epochs, cfg.train.epochs - 1)) if staged else cfg.model.head_epochs
+
+
+def resolve_recipe(
+    cfg: Config,
+    model: nn.Module | None = None,
+    *,
+    find_lr: Callable[[nn.Module], float] | None = None,
+    log: Callable[[str], None] = print,
+) -> Config:
+    """Every ``auto``/missing value of the training recipe made concrete, each printed with its reason.
+
+    The one place these are decided (``config.yaml`` records the result, so ``--resume`` repeats it):
+
+    - ``model.finetune: auto`` -> ``staged`` with pretrained weights, else ``finetune_all``;
+    - ``model.head_epochs`` -> at most ``train.epochs - 1`` under ``staged``;
+    - ``sched.name: auto`` -> one-cycle restarting when the body unfreezes under ``staged``, else plateau;
+    - ``model.lr_decay: null`` -> 1 (one rate), or under ``staged`` the factor that gives the lowest
+      block 1/100 of the head's rate (needs ``model``);
+    - ``optim.lr: null`` -> 1e-3, or under ``staged`` ``find_lr(model)``: the LR finder on the frozen
+      network (needs ``model``; without ``find_lr`` 1e-3, for ``lr-find`` which sweeps itself).
+
+    Without ``model`` the values that depend on it stay null (``tune`` reads the rest).
+    """
+    mc, sc, oc = cfg.model, cfg.sched, cfg.optim
+    why: list[str] = []
+    finetune = strategy_of(mc)
+    staged = finetune == STAGED
+    if mc.finetune == "auto":
+        why.append(f"model.finetune {finetune} ({'pretrained weights given' if staged else 'no pretrained weights'})")
+    head = head_epochs_of(cfg)
+    if head != mc.head_epochs:
+        why.append(f"model.head_epochs {head} (only {cfg.train.epochs} epoch(s): the last trains every layer)")
+    name, restarts = sc.name, list(sc.restarts)
+    if name == "auto":
+        name = "onecycle" if staged else "plateau"
+        restarts = [head] if staged and head > 0 else restarts
+        why.append(
+            f"sched.name {name} "
+            + (
+                f"(restarting at epoch {head + 1} when the body unfreezes)"
+                if restarts
+                else "(halve the LR on plateaus)"
+            )
+        )
+    decay, lr = mc.lr_decay, oc.lr
+    if decay is None and (model is not None or not staged):
+        blocks = len(model_blocks(model)) if staged else 1
+        decay = LOWEST_BLOCK_SHARE ** (1 / max(1, blocks - 1)) if staged else 1.0
+        why.append(
+            f"model.lr_decay {decay:.3g} "
+            + (f"(lowest of {blocks} blocks at 1/100 of the head)" if staged else "(one rate)")
+        )
+    if lr is None and (model is not None or not staged):
+        lr = find_lr(model) if staged and find_lr is not None else DEFAULT_LR
+        why.append(f"optim.lr {lr:.3g} " + ("(the LR finder, above)" if staged and find_lr else "(the default)"))
+    if why:
+        log("chosen: " + "; ".join(why))
+    return replace_keys(
+        cfg,
+        model={"finetune": finetune, "head_epochs": head, "lr_decay": decay},
+        sched={"name": name, "restarts": restarts},
+        optim={"lr": lr},
+    )
+
+
+def describe_recipe(cfg: Config, model: nn.Module, log=print) -> None:
+    """The staged plan in one line: what trains when, at which rates."""
+    mc, blocks = cfg.model, len(model_blocks(model))
+    lr, decay, rest = cfg.optim.lr, mc.lr_decay, cfg.train.epochs - mc.head_epochs
+    peak = lr * (cfg.sched.restart_peak if mc.head_epochs and cfg.sched.restarts else 1.0)
+    log(
+        f"fine-tune recipe: {mc.head_epochs} epoch(s) training only the new head at lr {lr:.2e} (body frozen), "
+        f"then {rest} epoch(s) training all {blocks} blocks, the head at {peak:.2e} and each block below at "
+        f"{decay:.2f}x the one above (lowest {peak * decay ** (blocks - 1):.1e}); schedule {cfg.sched.name}"
+    )
+
+
+def probe_batches(loader, size: int):
+    """The loader's batches cut into pieces of ``size`` images (the LR finder's smaller probe batch)."""
+    for x, y in loader:
+        for i in range(0, len(y), size):
+            yield x[i : i + size], y[i : i + size]
+
+
+def probe_plan(n_train: int, batch_size: int) -> tuple[int, int]:
+    """(probe batch, steps) of the recipe's LR finder: about one pass over the training images, in
+    20-100 steps of at most ``batch_size`` images, so a small folder costs seconds, not epochs."""
+    batch = max(4, min(batch_size, n_train // PROBE_STEPS[0]))
+    steps = max(PROBE_STEPS[0], min(PROBE_STEPS[1], n_train // batch))
+    return batch, steps
+
+
+def find_head_lr(model: nn.Module, loader, optim: OptimConfig, loss_fn, *, generators=(), log=print, progress=True):
+    """The staged recipe's learning rate: the LR finder on the network as it starts (body frozen, new
+    head), sweeping 1e-6 to 1 over a bounded number of small batches; every state is restored afterwards."""
+    from cnnlab.engine.lr_find import lr_find
+    from cnnlab.engine.optim import build_optimizer
+
+    batch, steps = probe_plan(loader.num_samples, getattr(loader, "batch_size", 128))
+    probe = build_optimizer(model, replace(optim, lr=DEFAULT_LR, group_lr={}))
+    found = lr_find(
+        model, _Batches(loader, batch), probe, loss_fn, 1e-6, 1.0, steps, beta=0.95,
+        generators=list(generators), progress=progress,
+    )  # fmt: skip
+    log(
+        f"learning rate {found.suggestion:.2e} from the LR finder ({len(found.lrs)} steps of {batch} images): "
+        f"{found.reason}"
+    )
+    return found.suggestion
+
+
+class _Batches:
+    """A re-iterable view of ``loader`` in batches of ``size`` (the finder cycles through it)."""
+
+    def __init__(self, loader, size: int):
+        self.loader, self.size = loader, size
+
+    def __iter__(self):
+        return probe_batches(self.loader, self.size)
+
+
+def resolve_weights(cfg: Config, log=print) -> tuple[Config, PretrainedWeights | None]:
+    """Fetch the weights ``cfg.model`` names (once; then cached) and adopt what they bring.
+
+    Returns the config to train with and the weights, whose ``preprocessing.stats(channels)`` is the
+    run's normalisation: ``data.image_size`` becomes the weights' size when unset, and a cnnlab run or
+    model folder brings its architecture (and builder arguments) when ``model.name`` is left at its default.
+    """
+    mc = cfg.model
+    weights = resolve_pretrained(
+        mc.name, mc.pretrained, mc.weights, mirror=mc.weights_mirror, progress=cfg.output.progress
+    )
+    if weights is None:
+        return cfg, None
+    if weights.architecture and weights.architecture != mc.name and mc.name == ModelConfig.name:
+        cfg = replace_keys(cfg, model={"name": weights.architecture, "kwargs": {**weights.kwargs, **mc.kwargs}})
+        log(f"model {weights.architecture}: the architecture of {weights.source} (--model names another)")
+    pre = weights.preprocessing
+    if pre is None:
+        return cfg, weights
+    if cfg.data.image_size is None:
+        cfg = replace(cfg, data=replace(cfg.data, image_size=pre.image_size))
+    log(
+        f"pretrained weights {pre.weights} ({weights.path}): images {cfg.data.image_size}x{cfg.data.image_size}, "
+        f"mean {[round(v, 3) for v in pre.mean]}, std {[round(v, 3) for v in pre.std]}"
+    )
+    return cfg, weights
+
+
+def _refreeze(params: list) -> None:
+    for p in params:
+        p.requires_grad_(False)
+
+
+def prepare_model(model: nn.Module, cfg: Config, log=print, weights: PretrainedWeights | None = None) -> list:
+    """Load the pretrained weights (new head) and freeze what ``model.finetune`` says; returns the callbacks
+    that unfreeze blocks as epochs pass (staged, progressive)."""
+    mc = cfg.model
+    if weights is None and (mc.pretrained or mc.weights):
+        weights = resolve_pretrained(mc.name, mc.pretrained, mc.weights, mirror=mc.weights_mirror)
+    if weights is not None:
+        info = load_pretrained(model, weights.path, exclude_head=True, hint=_mismatch_hint(cfg, weights))
+        adapted = f", first conv adapted ({', '.join(info['adapted'])})" if info["adapted"] else ""
+        log(f"loaded {info['loaded']} pretrained tensors from {weights.source}; new head for this task{adapted}")
+    fixed = [p for p in model.parameters() if not p.requires_grad]  # fixed by the architecture (airbench's stem)
+    callbacks, strategy, head = [], strategy_of(mc), head_epochs_of(cfg)
+    if strategy == STAGED:
+        strategy = "progressive" if head > 0 else "finetune_all"
+    if strategy == "progressive":
+        schedule = {0: 0, head: "all"} if strategy_of(mc) == STAGED else parse_schedule(mc.unfreeze_schedule)
+        trainable = unfreeze_for_epoch(model, 0, schedule)
+
+        def unfreeze(trainer, row):  # after epoch e: set the blocks for the next epoch
+            names = unfreeze_for_epoch(trainer.model, trainer.epoch, schedule)
+            _refreeze(fixed)
+            if trainer.epoch in schedule:
+                log(f"unfreezing for epoch {trainer.epoch + 1}: training {len(names)} blocks")
+
+        callbacks.append(unfreeze)
+    else:
+        trainable = apply_strategy(model, strategy, n_blocks=mc.finetune_blocks)
+    _refreeze(fixed)  # no strategy unfreezes what the network itself keeps fixed
+    if weights is not None or strategy_of(mc) != "finetune_all":
+        total = sum(p.numel() for p in model.parameters())
+        n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"fine-tuning strategy {strategy_of(mc)}: {n:,} of {total:,} parameters train ({len(trainable)} blocks)")
+    keep_frozen_bn_in_eval(model)
+    return callbacks
+
+
+def with_lr_decay(optim: OptimConfig, model: nn.Module, lr_decay: float | None) -> OptimConfig:
+    """Discriminative learning rates as ``optim.group_lr`` (exact parameter names: block names are
+    labels, not name prefixes); unchanged when ``lr_decay`` is 1/None or group LRs are given."""
+    if lr_decay is None or lr_decay >= 1.0 or optim.group_lr:
+        return optim
+    return replace(optim, group_lr=lr_by_parameter(model, optim.lr, lr_decay))
+
+
+def _mismatch_hint(cfg: Config, weights: PretrainedWeights) -> str:
+    """What to change on the command line when the weights do not fit the model built for this run."""
+    pre, mc = weights.preprocessing, cfg.model
+    if weights.architecture and weights.architecture != mc.name:
+        return (
+            f"{weights.source} holds a {weights.architecture} network and this run builds {mc.name}: leave --model "
+            f"out (the run's own architecture is then built) or give --model {weights.architecture}"
+        )
+    size = ""
+    if pre and cfg.data.image_size not in (None, pre.image_size):
+        size = (
+            f"; these weights were trained on {pre.image_size}x{pre.image_size} images and this run uses "
+            f"{cfg.data.image_size}x{cfg.data.image_size}: leave --image-size out or give --image-size {pre.image_size}"
+        )
+    return (
+        "cnnlab replaces the last layer for the new classes itself, so a mismatch elsewhere means another "
+        f"architecture (--model must be the one the weights come from; this run builds {mc.name}) or another "
+        f"input size for a network whose layers depend on it{size}"
+    )
+
+
+def keep_frozen_bn_in_eval(model: nn.Module) -> None:
+    """Make every batch-norm layer stay in eval mode while all its parameters are frozen.
+
+    ``model.train()`` calls ``train()`` on each submodule; the per-instance override below checks
+    ``requires_grad`` at that moment, so layers unfrozen later (progressive) train normally again.
+    It is a bound method, so ``copy.deepcopy`` (EMA copies) rebinds it to the copied layer.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+            m.train = types.MethodType(_train_unless_frozen, m)
+
+
+def _train_unless_frozen(self: nn.Module, mode: bool = True) -> nn.Module:
+    frozen = not any(p.requires_grad for p in self.parameters())
+    return nn.Module.train(self, mode and not frozen)
