@@ -96,15 +96,21 @@ def measure(url: str, files: list[Path], clicks: int, shots: Path | None) -> dic
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(url)
-        page.wait_for_function("document.getElementById('model').textContent.includes('classes')")
+        page.wait_for_function("document.body.dataset.analysis !== undefined")  # the page analyses an image itself
+        own = page.evaluate("window.explainTimes.length")  # that analysis is not one of ours
         for f in [files[0], *files]:  # the first upload warms up the page and the server
             before = page.evaluate("window.explainTimes.length")
             page.set_input_files("#file", str(f))
             page.wait_for_function(
                 f"window.explainTimes.length > {before} || document.getElementById('error').textContent"
             )
+            # each analysis also asks for its Grad-CAM: let it finish, so it does not queue before the next request
+            page.wait_for_function(
+                "document.getElementById('cam').dataset.analysis === document.body.dataset.analysis"
+                " || document.getElementById('error').textContent"
+            )
         click_units(page, clicks, np.random.default_rng(0))
-        times = page.evaluate("window.explainTimes")  # before the screenshots' own clicks
+        times = page.evaluate("window.explainTimes")[own:]  # before the screenshots' own clicks
         if shots is not None:
             screenshots(page, shots)
         errors = page.text_content("#error")
@@ -130,26 +136,41 @@ BRIGHTEST = """(index) => {
 
 
 def screenshots(page, folder: Path) -> None:
-    """The figures of docs/explain.md: a conv unit, a max-pool unit, the output with Grad-CAM."""
+    """The figures of docs/explain.md, one section each, as 8-bit palette PNGs (small files)."""
     folder.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1366, "height": 768})  # a laptop
     sample = page.query_selector("#samples img[data-index='0']")  # a test image of the run, when it has them
     if sample is not None:
         before = page.evaluate("window.explainTimes.length")
         sample.click()
         page.wait_for_function(f"window.explainTimes.length > {before}")
+    page.wait_for_function("document.getElementById('cam').dataset.method === 'gradcam'")
+    shot(page, "#input", folder / "explain_input.png")
+    shot(page, "#net", folder / "explain_network.png", height=760)
     for layer, kind, name in [(1, "conv", "explain_conv.png"), (4, "maxpool", "explain_pool.png")]:
         c, y, x = page.evaluate(BRIGHTEST, layer)  # the layer's largest unit: an example with something in it
-        cv = page.query_selector(f"canvas[data-layer='{layer}'][data-channel='{c}']")
+        page.click(f"#overview .ov[data-layer='{layer}']")
+        cv = page.query_selector(f"#layerview canvas[data-layer='{layer}'][data-channel='{c}']")
         cv.scroll_into_view_if_needed()
         scale = float(cv.get_attribute("data-scale"))
         cv.click(position={"x": (x + 0.5) * scale, "y": (y + 0.5) * scale})
         page.wait_for_selector(f"#arith[data-kind='{kind}']")
-        page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(folder / name), full_page=True)
-    page.query_selector("#softmax").scroll_into_view_if_needed()
-    page.click("#gradcam")
-    page.wait_for_function("document.getElementById('cam').dataset.method === 'gradcam'")
-    page.locator("section", has=page.locator("#softmax")).screenshot(path=str(folder / "explain_output.png"))
+        page.wait_for_function("document.getElementById('unitslide').dataset.done === '1'")
+        shot(page, "#detail", folder / name, height=700)
+    shot(page, "#layer", folder / "explain_layer.png", height=620)
+    shot(page, "#output", folder / "explain_output.png")
+    shot(page, "#playground", folder / "explain_playground.png")
+
+
+def shot(page, selector: str, path: Path, height: int | None = None) -> None:
+    """A screenshot of one section (its top ``height`` pixels), saved with a 256-colour palette."""
+    box = page.locator(selector)
+    box.scroll_into_view_if_needed()
+    raw = box.screenshot()
+    img = Image.open(io.BytesIO(raw)).convert("RGB")
+    if height is not None and img.height > height:
+        img = img.crop((0, 0, img.width, height))
+    img.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def pct(values: list[float], q: float) -> float:
