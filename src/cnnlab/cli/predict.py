@@ -1,18 +1,23 @@
-"""``cnnlab predict MODEL PATHS...``: class predictions for image files, folders and globs.
+"""``cnnlab predict MODEL PATHS...``: class predictions for image files, folders and globs, at scale.
 
 Images are decoded, resized and normalised exactly as evaluation does (the preprocessing comes from
-the model file; see :class:`cnnlab.serve.predictor.Predictor`), in batches. A file that cannot be
-read is reported on stderr and the others are still predicted; the exit code is then 1.
+the model file; see :class:`cnnlab.serve.predictor.Predictor`). Folders are streamed: worker
+threads decode batches ahead of the model, which runs on torch, ONNX Runtime or OpenVINO
+(``--backend``), and each row is written as it comes (table, CSV, JSON Lines or JSON; ``--output``
+writes the file atomically), so a 100,000-image folder is never held in memory
+(:mod:`cnnlab.serve.batch`). On a folder with one subfolder per class of the model the subfolder
+names are the true classes, and accuracy, the per-class report and the confusion matrix follow. A
+file that cannot be read is reported on stderr and the others are still predicted; the exit code
+is then 1.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
+import argparse
+import os
 import sys
 
-from cnnlab.cli._options import add_device, add_json, emit_json, run_path
+from cnnlab.cli._options import add_device, add_json, run_path
 
 
 def add_parser(sub) -> None:
@@ -33,8 +38,28 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--top-k", "--topk", dest="topk", type=int, default=5, help="how many classes to list per image (default 5)"
     )
-    p.add_argument("--format", choices=["table", "json", "csv"], default="table", help="output format")
+    p.add_argument(
+        "--format",
+        choices=["table", "csv", "jsonl", "json"],
+        help="output format (default: from --output's suffix, else table); rows are written as they come",
+    )
+    p.add_argument("--output", "-o", metavar="FILE", help="write the rows to FILE (.csv, .jsonl, .json), atomically")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnxruntime", "openvino"],
+        default="auto",
+        help="runtime (default: the model file's own; for a run folder, onnxruntime/openvino use its exported "
+        "model.onnx/model.xml, or export one for this command)",
+    )
+    p.add_argument("--workers", type=int, default=default_workers(), help="threads decoding images ahead of the model")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=sys.stderr.isatty(),
+        help="a progress bar on stderr (default: when stderr is a terminal)",
+    )
     add_json(p, "the predictions (same as --format json)")
     add_device(p, " (.onnx, .xml files and NumPy-engine runs run on the CPU)")
     p.add_argument(
@@ -45,64 +70,86 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def predict_files(predictor, paths, batch_size: int, topk: int) -> tuple[list[dict], list[dict]]:
-    """Predict ``paths`` in batches; returns (results with 'path', errors with 'path' and 'error')."""
-    from cnnlab.data.images import ImageReadError
-
-    results, errors = [], []
-    for i in range(0, len(paths), batch_size):
-        chunk, arrays = [], []
-        for path in paths[i : i + batch_size]:
-            try:
-                arrays.append(predictor.load(path))
-                chunk.append(path)
-            except ImageReadError as exc:
-                errors.append({"path": str(path), "error": exc.reason, "kind": exc.kind})
-        if arrays:
-            probs = predictor.probabilities(predictor.preprocess(arrays))
-            results += [{"path": str(p), **r} for p, r in zip(chunk, predictor.format(probs, topk))]
-    return results, errors
-
-
-def render(results: list[dict], fmt: str) -> str:
-    """Results as a table, JSON or CSV (one row per image and rank)."""
-    if fmt == "json":
-        return json.dumps(results, indent=2)
-    if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["path", "rank", "label", "index", "probability"])
-        for r in results:
-            for rank, t in enumerate(r["top"], 1):
-                w.writerow([r["path"], rank, t["label"], t["index"], f"{t['probability']:.6f}"])
-        return buf.getvalue().rstrip("\n")
-    width = max([len("path"), *(len(r["path"]) for r in results)])
-    lines = [f"{'path':<{width}}  {'label':<12} {'prob':>6}  top-k"]
-    for r in results:
-        top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in r["top"])
-        lines.append(f"{r['path']:<{width}}  {r['label'][:12]:<12} {r['probability']:6.3f}  {top}")
-    return "\n".join(lines)
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def run(args) -> int:
     from cnnlab.errors import CnnlabError
-    from cnnlab.serve.predictor import Predictor, expand_inputs
+    from cnnlab.serve.batch import output_format, predict_files
 
-    if args.topk < 1:
-        raise CnnlabError(f"--top-k must be at least 1, got {args.topk}")
-    if args.batch_size < 1:
-        raise CnnlabError(f"--batch-size must be at least 1, got {args.batch_size}")
-    paths = expand_inputs(args.paths)
-    predictor = Predictor(
-        args.model, device=args.device, batch_size=args.batch_size, trust_torchscript=args.trust_torchscript
+    if args.topk < 1 or args.batch_size < 1 or args.workers < 1:
+        raise CnnlabError("--top-k, --batch-size and --workers must be at least 1")
+    output, fmt = args.output, args.format
+    if args.json:  # --json [FILE]: the JSON array, printed or written
+        output, fmt = (None if args.json == "-" else args.json), "json"
+    fmt = output_format(fmt, output)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    to_stdout = output is None
+    info = sys.stderr if to_stdout and fmt != "table" else sys.stdout  # never mix text into CSV/JSON on stdout
+    bar = _progress_bar(args) if args.progress else None
+    bad = []
+
+    def on_error(path, exc) -> None:
+        bad.append(path)
+        _write_above(bar, f"cnnlab: cannot read {path}: {exc.reason}")
+
+    try:
+        summary = predict_files(
+            args.model, args.paths, output=output, stream=sys.stdout if to_stdout else None, fmt=fmt,
+            backend=args.backend, device=args.device, batch_size=args.batch_size, workers=args.workers,
+            topk=args.topk, trust_torchscript=args.trust_torchscript,
+            log=lambda s: _write_above(bar, f"cnnlab: {s}"), on_error=on_error,
+            progress=(lambda n: bar.update(n - bar.n)) if bar is not None else None,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    _report(summary, output, info)
+    if bad:
+        n = summary.predicted + len(bad)
+        print(f"cnnlab: {len(bad)} of {n} file(s) could not be read", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _progress_bar(args):
+    from tqdm import tqdm
+
+    from cnnlab.serve.batch import check_inputs, count_images
+
+    total = count_images(check_inputs(args.paths))  # a walk without decoding: the bar's total
+    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True, mininterval=0.5, desc="predict")
+
+
+def _write_above(bar, line: str) -> None:
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr)
+
+
+def _report(summary, output, info) -> None:
+    """The closing lines: what was written, the speed, and for a class-per-folder run the scores."""
+    from cnnlab.cli.evaluate import confusion_table
+    from cnnlab.evaluation.metrics import format_report
+
+    if output is not None:
+        print(f"wrote {output}", file=info)
+    backend = {"cnnlab": "torch", "onnx": "onnxruntime"}.get(summary.backend, summary.backend)
+    print(
+        f"predicted {summary.predicted:,} image(s) in {summary.seconds:.1f} s "
+        f"({summary.images_per_second:,.0f} images/s, {backend})",
+        file=info,
     )
-    results, errors = predict_files(predictor, paths, args.batch_size, args.topk)
-    if args.json:
-        emit_json(args.json, results)
-    elif results:
-        print(render(results, args.format))
-    for e in errors:
-        print(f"cnnlab: cannot read {e['path']}: {e['error']}", file=sys.stderr)
-    if errors:
-        print(f"cnnlab: {len(errors)} of {len(paths)} file(s) could not be read", file=sys.stderr)
-    return 1 if errors else 0
+    m = summary.metrics
+    if m is None:
+        return
+    print(f"true classes from the subfolders of {summary.labelled_root}: accuracy {m['accuracy']:.4f} on "
+          f"{m['num_samples']:,} image(s)" + (f" ({summary.unlabelled:,} outside the class folders)"
+                                              if summary.unlabelled else ""), file=info)  # fmt: skip
+    print(format_report(m), file=info)
+    print(file=info)
+    print(confusion_table(m["classes"], m["confusion_matrix"]), file=info)
