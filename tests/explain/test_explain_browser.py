@@ -115,6 +115,15 @@ def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, expl
             assert _slid_to(page) == {"i": y, "j": x, "y0": y - 1, "x0": x - 1}
             assert "weight sharing" in page.text_content("#unitabout")
 
+            # a ReLU unit (layer 3): the formula with the input put in for x, and the 'x' of 'max' left alone
+            get = _click(page, "#network canvas[data-layer='3'][data-channel='0']", y, x, "activation")
+            v = get("input")
+            assert _close(get("computed"), float(ref["relu"][0, 0, y, x])) and _close(
+                get("computed"), max(0.0, float(v))
+            )
+            assert f"ReLU({v}) = max(0, {v}) = " in page.text_content("#arith .eq")
+            assert _slid_to(page) == {"i": y, "j": x, "y0": y, "x0": x}  # value by value: a 1x1 window, same place
+
             # a max-pool unit (layer 4 = features.0.3), chosen from the overview's layer view: channel 7 is not
             # in its column; the max of its 2x2 window, which input won, and the window slid with stride 2
             page.click("#overview .ov[data-layer='4']")
