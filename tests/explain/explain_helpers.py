@@ -4,7 +4,6 @@ and a live uvicorn server."""
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import time
 
@@ -30,13 +29,14 @@ def random_bn_stats(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def start_server(app):
-    """(host, port, stop) of uvicorn running ``app`` on a free local port in a background thread."""
-    uvicorn = pytest.importorskip("uvicorn")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    """(host, port, stop) of the explainer ``app`` served as ``cnnlab explain`` serves it, on a free local port
+    in a background thread."""
+    pytest.importorskip("uvicorn")
+    from cnnlab.serve.server import bind, uvicorn_server
+
+    sock = bind("127.0.0.1", 0)
     host, port = sock.getsockname()
-    srv = uvicorn.Server(uvicorn.Config(app, log_level="warning", server_header=False))
+    srv = uvicorn_server(app, app.state.explain.settings)  # the set-up cnnlab explain runs on
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -97,7 +97,7 @@ def test_units_outside_a_layer_and_a_busy_server(client, explain_model):
     r = client.get(f"/api/unit?id={a['id']}&layer=99&c=0")
     assert r.status_code == 422 and "layers are 0..25" in r.json()["error"]["message"]
     app = create_explain_app(explain_model, ServeSettings(max_concurrency=1, max_queue=0))
-    app.state.explain.in_flight = 1  # one request already being served
+    app.state.explain.admission.waiting = 1  # one request already being served
     r = TestClient(app).get("/api/model")
     assert r.status_code == 503 and r.json()["error"]["code"] == "busy"
 

@@ -9,36 +9,27 @@ import threading
 import time
 from contextlib import contextmanager
 
-import uvicorn
-
 from cnnlab.serve.app import ServeSettings, create_app
-from cnnlab.serve.slow_clients import protocol_class
+from cnnlab.serve.server import uvicorn_server
 
 
 @contextmanager
-def live_server(model, settings: ServeSettings, backlog: int = 2048):
-    """Yield (host, port, app) of a server running ``model`` with ``settings``; stopped on exit."""
+def live_server(model, settings: ServeSettings, backlog: int = 2048, app=None, ready: str = "/ready"):
+    """Yield (host, port, app) of a server running ``model`` with ``settings`` (or ``app``, answering 200 on
+    ``ready`` once started) on the set-up every cnnlab surface shares; stopped on exit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    app = create_app(model, settings)
-    config = uvicorn.Config(
-        app,
-        log_level="critical",
-        server_header=False,
-        timeout_keep_alive=5,
-        backlog=backlog,
-        http=protocol_class(settings.read_timeout_s),
-    )
-    server = uvicorn.Server(config)
+    app = app if app is not None else create_app(model, settings)
+    server = uvicorn_server(app, settings, log_level="critical", backlog=backlog)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if get(host, port, "/ready")[0] == 200:
+                if get(host, port, ready)[0] == 200:
                     break
             except OSError:
                 pass

@@ -1,20 +1,26 @@
-"""The explainer's web app: one offline page and JSON endpoints, with the prediction server's hardening.
+"""The explainer's web app: one offline page and JSON endpoints, on the prediction server's own set-up.
 
 Routes (relative to where the app is mounted: ``/`` for ``cnnlab explain``, ``/explain/`` inside
-``cnnlab serve``):
+``cnnlab serve --explain``):
 
 * ``GET /`` the page (``static/explain.html``: plain JS, no external script, style or font);
-* ``GET api/model`` classes, input shape, normalisation and every layer (shape, parameters, RF);
-* ``GET api/samples`` the run's first test images with their true labels;
+* ``GET api/model`` classes, input shape, normalisation and every layer (shape, parameters, RF),
+  and ``test_images``: whether the run's test images are shown;
+* ``GET api/samples`` the run's test images with their true labels (none, with a note, when the
+  owner did not share them);
 * ``POST api/analyse`` (multipart ``file``) or ``POST api/analyse/sample?index=I``: the image through
   the model, every layer's maps, softmax; ``GET api/unit`` the arithmetic of one unit;
   ``GET api/attribution`` Grad-CAM or saliency for a chosen class.
 
-The limits are :class:`cnnlab.serve.app.ServeSettings`'s and the pieces are the server's own:
-:class:`~cnnlab.serve.app.Guard` (request ids, body size before reading), :func:`decode_upload`
-(type by magic bytes, pixel count from the header before decoding), and JSON errors with no
-traceback. Work runs on one thread; past ``max_concurrency + max_queue`` requests in flight the
-answer is 503.
+The app is built by :func:`cnnlab.serve.server.hardened_app`, so it has everything the prediction
+server has: header and body timeouts, minimum body rate, body-size limit, request ids, JSON errors
+without traceback or path. All work runs on one thread behind an
+:class:`~cnnlab.serve.server.Admission` queue of its own (``max_queue`` waiting, then 503 +
+``Retry-After``, refused before the body is read) with its own pixel budget (read from the upload's
+header before decoding), so the explainer can neither starve predictions nor pile up work: a
+request whose client has gone is dropped before it runs. Standalone, the app has its own
+:class:`~cnnlab.serve.server.Guard`; mounted (:func:`mount_explain`), it registers its queue with
+the host's.
 """
 
 import asyncio
@@ -25,23 +31,24 @@ from threading import Lock
 from typing import Annotated, Any
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
-from starlette.exceptions import HTTPException
 
 from cnnlab.data.images import ImageReadError
 from cnnlab.errors import CnnlabError
 from cnnlab.explain.explainer import Explainer, NotHookable
-from cnnlab.serve.app import (
+from cnnlab.serve.server import (
+    Admission,
     ApiError,
-    Guard,
+    ClientGone,
+    Limits,
+    PixelBudget,
     ServeSettings,
-    decode_upload,
-    http_error,
-    internal_error,
+    decode_image,
+    hardened_app,
+    header_pixels,
+    public_text,
     request_id_of,
     safe_name,
-    validation_error,
 )
 
 
@@ -51,43 +58,42 @@ def explain_page() -> str:
 
 
 class _State:
-    """The explainer (loaded on first use when mounted inside ``cnnlab serve``), its thread and its load."""
+    """The explainer (loaded on first use when given a path), its one worker thread and its queue."""
 
-    def __init__(self, model: str | Path | Explainer, settings: ServeSettings):
-        self.settings = settings
+    def __init__(self, model: str | Path | Explainer, settings: ServeSettings, test_images: bool):
+        self.settings, self.test_images = settings, test_images
         self.explainer = model if isinstance(model, Explainer) else None
         self.path = None if isinstance(model, Explainer) else model
         self.failed: str | None = None
         self.lock = Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-explain")
-        self.in_flight = 0
+        # one worker; its own pixel budget, so explanations never take the predictions' share
+        self.admission = Admission(settings, PixelBudget(settings.max_total_pixels), concurrency=1)
 
     def get(self) -> Explainer:
         """The explainer; loads it (once) on the worker thread."""
         with self.lock:
             if self.explainer is None and self.failed is None:
                 try:
-                    self.explainer = Explainer(self.path, self.settings.device, self.settings.max_pixels)
+                    s = self.settings
+                    self.explainer = Explainer(self.path, s.device, s.max_pixels, test_images=self.test_images)
                 except NotHookable:
                     self.failed = "an exported or NumPy-engine model has no torch layers to hook"
-                except CnnlabError as exc:  # says what is wrong (NaN weights, bad metadata): keep it, minus the path
-                    self.failed = str(exc).replace(str(self.path), Path(self.path).name)
+                except CnnlabError as exc:  # says what is wrong (NaN weights, bad metadata): keep it, minus paths
+                    self.failed = public_text(str(exc))
                 except Exception as exc:  # noqa: BLE001 - the message may hold a path; name the type only
                     self.failed = type(exc).__name__
             if self.explainer is None:
                 raise ApiError(503, "not_ready", f"the model failed to load ({self.failed})")
             return self.explainer
 
-    async def run(self, fn, *args) -> Any:
-        """``fn(explainer, *args)`` on the worker thread; 503 when too many requests wait already."""
-        limit = self.settings.max_concurrency + self.settings.max_queue
-        if self.in_flight >= limit:
-            raise ApiError(503, "busy", "the server is at its request limit; retry shortly", {"retry-after": "1"})
-        self.in_flight += 1
-        try:
+    async def run(self, request: Request, fn, *args, pixels: int = 0) -> Any:
+        """``fn(explainer, *args)`` on the worker thread, after the queue admits it; dropped when the
+        client has gone before its turn."""
+        async with self.admission.slot(pixels, request):
+            if await request.is_disconnected():
+                raise ClientGone()
             return await asyncio.get_running_loop().run_in_executor(self.executor, self._call, fn, args)
-        finally:
-            self.in_flight -= 1
 
     def _call(self, fn, args) -> Any:
         explainer = self.get()
@@ -102,29 +108,35 @@ class _State:
 
 
 def create_explain_app(
-    model: str | Path | Explainer, settings: ServeSettings | None = None, *, guard: bool = True
+    model: str | Path | Explainer,
+    settings: ServeSettings | None = None,
+    *,
+    limits: Limits | None = None,
+    prefix: str = "",
+    test_images: bool = True,
 ) -> FastAPI:
     """The explainer app for a run or model folder (or a loaded :class:`Explainer`).
 
-    ``guard=False`` leaves out the request-id and body-size middleware, for mounting inside an app
-    that has it already (:func:`mount_explain`).
+    ``limits`` and ``prefix``: the host app's :class:`~cnnlab.serve.server.Limits` and the path it
+    mounts this app at (:func:`mount_explain`); its Guard then covers this app. ``test_images=False``
+    shows uploads only (a loaded Explainer keeps its own setting).
     """
     settings = settings or ServeSettings()
-    state = _State(model, settings)
-    app = FastAPI(title="cnnlab explain", version="1", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, internal_error)
-    if guard:
-        app.add_middleware(Guard, settings=settings)
+    state = _State(model, settings, test_images)
+    app = hardened_app("cnnlab explain", settings, limits=limits, openapi_url=None)
+    app.state.limits.route(f"{prefix}/api/analyse", state.admission)  # refused before the body when full
     app.state.explain = state
     _add_routes(app, state)
     return app
 
 
-def mount_explain(app: FastAPI, model_path: str | Path, settings: ServeSettings, prefix: str = "/explain") -> None:
-    """Serve the explainer at ``prefix`` inside ``app`` (``cnnlab serve``); the model loads on first use."""
-    app.mount(prefix, create_explain_app(model_path, settings, guard=False))
+def mount_explain(
+    app: FastAPI, model_path: str | Path | Explainer, settings: ServeSettings, *, test_images: bool = False
+) -> None:
+    """Serve the explainer at ``/explain`` inside ``app`` (``cnnlab serve --explain``), behind the host's
+    Guard; uploads only unless ``test_images``. A path is loaded on first use."""
+    sub = create_explain_app(model_path, settings, limits=app.state.limits, prefix="/explain", test_images=test_images)
+    app.mount("/explain", sub)
 
 
 def _add_routes(app: FastAPI, state: _State) -> None:
@@ -138,44 +150,45 @@ def _add_routes(app: FastAPI, state: _State) -> None:
         return HTMLResponse(explain_page())
 
     @app.get("/api/model")
-    async def model_info() -> dict:
-        return await state.run(lambda e: e.model_info())
+    async def model_info(request: Request) -> dict:
+        return await state.run(request, lambda e: {**e.model_info(), "test_images": e.test_images})
 
     @app.get("/api/samples")
-    async def samples() -> dict:
-        return await state.run(_samples_json)
+    async def samples(request: Request) -> dict:
+        return await state.run(request, _samples_json)
 
     @app.post("/api/analyse")
     async def analyse(request: Request, file: OneFile, topk: TopK = 5) -> dict:
         name, data = safe_name(file), await file.read()
 
         def work(e: Explainer) -> dict:
-            # the server's checks and error mapping (type by content, pixels from the header: 415/422);
-            # then the decoded (H, W, C) array itself, which the page shows step by step
-            decode_upload(e.predictor, data, name)
-            arr = e.predictor.load(data, name=name)
-            return e.analysis_json(e.analyse(arr), topk)
+            # the server's checks and error mapping (type by content, pixels capped from the header: 415/422),
+            # then the decoded (H, W, C) array, which the page shows step by step
+            return e.analysis_json(e.analyse(decode_image(e.predictor.load, data, name)), topk)
 
-        return {"request_id": request_id_of(request), "filename": name, **(await state.run(work))}
+        out = await state.run(request, work, pixels=header_pixels(data, state.settings.max_pixels))
+        return {"request_id": request_id_of(request), "filename": name, **out}
 
     @app.post("/api/analyse/sample")
     async def analyse_sample(request: Request, index: Index, topk: TopK = 5) -> dict:
         def work(e: Explainer) -> dict:
             items, note = e.samples()
+            if not e.test_images:
+                raise ApiError(404, "no_test_images", note)
             if index >= len(items):
                 raise CnnlabError(f"test image {index} does not exist; {len(items)} are shown. {note}".strip())
             sample = items[index]
             return e.analysis_json(e.analyse(e.predictor.load(sample.load()), sample.label), topk)
 
-        return {"request_id": request_id_of(request), **(await state.run(work))}
+        return {"request_id": request_id_of(request), **(await state.run(request, work))}
 
     @app.get("/api/unit")
-    async def unit(id: Id, layer: Index, c: Index, y: Index = 0, x: Index = 0) -> dict:
-        return await state.run(lambda e: e.unit_json(e.get(id), layer, c, y, x))
+    async def unit(request: Request, id: Id, layer: Index, c: Index, y: Index = 0, x: Index = 0) -> dict:
+        return await state.run(request, lambda e: e.unit_json(e.get(id), layer, c, y, x))
 
     @app.get("/api/attribution")
-    async def attribution(id: Id, method: str = "gradcam", target: Index | None = None) -> dict:
-        return await state.run(lambda e: e.attribution_json(e.get(id), method, target))
+    async def attribution(request: Request, id: Id, method: str = "gradcam", target: Index | None = None) -> dict:
+        return await state.run(request, lambda e: e.attribution_json(e.get(id), method, target))
 
 
 def _samples_json(e: Explainer) -> dict[str, Any]:
@@ -187,7 +200,7 @@ def _samples_json(e: Explainer) -> dict[str, Any]:
         arr = e.predictor.load(s.load())
         rows.append({"index": i, "id": s.id, "label": s.label, "name": e.class_name(s.label)})
         rows[-1]["png"] = png_data_url(arr)
-    return {"samples": rows, "note": note}
+    return {"samples": rows, "note": public_text(note)}  # a note may quote an error naming a data folder
 
 
 __all__ = ["create_explain_app", "mount_explain", "explain_page"]

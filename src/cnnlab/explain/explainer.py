@@ -2,7 +2,10 @@
 
 An *analysis* is one image run through the model with every layer recorded
 (:func:`cnnlab.explain.hooks.record`); it is kept under a random id in a small LRU cache, so a
-click on a unit is a lookup plus a few dozen multiplications, not a new forward pass. Activation
+click on a unit is a lookup plus a few dozen multiplications, not a new forward pass. The cache is
+bounded in count and in bytes, and keeps the model-sized input and a display copy of at most
+``THUMB`` pixels a side, never the decoded upload: a 4000x4000 upload costs what a 28x28 one does
+once its analysis is done. Activation
 maps travel as base64 ``uint8`` scaled to each layer's own [min, max] (the page draws the colour
 scale with those two numbers); exact values come with the arithmetic of a clicked unit.
 
@@ -31,6 +34,8 @@ from cnnlab.explain.hooks import LayerRecord, record, softmax_arithmetic, unit_a
 from cnnlab.serve.predictor import Predictor
 
 THUMB = 192  # largest side of the decoded image as shown on the page
+KEEP_BYTES = 256 * 1024 * 1024  # the kept analyses' tensors, together (the newest one is always kept)
+NO_TEST_IMAGES = "this server shows uploaded images only; its owner did not share the run's test images"
 
 
 class NotHookable(CnnlabError):
@@ -134,21 +139,52 @@ def encode_map(t: torch.Tensor) -> tuple[str, float, float]:
 @dataclass
 class Analysis:
     id: str
-    image: np.ndarray  # decoded (H, W, C) in [0, 1]
+    size: tuple[int, int]  # (W, H) of the decoded image
+    shown: np.ndarray  # display copy (h, w, C) in [0, 1], at most THUMB a side
+    resized: np.ndarray  # the model's input before normalisation (S, S, C) in [0, 1]
     x: torch.Tensor  # normalised model input (1, C, S, S)
     records: list[LayerRecord]
     logits: torch.Tensor  # (K,)
     label: int | None = None  # the true class of a test image
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by its arrays and tensors (the recorded layer inputs and outputs dominate)."""
+        tensors = [self.x, self.logits, *(t for r in self.records for t in (r.x, r.y))]
+        return self.shown.nbytes + self.resized.nbytes + sum(t.numel() * t.element_size() for t in tensors)
+
+
+def thumbnail(image: np.ndarray, channels: int) -> np.ndarray:
+    """float (H, W, C) in [0, 1] -> the display copy, at most THUMB a side with its aspect kept."""
+    h, w = image.shape[:2]
+    if max(h, w) <= THUMB:
+        return np.ascontiguousarray(image, dtype=np.float32)
+    size = (max(1, round(w * THUMB / max(h, w))), max(1, round(h * THUMB / max(h, w))))
+    small = Image.fromarray((image * 255).round().astype(np.uint8).squeeze(-1 if channels == 1 else None))
+    return (np.asarray(small.resize(size)).reshape(size[1], size[0], -1) / 255.0).astype(np.float32)
+
 
 class Explainer:
-    """A model, its preprocessing, and the last ``keep`` analyses (thread-safe)."""
+    """A model, its preprocessing, and the last ``keep`` analyses within ``keep_bytes`` (thread-safe).
 
-    def __init__(self, path: str | Path, device: str = "cpu", max_pixels: int | None = None, keep: int = 16):
+    ``test_images=False`` shows uploaded images only: the run's test images (and their file names)
+    are not handed out (``cnnlab serve --explain`` without ``--explain-test-images``)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        max_pixels: int | None = None,
+        keep: int = 16,
+        *,
+        keep_bytes: int = KEEP_BYTES,
+        test_images: bool = True,
+    ):
         self.path = Path(path)
         self.predictor = load_model_for_explain(path, device, max_pixels)
         self.model = self.predictor.model.eval()
-        self.keep = keep
+        self.keep, self.keep_bytes, self.test_images = keep, keep_bytes, test_images
+        self.kept_bytes = 0
         self._analyses: OrderedDict[str, Analysis] = OrderedDict()
         self._lock = Lock()
         self._samples: tuple[list[Sample], str] | None = None
@@ -173,23 +209,35 @@ class Explainer:
         return {**meta, "layers": [{**info, "index": i + 1} for i, info in enumerate(self.layers)]}
 
     def samples(self, limit: int = 24) -> tuple[list[Sample], str]:
+        if not self.test_images:
+            return [], NO_TEST_IMAGES
         if self._samples is None:
             self._samples = test_images(self.path, self.predictor.meta, limit)
         return self._samples
 
     # ---- analyses ---------------------------------------------------------------------------
     def analyse(self, image: np.ndarray, label: int | None = None) -> Analysis:
-        """Decoded (H, W, C) in [0, 1] -> an Analysis, kept in the cache."""
-        x = self.predictor.preprocess([image])  # (1, C, S, S)
+        """Decoded (H, W, C) in [0, 1] -> an Analysis, kept in the cache (the decoded image itself is not)."""
+        p = self.predictor
+        resized = p.to_input(image)  # (C, S, S) in [0, 1]
+        x = (resized[None].to(p.device) - p.mean) * p.inv_std  # (1, C, S, S): Predictor.preprocess, one resize
         records, logits = record(self.model, x)
         if not torch.isfinite(logits).all():
             raise CnnlabError("the model's output for this image is not finite (NaN or inf): did training diverge?")
-        analysis = Analysis(uuid.uuid4().hex, image, x, records, logits.cpu(), label)
+        h, w = image.shape[:2]
+        shown, resized = thumbnail(image, p.channels), resized.permute(1, 2, 0).cpu().numpy()
+        analysis = Analysis(uuid.uuid4().hex, (w, h), shown, resized, x, records, logits.cpu(), label)
+        self._keep(analysis)
+        return analysis
+
+    def _keep(self, analysis: Analysis) -> None:
+        """Add to the cache; drop the oldest beyond ``keep`` analyses or ``keep_bytes`` (never the newest)."""
         with self._lock:
             self._analyses[analysis.id] = analysis
-            while len(self._analyses) > self.keep:
-                self._analyses.popitem(last=False)
-        return analysis
+            self.kept_bytes += analysis.nbytes
+            while len(self._analyses) > 1 and (len(self._analyses) > self.keep or self.kept_bytes > self.keep_bytes):
+                _, old = self._analyses.popitem(last=False)
+                self.kept_bytes -= old.nbytes
 
     def get(self, analysis_id: str) -> Analysis:
         with self._lock:
@@ -225,17 +273,11 @@ class Explainer:
 
     def _steps(self, a: Analysis) -> list[dict[str, Any]]:
         p = self.predictor
-        h, w = a.image.shape[:2]
-        shown = a.image
-        if max(h, w) > THUMB:  # display copy only; the model got the full decoded image
-            size = (max(1, round(w * THUMB / max(h, w))), max(1, round(h * THUMB / max(h, w))))  # keeps the aspect
-            small = Image.fromarray((a.image * 255).round().astype(np.uint8).squeeze(-1 if p.channels == 1 else None))
-            shown = (np.asarray(small.resize(size)).reshape(size[1], size[0], -1) / 255.0).astype(np.float32)
-        resized = p.to_input(a.image).permute(1, 2, 0).cpu().numpy()  # (S, S, C) in [0, 1]
-        mode = "grey (1 channel, BT.601 luma)" if p.channels == 1 else "RGB (3 channels)"
+        (w, h), mode = a.size, "grey (1 channel, BT.601 luma)" if p.channels == 1 else "RGB (3 channels)"
+        # the display copy is small; the model got the full decoded image
         return [
-            {"name": "decoded", "text": f"{w}x{h}, {mode}, values / 255 -> [0, 1]", "png": png_data_url(shown)},
-            {"name": "resized", "text": f"{p.size}x{p.size}, bilinear, antialiased", "png": png_data_url(resized)},
+            {"name": "decoded", "text": f"{w}x{h}, {mode}, values / 255 -> [0, 1]", "png": png_data_url(a.shown)},
+            {"name": "resized", "text": f"{p.size}x{p.size}, bilinear, antialiased", "png": png_data_url(a.resized)},
             {
                 "name": "normalised",
                 "text": "(x - mean) / std per channel",

@@ -372,17 +372,18 @@ def add_v2_routes(
             )
         req, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
         parsed = parse_request(req, binary, predictor.input_shape, len(predictor.classes), settings.max_files)
-        probs = await _run(parsed, predictor, settings, state, decode, pixels_of)
+        probs = await _run(parsed, predictor, settings, state, decode, pixels_of, request)
         return infer_response(name, parsed, probs, predictor.classes)
 
 
-async def _run(parsed: InferRequest, predictor, settings, state: dict, decode, pixels_of) -> np.ndarray:
-    """Probabilities (B, K) for the request, inside the server's admission (pixel budget, queue)."""
+async def _run(parsed: InferRequest, predictor, settings, state: dict, decode, pixels_of, request) -> np.ndarray:
+    """Probabilities (B, K) for the request, inside the server's admission (pixel budget, queue; dropped when
+    its client has gone while it waited)."""
     if parsed.kind == TENSOR_INPUT:
         pixels = parsed.batch * predictor.size * predictor.size
     else:
         pixels = sum(pixels_of(data, settings.max_pixels) for data in parsed.images)
-    async with state["admission"].slot(pixels):
+    async with state["admission"].slot(pixels, request):
         if parsed.kind == TENSOR_INPUT:
             x = torch.from_numpy(parsed.tensor).to(predictor.device)
         else:
