@@ -23,7 +23,7 @@ import numpy as np
 from cnnlab.config import RUNTIME_KEYS, Config, apply_overrides, load_config, save_config, to_dict
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import default_run_name, read_json, write_json
-from cnnlab.runs.folder import CV_CONFIG_FILE
+from cnnlab.runs.folder import CV_CONFIG_FILE, check_folder_name
 from cnnlab.runs.index import flatten
 
 CONFIG_FILE = CV_CONFIG_FILE
@@ -42,7 +42,7 @@ _COLUMNS = {
 
 def parent_folder(cfg: Config) -> Path:
     """``<output.root>/<output.name>``, by default ``<data>-<model>-cv`` (the same folder for the same command)."""
-    return Path(cfg.output.root) / (cfg.output.name or default_run_name(cfg) + "-cv")
+    return Path(cfg.output.root) / check_folder_name(cfg.output.name or default_run_name(cfg) + "-cv")
 
 
 def fold_config(base: Config, parent: Path, fold: int) -> Config:

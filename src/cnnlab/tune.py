@@ -23,7 +23,6 @@ with the same storage and study name continues where the first stopped.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import yaml
 
 from cnnlab.config import Config, apply_overrides, leaf_fields, load_config, save_config, to_dict
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.files import atomic, tables
 from cnnlab.runs import default_run_name
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -428,8 +428,8 @@ def _finish(study, base: Config, space: dict, out: Path, log) -> TuneResult:
 
 def _write_trials_csv(study, path: Path) -> None:
     keys = sorted({k for t in study.trials for k in t.params})
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
+    with atomic.atomic_write(path, "w", newline="") as f:
+        w = tables.writer(f)
         w.writerow(["number", "state", "value", *keys, "seconds", "run_dir"])
         for t in study.trials:
             secs = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""

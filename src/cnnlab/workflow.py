@@ -55,6 +55,7 @@ from cnnlab.finetune.recipe import (
 )
 from cnnlab.models import create_model
 from cnnlab.runs import create_run_dir, default_run_name, env_info, write_json
+from cnnlab.runs.folder import check_folder_name
 from cnnlab.runs.model_file import save_model_file
 from cnnlab.runs.predictions import write_predictions
 
@@ -98,6 +99,8 @@ def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
     threads and seeds."""
     TTA.get(cfg.train.tta)
     CLIPPERS.get(cfg.train.grad_clip_mode)
+    if cfg.output.name is not None:
+        check_folder_name(cfg.output.name)  # --name ../../x would write outside --out
     amp_dtype(cfg.train.amp)
     device = resolve_device(cfg.train.device)
     dist, device = init_distributed(device)

@@ -21,6 +21,7 @@ import sys
 import tarfile
 import threading
 import urllib.error
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +212,7 @@ def test_download_failure_offline_message(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("no route to host")
 
-    monkeypatch.setattr(sources.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
     with pytest.raises(CnnlabError) as info:
         sources.load_idx_dataset("mnist", tmp_path, download=True)
     msg = str(info.value)
@@ -664,7 +665,7 @@ def test_download_cut_off_mid_transfer_keeps_nothing(tmp_path, monkeypatch):
         def read(self, n=-1):
             raise http.client.IncompleteRead(b"partial")
 
-    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda *a, **k: CutResponse())
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: CutResponse())
     dest = tmp_path / "dl" / "t10k-labels-idx1-ubyte.gz"
     with pytest.raises(CnnlabError, match="offline.*t10k-labels-idx1-ubyte.gz"):
         sources.download("http://example.invalid/t10k-labels-idx1-ubyte.gz", dest, "0" * 32)

@@ -189,17 +189,17 @@ def test_lock_is_reentrant_in_one_process_and_exclusive_across(tmp_path):
 
 # ---- full disk, read-only output ------------------------------------------------------------------
 def test_full_disk_while_checkpointing_is_one_error_line(fast_overrides, monkeypatch, capsys):
-    import cnnlab.engine.checkpoint as ckpt
-
     real = os.fdopen
 
-    def full(fd, mode):  # the temp file is created, then every write fails as on a full disk
+    def full(fd, mode, *args, **kwargs):  # a checkpoint's temp file is created, then every write fails
+        if "last.pt" not in os.readlink(f"/proc/self/fd/{fd}"):
+            return real(fd, mode, *args, **kwargs)
         os.close(fd)
-        return real(os.open("/dev/full", os.O_WRONLY), mode)
+        return real(os.open("/dev/full", os.O_WRONLY), mode, *args, **kwargs)
 
-    if not Path("/dev/full").exists():
-        pytest.skip("needs /dev/full")
-    monkeypatch.setattr(ckpt.os, "fdopen", full)
+    if not Path("/dev/full").exists() or not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /dev/full and /proc")
+    monkeypatch.setattr(os, "fdopen", full)
     argv = ["train", "--data", "digits", "--epochs", "1", "--out", fast_overrides["output.root"], "--no-progress"]
     assert main([*argv, "--train.threads", "1", "--output.plots", "false"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -255,7 +255,7 @@ def test_model_file_writes_are_atomic_and_deterministic(tmp_path, monkeypatch):
     with safe_open(str(tmp_path / "m" / "weights.safetensors"), "pt") as f:
         assert f.metadata() == {"format": "cnnlab", "version": "1"} and sorted(f.keys()) == ["bias", "weight"]
     before = {p.name: p.read_bytes() for p in (tmp_path / "m").iterdir()}
-    monkeypatch.setattr(mf.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     with pytest.raises(OSError) as info:
         mf.save_model_file(tmp_path / "m", torch.nn.Linear(2, 2), meta)
     assert info.value.filename == str(tmp_path / "m" / "weights.safetensors")

@@ -27,8 +27,6 @@ imbalance and duplicates by hashing each image's bytes.
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
@@ -44,6 +42,7 @@ from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image
 from cnnlab.data.screening import NEAR_DUPLICATE_THRESHOLD, groups_from_pairs, near_duplicate_pairs, perceptual_hashes
 from cnnlab.data.splits import balanced_class_weights
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.files.kinds import is_regular_file
 
 # Extensions each detected format is expected to have; a mismatch is a warning (the file still loads).
 _FORMAT_EXTENSIONS = {
@@ -144,14 +143,6 @@ def inspect_file(path: Path, rec: FileRecord, near: bool) -> FileRecord:
     except ImageReadError as exc:
         rec.error_kind, rec.error = exc.kind, exc.reason
     return rec
-
-
-def is_regular_file(path: Path) -> bool:
-    """True for a regular file (symlinks followed); False for FIFOs, sockets, devices and missing files."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return False
 
 
 def _records(

@@ -18,7 +18,6 @@ never imports torch.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import os
 from collections.abc import Iterable, Mapping
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic, tables
+from cnnlab.files.kinds import is_regular_file
 
 # Extensions (lower-case) of files treated as images; anything else inside a class folder is
 # listed in FolderScan.skipped_files so the doctor can mention it, and never loaded.
@@ -236,8 +237,19 @@ def scan_folder(root: str | Path) -> FolderScan:
         FolderScan with sorted class names and ``(path, label)`` samples per split, sorted by path.
     """
     scan = collect_folder(root)
+    drop_special_files(scan)
     check_scan(scan)
     return scan
+
+
+def drop_special_files(scan: FolderScan) -> None:
+    """Move FIFOs, sockets and devices named like images out of the splits into ``skipped_files``, as
+    ``cnnlab data check`` skips them: opening a FIFO waits for a writer for ever."""
+    for split, samples in scan.splits.items():
+        keep = [(p, y) for p, y in samples if is_regular_file(p)]
+        if len(keep) < len(samples):
+            scan.skipped_files += sorted({p for p, _ in samples} - {p for p, _ in keep})
+            scan.splits[split] = keep
 
 
 # --- split manifest -------------------------------------------------------------------------------
@@ -285,8 +297,8 @@ def write_manifest(path: str | Path, rows: Iterable[ManifestRow | Mapping]) -> P
     """Write rows (ManifestRow or dicts with the MANIFEST_COLUMNS keys) to a CSV file; return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
+    with atomic.atomic_write(path, "w", newline="", encoding="utf-8") as f:  # names escaped against formulas
+        writer = tables.writer(f)
         writer.writerow(MANIFEST_COLUMNS)
         for r in rows:
             if isinstance(r, ManifestRow):
@@ -302,7 +314,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
     if not path.is_file():
         raise CnnlabError(f"split manifest {path} not found.")
     with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+        reader = tables.DictReader(f)
         if tuple(reader.fieldnames or ()) != MANIFEST_COLUMNS:
             raise CnnlabError(
                 f"{path} is not a split manifest: its header is {reader.fieldnames}, expected {list(MANIFEST_COLUMNS)}."

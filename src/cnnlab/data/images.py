@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files.kinds import NotRegularFile, read_regular_bytes
 
 # Refuse images above this many pixels (8000 x 5000) before decoding them. Pillow's own limit
 # (Image.MAX_IMAGE_PIXELS, 89,478,485, an error only at twice that) is global state we leave alone.
@@ -53,7 +54,7 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F"} | SIXTEEN_BIT_MODES)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601
 
 # ImageReadError.kind values, in the order the doctor reports them.
-READ_ERROR_KINDS = ("empty", "truncated", "not_image", "unsupported", "too_large", "corrupt")
+READ_ERROR_KINDS = ("empty", "truncated", "not_image", "unsupported", "too_large", "corrupt", "not_a_file")
 
 
 class ImageReadError(CnnlabError):
@@ -116,8 +117,10 @@ def open_image(source: str | Path | bytes, *, name: str | Path | None = None, ma
     """
     name = str(name if name is not None else (source if not isinstance(source, bytes) else "<bytes>"))
     cap = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:  # a FIFO or a device named x.jpg is refused, never read (it would block or never end)
+        data = source if isinstance(source, bytes) else read_regular_bytes(source)
+    except NotRegularFile as exc:
+        raise ImageReadError(name, "not_a_file", exc.strerror) from None
     except OSError as exc:
         raise ImageReadError(name, "corrupt", f"cannot open the file: {exc.strerror or exc}") from None
     if not data:

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import io
 import os
 import pickle
 import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import zipfile
 import zlib
@@ -36,6 +32,9 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files.atomic import atomic_write
+from cnnlab.files.download import DownloadError, file_digest
+from cnnlab.files.download import download as fetch
 
 DATA_ENV = "CNNLAB_DATA"  # overrides the default data root
 CACHE_ENV = "CNNLAB_CACHE"  # overrides the cache folder (decoded JPEG copy of CIFAR-10)
@@ -55,6 +54,10 @@ EXPECTED_MD5: dict[str, str] = {
     "cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a",
     "cifar-100-python.tar.gz": "eb9058c3a382ffc7106e4002c42a8d85",
 }
+
+# The most bytes a download of one official file may bring: the largest (the CIFAR tarballs, about
+# 163 MiB) with room to spare. A mirror that streams more is cut off there and nothing is kept.
+MAX_FILE_BYTES = 200 << 20
 
 # The four IDX files of each dataset, by the key they get in the returned dict.
 IDX_FILES = {
@@ -134,22 +137,9 @@ def cache_dir() -> Path:
 # ------------------------------------------------------------------------------ md5 and download
 
 
-class DownloadError(CnnlabError):
-    """A download that failed or gave the wrong bytes; ``reason`` is the short cause (for one message per dataset)."""
-
-    def __init__(self, message: str, reason: str, offline: bool) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.offline = offline  # True when the network failed, False when the bytes were wrong
-
-
-def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex md5 of a file, read in 1 MiB chunks."""
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def md5sum(path: str | Path) -> str:
+    """Hex md5 of a file, read in 1 MiB blocks."""
+    return file_digest(path, "md5")
 
 
 def _check_md5(path: Path, key: str) -> None:
@@ -164,55 +154,29 @@ def _check_md5(path: Path, key: str) -> None:
 
 
 def download(url: str, dest: str | Path, md5: str) -> Path:
-    """Download ``url`` to ``dest``, verifying its md5; the file appears only when complete and correct.
-
-    The bytes go to a temporary file in ``dest``'s folder, which is renamed over ``dest`` atomically
-    once the md5 matches (so an interrupted download never leaves a half file under the real name).
+    """Download ``url`` to ``dest`` through the shared downloader (:mod:`cnnlab.files.download`): the
+    file appears only when complete and with this md5, and at most :data:`MAX_FILE_BYTES` (a little
+    above the largest official file) is accepted.
 
     Raises:
-        CnnlabError: the download failed (offline?) -- the message says which file to place where --
-            or the md5 did not match (the temporary file is deleted).
+        DownloadError: the download failed (offline?) -- the message says which file to place where --
+            or the bytes were wrong or too many (nothing is kept).
     """
     dest = Path(dest)
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
+        return fetch(url, dest, md5, algorithm="md5", max_bytes=MAX_FILE_BYTES, timeout=DOWNLOAD_TIMEOUT_S)
+    except DownloadError as exc:
+        advice = (
+            f"; are you offline? To proceed offline, place the file {dest.name} (md5 {md5}) "
+            f"in the folder {dest.parent}/"
+            if exc.offline
+            else f". Try again later, or place the official {dest.name} in {dest.parent}/"
+        )
+        raise DownloadError(exc.reason + advice, exc.reason, exc.offline) from None
+    except CnnlabError as exc:
         raise CnnlabError(
-            f"cannot write the download of {dest.name} into {dest.parent}/ ({exc}); "
-            "choose a writable data root (CLI: --data-root) or place the file there yourself"
+            f"{exc}; choose a writable data root (CLI: --data-root) or place the file there yourself"
         ) from None
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.md5()
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
-            with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response, os.fdopen(fd, "wb") as out:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    h.update(block)
-                    out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # incl. timeouts
-            reason = f"download of {url} failed ({getattr(exc, 'reason', exc)})"
-            raise DownloadError(
-                f"{reason}; are you offline? To proceed offline, place the file "
-                f"{dest.name} (md5 {md5}) in the folder {dest.parent}/",
-                reason,
-                offline=True,
-            ) from None
-        if h.hexdigest() != md5:
-            reason = f"{url} gave a file with md5 {h.hexdigest()}, expected {md5}; it was not kept"
-            raise DownloadError(
-                f"{reason}. Try again later, or place the official {dest.name} in {dest.parent}/",
-                reason,
-                offline=False,
-            )
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return dest
 
 
 def _offline_error(what: str, folder: Path, files: dict[str, str], extra: str = "", failed: str = "") -> CnnlabError:
@@ -640,20 +604,12 @@ def load_cifar10_jpeg(folder: str | Path) -> dict:
 
 
 def _save_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write an uncompressed .npz via a temp file + rename; a cache that cannot be written is skipped."""
-    tmp: Path | None = None
+    """Write an uncompressed .npz atomically; a cache that cannot be written is skipped."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
     except OSError as exc:  # read-only home, full disk: loading still works, only slower next time
         warnings.warn(f"could not write the cache file {path}: {exc}", stacklevel=3)
-    finally:
-        if tmp is not None and tmp.exists():
-            tmp.unlink()
 
 
 # --------------------------------------------------------------------------- digits and sample

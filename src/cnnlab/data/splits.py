@@ -10,12 +10,12 @@ leak information into training).
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic, tables
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,15 +125,15 @@ def balanced_class_weights(counts) -> list[float]:
 
 def write_split_csv(path: Path, rows: list[tuple]) -> None:
     """rows: (split, source, label) where source is an index into the original split or a file path."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
+    with atomic.atomic_write(path, "w", newline="") as f:  # file names escaped against spreadsheet formulas
+        w = tables.writer(f)
         w.writerow(["split", "source", "label"])
         w.writerows(rows)
 
 
 def read_split_csv(path: Path) -> list[tuple[str, str, int]]:
     with open(path, newline="") as f:
-        return [(r["split"], r["source"], int(r["label"])) for r in csv.DictReader(f)]
+        return [(r["split"], r["source"], int(r["label"])) for r in tables.DictReader(f)]
 
 
 def folder_splits_from_csv(path: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:

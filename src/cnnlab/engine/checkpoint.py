@@ -1,67 +1,42 @@
 """Checkpoints that survive a crash and load without unpickling arbitrary objects.
 
-Saving writes to a temporary file in the same folder, flushes and fsyncs it, then renames it over
-the target with ``os.replace`` (atomic on POSIX and Windows): a run killed mid-save leaves the
-previous checkpoint intact. Loading uses ``torch.load(weights_only=True)``, so a checkpoint holds
+Saving goes through the shared atomic writer (:mod:`cnnlab.files.atomic`: a temporary file in the
+same folder, fsynced, renamed over the target, mode from the umask): a run killed mid-save leaves
+the previous checkpoint intact. Loading uses ``torch.load(weights_only=True)``, so a checkpoint holds
 only tensors, numbers, strings, lists and dicts (RNG states are stored as tensors).
 """
 
 from __future__ import annotations
 
 import errno
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnlab.errors import CnnlabError
-
-TMP_SUFFIX = ".tmp"  # atomic_save's temporary files are ".<name>.<random>.tmp" next to the target
+from cnnlab.files import atomic
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically (temp file + fsync + rename)."""
+    """``torch.save`` to ``path`` through the shared atomic writer (temp file + fsync + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic.atomic_write(path) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # name the checkpoint, not the temp file
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        if isinstance(exc, RuntimeError) and "write" in str(exc).lower():  # torch.save's writer wraps the OSError
+    except RuntimeError as exc:
+        if "write" in str(exc).lower():  # torch.save's writer wraps the OSError (a full disk)
             raise OSError(getattr(exc.__context__, "errno", errno.EIO), _reason(exc), str(path)) from None
         raise
-    # Make the rename itself durable (the directory entry); not supported on every platform.
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Delete the ``.<name>.<random>.tmp`` files that :func:`atomic_save` leaves when it is killed mid-write.
+    """Delete the temporary files that a checkpoint write killed mid-way left in ``folder``.
 
-    Call only while no other process writes checkpoints into ``folder`` (the trainer holds the run lock).
+    Call only while holding the run lock: no other process writes checkpoints into ``folder`` then,
+    so every temporary there is stale (those of older cnnlab versions, which carry no PID, too).
     """
-    folder = Path(folder)
-    stale = sorted(p for p in folder.glob(f".*{TMP_SUFFIX}") if p.is_file()) if folder.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    return atomic.remove_stale_temps(folder, owned=True)
 
 
 def _reason(exc: BaseException) -> str:

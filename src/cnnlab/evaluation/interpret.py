@@ -11,7 +11,6 @@ index in the split for in-memory datasets, so a row of the CSV leads back to the
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import confusion_matrix, softmax
+from cnnlab.files import atomic, tables
 
 CSV_COLUMNS = ["index", "id", "true", "pred", "confidence", "p_true", "loss"]
 
@@ -91,8 +91,8 @@ def misclassified(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_misclassified_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     """Write the wrong predictions (highest loss first) with columns ``CSV_COLUMNS``."""
     path = Path(path)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    with atomic.atomic_write(path, "w", newline="") as f:  # class and file names escaped against formulas
+        w = tables.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in misclassified(rows):
             w.writerow({**r, **{k: f"{r[k]:.6f}" for k in ("confidence", "p_true", "loss")}})

@@ -16,7 +16,6 @@ of the FP32 one, and the report says both accuracies and their top-1 agreement.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.export.onnx import DEFAULT_OPSET, _torch_export
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.files import atomic
 from cnnlab.runs.builtin import output_dir
 from cnnlab.runs.model_file import _model_folder, load_model
 
@@ -55,9 +55,7 @@ def save_ir(ov_model, out: Path) -> None:
     try:
         ov.save_model(ov_model, str(tmp / "model.xml"), compress_to_fp16=False)
         for src, dst in ((tmp / "model.bin", out.with_suffix(".bin")), (tmp / "model.xml", out)):
-            with open(src, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(src, dst)
+            atomic.commit(src, dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

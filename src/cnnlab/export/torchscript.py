@@ -20,8 +20,8 @@ import torch
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import ParityReport, compare, parity_inputs, public_meta, require, torch_logits_fn
+from cnnlab.files.atomic import atomic_path
 from cnnlab.runs.builtin import output_dir
-from cnnlab.runs.folder import atomic_path
 from cnnlab.runs.model_file import _model_folder, load_model
 
 EXTRA = "cnnlab.json"

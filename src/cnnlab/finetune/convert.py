@@ -92,13 +92,14 @@ def lite0_state(path: str | Path | None = None) -> dict[str, torch.Tensor]:
 
 def save_weights(state: dict[str, torch.Tensor], dest: str | Path, preprocessing: Preprocessing) -> Path:
     """``state`` as a ``.safetensors`` file recording ``preprocessing``, written atomically."""
-    from cnnlab.runs.model_file import safetensors_bytes, write_bytes_atomic
+    from cnnlab.files.atomic import write_bytes
+    from cnnlab.runs.model_file import safetensors_bytes
 
     dest = Path(dest).expanduser()
     if dest.suffix != ".safetensors":
         raise CnnlabError(f"{dest}: give a file name ending in .safetensors")
     meta = {"format": "pt", PREPROCESSING_KEY: json.dumps(preprocessing.to_dict())}
-    write_bytes_atomic(dest, safetensors_bytes(state, meta))
+    write_bytes(dest, safetensors_bytes(state, meta))
     return dest
 
 

@@ -24,19 +24,15 @@ for a particular set) does it here for every zoo model that is torchvision's own
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import re
-import sys
-import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from cnnlab.data.folder import file_sha256
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.files.download import DownloadError, mirror_file
+from cnnlab.files.download import download as fetch
 from cnnlab.finetune.convert import packaged_weights, safetensors_preprocessing
 from cnnlab.models.pretrained import Preprocessing, PretrainedWeights
 
@@ -90,7 +86,7 @@ def resolve_pretrained(
     if model_name.startswith("timm:"):
         return _timm_weights(model_name.removeprefix("timm:"), weights)
     entry = torchvision_weights(model_name, weights)
-    path = fetch_weights(entry.url, cache=cache, mirror=mirror, progress=progress)
+    path = fetch_weights(entry.url, cache=cache, mirror=mirror, progress=progress, max_bytes=size_cap(entry))
     return PretrainedWeights(path, entry.url, preprocessing_of(entry, model_name))
 
 
@@ -220,7 +216,12 @@ def _checked(path: Path, prefix: str, where: str) -> Path:
 
 
 def fetch_weights(
-    url: str, *, cache: str | Path | None = None, mirror: str | None = None, progress: bool = True
+    url: str,
+    *,
+    cache: str | Path | None = None,
+    mirror: str | None = None,
+    progress: bool = True,
+    max_bytes: int | None = None,
 ) -> Path:
     """A hash-checked local copy of ``url``: from the cache, else the mirror, else downloaded into the cache."""
     name = url.rsplit("/", 1)[-1]
@@ -230,56 +231,36 @@ def fetch_weights(
         return _checked(folder / name, prefix, "run again to download it")
     mirror = mirror or os.environ.get(MIRROR_ENV)
     if mirror and not mirror.startswith(("http://", "https://")):
-        local = Path(mirror).expanduser() / name
-        if local.is_file():
+        local = mirror_file(mirror, name)  # an entry that is not a regular file is refused, not passed over
+        if local is not None:
             return _checked(local, prefix, f"put the file from {url} in {local.parent}/")
     elif mirror:
         url = f"{mirror.rstrip('/')}/{name}"
-    return download(url, folder / name, prefix, progress=progress, mirror=mirror)
+    return download(url, folder / name, prefix, progress=progress, mirror=mirror, max_bytes=max_bytes)
 
 
-def download(url: str, dest: Path, prefix: str, *, progress: bool = True, mirror: str | None = None) -> Path:
-    """Stream ``url`` to a temporary file beside ``dest``; rename it to ``dest`` only if its sha256 matches."""
+def download(
+    url: str, dest: Path, prefix: str, *, progress: bool = True, mirror: str | None = None, max_bytes: int | None = None
+) -> Path:
+    """Stream ``url`` to ``dest`` through the shared downloader: kept only if its sha256 starts with
+    ``prefix``, cut off beyond ``max_bytes`` (the published size when known)."""
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
+        return fetch(url, dest, prefix, max_bytes=max_bytes, timeout=TIMEOUT_S, progress=progress)
+    except DownloadError as exc:
+        if not exc.offline:
+            raise CnnlabError(f"{exc.reason}. Try again, or put the published {dest.name} in {dest.parent}/.") from None
+        where = f" or in the mirror folder {mirror}/" if mirror and not mirror.startswith("http") else ""
         raise CnnlabError(
-            f"cannot write weights into {dest.parent}/ ({exc}); set $CNNLAB_CACHE to a writable folder."
+            f"cannot download pretrained weights from {url} ({exc.cause}); offline? "
+            f"Fetch that file on a machine with internet access and put it, named {dest.name}, in "
+            f"{dest.parent}/{where} (or point $CNNLAB_WEIGHTS_MIRROR at a folder holding it)."
         ) from None
-    tmp = Path(tmp_name)
-    try:
-        h = hashlib.sha256()
-        try:
-            request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=TIMEOUT_S) as r:
-                _copy(r, out, h, int(r.headers.get("Content-Length") or 0), dest.name, progress)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:  # incl. timeouts
-            where = f" or in the mirror folder {mirror}/" if mirror and not mirror.startswith("http") else ""
-            raise CnnlabError(
-                f"cannot download pretrained weights from {url} ({getattr(exc, 'reason', exc)}); offline? "
-                f"Fetch that file on a machine with internet access and put it, named {dest.name}, in "
-                f"{dest.parent}/{where} (or point $CNNLAB_WEIGHTS_MIRROR at a folder holding it)."
-            ) from None
-        if not h.hexdigest().startswith(prefix):
-            raise CnnlabError(
-                f"{url} gave a file whose sha256 starts {h.hexdigest()[: len(prefix)]}, not {prefix} (the hash in "
-                f"its name); it was not kept. Try again, or put the published {dest.name} in {dest.parent}/."
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    except CnnlabError as exc:
+        raise CnnlabError(f"{exc}; set $CNNLAB_CACHE to a writable folder.") from None
 
 
-def _copy(response, out, h, total: int, label: str, progress: bool) -> None:
-    """Copy the response body in 1 MiB blocks into ``out`` and ``h``, with a byte progress bar on stderr."""
-    from tqdm import tqdm
-
-    with tqdm(total=total or None, unit="B", unit_scale=True, desc=label, disable=not progress, file=sys.stderr) as bar:
-        for block in iter(lambda: response.read(1 << 20), b""):
-            h.update(block)
-            out.write(block)
-            bar.update(len(block))
-        out.flush()
-        os.fsync(out.fileno())
+def size_cap(entry: Any) -> int | None:
+    """The most bytes a download of a torchvision weights entry may bring: its published size
+    (``meta["_file_size"]``, MiB rounded to 3 decimals) plus the rounding; None when not published."""
+    mib = getattr(entry, "meta", {}).get("_file_size")
+    return int((float(mib) + 0.001) * (1 << 20)) + 1 if isinstance(mib, (int, float)) and mib > 0 else None

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files.atomic import atomic_write
 
 _RNG = np.random.default_rng(0)
 
@@ -253,9 +254,8 @@ def save_npz(model: Module, path: str | Path, meta: dict | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
     arrays["__meta__"] = np.frombuffer(json.dumps(meta or {}).encode(), dtype=np.uint8)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_write(path) as f:  # a kill mid-save leaves the previous weights whole
+        np.savez(f, **arrays)
     return path
 
 

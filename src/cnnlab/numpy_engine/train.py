@@ -157,7 +157,10 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
     ``dataset`` (optional) is an already loaded ``ArrayDataset`` to use instead of ``cfg.data``.
     """
     from cnnlab.runs import create_run_dir
+    from cnnlab.runs.folder import check_folder_name
 
+    if cfg.name is not None:
+        check_folder_name(cfg.name, "--name")  # before any data is read
     limiter = _thread_limit(cfg.threads)
     try:
         manual_seed(cfg.seed)

@@ -7,25 +7,47 @@ NumPy-free and torch-free so the NumPy engine can use it too.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic, tables
 
 CV_CONFIG_FILE = "cv-config.yaml"  # marks the parent folder of a cross-validation (cnnlab.crossval)
+
+MAX_NAME_CHARS = 200  # room for "-N" and the temporary-file names inside within the 255-byte limit
+
+
+def check_folder_name(name: str, what: str = "output.name (--name)") -> str:
+    """``name`` when it names one folder inside the output folder; a path, ``..`` or an empty name is refused.
+
+    ``--name ../../x`` would otherwise put the run outside ``--out``, and ``--name a/b`` a folder
+    that other commands do not find.
+    """
+    bad = (
+        not isinstance(name, str)
+        or name.strip() in ("", ".", "..")
+        or any(sep and sep in name for sep in ("/", "\\", os.sep, os.altsep))
+        or "\0" in name
+        or len(name) > MAX_NAME_CHARS
+    )
+    if bad:
+        raise CnnlabError(
+            f"{what} must be one folder name (no '/', no '..', at most {MAX_NAME_CHARS} characters), got {name!r}; "
+            "choose where it goes with output.root (--out)"
+        )
+    return name
 
 
 def create_run_dir(root: str | Path = "runs", name: str = "run") -> Path:
     """Create ``root/name``; if it exists, ``root/name-2``, ``-3``, ... (mkdir is atomic, so two
-    runs started at once never share a folder)."""
+    runs started at once never share a folder). ``name`` must be one folder name (:func:`check_folder_name`)."""
+    check_folder_name(name)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     for i in range(1, 100_000):
@@ -60,35 +82,13 @@ def default_run_name(cfg: Any) -> str:
     data = cfg.data.name
     if data.startswith("folder:"):
         data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
-    return f"{data}-{cfg.model.name.replace(':', '-')}"  # timm:NAME -> timm-NAME (no colon in folder names)
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over
-    ``path``, on any error it is removed, so a kill, a full disk or a failed export never leaves
-    a half-written file under the final name.
-
-    Example::
-
-        with atomic_path("model.onnx") as tmp:
-            torch.onnx.export(model, x, tmp)
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    model = cfg.model.name.replace(":", "-").replace("/", "-").replace("\\", "-")  # timm:a/b -> timm-a-b
+    return f"{data}-{model}"[:MAX_NAME_CHARS]  # one folder name: no colon, no separator, not too long
 
 
 def write_json(path: str | Path, data: Any) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    """``data`` as indented JSON, written atomically."""
+    atomic.write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -104,19 +104,21 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_history_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
-    """One row per epoch; columns are the union of keys in first-seen order."""
+    """One row per epoch; columns are the union of keys in first-seen order. Written atomically, so a
+    kill during an epoch's write leaves the previous epoch's file whole."""
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
+    with atomic.atomic_write(path, "w", newline="") as f:
+        w = tables.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
 
 
 def read_history_csv(path: str | Path) -> list[dict[str, float]]:
     with open(path, newline="") as f:
-        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in csv.DictReader(f)]
+        rows = tables.DictReader(f)
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in rows]
 
 
 def git_sha() -> str | None:

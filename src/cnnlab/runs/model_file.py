@@ -6,19 +6,18 @@ input shape, normalisation (mean/std per channel, on [0,1] pixels), the decoding
 training metrics and library versions. ``load_model`` rebuilds the architecture from the registry
 and loads the tensors with safetensors (which cannot execute code).
 
-Both files are written atomically (temporary file, fsync, rename), so a killed process leaves the
-previous file or the new one, never a half-written one; the safetensors header is written with
-sorted metadata keys, so the same weights give the same bytes in every process. A damaged or
-tampered file (truncated tensors, non-object JSON, missing keys, kwargs the builder refuses,
-shapes that do not fit) is refused with a :class:`~cnnlab.errors.CnnlabError` naming the file.
+Both files are written by the shared atomic writer (temporary file, fsync, rename, mode from the
+umask), so a killed process leaves the previous file or the new one, never a half-written one;
+the safetensors header is written with sorted metadata keys, so the same weights give the same
+bytes in every process. A damaged or tampered file (truncated tensors, non-object JSON, missing
+keys, kwargs the builder refuses, shapes that do not fit) is refused with a
+:class:`~cnnlab.errors.CnnlabError` naming the file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,12 @@ import torch
 from safetensors.torch import load_file, save
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic
 from cnnlab.runs.folder import refuse_cv_parent
 
 FORMAT_VERSION = 1
 WEIGHTS, META = "weights.safetensors", "model.json"
 REQUIRED = ("architecture", "kwargs", "classes", "input_shape", "mean", "std")
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync'ed, then renamed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename in (None, tmp):  # name the file the user asked for
-            raise OSError(exc.errno, exc.strerror, str(path)) from None
-        raise
 
 
 def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -76,14 +60,14 @@ def save_model_file(folder: str | Path, model: torch.nn.Module, meta: dict[str, 
     folder.mkdir(parents=True, exist_ok=True)
     # safetensors wants contiguous, unshared tensors; channels_last weights are converted back.
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    write_bytes_atomic(folder / WEIGHTS, safetensors_bytes(state, {"format": "cnnlab", "version": str(FORMAT_VERSION)}))
+    atomic.write_bytes(folder / WEIGHTS, safetensors_bytes(state, {"format": "cnnlab", "version": str(FORMAT_VERSION)}))
     full = {
         "format": "cnnlab-model",
         "format_version": FORMAT_VERSION,
         **meta,
         "versions": {"torch": torch.__version__, **meta.get("versions", {})},
     }
-    write_bytes_atomic(folder / META, (json.dumps(full, indent=2) + "\n").encode())
+    atomic.write_bytes(folder / META, (json.dumps(full, indent=2) + "\n").encode())
     return folder
 
 

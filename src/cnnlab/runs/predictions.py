@@ -14,14 +14,13 @@ NumPy only.
 
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic, tables
 
 
 @dataclass
@@ -40,7 +39,8 @@ class Predictions:
 
 
 def write_predictions(path: str | Path, ids: list[str], targets, probs, classes: list[str]) -> Path:
-    """Write ``predictions.csv`` atomically (temp file in the same folder, then rename)."""
+    """Write ``predictions.csv`` atomically; ids and class names are escaped against spreadsheet formulas
+    (:mod:`cnnlab.files.tables`), and :func:`read_predictions` reads them back unchanged."""
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets).astype(np.int64)
     if probs.shape != (len(ids), len(classes)) or len(targets) != len(ids):
@@ -48,14 +48,12 @@ def write_predictions(path: str | Path, ids: list[str], targets, probs, classes:
             f"predictions: {len(ids)} ids, {len(targets)} targets, probs {probs.shape}, {len(classes)} classes"
         )
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
+    with atomic.atomic_write(path, "w", newline="") as f:
+        w = tables.writer(f)
         w.writerow(["id", "true", "pred", "confidence", *(f"p_{k}" for k in range(len(classes)))])
         for sid, t, p in zip(ids, targets, probs):
             k = int(p.argmax())
             w.writerow([sid, classes[int(t)], classes[k], f"{p[k]:.9e}", *(f"{v:.9e}" for v in p)])
-    os.replace(tmp, path)
     return path
 
 
@@ -65,7 +63,7 @@ def read_predictions(path: str | Path, classes: list[str]) -> Predictions:
     ids, targets, probs = [], [], []
     try:
         with open(path, newline="") as f:
-            reader = csv.reader(f)
+            reader = tables.reader(f)
             head = next(reader)
             cols = [f"p_{k}" for k in range(len(classes))]
             if head[:4] != ["id", "true", "pred", "confidence"] or head[4:] != cols:

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files.atomic import remove_stale_temps
 from cnnlab.runs.builtin import resolve_run_path
 from cnnlab.runs.folder import read_history_csv, refuse_cv_parent
 from cnnlab.runs.predictions import Predictions, read_predictions
@@ -316,6 +317,8 @@ def open_run(path: str | Path) -> Run:
     if not (path / "config.yaml").is_file():
         refuse_cv_parent(path)
         raise CnnlabError(f"{path} is not a run folder (no config.yaml); give a folder printed by 'cnnlab train'")
+    for folder in (path, path / "model", path / "checkpoints"):  # what a kill mid-write left (live writers kept)
+        remove_stale_temps(folder)
     try:
         config = yaml.safe_load((path / "config.yaml").read_text()) or {}
     except (yaml.YAMLError, OSError) as exc:

@@ -15,7 +15,6 @@ confusion matrix (only the (true, predicted) pairs are kept: two small integers 
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
@@ -36,7 +35,8 @@ from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
 from cnnlab.data.images import ImageReadError
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics
-from cnnlab.runs.folder import atomic_path
+from cnnlab.files import tables
+from cnnlab.files.atomic import atomic_path
 from cnnlab.serve.predictor import Predictor
 
 # --backend NAME -> the suffix of the exported file that runtime runs ("torch": the model folder itself)
@@ -261,7 +261,7 @@ class CsvWriter:
     """One row per image and rank: path, rank, label, index, probability (and true_label when known)."""
 
     def __init__(self, stream, labelled: bool = False):
-        self.w, self.labelled = csv.writer(stream, lineterminator="\n"), labelled
+        self.w, self.labelled = tables.writer(stream, lineterminator="\n"), labelled  # cells escaped against formulas
         self.w.writerow(["path", "rank", "label", "index", "probability", *(["true_label"] if labelled else [])])
 
     def write(self, r: dict) -> None:

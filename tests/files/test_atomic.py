@@ -1,0 +1,166 @@
+"""The one atomic writer: whole files or none, modes from the umask, stale temporaries removed, and no
+other writer beside it (issue 26)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.files import atomic
+
+SRC = Path(__file__).parents[2] / "src" / "cnnlab"
+RENAMERS = ("os.replace", "os.rename", "shutil.move", "tempfile.mkstemp", "tempfile.NamedTemporaryFile")
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has ended."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_every_way_of_writing_gives_the_umasks_mode(tmp_path, umask_022):
+    atomic.write_bytes(tmp_path / "a.bin", b"x")
+    with atomic.atomic_write(tmp_path / "b.txt", "w", newline="") as f:
+        f.write("y")
+    with atomic.atomic_path(tmp_path / "c.onnx") as tmp:
+        tmp.write_bytes(b"z")
+    assert {p.name: _mode(p) for p in tmp_path.iterdir()} == {"a.bin": 0o644, "b.txt": 0o644, "c.onnx": 0o644}
+    os.umask(0o002)
+    atomic.write_bytes(tmp_path / "a.bin", b"x2")  # replacing a file gives the new file the umask's mode too
+    assert _mode(tmp_path / "a.bin") == 0o664 and (tmp_path / "a.bin").read_bytes() == b"x2"
+
+
+def test_model_file_and_checkpoints_are_readable_by_others(tmp_path, umask_022):
+    """model.json, weights.safetensors and the checkpoints came out 0600 (mkstemp) while the rest was 0644."""
+    import torch
+
+    from cnnlab.engine.checkpoint import atomic_save
+    from cnnlab.runs.model_file import save_model_file
+
+    meta = {"architecture": "x", "kwargs": {}, "classes": ["a", "b"], "input_shape": [1, 2, 2], "mean": [0], "std": [1]}
+    save_model_file(tmp_path / "model", torch.nn.Linear(2, 2), meta)
+    atomic_save({"w": torch.ones(2)}, tmp_path / "checkpoints" / "last.pt")
+    written = [*(tmp_path / "model").iterdir(), tmp_path / "checkpoints" / "last.pt"]
+    assert sorted(p.name for p in written) == ["last.pt", "model.json", "weights.safetensors"]
+    assert all(_mode(p) == 0o644 for p in written), {p.name: oct(_mode(p)) for p in written}
+
+
+def test_a_failed_write_keeps_the_old_file_and_names_it(tmp_path, monkeypatch):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def no_space(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError) as info:
+        atomic.write_text(target, "new")
+    assert info.value.filename == str(target)  # the file the caller asked for, not the temporary
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"] and target.read_text() == "old"
+    with pytest.raises(ZeroDivisionError), atomic.atomic_write(target) as f:
+        f.write(b"half")
+        raise ZeroDivisionError
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"] and target.read_text() == "old"
+
+
+_KILLED = """
+import sys, time
+from cnnlab.files.atomic import atomic_write
+with atomic_write(sys.argv[1]) as f:
+    f.write(b"half a file")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_write_killed_midway_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    target = tmp_path / "model" / "weights.safetensors"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.Popen([sys.executable, "-c", _KILLED, str(target)], stdout=subprocess.PIPE, env=env)
+    assert p.stdout.readline().strip() == b"writing"
+    (left,) = target.parent.iterdir()  # the live writer's temporary: not touched by a clean-up meanwhile
+    assert atomic.remove_stale_temps(target.parent) == [] and left.exists()
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert left.name.startswith(".weights.safetensors.") and not target.exists()
+    other = target.parent / "notes.tmp"
+    other.write_text("not ours")
+    atomic.write_bytes(target, b"whole")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["notes.tmp", "weights.safetensors"]
+
+
+def test_stale_temporaries_are_told_apart_by_their_writers_pid(tmp_path):
+    dead, alive = _dead_pid(), os.getppid()
+    names = [
+        f".last.pt.{dead}.0123abcd.tmp",  # a killed writer: stale
+        f".best.pt.{alive}.0123abcd.tmp",  # a live process is writing it
+        ".last.pt.k1ll3d.tmp",  # an older version's (no PID): only the folder's lock holder removes it
+        "last.pt",
+    ]
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+    assert [p.name for p in atomic.remove_stale_temps(tmp_path, target="best.pt")] == []
+    assert [p.name for p in atomic.remove_stale_temps(tmp_path)] == [names[0]]
+    assert [p.name for p in atomic.remove_stale_temps(tmp_path, owned=True)] == sorted(names[1:3])
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert atomic.remove_stale_temps(tmp_path / "absent") == []
+
+
+def test_opening_a_run_removes_what_a_kill_during_finalisation_left(tmp_path):
+    """A kill while the model file was written left ``.weights.safetensors.*.tmp`` in model/ for ever."""
+    from cnnlab.runs.run import open_run
+
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "config.yaml").write_text("engine: numpy\nmodel: lenet\ndata: digits\n")
+    (run / "model" / "model.json").write_text('{"classes": ["a"]}')
+    (run / "model" / "weights.npz").write_bytes(b"")
+    stale = run / "model" / f".weights.safetensors.{_dead_pid()}.0123abcd.tmp"
+    stale.write_bytes(b"half")
+    open_run(run)
+    assert not stale.exists()
+
+
+def test_only_the_atomic_writer_renames_files_into_place():
+    """One writer: no other module renames temporaries over targets or makes its own temp files."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                owner = node.func.value
+                name = f"{owner.id}.{node.func.attr}" if isinstance(owner, ast.Name) else ""
+                if name in (
+                    "os.replace",
+                    "os.rename",
+                    "shutil.move",
+                    "tempfile.mkstemp",
+                    "tempfile.NamedTemporaryFile",
+                ):
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno} {name}")
+    assert found and all(f.startswith("files/atomic.py:") for f in found), found
+
+
+def test_a_temporary_name_fits_beside_a_long_file_name(tmp_path):
+    target = tmp_path / ("n" * 250)
+    atomic.write_bytes(target, b"x")
+    assert target.read_bytes() == b"x" and len(atomic.temp_path(target).name) < 255
