@@ -143,7 +143,7 @@ def test_mirror_entries_that_are_not_regular_files_are_refused(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_weights_from_a_mirror_entry_that_is_a_device_are_refused_not_downloaded(tmp_path, monkeypatch):
-    from cnnlab.models import weights as W
+    from cnnlab.finetune import weights as W
 
     mirror = tmp_path / "mirror"
     mirror.mkdir()
@@ -158,7 +158,7 @@ def test_weights_from_a_mirror_entry_that_is_a_device_are_refused_not_downloaded
 def test_weights_are_capped_at_their_published_size(url, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from cnnlab.models import weights as W
+    from cnnlab.finetune import weights as W
 
     entry = SimpleNamespace(url=f"{url}/zeros-deadbeef.pth", meta={"_file_size": 1.5})  # MiB, as torchvision says
     cap = W.size_cap(entry)
