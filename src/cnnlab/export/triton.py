@@ -23,8 +23,8 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.export.onnx import DEFAULT_OPSET, INPUT, OUTPUT, export_onnx
 from cnnlab.export.parity import ParityReport, public_meta
+from cnnlab.files.atomic import atomic_path
 from cnnlab.runs.builtin import output_dir
-from cnnlab.runs.folder import atomic_path
 from cnnlab.runs.model_file import _model_folder, read_meta
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
