@@ -176,7 +176,7 @@ def _set(page, **values: int) -> None:
         page.dispatch_event(f"#pg{key}", "change")
 
 
-def test_convolution_playground_matches_torch(explain_server):
+def test_convolution_playground_matches_torch(explain_server, tmp_path):
     """The playground's output size and map, computed in the browser, against torch's conv2d on the same input."""
     from playwright.sync_api import sync_playwright
 
@@ -213,6 +213,25 @@ def test_convolution_playground_matches_torch(explain_server):
             page.select_option("#pgpreset", "blur (box)")
             page.wait_for_function("window.pgState.kernel[0][0] > 0")
             assert page.text_content("#error") == ""
+
+            # the student's own picture: read in the browser, never sent (no request leaves the page for it)
+            page.select_option("#pgn", "16")
+            sent: list[str] = []
+            page.on("request", lambda req: sent.append(req.url) if req.url.startswith("http") else None)  # not blob:
+            own = np.zeros((30, 40, 3), np.uint8)
+            own[:, 20:] = 255  # dark left half, white right half
+            Image.fromarray(own).save(tmp_path / "edge.png")
+            page.set_input_files("#pgfile", str(tmp_path / "edge.png"))
+            page.wait_for_function("window.pgState.image === 'edge.png'")
+            grey = np.array(page.evaluate("Array.from(window.pgState.input)")).reshape(16, 16)
+            assert grey[:, :6].max() < 0.05 and grey[:, 10:].min() > 0.95 and sent == []
+            assert "edge.png" in page.text_content("#pgname")
+
+            # an answer that is not JSON (a proxy's error page) is one readable error line
+            page.route("**/api/unit*", lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>"))
+            page.click("#network canvas[data-layer='1'][data-channel='0']")
+            page.wait_for_function("document.getElementById('error').textContent !== ''")
+            assert page.text_content("#error").startswith("502") and "not JSON" in page.text_content("#error")
         finally:
             browser.close()
 
