@@ -23,6 +23,10 @@ _LAZY = {
     "train": "cnnlab.api",
     "evaluate": "cnnlab.api",
     "cv": "cnnlab.api",
+    "lr_find": "cnnlab.api",
+    "predict": "cnnlab.serve.batch",
+    "export": "cnnlab.export",  # the package is callable: cnnlab.export(MODEL, FORMAT)
+    "tune": "cnnlab.tune",  # the module is callable: cnnlab.tune(space=..., data=...)
     "load_model": "cnnlab.runs.model_file",
     "Predictor": "cnnlab.serve.predictor",
     "summary": "cnnlab.models.summary",

@@ -1,4 +1,4 @@
-"""The Python API behind ``cnnlab train``, ``cnnlab cv`` and ``cnnlab evaluate``, usable from a notebook::
+"""The Python API behind ``cnnlab train``, ``cv``, ``evaluate`` and ``lr-find``, usable from a notebook::
 
     import cnnlab
     result = cnnlab.train(data="mnist-sample", model="seed_cnn", epochs=3)
@@ -303,8 +303,59 @@ def _evaluate_on(
     return classification_metrics(targets, logits.argmax(1), logits, meta["classes"])
 
 
+def lr_find(
+    config: Config | str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    progress: bool = False,
+    log=print,
+    **short: Any,
+):
+    """``cnnlab lr-find`` from Python: the learning-rate range test on a training config.
+
+    The config is built as for :func:`train` (same short names and overrides, the same data, model,
+    optimiser and loss steps); the model is not saved. Returns the ``LRFindResult`` (``lrs``,
+    ``losses``, ``smoothed``, ``suggestion``, ``reason``); ``cnnlab.viz.training_plots.plot_lr_find``
+    draws it.
+
+    Example::
+
+        r = cnnlab.lr_find(data="digits", model="seed_cnn", steps=50)
+        r.suggestion
+    """
+    from cnnlab.engine.lr_find import lr_find as range_test
+
+    session = start_session(make_config(config, overrides, **short), log)
+    _, data = load_data(session)
+    parts = build_parts(session, data, find_lr=False)  # --pretrained, --finetune, --balance, the loss: as in training
+    return range_test(
+        parts.model,
+        data.train,
+        parts.optimizer,
+        parts.loss_fn,
+        start,
+        end,
+        steps,
+        generators=[data.generator],
+        progress=progress,
+    )
+
+
 def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name).strip("_")[:60]
 
 
-__all__ = ["train", "cv", "evaluate", "TrainResult", "CVResult", "make_config", "format_report", "ArrayDataset"]
+__all__ = [
+    "train",
+    "cv",
+    "evaluate",
+    "lr_find",
+    "TrainResult",
+    "CVResult",
+    "make_config",
+    "format_report",
+    "ArrayDataset",
+]

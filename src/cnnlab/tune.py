@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cnnlab.config import Config, apply_overrides, leaf_fields, load_config, save_config, to_dict
+from cnnlab.config import SHORT_KEYS, Config, apply_overrides, leaf_fields, load_config, save_config, to_dict
 from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.files import atomic, tables
 from cnnlab.runs import default_run_name
@@ -247,8 +249,8 @@ class TuneResult:
 
 
 def tune(
-    config: Config | str | Path | None,
-    space: str | Path | dict,
+    config: Config | str | Path | None = None,
+    space: str | Path | dict | None = None,
     trials: int = 20,
     sampler: str = "tpe",
     storage: str | None = None,
@@ -265,6 +267,7 @@ def tune(
     enqueue: list[dict[str, Any]] | None = None,
     baseline: bool = False,
     log=print,
+    **short: Any,
 ) -> TuneResult:
     """Run (or continue) an Optuna study until ``trials`` trials have finished (COMPLETE or PRUNED).
 
@@ -284,11 +287,19 @@ def tune(
             (leave False when several processes work on one study at the same time).
         enqueue: parameter sets ``{key: value}`` to try first (before the sampler's own choices).
         baseline: try the base config's own values first, so the study shows the default's score.
+        **short: short names as for ``cnnlab.train`` (``data="digits"``, ``model="seed_cnn"``, ...),
+            applied to the base config like ``cnnlab tune --data digits``.
     """
+    if space is None:
+        raise CnnlabError("tune needs a search space: space='configs/spaces/lr_optimizer.yaml' or a dict")
     optuna = _import_optuna()
     space = load_space(space)
     base = config if isinstance(config, Config) else load_config(config)
-    base = apply_overrides(base, {**(overrides or {}), **({"train.epochs": epochs} if epochs else {})})
+    unknown = sorted(set(short) - set(SHORT_KEYS))
+    if unknown:
+        raise CnnlabError(f"unknown argument(s) {unknown}; use one of {sorted(SHORT_KEYS)} or overrides={{'a.b': v}}")
+    given = {SHORT_KEYS[k]: v for k, v in short.items() if v is not None}
+    base = apply_overrides(base, {**given, **(overrides or {}), **({"train.epochs": epochs} if epochs else {})})
     if not metric.startswith(("val_", "train_")):
         raise CnnlabError(f"--metric {metric!r}: use a history column such as val_acc, val_loss or val_macro_f1")
     study_name = study_name or _slug(default_run_name(base))  # a folder's own name, not its path
@@ -444,3 +455,14 @@ def _fmt(params: dict[str, Any]) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80] or "study"
+
+
+class _CallableModule(types.ModuleType):
+    """``cnnlab.tune(...)`` calls :func:`tune` even once ``cnnlab.tune`` names this module (importing a
+    submodule sets the package attribute to the module, which would hide the lazily exported function)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> TuneResult:
+        return tune(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -54,62 +54,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _onnx(args, out):
-    from cnnlab.export.onnx import export_onnx
-
-    return export_onnx(
-        args.model, out, opset=args.opset, parity_n=args.parity_n, tolerance=args.tolerance, exporter=args.exporter
-    )
+# format -> (default file name in --out, the options its flags give); triton writes a folder: --out is the repository
+def _common(args) -> dict:
+    return {"parity_n": args.parity_n, "tolerance": args.tolerance}
 
 
-def _torchscript(args, out):
-    from cnnlab.export.torchscript import export_torchscript
-
-    return export_torchscript(args.model, out, parity_n=args.parity_n, tolerance=args.tolerance)
+def _graph(args) -> dict:
+    return {**_common(args), "opset": args.opset, "exporter": args.exporter}
 
 
-def _triton(args, out):
-    from cnnlab.export.triton import export_triton
-
-    folder, report = export_triton(
-        args.model,
-        args.out,
-        name=args.model_name,
-        max_batch_size=args.max_batch_size,
-        opset=args.opset,
-        parity_n=args.parity_n,
-        tolerance=args.tolerance,
-        exporter=args.exporter,
-    )
-    print(f"wrote the Triton model repository {folder.parent} (model {folder.name}: config.pbtxt, labels.txt, 1/)")
-    return folder / "1" / "model.onnx", report
-
-
-def _openvino(args, out):
-    from cnnlab.export.openvino import export_openvino
-
-    out, report, int8 = export_openvino(
-        args.model,
-        out,
-        int8=args.int8,
-        calibration=args.calibration,
-        max_drop=args.int8_max_drop,
-        opset=args.opset,
-        parity_n=args.parity_n,
-        tolerance=args.tolerance,
-        exporter=args.exporter,
-    )
-    if int8 is not None:
-        print(f"wrote {out.with_name(out.stem + '-int8.xml')} (+ .bin): {int8.line()}")
-    return out, report
-
-
-# format -> (default file name, exporter)
-EXPORTERS = {
-    "onnx": ("model.onnx", _onnx),
-    "torchscript": ("model.torchscript.pt", _torchscript),
-    "openvino": ("model.xml", _openvino),  # + model.bin beside it
-    "triton": (None, _triton),  # a folder: --out is the repository
+FLAGS = {
+    "onnx": ("model.onnx", _graph),
+    "torchscript": ("model.torchscript.pt", _common),
+    "openvino": (
+        "model.xml",  # + model.bin beside it
+        lambda a: {**_graph(a), "int8": a.int8, "calibration": a.calibration, "max_drop": a.int8_max_drop},
+    ),
+    "triton": (None, lambda a: {**_graph(a), "name": a.model_name, "max_batch_size": a.max_batch_size}),
 }
 
 
@@ -117,16 +78,23 @@ def run(args) -> int:
     from pathlib import Path
 
     from cnnlab.errors import CnnlabError
+    from cnnlab.export import export
 
     if args.parity_n < 1:
         raise CnnlabError(f"--parity-n must be at least 1, got {args.parity_n}")
     if args.calibration < 1 or not 0 <= args.int8_max_drop <= 1:
         raise CnnlabError("--calibration must be at least 1 and --int8-max-drop between 0 and 1")
-    name, exporter = EXPORTERS[args.format]
+    name, options = FLAGS[args.format]
     if name is None and args.output:
         raise CnnlabError(f"--format {args.format} writes a folder: give it with --out, not --output")
     out = Path(args.output) if args.output else Path(args.out) / name if args.out and name else None
-    out, report = exporter(args, out)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB, {args.format}, dynamic batch axis)")
-    print(report.line())
+    result = export(args.model, args.format, args.out if name is None else out, **options(args))
+    path = result.path
+    if args.format == "triton":
+        print(f"wrote the Triton model repository {path.parent} (model {path.name}: config.pbtxt, labels.txt, 1/)")
+        path = path / "1" / "model.onnx"
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {args.format}, dynamic batch axis)")
+    print(result.parity.line())
+    if result.int8 is not None:
+        print(f"wrote {path.with_name(path.stem + '-int8.xml')} (+ .bin): {result.int8.line()}")
     return 0

@@ -30,27 +30,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from cnnlab.api import make_config
-    from cnnlab.engine.lr_find import lr_find
+    from cnnlab.api import lr_find
     from cnnlab.viz.training_plots import plot_lr_find
-    from cnnlab.workflow import build_parts, load_data, start_session
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
     overrides.update(parse_sets(args.set))
-    cfg = make_config(args.config, overrides)
-    session = start_session(cfg)  # the same steps as cnnlab train: every flag means the same here
-    _, data = load_data(session)
-    parts = build_parts(session, data, find_lr=False)  # --pretrained, --finetune, --balance, the loss: as in training
-    result = lr_find(
-        parts.model,
-        data.train,
-        parts.optimizer,
-        parts.loss_fn,
-        args.start,
-        args.end,
-        args.steps,
-        generators=[data.generator],
-    )
+    # the same steps as cnnlab train (cnnlab.api.lr_find): every flag means the same here
+    result = lr_find(args.config, overrides, start=args.start, end=args.end, steps=args.steps)
     path = plot_lr_find(result, args.output or "lr_find.png")
     print(f"swept {len(result.lrs)} steps from {result.lrs[0]:.1e} to {result.lrs[-1]:.1e}")
     print(f"suggested learning rate: {result.suggestion:.2e}")

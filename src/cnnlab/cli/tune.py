@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+
 from cnnlab.cli._options import add_set, parse_sets
+from cnnlab.config import SHORT_KEYS
+
+# short flags of cnnlab train that tune takes as they are (--epochs, --seed, --out are tune's own here)
+_OWN = ("download", "epochs", "seed", "out", "name")
 
 
 def add_parser(sub) -> None:
@@ -26,6 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--pruner-warmup", type=int, default=0, help="epochs every trial gets before it can be pruned")
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--out", help="study folder (default <output.root>/tune-<study>)")
+    for short, key in SHORT_KEYS.items():  # --data, --model, --lr ... as in cnnlab train: the base config
+        if short not in _OWN:
+            p.add_argument(
+                "--" + short.replace("_", "-"), dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar="VALUE"
+            )
     add_set(p)
     p.add_argument("--baseline", action="store_true", help="first trial uses the base config's own values")
     p.add_argument(
@@ -40,7 +51,8 @@ def run(args) -> int:
     from cnnlab.errors import CnnlabError
     from cnnlab.tune import tune
 
-    overrides = parse_sets(args.set)
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+    overrides.update(parse_sets(args.set))
     if args.trials < 1:
         raise CnnlabError(f"--trials {args.trials}: give at least 1")
     result = tune(

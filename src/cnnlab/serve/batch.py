@@ -397,7 +397,69 @@ def predict_files(
     return summary
 
 
+@dataclass
+class PredictResult:
+    """What :func:`predict` returns: the rows (None when they went to ``output``) and the summary."""
+
+    results: list[dict] | None
+    summary: BatchSummary
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """Accuracy, per-class scores and the confusion matrix of a class-per-folder run."""
+        return self.summary.metrics
+
+
+def predict(
+    model: str | Path,
+    paths: str | Path | Iterable[str | Path],
+    *,
+    output: str | Path | None = None,
+    format: str | None = None,
+    backend: str = "auto",
+    batch_size: int = 64,
+    workers: int = 2,
+    topk: int = 5,
+    device: str = "cpu",
+    trust_torchscript: bool = False,
+    progress: bool = False,
+) -> PredictResult:
+    """``cnnlab predict`` from Python: predict image files, folders and globs.
+
+    With ``output`` the rows stream to that file (CSV, JSON Lines or JSON by its suffix or ``format``;
+    written atomically) and nothing is kept; without it they are returned as a list. On a folder with
+    one subfolder per class, ``result.metrics`` holds the accuracy and the confusion matrix.
+
+    Example::
+
+        r = cnnlab.predict("runs/cifar", "photos/test", output="preds.csv", backend="onnxruntime")
+        r.summary.images_per_second, r.metrics["accuracy"]
+    """
+    from cnnlab.runs.builtin import resolve_run_path
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    rows: list[dict] | None = [] if output is None else None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=count_images(check_inputs(paths)), unit="img", desc="predict")
+    try:
+        summary = predict_files(
+            resolve_run_path(model), paths, output=output, fmt=format, backend=backend, batch_size=batch_size,
+            workers=workers, topk=topk, device=device, trust_torchscript=trust_torchscript,
+            on_result=rows.append if rows is not None else None,
+            progress=(lambda n: bar.update(n - bar.n)) if bar is not None else None,
+        )  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    return PredictResult(rows, summary)
+
+
 __all__ = [
+    "predict",
+    "PredictResult",
     "BACKENDS",
     "WRITERS",
     "output_format",
