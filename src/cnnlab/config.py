@@ -13,9 +13,11 @@ arguments runs offline in about a minute.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path, PurePath
 from typing import Any
@@ -23,50 +25,158 @@ from typing import Any
 import yaml
 
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.readers import load_yaml, read_yaml
+
+
+# ---- rules: what each value must be, declared beside its field ---------------------------------------
+@dataclass(frozen=True)
+class Rule:
+    """A range or choice for one config value: ``check(value)`` is None when it fits, else what it must be
+    ("at least 1", "in (0, 1)") for the message 'KEY must be ..., got VALUE'. ``text`` describes the rule in
+    ``--help``. A nullable key's None is never checked (null is its own meaning: off, or the default)."""
+
+    check: Callable[[Any], str | None]
+    text: str
+
+
+def count(lo: int, hi: int, why: str = "") -> Rule:
+    """A whole number in [lo, hi] (every count has a ceiling: a huge one overflows, or allocates, later)."""
+    low = f"{lo} or more" if lo == 0 else f"at least {lo}"
+    return Rule(lambda v: f"{low}{why}" if v < lo else f"at most {hi:,}{why}" if v > hi else None, f"{lo}..{hi:,}")
+
+
+def at_least(lo: float, why: str = "") -> Rule:
+    low = f"{lo:g} or more" if lo == 0 else f"at least {lo:g}"
+    return Rule(lambda v: None if v >= lo else low + why, f">= {lo:g}")
+
+
+def above(lo: float, why: str = "") -> Rule:
+    return Rule(lambda v: None if v > lo else f"above {lo:g}{why}", f"> {lo:g}")
+
+
+def interval(spec: str, why: str = "") -> Rule:
+    """``interval("[0, 1)")``: brackets include the end, parentheses exclude it."""
+    lo, hi = (float(x) for x in spec[1:-1].split(","))
+    closed_lo, closed_hi = spec[0] == "[", spec[-1] == "]"
+
+    def check(v: float) -> str | None:
+        inside = (v >= lo if closed_lo else v > lo) and (v <= hi if closed_hi else v < hi)
+        return None if inside else f"in {spec}{why}"
+
+    return Rule(check, spec)
+
+
+def one_of(*choices: Any) -> Rule:
+    words = ", ".join(map(str, choices))
+    return Rule(lambda v: None if v in choices else f"one of {words}", words)
+
+
+def matches(pattern: str, words: str) -> Rule:
+    compiled = re.compile(pattern)
+    return Rule(lambda v: None if compiled.fullmatch(v) else words, words)
+
+
+def each(rule: Rule, max_items: int = 1000) -> Rule:
+    """Every item of a list (or value of a mapping) obeys ``rule``; at most ``max_items`` of them."""
+
+    def check(v: Any) -> str | None:
+        items = list(v.values()) if isinstance(v, dict) else list(v)
+        if len(items) > max_items:
+            return f"at most {max_items} items long"
+        bad = next((x for x in items if rule.check(x)), None)
+        return None if bad is None else f"a list whose every value is {rule.check(bad)} ({_show(bad)} is not)"
+
+    return Rule(check, f"each {rule.text}")
+
+
+NONEMPTY = Rule(lambda v: None if v.strip() else "a non-empty name", "non-empty")
+IDENTIFIERS = Rule(
+    lambda v: next((f"a mapping of argument names ({_show(k)} is not one)" for k in v if not _identifier(k)), None),
+    "argument names",
+)
+
+
+def _identifier(k: Any) -> bool:
+    return isinstance(k, str) and k.isidentifier()
+
+
+def setting(
+    default: Any = None, rule: Rule | None = None, *, factory: Callable[[], Any] | None = None, names: str = ""
+) -> Any:
+    """A config field with its rule in the field's metadata (:func:`check_ranges` applies every rule).
+
+    ``names`` marks a name looked up in a registry ("optimizer", "model", ...): the registries live
+    above this module, so :func:`check_names` gets them from its caller (``workflow.check_config``)."""
+    meta = {"rule": rule} if rule is not None else {}
+    if names:
+        meta["names"] = names
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+MAX_EPOCHS = 100_000  # any epoch count or position
+MAX_IMAGE_SIZE = 4096  # one 4096x4096 RGB float image is 200 MB; a batch of them is the memory's limit
+MAX_BATCH = 1 << 20
+VAL_METRICS = ("val_acc", "val_loss", "val_macro_f1")  # what early stopping can watch
+EPOCH_METRICS = (*VAL_METRICS, "train_acc", "train_loss")  # what an epoch's row holds (sched.monitor)
+UNIT = interval("[0, 1]")
 
 
 @dataclass
 class DataConfig:
-    name: str = "mnist-sample"  # registered name or folder:PATH
+    name: str = setting("mnist-sample", NONEMPTY)  # registered name or folder:PATH
     root: str | None = None  # where dataset files live ($CNNLAB_DATA or ~/.cache/cnnlab/data if unset)
     download: bool = False  # fetch missing files (checksums verified); needs a network
-    val_fraction: float = 0.1  # stratified, seeded share of the training data held out for validation
-    test_fraction: float = 0.1  # only for a flat folder:PATH without a test/ split
+    # stratified, seeded share of the training data held out for validation
+    val_fraction: float = setting(0.1, interval("[0, 1)"))
+    test_fraction: float = setting(0.1, interval("[0, 1)"))  # only for a flat folder:PATH without a test/ split
     # train on this stratified, seeded share of the training split (quick experiments, learning curves);
     # validation and test stay whole, so scores stay comparable across fractions
-    train_fraction: float = 1.0
-    image_size: int | None = None  # resize folder images to this square side (default: dataset's own)
-    channels: int | None = None  # force 1 or 3 channels (default: the dataset's)
-    augment: str = "auto"  # augmentation preset; auto = seed preset for colour data, none for digits
-    batch_size: int = 128
-    eval_batch_size: int = 1000
-    num_workers: int = 2  # DataLoader workers (image folders only; in-memory data needs none)
-    on_bad_image: str = "fail"  # fail | skip (image folders)
-    balance: str = "none"  # none | weights (class-weighted loss) | sampler (class-balanced sampling)
-    mixup: float = 0.0  # MixUp Beta(alpha, alpha) parameter; 0 disables (batch level, loss on mixed targets)
-    cutmix: float = 0.0  # CutMix Beta(alpha, alpha) parameter; 0 disables (with mixup too: one of them per batch)
-    max_bad_fraction: float = 0.05  # with skip: stop when more than this share of the images is unreadable
+    train_fraction: float = setting(1.0, interval("(0, 1]"))
+    # resize folder images to this square side (default: dataset's own)
+    image_size: int | None = setting(None, count(1, MAX_IMAGE_SIZE))
+    channels: int | None = setting(None, one_of(1, 3))  # force 1 or 3 channels (default: the dataset's)
+    # augmentation preset; auto = seed preset for colour data, none for digits
+    augment: str = setting("auto", NONEMPTY, names="augmentation")
+    batch_size: int = setting(128, count(1, MAX_BATCH))
+    eval_batch_size: int = setting(1000, count(1, MAX_BATCH))
+    num_workers: int = setting(2, count(0, 256))  # DataLoader workers (image folders only; in-memory data needs none)
+    on_bad_image: str = setting("fail", one_of("fail", "skip"))  # fail | skip (image folders)
+    # none | weights (class-weighted loss) | sampler (class-balanced sampling)
+    balance: str = setting("none", one_of("none", "weights", "sampler"))
+    # MixUp Beta(alpha, alpha) parameter; 0 disables (batch level, loss on mixed targets)
+    mixup: float = setting(0.0, at_least(0))
+    # CutMix Beta(alpha, alpha) parameter; 0 disables (with mixup too: one of them per batch)
+    cutmix: float = setting(0.0, at_least(0))
+    # with skip: stop when more than this share of the images is unreadable
+    max_bad_fraction: float = setting(0.05, UNIT)
     split_manifest: str | None = None  # image folders: reuse the exact split of an earlier run's split_manifest.csv
-    folds: int = 0  # stratified K-fold cross-validation over the training data (cnnlab cv); 0: none
-    fold: int = 1  # with folds: which fold (1..folds) is this run's test split; the other folds train
+    # stratified K-fold cross-validation over the training data (cnnlab cv); 0: none
+    folds: int = setting(0, count(0, 1000))
+    # with folds: which fold (1..folds) is this run's test split; the other folds train
+    fold: int = setting(1, count(1, 1000))
 
 
 @dataclass
 class ModelConfig:
-    name: str = "seed_cnn"
-    kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder arguments (e.g. dropout rates)
+    name: str = setting("seed_cnn", NONEMPTY, names="model")
+    # extra builder arguments (e.g. dropout rates); names checked against the builder before data is read
+    kwargs: dict[str, Any] = setting(rule=IDENTIFIERS, factory=dict)
     pretrained: str | None = None  # imagenet (published weights) | local .pth/.safetensors/cnnlab folder; new head
     weights: str | None = None  # a published set by name: IMAGENET1K_V2, DEFAULT (timm: a tag); implies imagenet
     weights_mirror: str | None = None  # folder or http(s) URL holding weight files ($CNNLAB_WEIGHTS_MIRROR)
     # auto: the fine-tune recipe (staged) when pretrained weights are given, else finetune_all;
     # staged | finetune_all | feature_extraction | finetune_top | progressive
-    finetune: str = "auto"
-    head_epochs: int = 1  # staged: epochs that train only the new head (body frozen) before everything trains
-    finetune_blocks: int = 1  # finetune_top: how many blocks below the head train
-    unfreeze_schedule: str = "0:0,3:1,6:all"  # progressive: from EPOCH on, the top N blocks (or all) train
+    finetune: str = setting("auto", NONEMPTY, names="fine-tuning strategy")
+    # staged: epochs that train only the new head (body frozen) before everything trains
+    head_epochs: int = setting(1, count(0, MAX_EPOCHS))
+    finetune_blocks: int = setting(1, count(0, 10_000))  # finetune_top: how many blocks below the head train
+    # progressive: from EPOCH on, the top N blocks (or all) train
+    unfreeze_schedule: str = setting("0:0,3:1,6:all", NONEMPTY, names="unfreeze schedule")
     # < 1: discriminative LRs, each block below the head gets lr_decay x the one above; null: 1, or under
     # the staged recipe the factor that gives the lowest block 1/100 of the head's LR
-    lr_decay: float | None = None
+    lr_decay: float | None = setting(None, interval("(0, 1]"))
 
 
 DEFAULT_LR = 1e-3  # optim.lr when none is given and no recipe picks one (seed 000's Adam rate)
@@ -74,87 +184,104 @@ DEFAULT_LR = 1e-3  # optim.lr when none is given and no recipe picks one (seed 0
 
 @dataclass
 class OptimConfig:
-    name: str = "adam"
-    lr: float | None = None  # null: 1e-3, or under the staged fine-tune recipe the LR finder's suggestion
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # SGD / RMSprop
+    name: str = setting("adam", NONEMPTY, names="optimizer")
+    # null: 1e-3, or under the staged fine-tune recipe the LR finder's suggestion
+    lr: float | None = setting(None, above(0))
+    weight_decay: float = setting(1e-4, at_least(0))
+    momentum: float = setting(0.9, interval("[0, 1)"))  # SGD / RMSprop
     nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    alpha: float = 0.99  # RMSprop running-average decay
-    rho: float = 0.9  # Adadelta running-average decay
-    weight_decay_mode: str = "auto"  # auto (the optimiser's own) | l2 (added to the gradient) | decoupled
+    betas: tuple[float, float] = setting((0.9, 0.999), each(interval("[0, 1)")))
+    eps: float = setting(1e-8, above(0))
+    alpha: float = setting(0.99, UNIT)  # RMSprop running-average decay
+    rho: float = setting(0.9, UNIT)  # Adadelta running-average decay
+    # auto (the optimiser's own) | l2 (added to the gradient) | decoupled
+    weight_decay_mode: str = setting("auto", one_of("auto", "l2", "decoupled"))
     no_decay_norm_bias: bool = False  # no weight decay on biases and normalisation parameters (1-D tensors)
-    group_lr: dict[str, float] = field(default_factory=dict)  # parameter-name glob -> LR, e.g. {"fc*": 0.01}
-    muon_momentum: float = 0.95  # muon: momentum of the orthogonalised filters and matrices (the rest: momentum)
-    lookahead_k: int = 0  # Lookahead: sync slow weights every k steps; 0 disables
-    lookahead_alpha: float = 0.5  # Lookahead slow-weight step size
+    # parameter-name glob -> LR, e.g. {"fc*": 0.01}
+    group_lr: dict[str, float] = setting(rule=each(above(0)), factory=dict)
+    # muon: momentum of the orthogonalised filters and matrices (the rest: momentum)
+    muon_momentum: float = setting(0.95, interval("[0, 1)"))
+    lookahead_k: int = setting(0, count(0, 1_000_000))  # Lookahead: sync slow weights every k steps; 0 disables
+    lookahead_alpha: float = setting(0.5, interval("(0, 1]"))  # Lookahead slow-weight step size
 
 
 @dataclass
 class SchedConfig:
     # auto: plateau, or under the staged fine-tune recipe one-cycle restarting when the body unfreezes;
     # see `cnnlab.engine.schedulers.SCHEDULERS` (plateau, cosine, onecycle, step, ...)
-    name: str = "auto"
-    monitor: str = "val_loss"  # metric watched by plateau
-    factor: float = 0.5
-    patience: int = 3
-    min_lr: float = 1e-6
-    step_size: int = 10  # step: epochs between decays
-    gamma: float = 0.1  # step / multistep / exponential: LR factor (exponential: per epoch)
-    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])  # multistep: epochs where LR *= gamma
-    power: float = 1.0  # polynomial decay exponent (1 = linear)
-    restart_epochs: int = 10  # cosine_restarts: length of the first cycle in epochs
-    restart_mult: int = 1  # cosine_restarts: each cycle is this many times longer than the previous
-    base_lr: float = 1e-4  # cyclic: lower LR bound (optim.lr is the upper bound)
-    cycle_epochs: float = 2.0  # cyclic: epochs per half cycle (rise or fall)
-    cycle_mode: str = "triangular"  # cyclic: triangular | triangular2 | exp_range
-    pct_start: float = 0.25  # onecycle: share of the steps spent rising
-    div_factor: float = 25.0  # onecycle: initial LR = optim.lr / div_factor
-    final_div_factor: float = 1e4  # onecycle: final LR = initial LR / final_div_factor
-    restarts: list[int] = field(default_factory=list)  # onecycle: epochs where a new cycle begins
-    restart_peak: float = 0.5  # onecycle: each later cycle peaks at this times the one before
-    warmup_epochs: float = 0.0  # linear warm-up before any schedule (fractions allowed)
-    warmup_start: float = 0.0  # warm-up starts at this fraction of the LR
+    name: str = setting("auto", NONEMPTY, names="scheduler")
+    monitor: str = setting("val_loss", one_of(*EPOCH_METRICS))  # metric watched by plateau
+    factor: float = setting(0.5, interval("(0, 1)"))
+    patience: int = setting(3, count(0, MAX_EPOCHS))
+    min_lr: float = setting(1e-6, at_least(0))
+    step_size: int = setting(10, count(1, MAX_EPOCHS))  # step: epochs between decays
+    gamma: float = setting(0.1, above(0))  # step / multistep / exponential: LR factor (exponential: per epoch)
+    # multistep: epochs where LR *= gamma
+    milestones: list[int] = setting(rule=each(count(0, MAX_EPOCHS)), factory=lambda: [30, 60, 90])
+    power: float = setting(1.0, at_least(0))  # polynomial decay exponent (1 = linear)
+    restart_epochs: int = setting(10, count(1, MAX_EPOCHS))  # cosine_restarts: length of the first cycle in epochs
+    # cosine_restarts: each cycle is this many times longer than the previous
+    restart_mult: int = setting(1, count(1, 100))
+    base_lr: float = setting(1e-4, at_least(0))  # cyclic: lower LR bound (optim.lr is the upper bound)
+    cycle_epochs: float = setting(2.0, above(0))  # cyclic: epochs per half cycle (rise or fall)
+    # cyclic: triangular | triangular2 | exp_range
+    cycle_mode: str = setting("triangular", one_of("triangular", "triangular2", "exp_range"))
+    pct_start: float = setting(0.25, interval("(0, 1)"))  # onecycle: share of the steps spent rising
+    div_factor: float = setting(25.0, above(0))  # onecycle: initial LR = optim.lr / div_factor
+    final_div_factor: float = setting(1e4, above(0))  # onecycle: final LR = initial LR / final_div_factor
+    # onecycle: epochs where a new cycle begins
+    restarts: list[int] = setting(rule=each(count(0, MAX_EPOCHS)), factory=list)
+    restart_peak: float = setting(0.5, above(0))  # onecycle: each later cycle peaks at this times the one before
+    # linear warm-up before any schedule (fractions allowed)
+    warmup_epochs: float = setting(0.0, interval(f"[0, {MAX_EPOCHS}]"))
+    warmup_start: float = setting(0.0, UNIT)  # warm-up starts at this fraction of the LR
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    grad_clip: float | None = 1.0  # max global L2 norm (or max |g| with grad_clip_mode value); null disables
-    grad_clip_mode: str = "norm"  # norm | value
-    loss: str = "cross_entropy"  # cross_entropy | focal
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0  # focal loss focusing strength
-    focal_alpha: float | None = None  # focal loss class-balance weight (null: none)
-    l1: float = 0.0  # L1 penalty coefficient added to the loss (sum |w| of weights)
-    l2: float = 0.0  # L2 penalty coefficient added to the loss (sum w^2 of weights; not optimiser decay)
-    init: str = "default"  # default | he_normal | he_uniform | xavier_normal | xavier_uniform | lecun_* | zero
-    amp: str = "none"  # none | bf16 | fp16 (fp16 uses a gradient scaler)
+    epochs: int = setting(8, count(1, MAX_EPOCHS, " (an untrained model is never saved)"))
+    seed: int = setting(0, count(0, 2**32 - 1, " (NumPy takes 32-bit seeds)"))
+    device: str = setting("auto", matches(r"auto|cpu|mps|cuda(:\d{1,3})?", "auto, cpu, mps, cuda or cuda:N"))
+    # max global L2 norm (or max |g| with grad_clip_mode value); null disables
+    grad_clip: float | None = setting(1.0, above(0, " (or null to disable clipping)"))
+    grad_clip_mode: str = setting("norm", NONEMPTY, names="gradient clipping mode")  # norm | value
+    loss: str = setting("cross_entropy", NONEMPTY, names="loss")  # cross_entropy | focal
+    label_smoothing: float = setting(0.0, interval("[0, 1]", " (0.1 is typical)"))
+    focal_gamma: float = setting(2.0, at_least(0))  # focal loss focusing strength
+    focal_alpha: float | None = setting(None, UNIT)  # focal loss class-balance weight (null: none)
+    l1: float = setting(0.0, at_least(0))  # L1 penalty coefficient added to the loss (sum |w| of weights)
+    l2: float = setting(0.0, at_least(0))  # L2 penalty coefficient added to the loss (sum w^2 of weights; not decay)
+    # default | he_normal | he_uniform | xavier_normal | xavier_uniform | lecun_* | zero
+    init: str = setting("default", NONEMPTY, names="weight initialisation")
+    amp: str = setting("none", one_of("none", "bf16", "fp16"))  # none | bf16 | fp16 (fp16 uses a gradient scaler)
     compile: bool = False  # torch.compile the model for training
-    accumulate: int = 1  # gradient accumulation: optimiser step every N batches
-    ema: float = 0.0  # EMA decay of the weights (e.g. 0.999); evaluation then uses the EMA weights; 0 disables
-    tta: str = "none"  # test-time augmentation at evaluation: none | flip | flip-translate | flip-translate1
-    skip_nonfinite: int = 0  # skip up to this many steps with a NaN/Inf loss before stopping
+    # gradient accumulation: optimiser step every N batches
+    accumulate: int = setting(1, count(1, 1_000_000, " (one optimiser step per N batches)"))
+    # EMA decay of the weights (e.g. 0.999); evaluation then uses the EMA weights; 0 disables
+    ema: float = setting(0.0, interval("[0, 1)", " (0 disables; 0.999 is typical)"))
+    # test-time augmentation at evaluation: none | flip | flip-translate | flip-translate1
+    tta: str = setting("none", NONEMPTY, names="test-time augmentation")
+    # skip up to this many steps with a NaN/Inf loss before stopping
+    skip_nonfinite: int = setting(0, count(0, 1 << 40))
     # stop when the smoothed training loss exceeds this many times its lowest value so far (losses under
     # 0.01 count as 0.01); the last good checkpoint is kept; null disables
-    divergence_factor: float | None = 100.0
-    checkpoint_every: int = 0  # also save checkpoints/last.pt every N steps (mid-epoch resume); 0: per epoch
+    divergence_factor: float | None = setting(100.0, above(1, " (or null to disable)"))
+    # also save checkpoints/last.pt every N steps (mid-epoch resume); 0: per epoch
+    checkpoint_every: int = setting(0, count(0, 1 << 40, " (0: per epoch)"))
     log_steps: bool = True  # write steps.csv (global step, epoch, lr, loss) into the run folder
-    early_stop_metric: str = "val_acc"  # val_acc | val_loss | val_macro_f1
-    early_stop_patience: int | None = 5  # null disables early stopping
-    early_stop_min_delta: float = 0.0
+    early_stop_metric: str = setting("val_acc", one_of(*VAL_METRICS))  # val_acc | val_loss | val_macro_f1
+    early_stop_patience: int | None = setting(5, count(0, MAX_EPOCHS))  # null disables early stopping
+    early_stop_min_delta: float = setting(0.0, at_least(0))
     channels_last: bool = True  # faster convolutions on CPU and GPU
     deterministic: bool = False
-    threads: int | None = None  # torch CPU threads (default: torch's choice)
+    threads: int | None = setting(None, count(0, 4096, " (0: torch's choice)"))  # torch CPU threads
 
 
 @dataclass
 class OutputConfig:
-    root: str = "runs"  # run folders go under here
-    name: str | None = None  # run folder name (default: <dataset>-<model>); a number is appended if taken
+    root: str = setting("runs", NONEMPTY)  # run folders go under here
+    # run folder name (default: <dataset>-<model>); a number is appended if taken
+    name: str | None = setting(None, NONEMPTY)
     plots: bool = True
     progress: bool = True  # progress bar
     tensorboard: bool = False  # TensorBoard events in <run>/tensorboard: scalars, images, graph
@@ -221,14 +348,14 @@ def from_dict(cls: type, data: dict[str, Any] | None, prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a nested dict, refusing unknown keys and wrong types."""
     data = data or {}
     if not isinstance(data, dict):
-        raise CnnlabError(f"config key {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {data!r}")
+        raise CnnlabError(f"config key {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in names:
-            full = prefix + str(key)
+    for name in data:
+        if name not in names:
+            full = prefix + str(name)
             hint = did_you_mean(full, [prefix + n for n in names])
-            raise CnnlabError(f"unknown config key {full!r}.{hint}")
+            raise CnnlabError(f"unknown config key {_show(full)}.{hint}")
     kwargs = {}
     for f in fields(cls):
         if f.name not in data:
@@ -242,51 +369,74 @@ def from_dict(cls: type, data: dict[str, Any] | None, prefix: str = "") -> Any:
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against annotation ``tp``; convert int->float and list->tuple where lossless."""
+    """Check ``value`` against annotation ``tp``; convert int->float and list->tuple where lossless.
+
+    Numbers must be finite (NaN and infinity are refused for every key) and text may not hold a NUL
+    character (no file name can)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # X | None: X's own message (it says why: "a finite number", ...)
+            return coerce(value, options[0], key)
+        for a in options:
             try:
                 return coerce(value, a, key)
-            except CnnlabError as exc:
-                errors.append(str(exc))
-        raise CnnlabError(f"config key {key!r} expects {_type_name(tp)}, got {value!r}")
+            except CnnlabError:
+                continue
+        raise CnnlabError(f"config key {key!r} expects {_type_name(tp)}, got {_show(value)}")
     if tp is Any:
         return value
     if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise CnnlabError(f"config key {key!r} expects a list ({_type_name(tp)}), got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise CnnlabError(f"config key {key!r} expects {len(args)} values, got {len(value)}")
-            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        inner = args[0] if args else Any
-        items = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _coerce_list(value, tp, key)
     if origin is dict:
         if not isinstance(value, dict):
-            raise CnnlabError(f"config key {key!r} expects a mapping, got {value!r}")
-        return dict(value)
+            raise CnnlabError(f"config key {key!r} expects a mapping, got {_show(value)}")
+        inner = args[1] if len(args) == 2 else Any
+        return {k: coerce(v, inner, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; it is a number here
+        number = _float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise CnnlabError(f"config key {key!r} expects a finite number, got {_show(value)}")
+            return number
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is str and isinstance(value, (str, PurePath)):
+        if "\x00" in str(value):
+            raise CnnlabError(f"config key {key!r} holds a NUL character, which no name or path can contain")
         return str(value)  # Path objects are welcome from Python
-    raise CnnlabError(f"config key {key!r} expects {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    raise CnnlabError(f"config key {key!r} expects {_type_name(tp)}, got {_show(value)} ({type(value).__name__})")
+
+
+def _coerce_list(value: Any, tp: Any, key: str) -> list | tuple:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if not isinstance(value, (list, tuple)):
+        raise CnnlabError(f"config key {key!r} expects a list ({_type_name(tp)}), got {_show(value)}")
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(value) != len(args):
+            raise CnnlabError(f"config key {key!r} expects {len(args)} values, got {len(value)}")
+        return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    inner = args[0] if args else Any
+    items = [coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:  # an int past 1e308
+            return math.inf
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; it is a number here
+    return None
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -294,6 +444,12 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _show(value: Any, n: int = 60) -> str:
+    """A value for an error message: its repr, shortened (a 10 MB string must not become the message)."""
+    text = repr(value) if not isinstance(value, (dict, list)) or len(value) < 20 else f"<{type(value).__name__}>"
+    return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def leaf_fields(cls: type = Config, prefix: str = "") -> dict[str, Any]:
@@ -309,6 +465,18 @@ def leaf_fields(cls: type = Config, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def leaf_rules(cls: type = Config, prefix: str = "") -> dict[str, Rule | None]:
+    """Every dotted leaf key with the rule its field declares (None: any value of its type)."""
+    out: dict[str, Rule | None] = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        if is_dataclass(hints[f.name]):
+            out.update(leaf_rules(hints[f.name], prefix + f.name + "."))
+        else:
+            out[prefix + f.name] = f.metadata.get("rule")
+    return out
+
+
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     """Return a new Config with dotted keys replaced. String values are parsed as YAML scalars.
 
@@ -319,9 +487,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     leaves = leaf_fields()
     for key, value in overrides.items():
         if key not in leaves:
-            raise CnnlabError(f"unknown config key {key!r}.{did_you_mean(key, leaves)}")
+            raise CnnlabError(f"unknown config key {_show(key)}.{did_you_mean(str(key), leaves)}")
         if isinstance(value, str):
-            value = _parse_scalar(value, leaves[key])
+            value = _parse_scalar(value, leaves[key], key)
         section, _, name = key.rpartition(".")
         node = data
         for part in section.split("."):
@@ -330,53 +498,30 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
     return check_ranges(from_dict(Config, data))
 
 
-VAL_METRICS = ("val_acc", "val_loss", "val_macro_f1")  # what early stopping can watch
-EPOCH_METRICS = (*VAL_METRICS, "train_acc", "train_loss")  # what an epoch's row holds (sched.monitor)
-
-
 def check_ranges(cfg: Config) -> Config:
-    """Refuse values of the right type that cannot train anything, before any data is read or any
-    folder written (the key named, with the fix); names checked against a registry are checked by
-    the components that own them."""
-    t, d = cfg.train, cfg.data
-    rules = [
-        (t.epochs >= 1, f"train.epochs must be at least 1, got {t.epochs} (an untrained model is never saved)"),
-        (
-            t.divergence_factor is None or t.divergence_factor > 1,
-            f"train.divergence_factor must be above 1 (or null to disable), got {t.divergence_factor}",
-        ),
-        (d.batch_size >= 1, f"data.batch_size must be at least 1, got {d.batch_size}"),
-        (d.eval_batch_size >= 1, f"data.eval_batch_size must be at least 1, got {d.eval_batch_size}"),
-        (
-            t.accumulate >= 1,
-            f"train.accumulate must be at least 1 (one optimiser step per N batches), got {t.accumulate}",
-        ),
-        (0 <= t.ema < 1, f"train.ema must be in [0, 1) (0 disables; 0.999 is typical), got {t.ema}"),
-        (
-            0 <= t.label_smoothing <= 1,
-            f"train.label_smoothing must be in [0, 1] (0.1 is typical), got {t.label_smoothing}",
-        ),
-        (
-            t.grad_clip is None or t.grad_clip > 0,
-            f"train.grad_clip must be above 0 (or null to disable clipping), got {t.grad_clip}",
-        ),
-        (t.checkpoint_every >= 0, f"train.checkpoint_every must be 0 (per epoch) or more, got {t.checkpoint_every}"),
-        (t.skip_nonfinite >= 0, f"train.skip_nonfinite must be 0 or more, got {t.skip_nonfinite}"),
-        (t.threads is None or t.threads >= 0, f"train.threads must be 0 (torch's choice) or more, got {t.threads}"),
-        (
-            t.early_stop_metric in VAL_METRICS,
-            f"train.early_stop_metric must be one of {', '.join(VAL_METRICS)}, got {t.early_stop_metric!r}",
-        ),
-        (
-            cfg.sched.monitor in EPOCH_METRICS,
-            f"sched.monitor must be one of {', '.join(EPOCH_METRICS)}, got {cfg.sched.monitor!r}",
-        ),
-    ]
-    for ok, message in rules:
-        if not ok:
-            raise CnnlabError(message)
-    _check_folds(d)
+    """Refuse values of the right type that cannot train anything, before any data is read or any folder
+    written: each field's declared rule (``setting(default, rule)``), then the rules between keys. Names
+    looked up in a registry are checked by ``workflow.check_config``, which can import the registries."""
+    for section in fields(cfg):
+        part = getattr(cfg, section.name)
+        for f in fields(part):
+            rule, value = f.metadata.get("rule"), getattr(part, f.name)
+            failure = rule.check(value) if rule is not None and value is not None else None
+            if failure:
+                raise CnnlabError(f"{section.name}.{f.name} must be {failure}, got {_show(value)}")
+    _check_folds(cfg.data)
     return cfg
+
+
+def check_names(cfg: Config, lookups: dict[str, Callable[[Config, str], Any]]) -> None:
+    """Look up every value marked ``names=KIND`` with ``lookups[KIND](cfg, value)``, which raises
+    CnnlabError for an unknown name (the registry's 'Did you mean' and list of known names)."""
+    for section in fields(cfg):
+        part = getattr(cfg, section.name)
+        for f in fields(part):
+            kind = f.metadata.get("names")
+            if kind:
+                lookups[kind](cfg, getattr(part, f.name))
 
 
 def _check_folds(d: DataConfig) -> None:
@@ -393,28 +538,21 @@ def _check_folds(d: DataConfig) -> None:
         raise CnnlabError("data.folds and data.split_manifest cannot be combined: the folds are the split; drop one")
 
 
-def _parse_scalar(text: str, tp: Any) -> Any:
+def _parse_scalar(text: str, tp: Any, key: str) -> Any:
     # Strings stay strings for str fields ("1e-3" must not become a float in a name field).
     if tp is str or tp == (str | None):
         return None if text.lower() in ("null", "none") and tp is not str else text
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml(text, f"the value of {key}")
+    except CnnlabError:
+        return text  # not YAML: the type check then names the key and the value
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply dotted overrides."""
     cfg = Config()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise CnnlabError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise CnnlabError(f"config file {path} is not valid YAML: {exc}") from None
-        cfg = from_dict(Config, data)
+        cfg = from_dict(Config, read_yaml(path, "config file") or {})
     return apply_overrides(cfg, overrides or {})
 
 

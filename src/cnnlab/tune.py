@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnlab.config import SHORT_KEYS, Config, apply_overrides, leaf_fields, load_config, save_config, to_dict
 from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.files import atomic, tables
+from cnnlab.readers import read_yaml
 from cnnlab.runs import default_run_name
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -52,10 +51,7 @@ def load_space(space: str | Path | dict) -> dict[str, dict[str, Any]]:
         path = Path(space)
         if not path.is_file():
             raise CnnlabError(f"search space file {path} does not exist (examples: configs/spaces/*.yaml)")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise CnnlabError(f"search space {path} is not valid YAML: {exc}") from None
+        raw = read_yaml(path, "search space") or {}
         where = f"search space {path}"
     if not isinstance(raw, dict) or not raw:
         raise CnnlabError(f"{where} must map dotted config keys to distributions, e.g. 'optim.lr: {{type: float}}'")

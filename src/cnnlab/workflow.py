@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.config import Config, save_config, to_dict
-from cnnlab.data.augment import build_mixer
+from cnnlab.config import Config, check_names, save_config, to_dict
+from cnnlab.data.augment import build_augment, build_mixer
 from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, write_folder_manifest
 from cnnlab.data.pipeline import PreparedData, prepare_data
 from cnnlab.data.splits import write_split_csv
@@ -36,11 +36,11 @@ from cnnlab.data.tta import TTA
 from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
-from cnnlab.engine.init import init_weights
-from cnnlab.engine.loop import CLIPPERS, amp_dtype, predict
-from cnnlab.engine.losses import balance_summary, build_loss, class_weights
-from cnnlab.engine.optim import build_optimizer, describe_group_lrs
-from cnnlab.engine.schedulers import build_schedule
+from cnnlab.engine.init import INITS, init_weights
+from cnnlab.engine.loop import CLIPPERS, predict
+from cnnlab.engine.losses import LOSSES, balance_summary, build_loss, class_weights
+from cnnlab.engine.optim import OPTIMIZERS, build_optimizer, describe_group_lrs
+from cnnlab.engine.schedulers import SCHEDULERS, build_schedule
 from cnnlab.engine.trainer import Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, softmax
@@ -51,9 +51,11 @@ from cnnlab.finetune.recipe import (
     prepare_model,
     resolve_recipe,
     resolve_weights,
+    strategy_of,
     with_lr_decay,
 )
-from cnnlab.models import create_model
+from cnnlab.finetune.transfer import parse_schedule
+from cnnlab.models import check_model_args, create_model
 from cnnlab.runs import create_run_dir, default_run_name, env_info, write_json
 from cnnlab.runs.folder import check_folder_name
 from cnnlab.runs.model_file import save_model_file
@@ -92,16 +94,42 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-# ---- step 1: the session ---------------------------------------------------------------------------
-def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
-    """Check the names the engine looks up late (first step, first validation), so an unknown one
-    fails before any data is read; pick the device, join the process group under torchrun, set
-    threads and seeds."""
-    TTA.get(cfg.train.tta)
-    CLIPPERS.get(cfg.train.grad_clip_mode)
+# ---- step 0: the config's names -------------------------------------------------------------------
+def _auto_or(registry) -> Callable[[Config, str], Any]:
+    return lambda cfg, name: None if name == "auto" else registry.get(name)
+
+
+# How each kind of name a config field declares (``config.setting(..., names=KIND)``) is looked up; the
+# registries live in the packages below this module, so the table is here and ``config`` stays a leaf.
+NAME_LOOKUPS: dict[str, Callable[[Config, str], Any]] = {
+    "augmentation": lambda cfg, name: build_augment(name, cfg.data.channels or 3),
+    "model": lambda cfg, name: check_model_args(name, cfg.model.kwargs, cfg.data.channels, cfg.data.image_size),
+    "fine-tuning strategy": lambda cfg, name: strategy_of(cfg.model),
+    "unfreeze schedule": lambda cfg, text: parse_schedule(text) if strategy_of(cfg.model) == "progressive" else None,
+    "optimizer": lambda cfg, name: OPTIMIZERS.get(name),
+    "scheduler": _auto_or(SCHEDULERS),
+    "gradient clipping mode": lambda cfg, name: CLIPPERS.get(name),
+    "loss": lambda cfg, name: LOSSES.get(name),
+    "weight initialisation": lambda cfg, name: INITS.get(name),
+    "test-time augmentation": lambda cfg, name: TTA.get(name),
+}
+
+
+def check_config(cfg: Config) -> Config:
+    """Every name the config holds looked up in its registry, and ``model.kwargs`` tried on the model's
+    builder, so that an unknown one fails before any data is read or folder written (the values' types
+    and ranges were checked when the Config was made)."""
+    check_names(cfg, NAME_LOOKUPS)
     if cfg.output.name is not None:
         check_folder_name(cfg.output.name)  # --name ../../x would write outside --out
-    amp_dtype(cfg.train.amp)
+    return cfg
+
+
+# ---- step 1: the session ---------------------------------------------------------------------------
+def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
+    """Check the config's names and model arguments (:func:`check_config`) before any data is read;
+    pick the device, join the process group under torchrun, set threads and seeds."""
+    check_config(cfg)
     device = resolve_device(cfg.train.device)
     dist, device = init_distributed(device)
     if not dist.main:
@@ -157,7 +185,7 @@ def build_model(cfg: Config, classes: list[str], input_shape: list[int]) -> torc
     c, h, _ = input_shape
     try:
         return create_model(cfg.model.name, num_classes=len(classes), in_channels=c, input_size=h, **cfg.model.kwargs)
-    except ValueError as e:  # a builder refusing this input (too small for its poolings, ...)
+    except (ValueError, TypeError) as e:  # a builder refusing this input (too small for its poolings, ...)
         advice = "see --image-size and model.kwargs"
         raise CnnlabError(f"cannot build {cfg.model.name} for {c}x{h}x{h} inputs: {e} ({advice})") from e
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
+from cnnlab.readers import load_yaml
 from cnnlab.registry import Registry
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -387,8 +388,6 @@ _SPEC = re.compile(r"^\s*([\w-]+)\s*(?:\((.*)\))?\s*$")
 
 def parse_spec(spec: str) -> list[tuple[str, dict]]:
     """``"crop(pad=4)+hflip"`` -> [("crop", {"pad": 4}), ("hflip", {})]; values are YAML scalars/lists."""
-    import yaml
-
     out = []
     for part in spec.split("+"):
         m = _SPEC.match(part)
@@ -397,9 +396,12 @@ def parse_spec(spec: str) -> list[tuple[str, dict]]:
         kwargs = {}
         if m.group(2):
             try:
-                kwargs = yaml.safe_load("{" + m.group(2).replace("=", ": ") + "}") or {}
-            except yaml.YAMLError:
-                raise CnnlabError(f"cannot read the arguments of augmentation {part!r}; use key=value pairs") from None
+                kwargs = load_yaml("{" + m.group(2).replace("=", ": ") + "}", f"augmentation {part!r}") or {}
+            except CnnlabError as exc:
+                hint = f"cannot read the arguments of augmentation {part!r}; use key=value pairs"
+                raise CnnlabError(f"{hint} ({exc})") from None
+            if not isinstance(kwargs, dict):
+                raise CnnlabError(f"cannot read the arguments of augmentation {part!r}; use key=value pairs")
         out.append((m.group(1), {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}))
     return out
 

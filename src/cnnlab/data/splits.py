@@ -16,6 +16,7 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic, tables
+from cnnlab.readers import read_csv
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -132,8 +133,12 @@ def write_split_csv(path: Path, rows: list[tuple]) -> None:
 
 
 def read_split_csv(path: Path) -> list[tuple[str, str, int]]:
-    with open(path, newline="") as f:
-        return [(r["split"], r["source"], int(r["label"])) for r in tables.DictReader(f)]
+    """(split, source, label) rows; CnnlabError naming the file when it is malformed (``cnnlab.readers``)."""
+    rows = read_csv(path, columns=("split", "source", "label"))
+    try:
+        return [(r["split"], r["source"], int(r["label"])) for r in rows]
+    except (TypeError, ValueError):
+        raise CnnlabError(f"{path} holds a label that is not a whole number; it should be split,source,label") from None
 
 
 def folder_splits_from_csv(path: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:

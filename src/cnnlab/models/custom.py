@@ -28,7 +28,6 @@ prints one.
 from __future__ import annotations
 
 import inspect
-import json
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -46,6 +45,7 @@ from cnnlab.models.blocks import (
     make_norm,
     make_pool,
 )
+from cnnlab.readers import read_json, read_yaml
 from cnnlab.registry import Registry
 
 LAYERS: Registry = Registry("layer type")
@@ -163,16 +163,8 @@ def load_spec(spec: str | Path | list | dict) -> tuple[str, list]:
         if not path.is_file():
             raise CnnlabError(f"model spec {str(path)!r} not found; pass the path of a YAML file with a 'layers' list.")
         name = path.stem
-        text = path.read_text()
-        if path.suffix == ".json":
-            spec = json.loads(text)
-        else:
-            import yaml
-
-            try:
-                spec = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise CnnlabError(f"model spec {str(path)!r} is not valid YAML: {exc}") from exc
+        json_file = path.suffix == ".json"
+        spec = read_json(path, "model spec", expect=None) if json_file else read_yaml(path, "model spec")
     if isinstance(spec, dict):
         unknown = set(spec) - {"name", "layers"}
         if unknown or "layers" not in spec:

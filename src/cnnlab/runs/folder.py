@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cnnlab import readers
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic, tables
 
@@ -92,7 +93,8 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file of a run folder (a mapping), with the size and nesting limits of ``cnnlab.readers``."""
+    return readers.read_json(path)
 
 
 def _json_default(obj: Any) -> Any:
@@ -116,9 +118,8 @@ def write_history_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_history_csv(path: str | Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        rows = tables.DictReader(f)
-        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in r.items()} for r in rows]
+    """history.csv's rows as numbers (an empty cell is NaN); CnnlabError naming the file when malformed."""
+    return [{k: readers.csv_float(v, str(path)) for k, v in r.items()} for r in readers.read_csv(path)]
 
 
 def git_sha() -> str | None:

@@ -18,11 +18,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnlab.errors import CnnlabError
 from cnnlab.runs.folder import read_history_csv, refuse_cv_parent
-from cnnlab.runs.run import config_section
+from cnnlab.runs.run import config_section, read_json, read_run_config
 
 
 @dataclass
@@ -48,7 +46,7 @@ class RunInfo:
     @property
     def seconds(self) -> float:
         if "train_seconds" in self.metrics:
-            return float(self.metrics["train_seconds"])
+            return _number(self.metrics["train_seconds"])
         return sum(r.get("seconds", 0.0) for r in self.history)
 
     @property
@@ -59,18 +57,18 @@ class RunInfo:
     def row(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "model": config_section(self.config, "model").get("name", "?") + (" (numpy)" if self.numpy else ""),
-            "data": config_section(self.config, "data").get("name", "?"),
+            "model": _text(config_section(self.config, "model").get("name", "?")) + (" (numpy)" if self.numpy else ""),
+            "data": _text(config_section(self.config, "data").get("name", "?")),
             "epochs": len(self.history),
             "best_val_acc": self.best_val_acc,
-            "test_acc": float(self.metrics.get("accuracy", math.nan)),
+            "test_acc": _number(self.metrics.get("accuracy")),
             "seconds": self.seconds,
             "date": self.date,
         }
 
 
 def read_run(path: str | Path) -> RunInfo:
-    """Read one finished run folder; CnnlabError says what is missing."""
+    """Read one finished run folder; CnnlabError says what is missing or which file is malformed."""
     path = Path(path)
     if not (path / "config.yaml").is_file():
         refuse_cv_parent(path)
@@ -78,12 +76,9 @@ def read_run(path: str | Path) -> RunInfo:
     missing = [n for n in ("history.csv", "metrics.json") if not (path / n).is_file()]
     if missing:
         raise CnnlabError(f"{path} is unfinished (no {' or '.join(missing)}): interrupted, pruned or still training")
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
-        metrics = json.loads((path / "metrics.json").read_text())
-        history = read_history_csv(path / "history.csv")
-    except (yaml.YAMLError, json.JSONDecodeError, ValueError, OSError) as exc:
-        raise CnnlabError(f"{path}: cannot read the run files ({exc})") from None
+    config = read_run_config(path)
+    metrics = read_json(path / "metrics.json")
+    history = read_history_csv(path / "history.csv")
     return RunInfo(path, config, history, metrics)
 
 
@@ -101,9 +96,15 @@ def scan_runs(root: str | Path = "runs") -> tuple[list[RunInfo], list[str]]:
                 notes.append(f"{path.name}: a cross-validation (its folds: cnnlab runs --runs-root {path})")
             continue
         try:
-            runs.append(read_run(path))
+            info = read_run(path)
+            info.row()  # every cell of the table, so that a bad value shows here and not in the listing
         except CnnlabError as exc:
             notes.append("skipped " + str(exc).replace(str(path), path.name, 1))
+            continue
+        except OSError as exc:  # removed or made unreadable while listing
+            notes.append(f"skipped {path.name}: unreadable ({exc.strerror or exc})")
+            continue
+        runs.append(info)
     runs.sort(key=lambda r: (r.path / "config.yaml").stat().st_mtime)
     return runs, notes
 
@@ -128,6 +129,20 @@ def format_table(runs: list[RunInfo]) -> str:
         )
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in lines)
+
+
+def _number(value: Any) -> float:
+    """A number from a run file, NaN when it is missing or not a number (shown as '-')."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return math.nan
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return math.nan
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else "?"
 
 
 def _num(x: float) -> str:
@@ -161,9 +176,11 @@ def config_diff(runs: list[RunInfo]) -> dict[str, list[Any]]:
 METRICS = {
     "best val acc": lambda r: r.best_val_acc,
     "final val loss": lambda r: r.history[-1].get("val_loss", math.nan) if r.history else math.nan,
-    "test accuracy": lambda r: float(r.metrics.get("accuracy", math.nan)),
-    "test macro-F1": lambda r: float(r.metrics.get("macro", {}).get("f1", math.nan)),
-    "test loss": lambda r: float(r.metrics.get("loss", math.nan)),
+    "test accuracy": lambda r: _number(r.metrics.get("accuracy")),
+    "test macro-F1": lambda r: _number(
+        r.metrics["macro"].get("f1") if isinstance(r.metrics.get("macro"), dict) else None
+    ),
+    "test loss": lambda r: _number(r.metrics.get("loss")),
     "epochs": lambda r: float(len(r.history)),
     "seconds": lambda r: r.seconds,
 }

@@ -14,17 +14,16 @@ that need them import them when called.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files.atomic import remove_stale_temps
+from cnnlab.readers import read_json, read_yaml
 from cnnlab.runs.builtin import resolve_run_path
 from cnnlab.runs.folder import read_history_csv, refuse_cv_parent
 from cnnlab.runs.predictions import Predictions, read_predictions
@@ -142,7 +141,7 @@ class Run:
     def env(self) -> dict[str, Any]:
         """env.json: versions, machine, seed, world size ({} when absent)."""
         path = self.path / "env.json"
-        return _read_json(path) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     @property
     def skipped(self) -> list[tuple[str, str]]:
@@ -155,7 +154,7 @@ class Run:
 
     def metrics(self) -> dict[str, Any]:
         path = self.path / "metrics.json"
-        return _read_json(path) if path.is_file() else {}
+        return read_json(path) if path.is_file() else {}
 
     # ---- data ------------------------------------------------------------------------------------
     def split_rows(self) -> list[tuple[str, str, int]]:
@@ -319,12 +318,7 @@ def open_run(path: str | Path) -> Run:
         raise CnnlabError(f"{path} is not a run folder (no config.yaml); give a folder printed by 'cnnlab train'")
     for folder in (path, path / "model", path / "checkpoints"):  # what a kill mid-write left (live writers kept)
         remove_stale_temps(folder)
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
-    except (yaml.YAMLError, OSError) as exc:
-        raise CnnlabError(f"{path / 'config.yaml'} cannot be read ({exc})") from None
-    if not isinstance(config, dict):
-        raise CnnlabError(f"{path / 'config.yaml'} is not a mapping of config keys")
+    config = read_run_config(path)
     engine = "numpy" if config.get("engine") == "numpy" else "torch"
     meta_path = path / "model" / "model.json"
     weights = path / "model" / ("weights.npz" if engine == "numpy" else "weights.safetensors")
@@ -335,8 +329,8 @@ def open_run(path: str | Path) -> Run:
             if engine == "torch"
             else f"{path} has no trained model yet (no model/{weights.name}): the run is unfinished; train it again"
         )
-    meta = _read_json(meta_path)
-    data_info = _read_json(path / "data.json") if (path / "data.json").is_file() else {}
+    meta = read_json(meta_path)
+    data_info = read_json(path / "data.json") if (path / "data.json").is_file() else {}
     return Run(path=path, engine=engine, config=config, meta=meta, data_info=data_info)
 
 
@@ -364,11 +358,12 @@ def config_section(config: dict[str, Any], key: str) -> dict[str, Any]:
     return {}
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CnnlabError(f"{path} cannot be read ({exc})") from None
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run folder's config.yaml as a mapping, read with the limits of ``cnnlab.readers``."""
+    config = read_yaml(path / "config.yaml") or {}
+    if not isinstance(config, dict):
+        raise CnnlabError(f"{path / 'config.yaml'} is not a mapping of config keys")
+    return config
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
