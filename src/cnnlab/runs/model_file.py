@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic
+from cnnlab.readers import read_json
 from cnnlab.runs.folder import refuse_cv_parent
 
 FORMAT_VERSION = 1
@@ -73,14 +74,7 @@ def save_model_file(folder: str | Path, model: torch.nn.Module, meta: dict[str, 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The parsed ``model.json`` of a model (or run) folder; a file that is not a JSON object is an error."""
-    folder = _model_folder(path)
-    try:
-        meta = json.loads((folder / META).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CnnlabError(f"{folder / META} cannot be read: {exc}") from None
-    if not isinstance(meta, dict):
-        raise CnnlabError(f"{folder / META} is not a JSON object (got {type(meta).__name__}); re-save the model")
-    return meta
+    return read_json(_model_folder(path) / META)  # size, nesting and top-level object checked (cnnlab.readers)
 
 
 def check_model_meta(meta: dict[str, Any], where: str | Path) -> None:

@@ -13,7 +13,6 @@ parity checks all go through this class.
 from __future__ import annotations
 
 import glob
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from cnnlab.data.tta import main_logits
 from cnnlab.devices import resolve_device
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import public_meta
+from cnnlab.readers import read_json
 from cnnlab.runs.builtin import resolve_run_path
 from cnnlab.runs.model_file import check_resize_size, load_model
 
@@ -250,10 +250,7 @@ def load_for_inference(
     if folder is not None:
         if not_cpu:
             raise CnnlabError(f"{path} was trained by the NumPy engine, which runs on the CPU; drop --device")
-        try:
-            meta = json.loads((folder / "model.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CnnlabError(f"{folder / 'model.json'} cannot be read: {exc}") from None
+        meta = read_json(folder / "model.json")
         try:
             return NumpyForward(folder, meta), meta, "numpy"
         except CnnlabError:
