@@ -139,6 +139,7 @@ def screenshots(page, folder: Path) -> None:
     """The figures of docs/explain.md, one section each, as 8-bit palette PNGs (small files)."""
     folder.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1366, "height": 768})  # a laptop
+    page.add_style_tag(content="header { position: static !important; }")  # not stitched over tall sections
     sample = page.query_selector("#samples img[data-index='0']")  # a test image of the run, when it has them
     if sample is not None:
         before = page.evaluate("window.explainTimes.length")
@@ -146,6 +147,8 @@ def screenshots(page, folder: Path) -> None:
         page.wait_for_function(f"window.explainTimes.length > {before}")
     page.wait_for_function("document.getElementById('cam').dataset.method === 'gradcam'")
     shot(page, "#input", folder / "explain_input.png")
+    page.click("#overview .ov[data-layer='1']")  # the first conv, its column at the left (after the timed clicks)
+    page.evaluate("document.getElementById('network').scrollLeft = 0")
     shot(page, "#net", folder / "explain_network.png", height=760)
     for layer, kind, name in [(1, "conv", "explain_conv.png"), (4, "maxpool", "explain_pool.png")]:
         c, y, x = page.evaluate(BRIGHTEST, layer)  # the layer's largest unit: an example with something in it

@@ -89,6 +89,8 @@ def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, expl
             boxes = page.query_selector_all("#overview .ov[data-layer]")
             assert len(boxes) == 26 and "32\u00d728\u00d728" in boxes[1].text_content()
             assert "conv 3\u00d73" in boxes[1].text_content() and "max 2\u00d72" in boxes[4].text_content()
+            block = page.query_selector_all("#overview .grp[data-block='features.0'] .ov")  # one block, one frame
+            assert [b.get_attribute("data-layer") for b in block] == ["1", "2", "3", "4", "5"]
 
             first = page.evaluate("document.body.dataset.analysis")
             page.set_input_files("#file", str(image))
