@@ -236,14 +236,17 @@ def evaluate(
     device: str = "auto",
     save: bool = True,
     tta: str | None = None,
+    on_bad_image: str = "fail",
 ) -> dict[str, Any]:
     """Evaluate a trained model (a run folder or a model folder) on a dataset split.
 
     Without ``data``, a run is scored on its own split: the exact samples of its split.csv (skipped
     files stay skipped), from the test predictions training saved when ``split`` is "test". With
-    ``data``, the model predicts that dataset's test split (classes must match in name and order).
-    ``tta`` is the test-time augmentation; None means the run's own (``train.tta``, what its
-    validation and test metrics used), "none" for a model folder.
+    ``data``, the model predicts that dataset's ``split``; a folder of class folders without split
+    folders is one split, scored whole ("all"). Its classes are matched to the model's by name (a
+    subset in any order is fine; an unknown name is an error). ``on_bad_image`` "skip" leaves
+    unreadable files out (listed under "skipped"). ``tta`` is the test-time augmentation; None means
+    the run's own (``train.tta``, what its validation and test metrics used), "none" for a model folder.
     """
     from cnnlab.data.tta import TTA
 
@@ -266,7 +269,8 @@ def evaluate(
         name = data or read_meta(path).get("dataset")
         if name is None:
             raise CnnlabError(f"{path}: say which data to evaluate on with --data")
-        metrics = _evaluate_on(run or path, name, data_root, split, dev, batch_size, tta)
+        metrics = _evaluate_on(run or path, name, data_root, split, dev, batch_size, tta, on_bad_image)
+        split = metrics.pop("split")
         run_dir = path if run is not None else None
     metrics.update({"data": name, "split": split, "tta": tta})
     if save and run_dir is not None:  # a built-in run's go to runs/demo-NAME (the package may be read-only)
@@ -283,24 +287,34 @@ def predictions_metrics(preds: Predictions, classes: list[str]) -> dict[str, Any
 
 
 def _evaluate_on(
-    source: Run | Path, name: str, data_root: str | None, split: str, dev, batch_size: int, tta: str
+    source: Run | Path, name: str, data_root: str | None, split: str, dev, batch_size: int, tta: str, on_bad: str
 ) -> dict[str, Any]:
-    """A model (an opened run, or a model folder) on another dataset's split, read from that dataset."""
+    """A model (an opened run, or a model folder) on another dataset's split, read from that dataset;
+    the metrics say which split was scored (``split``) and which files were left out (``skipped``)."""
     from cnnlab.data.datasets import load_dataset
-    from cnnlab.data.pipeline import eval_loader
+    from cnnlab.data.pipeline import class_index, eval_loader, eval_split
     from cnnlab.engine.loop import predict
 
     if isinstance(source, Run):
         model, meta = source.torch_model(dev, "evaluating on other data"), source.meta
     else:
         model, meta = load_model(source, dev)[0], read_meta(source)
-    ds = load_dataset(name, root=data_root)
-    if list(ds.classes) != list(meta["classes"]):
-        raise CnnlabError(
-            f"the classes of {name} {ds.classes} differ from the model's {meta['classes']} (names and order must match)"
-        )
+    # skip: every unreadable file is left out (and listed); copies are scored as they are
+    ds = load_dataset(name, root=data_root, on_bad_image=on_bad, max_bad_fraction=1.0, clashes=False)
+    class_index(list(ds.classes), list(meta["classes"]), name)  # unknown classes fail before any prediction
+    scored = eval_split(ds, split)
     logits, targets = predict(model, eval_loader(ds, split, meta, dev, batch_size=batch_size), tta=tta)
-    return classification_metrics(targets, logits.argmax(1), logits, meta["classes"])
+    metrics = classification_metrics(targets, logits.argmax(1), logits, meta["classes"])
+    metrics["split"] = scored
+    if getattr(ds, "skipped", None):
+        metrics["skipped"] = [list(s) for s in ds.skipped]
+    own = isinstance(source, Run) and source.is_folder and scored == "all"
+    if own and Path(ds.root).resolve() == source.data_folder().resolve():
+        metrics["warnings"] = [
+            f"{name} is the folder {source.name} trained on: these scores include its training images; "
+            f"'cnnlab evaluate {source.path}' scores its own test split"
+        ]
+    return metrics
 
 
 def lr_find(

@@ -121,11 +121,13 @@ MAX_BATCH = 1 << 20
 VAL_METRICS = ("val_acc", "val_loss", "val_macro_f1")  # what early stopping can watch
 EPOCH_METRICS = (*VAL_METRICS, "train_acc", "train_loss")  # what an epoch's row holds (sched.monitor)
 UNIT = interval("[0, 1]")
+LEAK_POLICIES = ("fail", "drop", "keep")  # data.on_leak
+CONFLICT_POLICIES = ("fail", "drop")  # data.on_label_conflict
 
 
 @dataclass
 class DataConfig:
-    name: str = setting("mnist-sample", NONEMPTY)  # registered name or folder:PATH
+    name: str = setting("mnist-sample", NONEMPTY)  # registered name, folder:PATH or csv:FILE
     root: str | None = None  # where dataset files live ($CNNLAB_DATA or ~/.cache/cnnlab/data if unset)
     download: bool = False  # fetch missing files (checksums verified); needs a network
     # stratified, seeded share of the training data held out for validation
@@ -151,6 +153,17 @@ class DataConfig:
     cutmix: float = setting(0.0, at_least(0))
     # with skip: stop when more than this share of the images is unreadable
     max_bad_fraction: float = setting(0.05, UNIT)
+    # one image (the same bytes) in train and in val/test of given splits: fail | drop (its training
+    # copies) | keep (train anyway; metrics.json and the report carry a warning)
+    on_leak: str = setting("fail", one_of(*LEAK_POLICIES))
+    # one image (the same bytes) under two labels: fail | drop (every copy)
+    on_label_conflict: str = setting("fail", one_of(*CONFLICT_POLICIES))
+    # csv:FILE data: the columns holding each image's path, label and split (null: found by their header
+    # names, see cnnlab.data.labels_csv), and the folder the paths are relative to (null: the CSV's own)
+    csv_path_column: str | None = setting(None, NONEMPTY)
+    csv_label_column: str | None = setting(None, NONEMPTY)
+    csv_split_column: str | None = setting(None, NONEMPTY)
+    csv_root: str | None = setting(None, NONEMPTY)
     split_manifest: str | None = None  # image folders: reuse the exact split of an earlier run's split_manifest.csv
     # stratified K-fold cross-validation over the training data (cnnlab cv); 0: none
     folds: int = setting(0, count(0, 1000))

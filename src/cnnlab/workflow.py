@@ -157,9 +157,17 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
         on_bad_image=d.on_bad_image,
         max_bad_fraction=d.max_bad_fraction,
         manifest=d.split_manifest,
+        on_leak=d.on_leak,
+        on_label_conflict=d.on_label_conflict,
+        csv_path_column=d.csv_path_column,
+        csv_label_column=d.csv_label_column,
+        csv_split_column=d.csv_split_column,
+        csv_root=d.csv_root,
     )
     for path, reason in getattr(ds, "skipped", []):
-        s.log(f"skipped unreadable image {path}: {reason}")
+        s.log(f"left out {path}: {reason}")
+    for line in [*getattr(ds, "notes", []), *getattr(ds, "warnings", [])]:
+        s.log(f"warning: {line}")
     pre = s.weights.preprocessing if s.weights is not None else None
     data = prepare_data(
         ds,
@@ -331,6 +339,8 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
         metrics["tta"] = cfg.train.tta
         metrics["best_epoch"] = trainer.early.best_epoch
         metrics["train_seconds"] = trainer.seconds_before + time.perf_counter() - s.started  # summed over resumes
+        if data.warnings:  # e.g. a leak kept with data.on_leak keep: the numbers above overstate
+            metrics["warnings"] = data.warnings
         write_json(run_dir / "metrics.json", metrics)
         meta["metrics"] = {k: metrics[k] for k in ("accuracy", "top5_accuracy", "loss") if k in metrics}
     save_model_file(run_dir / "model", model, meta)

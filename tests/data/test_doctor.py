@@ -176,9 +176,9 @@ def test_flat_folder_duplicates_warn_about_the_random_split(tmp_path):
     r = check_folder(tmp_path)
     (dup,) = _codes(r.warnings, "duplicate")
     assert sorted(dup.paths) == ["a/0.png", "b/copy.png"] and "random split" in dup.message
-    (conflict,) = _codes(r.warnings, "label_conflict")
-    assert "['a', 'b']" in conflict.message
-    assert r.exit_code == 0 and r.layout == "flat"
+    (conflict,) = _codes(r.errors, "label_conflict")  # an error: training refuses it
+    assert "['a', 'b']" in conflict.message and sorted(conflict.paths) == ["a/0.png", "b/copy.png"]
+    assert r.exit_code == 1 and r.layout == "flat"
 
 
 def test_threads_give_the_same_report(messy, report):

@@ -2,11 +2,11 @@
 
 The run kinds are built once per session on small data (scikit-learn's digits and a little photo
 folder made here): PyTorch on a named dataset, PyTorch on an image folder trained with
-``--on-bad-image skip`` (a truncated JPEG, an exact copy and a near-duplicate in it), a fine-tuned
-run, a tuning trial, a cross-validation fold (its test split cut from digits' training split) and a
-NumPy-engine run. A DDP run writes the same folder as these (rank 0 writes
-it; tests/engine/test_distributed.py checks that), so its one difference, ``env.json``'s world size,
-is checked by ``open_run`` here.
+``--on-bad-image skip`` (a truncated JPEG, an exact copy and a near-duplicate in it), PyTorch on the
+same photos listed in a label CSV (``csv:FILE``, with a split column), a fine-tuned run, a tuning
+trial, a cross-validation fold (its test split cut from digits' training split) and a NumPy-engine
+run. A DDP run writes the same folder as these (rank 0 writes it; tests/engine/test_distributed.py
+checks that), so its one difference, ``env.json``'s world size, is checked by ``open_run`` here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from cnnlab.cli.main import main
 from cnnlab.runs.run import open_run
 
 FAST = {"output.progress": False, "train.threads": 1, "data.num_workers": 0}
-KINDS = ["dataset", "folder-skip", "finetuned", "trial", "cv-fold", "numpy"]
+KINDS = ["dataset", "folder-skip", "csv", "finetuned", "trial", "cv-fold", "numpy"]
 
 
 def _photo_folder(root: Path) -> Path:
@@ -48,6 +48,19 @@ def _photo_folder(root: Path) -> Path:
     return root
 
 
+def _labels_csv(photos: Path, path: Path) -> Path:
+    """A label CSV beside the photo folder (paths relative to it, a split column, ';'-separated, with a
+    byte-order mark as Excel writes it): the readable photos, the last 6 of each class to test."""
+    lines = ["\ufeffFile;Class;Split"]
+    for label in ("zero", "one", "two"):
+        files = sorted(p for p in (photos / label).iterdir() if p.name != "IMG_9999.jpg")
+        lines += [
+            f"photos/{label}/{p.name};{label};{'test' if i >= len(files) - 6 else 'train'}" for i, p in enumerate(files)
+        ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("matrix")
@@ -59,6 +72,8 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     made["folder-skip"] = cnnlab.train(
         data=f"folder:{folder}", image_size=16, epochs=1, out=out, overrides=skip, **quiet
     ).run_dir
+    labels = _labels_csv(folder, base / "labels.csv")
+    made["csv"] = cnnlab.train(data=f"csv:{labels}", image_size=16, epochs=1, out=out, overrides=FAST, **quiet).run_dir
     tune = {**FAST, "model.pretrained": str(made["dataset"]), "model.finetune": "feature_extraction"}
     made["finetuned"] = cnnlab.train(data="digits", epochs=1, out=out, overrides=tune, **quiet).run_dir
     from cnnlab.tune import tune as run_tune
@@ -155,6 +170,11 @@ def test_open_run_knows_every_kind(runs):
     kinds = {k: open_run(p) for k, p in runs.items()}
     assert kinds["numpy"].engine == "numpy" and kinds["dataset"].engine == "torch"
     assert "folder" in kinds["folder-skip"].kind and "fine-tuned" in kinds["finetuned"].kind
+    assert (
+        "csv" in kinds["csv"].kind
+        and kinds["csv"].is_folder
+        and kinds["csv"].data_folder() == runs["csv"].parent.parent
+    )
     assert "trial" in kinds["trial"].kind and "fold 2/2" in kinds["cv-fold"].kind
     for run in kinds.values():  # the saved test predictions are the test split of split.csv, in order
         preds, examples = run.test_predictions()

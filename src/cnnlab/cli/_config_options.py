@@ -14,7 +14,7 @@ from cnnlab.config import SHORT_KEYS, leaf_fields
 
 # short flag -> help text (the dotted key it sets is appended)
 _SHORT_HELP = {
-    "data": "dataset name or folder:PATH (cnnlab datasets lists them)",
+    "data": "dataset name, folder:PATH (class folders) or csv:FILE (a label CSV); cnnlab datasets lists them",
     "data_root": "folder holding the dataset files",
     "download": "download missing dataset files (checksums verified)",
     "batch_size": "training batch size",

@@ -26,10 +26,11 @@ def add_parser(subparsers) -> None:
         "check",
         help="the data doctor: counts, modes, sizes, unreadable files, duplicates, leakage, imbalance",
         description="Check an image folder (PATH or folder:PATH, with train/ val/ test/ class folders or one "
-        "folder of class folders) or a dataset name (mnist-sample, cifar10, ...). Exit code 1 when errors are "
-        "found (unreadable files, train/test leakage, empty classes, class mismatch), 0 with warnings only.",
+        "folder of class folders), a label CSV (csv:FILE) or a dataset name (mnist-sample, cifar10, ...). Exit "
+        "code 1 when errors are found (unreadable or missing files, train/test leakage, label conflicts, empty "
+        "classes, class mismatch, unusable CSV rows), 0 with warnings only.",
     )
-    c.add_argument("target", metavar="PATH_OR_NAME", help="folder path, folder:PATH, or a dataset name")
+    c.add_argument("target", metavar="PATH_OR_NAME", help="folder path, folder:PATH, csv:FILE, or a dataset name")
     c.add_argument(
         "--json", nargs="?", const="-", metavar="FILE", help="the full report as JSON: printed, or written to FILE"
     )
@@ -40,6 +41,13 @@ def add_parser(subparsers) -> None:
     c.add_argument("--workers", type=int, default=1, help="threads reading and decoding files (default 1)")
     c.add_argument("--data-root", metavar="DIR", help="where named datasets live (as for 'cnnlab train')")
     c.add_argument("--max-lines", type=int, default=8, help="problems listed per section on screen (default 8)")
+    for key, what in (
+        ("csv_path_column", "csv:FILE: the column of image paths (default: found by its header, e.g. path, file)"),
+        ("csv_label_column", "csv:FILE: the column of labels (default: found by its header, e.g. label, class)"),
+        ("csv_split_column", "csv:FILE: the column of splits, train/val/test (default: split, subset or is_valid)"),
+        ("csv_root", "csv:FILE: the folder its paths are relative to (default: the CSV's folder)"),
+    ):  # the same flags as 'cnnlab train', so one command line checks what training will read
+        c.add_argument(f"--data.{key}", dest=key, metavar="NAME" if key != "csv_root" else "DIR", help=what)
     c.set_defaults(func=run)
 
 
@@ -73,9 +81,16 @@ def run(args) -> int:
         raise CnnlabError(f"--workers must be at least 1, got {args.workers}.")
     kw = {"near_duplicates": args.near_duplicates, "threshold": threshold}
     target = args.target
-    is_folder = target.startswith("folder:") or Path(target).expanduser().exists() or "/" in target
+    is_csv = target.startswith("csv:")
+    is_folder = is_csv or target.startswith("folder:") or Path(target).expanduser().exists() or "/" in target
     if is_folder:
         kw.update(progress=_progress_bar(), workers=args.workers)
+    columns = {"path_column": args.csv_path_column, "label_column": args.csv_label_column}
+    columns.update(split_column=args.csv_split_column, csv_root=args.csv_root)
+    if any(columns.values()) and not is_csv:
+        raise CnnlabError("the --data.csv_* options are for label files (csv:FILE)")
+    if is_csv:
+        kw.update(columns)
     report = check(target, root=args.data_root, **kw)
     if args.json == "-":
         print(json.dumps(report.to_dict(), indent=2))

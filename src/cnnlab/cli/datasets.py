@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
         "datasets",
         help="list the registered datasets (and which are available here)",
         description="List the datasets 'cnnlab train --data NAME' accepts. Image folders are given as "
-        "folder:PATH (class subfolders, optionally under train/ val/ test/); 'cnnlab data check' inspects one.",
+        "folder:PATH (class subfolders, optionally under train/ val/ test/), label files as csv:FILE (a path and "
+        "a label column, optionally a split column); 'cnnlab data check' inspects either.",
     )
     p.add_argument("--check", action="store_true", help="load each dataset to say whether its files are here")
     p.add_argument("--data-root", help="folder holding the dataset files (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
@@ -34,13 +35,11 @@ def run(args) -> int:
             except CnnlabError as exc:
                 status = ("no: " + str(exc).splitlines()[0] + " ('cnnlab train --data NAME' says where to put them)",)
         rows.append((name, what, *status))
-    rows.append(
-        (
-            "folder:PATH",
-            "your own images: one subfolder per class (train/ val/ test/ optional)",
-            *(("-",) if args.check else ()),
-        )
-    )
+    for name, what in (
+        ("folder:PATH", "your own images: one subfolder per class (train/ val/ test/ optional)"),
+        ("csv:FILE", "your own images listed in a CSV: path and label columns (a split column optional)"),
+    ):
+        rows.append((name, what, *(("-",) if args.check else ())))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r, widths)) + "  " + r[-1])

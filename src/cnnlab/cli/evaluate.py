@@ -18,7 +18,11 @@ def add_parser(sub) -> None:
         type=run_path,
         help="run folder (or model folder) written by cnnlab train, or demo:mnist (the model shipped with cnnlab)",
     )
-    p.add_argument("--data", help="dataset name or folder:PATH (default: the run's own)")
+    p.add_argument(
+        "--data",
+        help="dataset name, folder:PATH or csv:FILE (default: the run's own); a folder of class folders without "
+        "train/ val/ test/ is scored whole, its classes matched to the model's by name",
+    )
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split (default test)")
     p.add_argument("--batch-size", type=int, default=1000)
@@ -27,6 +31,12 @@ def add_parser(sub) -> None:
         metavar="NAME",
         help="test-time augmentation: none, flip, flip-translate, flip-translate1 "
         "(default: the run's own train.tta, which its validation and test metrics used)",
+    )
+    p.add_argument(
+        "--on-bad-image",
+        choices=["fail", "skip"],
+        default="fail",
+        help="unreadable files in --data: fail (default) or skip them (listed in the output)",
     )
     add_device(p)
     add_json(p, "the metrics")
@@ -45,11 +55,17 @@ def run(args) -> int:
         batch_size=args.batch_size,
         device=args.device,
         tta=args.tta,
+        on_bad_image=args.on_bad_image,
     )
     if args.json:
         emit_json(args.json, m)
         return 0
-    print(f"the {m['split']} split of {m['data']}, test-time augmentation: {m['tta']}")
+    what = f"all {m['num_samples']} images" if m["split"] == "all" else f"the {m['split']} split"
+    print(f"{what} of {m['data']}, test-time augmentation: {m['tta']}")
+    for path, reason in m.get("skipped", []):
+        print(f"left out {path}: {reason}")
+    for line in m.get("warnings", []):
+        print(f"warning: {line}")
     print(format_report(m))
     print()
     print(confusion_table(m["classes"], m["confusion_matrix"]))

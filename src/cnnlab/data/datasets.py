@@ -2,13 +2,15 @@
 
 ``load_dataset(name)`` returns either an :class:`ArrayDataset` (small datasets held in memory as
 uint8 arrays of shape (N, H, W, C): MNIST, Fashion-MNIST, CIFAR-10/100, the bundled MNIST sample,
-scikit-learn's digits) or a :class:`FolderDataset` (``folder:PATH``: files decoded on the fly).
+scikit-learn's digits) or a :class:`FolderDataset` (image files decoded on the fly: ``folder:PATH``,
+class folders, or ``csv:FILE``, a label CSV; ``FILE_DATA`` maps each prefix to its loader).
 Raw file formats, checksums and downloads live in :mod:`cnnlab.data.sources`; this module only
 names datasets and shapes what they return. NumPy only: no torch import here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,10 +74,19 @@ class FolderDataset:
     note: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) left out
     groups: list[list[Path]] = field(default_factory=list)  # exact/near-duplicate files: one side of a split
+    warnings: list[str] = field(default_factory=list)  # recorded in data.json, metrics.json and the report
+    notes: list[str] = field(default_factory=list)  # said once when the data is loaded
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def relative(self, path: str | Path) -> str:
+        """A file's path as messages and split.csv show it: relative to ``root``, '/'-separated."""
+        try:
+            return Path(path).relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
 
     def summary(self) -> dict:
         counts = {
@@ -91,6 +102,7 @@ class FolderDataset:
             "input_shape": [self.channels, self.image_size, self.image_size],
             "class_counts": counts,
             "skipped": [list(s) for s in self.skipped],
+            "warnings": list(self.warnings),
             "note": self.note,
         }
 
@@ -154,6 +166,10 @@ def load_folder(
     on_bad_image: str = "fail",
     max_bad_fraction: float = 0.05,
     manifest: str | Path | None = None,
+    on_leak: str = "fail",
+    on_label_conflict: str = "fail",
+    clashes: bool = True,
+    **_: object,  # the options of other kinds of file data (csv_*), which a folder does not use
 ) -> FolderDataset:
     """``folder:PATH``: class subfolders, with train/ (val/, test/) splits or one flat folder to split.
 
@@ -163,30 +179,122 @@ def load_folder(
     same pass fingerprints each file, and exact copies and near-duplicates become ``groups`` that a
     carved split keeps on one side (no copy of a training image in val or test).
     With ``manifest`` (a ``split_manifest.csv`` of an earlier run), the exact same files go to the
-    same splits, after checking that none is missing or changed (SHA-256).
+    same splits, after checking that none is missing or changed (SHA-256). Exact copies under two
+    labels and copies across given splits follow ``on_label_conflict`` and ``on_leak``
+    (``screening.resolve_clashes``; ``clashes=False``: not looked for, as when scoring a folder).
     """
     from cnnlab.data.folder import read_manifest, scan_folder, splits_from_manifest  # local: Pillow
-    from cnnlab.data.screening import duplicate_groups, screen_samples
 
     scan = scan_folder(Path(path).expanduser())
     if manifest:
         scan.splits = splits_from_manifest(scan.root, read_manifest(manifest), scan.classes)
         scan.layout = "manifest"
+    ds = FolderDataset(
+        f"folder:{path}", scan.root, scan.classes, scan.splits, scan.layout, channels or 3, image_size or 64
+    )
+    return screen_dataset(ds, on_bad_image, max_bad_fraction, on_leak, on_label_conflict, clashes)
+
+
+def screen_dataset(
+    ds: FolderDataset,
+    on_bad_image: str,
+    max_bad_fraction: float,
+    on_leak: str,
+    on_label_conflict: str,
+    clashes: bool = True,
+) -> FolderDataset:
+    """Decode every file of ``ds`` once (unreadable ones fail or are skipped), apply the policies for
+    label conflicts and leaks, and group the remaining copies and near-duplicates for the split."""
+    from cnnlab.data.screening import Clashes, duplicate_groups, resolve_clashes, screen_samples  # local: Pillow
+
     prints: dict = {}
     splits, bad = screen_samples(
-        scan.splits, on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, workers=2, fingerprints=prints
+        ds.splits, on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, workers=2, fingerprints=prints
     )
-    return FolderDataset(
-        name=f"folder:{path}",
-        root=scan.root,
-        classes=scan.classes,
-        splits=splits,
-        layout=scan.layout,
-        channels=channels or 3,
-        image_size=image_size or 64,
-        skipped=[(p, reason) for _, p, reason in bad],
-        groups=duplicate_groups(prints),
+    found = (
+        resolve_clashes(splits, prints, ds.classes, ds.relative, on_leak, on_label_conflict)
+        if clashes
+        else Clashes(splits)
     )
+    kept = {p for v in found.splits.values() for p, _ in v}
+    ds.splits = found.splits
+    ds.skipped = [(p, reason) for _, p, reason in bad] + found.left_out
+    ds.warnings = found.warnings
+    ds.groups = duplicate_groups({p: f for p, f in prints.items() if p in kept})
+    label = {p: y for v in ds.splits.values() for p, y in v}
+    for g in ds.groups:  # near-duplicates (exact copies under two labels were handled above)
+        names = sorted({ds.classes[label[p]] for p in g})
+        if len(names) > 1:
+            files = " ~ ".join(ds.relative(p) for p in g[:4])
+            ds.notes.append(f"possible label conflict: {files} look alike but are labelled {' and '.join(names)}")
+    return ds
+
+
+def load_csv(
+    path: str | Path,
+    image_size: int | None = None,
+    channels: int | None = None,
+    on_bad_image: str = "fail",
+    max_bad_fraction: float = 0.05,
+    manifest: str | Path | None = None,
+    on_leak: str = "fail",
+    on_label_conflict: str = "fail",
+    clashes: bool = True,
+    csv_path_column: str | None = None,
+    csv_label_column: str | None = None,
+    csv_split_column: str | None = None,
+    csv_root: str | None = None,
+) -> FolderDataset:
+    """``csv:FILE``: images and labels listed in a CSV (``cnnlab.data.labels_csv``), with or without a
+    split column; then everything a folder gets: screening, the leak and label-conflict policies,
+    duplicate groups, and ``manifest`` to repeat an earlier run's split."""
+    from cnnlab.data.folder import read_manifest, splits_from_manifest
+    from cnnlab.data.labels_csv import scan_csv
+
+    scan = scan_csv(
+        path, path_column=csv_path_column, label_column=csv_label_column, split_column=csv_split_column, root=csv_root
+    )
+    if manifest:
+        scan.splits = splits_from_manifest(scan.root, read_manifest(manifest), scan.classes)
+        scan.layout = "manifest"
+    ds = FolderDataset(
+        f"csv:{path}", scan.root, scan.classes, scan.splits, scan.layout, channels or 3, image_size or 64
+    )
+    return screen_dataset(ds, on_bad_image, max_bad_fraction, on_leak, on_label_conflict, clashes)
+
+
+@dataclass(frozen=True)
+class FileData:
+    """A kind of ``PREFIX:PATH`` data whose images are files: how to load it, and the folder its
+    relative paths (split.csv) start from, given the path and the run's ``data`` config section."""
+
+    load: Callable[..., FolderDataset]
+    root: Callable[[str, dict], Path]
+    run_name: Callable[[Path], str]  # the absolute path -> the data part of a run folder's default name
+    example: str
+
+
+FILE_DATA: dict[str, FileData] = {
+    "folder": FileData(load_folder, lambda path, d: Path(path).expanduser(), lambda p: p.name, "folder:./my_images"),
+    "csv": FileData(
+        load_csv,
+        lambda path, d: Path(d.get("csv_root") or Path(path).expanduser().parent).expanduser(),
+        lambda p: f"{p.parent.name}-{p.stem}".strip("-"),  # ~/pets/labels.csv -> pets-labels
+        "csv:./labels.csv",
+    ),
+}
+
+
+def file_data(name: str) -> tuple[FileData, str] | None:
+    """(its kind, the path) for ``folder:PATH`` / ``csv:FILE`` data, else None (a named dataset)."""
+    prefix, sep, path = str(name).partition(":")
+    return (FILE_DATA[prefix], path) if sep and prefix in FILE_DATA else None
+
+
+def file_data_root(name: str, data_config: dict | None = None) -> Path | None:
+    """The folder that the relative paths of ``name``'s split.csv start from; None for a named dataset."""
+    found = file_data(name)
+    return found[0].root(found[1], data_config or {}) if found else None
 
 
 def write_folder_manifest(path: Path, ds: FolderDataset, split_rows: list[tuple]) -> None:
@@ -213,27 +321,22 @@ def load_dataset(
     """Load a dataset by registered name or ``folder:PATH``.
 
     Args:
-        name: e.g. ``"mnist-sample"``, ``"cifar10"``, ``"folder:~/photos"``.
+        name: e.g. ``"mnist-sample"``, ``"cifar10"``, ``"folder:~/photos"``, ``"csv:~/photos/labels.csv"``.
         root: folder with the dataset files (see docs/data.md for the layout of each).
         download: fetch missing files from the official mirrors (checksums verified).
+        **kw: for image files (``FILE_DATA``), the arguments of :func:`load_folder` / :func:`load_csv`.
     """
-    if name.startswith("folder:"):
-        path = name[len("folder:") :]
+    found = file_data(name)
+    if found is not None:
+        kind, path = found
         if not path:
-            raise CnnlabError("folder: needs a path, e.g. --data folder:./my_images")
-        return load_folder(
-            path,
-            image_size=kw.get("image_size"),
-            channels=kw.get("channels"),
-            on_bad_image=kw.get("on_bad_image", "fail"),
-            max_bad_fraction=kw.get("max_bad_fraction", 0.05),
-            manifest=kw.get("manifest"),
-        )
+            raise CnnlabError(f"{name} needs a path, e.g. --data {kind.example}")
+        return kind.load(path, **{k: v for k, v in kw.items() if v is not None})
     return DATASETS.get(name)(root=root, download=download)
 
 
 def list_datasets() -> list[str]:
-    return [*DATASETS.names(), "folder:PATH"]
+    return [*DATASETS.names(), "folder:PATH", "csv:FILE"]
 
 
 def describe_datasets() -> dict[str, str]:

@@ -10,7 +10,8 @@ same bytes that are decoded), decodes it once with the same rule training uses
 * images per split and class; image modes, formats and the distribution of sizes;
 * every unreadable file with its reason (empty, truncated, not an image, unsupported, too large, corrupt);
 * exact duplicates (same SHA-256) within a split (warning) and across train and val/test (an error:
-  leakage); the same bytes under two class names is a label conflict (warning);
+  leakage); the same bytes under two class names is a label conflict (an error; near-duplicates
+  under two class names are a possible one, a warning);
 * optionally near-duplicates by perceptual hashes (dHash and aHash, 64 bits each, written here with
   Pillow and NumPy): two images are near-duplicates when both hashes differ in at most
   ``threshold`` bits; across train and val/test they are reported as possible leakage (a warning,
@@ -18,8 +19,9 @@ same bytes that are decoded), decodes it once with the same rule training uses
 * class imbalance with the class weights ``--balance weights`` trains with: ``w_c = n / (K * n_c)``
   over the classes of the training split (scikit-learn's "balanced" rule; an empty class gets 0).
 
-Errors (the exit code is 1): unreadable files, train<->val/test leakage, empty class folders, a
-class-set mismatch between splits, no images. Everything else is a warning (exit code 0).
+Errors (the exit code is 1), the problems ``cnnlab train`` refuses: unreadable files,
+train<->val/test leakage, label conflicts, empty class folders, a class-set mismatch between splits,
+no images. Everything else is a warning (exit code 0).
 Named datasets (``mnist-sample``, ``cifar10`` ...) are checked from their arrays: counts,
 imbalance and duplicates by hashing each image's bytes.
 """
@@ -54,6 +56,7 @@ _FORMAT_EXTENSIONS = {
     "WEBP": {".webp"},
     "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
 }
+CSV_OPTIONS = ("path_column", "label_column", "split_column", "csv_root")  # check(): for csv:FILE only
 IMBALANCE_WARN_RATIO = 1.5  # largest / smallest class count in the training split above this: warn
 
 
@@ -226,8 +229,8 @@ def _exact_duplicates(
         else:
             where = "the folder (a random split may separate them)" if flat else splits[0]
             warnings.append(Issue("duplicate", f"{joined}: identical files in {where}", names))
-        if conflict:
-            warnings.append(Issue("label_conflict", f"{joined}: the same image is labelled {classes}", names))
+        if conflict:  # an error: training refuses it (data.on_label_conflict)
+            errors.append(Issue("label_conflict", f"{joined}: the same image is labelled {classes}", names))
     return out
 
 
@@ -273,6 +276,9 @@ def _near_duplicates(recs: list[FileRecord], threshold: int, warnings: list[Issu
         where = f"across {' and '.join(splits)}, possible leakage" if leak else f"in {', '.join(splits)}"
         where = "in the folder (a random split may separate them)" if flat else where
         warnings.append(Issue("near_duplicate", f"{joined}: near-duplicates {where}", names))
+        if len(out[-1]["classes"]) > 1:  # perceptual hashes can be fooled: a warning, not an error
+            text = f"{joined}: look alike but are labelled {out[-1]['classes']} (possibly one image, two labels)"
+            warnings.append(Issue("label_conflict", text, names))
     return out
 
 
@@ -341,7 +347,61 @@ def check_folder(
         progress: called as ``progress(done, total)`` after each file.
     """
     start = time.perf_counter()
-    scan = collect_folder(root)
+    return _check_scan(collect_folder(root), str(root), near_duplicates, threshold, workers, progress, start)
+
+
+def check_csv(
+    csv_path: str | Path,
+    *,
+    near_duplicates: bool = False,
+    threshold: int = NEAR_DUPLICATE_THRESHOLD,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    path_column: str | None = None,
+    label_column: str | None = None,
+    split_column: str | None = None,
+    csv_root: str | None = None,
+) -> Report:
+    """Check a ``csv:FILE`` dataset: the rows (empty or unknown labels, bad split values, paths outside
+    the data folder, repeated rows), missing files, then every check of :func:`check_folder` on the
+    files it lists, a file under two labels or in two splits included (the same bytes twice).
+
+    Args:
+        csv_path: the label CSV.
+        path_column, label_column, split_column, csv_root: as ``data.csv_*`` for training (None: found
+            by the header; the CSV's folder); the rest as for :func:`check_folder`.
+    """
+    from cnnlab.data.labels_csv import ERRORS, read_labels, table_scan
+
+    start = time.perf_counter()
+    table = read_labels(
+        csv_path, path_column=path_column, label_column=label_column, split_column=split_column, root=csv_root
+    )
+    scan = table_scan(table)
+    errors: list[Issue] = []
+    warnings: list[Issue] = []
+    for code, message, paths in table.problems:
+        (errors if code in ERRORS else warnings).append(Issue(code, message, paths))
+    missing = {p for samples in scan.splits.values() for p, _ in samples if not p.exists()}
+    for p in sorted(missing):
+        rel = p.relative_to(scan.root).as_posix()
+        errors.append(Issue("missing", f"{rel}: no such file (listed in {Path(csv_path).name})", [rel]))
+    scan.splits = {s: [(p, y) for p, y in v if p not in missing] for s, v in scan.splits.items()}
+    report = _check_scan(scan, f"csv:{csv_path}", near_duplicates, threshold, workers, progress, start)
+    report.errors[:0], report.warnings[:0] = errors, warnings
+    return report
+
+
+def _check_scan(
+    scan: FolderScan,
+    target: str,
+    near_duplicates: bool,
+    threshold: int,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+    start: float,
+) -> Report:
+    """Every file check on a scan (of a folder, or of a label CSV's rows)."""
     recs = _records(scan, near_duplicates, workers, progress)
     errors: list[Issue] = []
     warnings: list[Issue] = []
@@ -365,7 +425,7 @@ def check_folder(
     _format_mismatches(recs, warnings)
     counts = _readable_counts(scan, recs)
     return Report(
-        target=str(root),
+        target=target,
         kind="folder",
         layout=scan.layout,
         classes=scan.classes,
@@ -456,7 +516,11 @@ def check_arrays(
 
 
 def check(target: str, *, root: str | Path | None = None, **kw) -> Report:
-    """Check ``folder:PATH``, a folder path, or a registered dataset name (``mnist-sample``, ``cifar10`` ...)."""
+    """Check ``folder:PATH``, ``csv:FILE`` (with ``path_column``, ``label_column``, ``split_column``,
+    ``csv_root``), a folder path, or a registered dataset name (``mnist-sample``, ``cifar10`` ...)."""
+    if target.startswith("csv:"):
+        return check_csv(target[len("csv:") :], **kw)
+    kw = {k: v for k, v in kw.items() if k not in CSV_OPTIONS}
     if target.startswith("folder:"):
         return check_folder(target[len("folder:") :], **kw)
     path = Path(target).expanduser()

@@ -47,6 +47,7 @@ class PreparedData:
     counts: dict[str, list[int]] = field(default_factory=dict)  # split -> per-class counts
     generator: torch.Generator | None = None  # drives shuffling and augmentation (saved in checkpoints)
     resize_size: int | None = None  # pretrained weights' transform: shorter side to this, then the central crop
+    warnings: list[str] = field(default_factory=list)  # about the data, for metrics.json and the report
 
 
 def prepare_data(
@@ -71,6 +72,7 @@ def prepare_data(
     prepare = _prepare_arrays if isinstance(ds, ArrayDataset) else _prepare_folder
     data = prepare(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats, resize_size)
     data.resize_size = resize_size
+    data.warnings = list(getattr(ds, "warnings", []))
     return data
 
 
@@ -258,26 +260,61 @@ def _folder_stats(items, c: int, size: int, seed: int) -> tuple[list[float], lis
     return arr.mean((0, 2, 3)).tolist(), np.maximum(arr.std((0, 2, 3)), 1e-6).tolist()
 
 
+def eval_split(ds: ArrayDataset | FolderDataset, split: str) -> str:
+    """The split of ``ds`` that evaluating ``split`` scores: that split, or "all" for a folder of class
+    folders with no split folders (new photos to score are one split, whatever ``split`` says)."""
+    if isinstance(ds, ArrayDataset) or ds.splits.get(split):
+        return split
+    if ds.layout == "flat":
+        return "all"
+    have = ", ".join(s for s, v in ds.splits.items() if v) or "none"
+    raise CnnlabError(f"{ds.root} has no {split!r} split to evaluate on (it has {have}); choose one with --split")
+
+
+def class_index(names: list[str], model_classes: list[str], what: str) -> np.ndarray:
+    """Each of ``names`` (the classes of data to score) as its index among the model's classes, so a
+    folder holding some of the classes, in any order, is scored by name; unknown names are an error."""
+    index = {c: i for i, c in enumerate(model_classes)}
+    unknown = [c for c in names if c not in index]
+    if unknown:
+        raise CnnlabError(
+            f"{what} has class(es) the model does not know: {', '.join(repr(c) for c in unknown)}. The model's "
+            f"classes are {', '.join(repr(c) for c in model_classes)}; rename or remove the others."
+        )
+    return np.array([index[c] for c in names], dtype=np.int64)
+
+
 def eval_loader(
     ds: ArrayDataset | FolderDataset, split: str, meta: dict, device, batch_size: int = 1000, num_workers: int = 2
 ):
-    """A loader over ``split`` of ``ds`` preprocessed exactly as the model file says (for evaluate)."""
+    """A loader over ``split`` of ``ds`` (see :func:`eval_split`) preprocessed exactly as the model file
+    says, its labels the model's indices of the data's class names (for evaluate)."""
     c, h, _ = meta["input_shape"]
     resize = meta.get("resize_size")
+    to_model = class_index(list(ds.classes), list(meta["classes"]), ds.name)
     if isinstance(ds, ArrayDataset):
         x = ds.test_images if split == "test" else ds.train_images
         y = ds.test_labels if split == "test" else ds.train_labels
         x = convert_arrays(x, c, h, resize)
+        y = to_model[y]
         return TensorLoader(
             to_tensor_images(x, device), torch.from_numpy(y).to(device), batch_size, meta["mean"], meta["std"]
         )
     ds.channels, ds.image_size = c, h
-    items = ds.splits.get(split) or []
-    if not items:
-        raise CnnlabError(f"{ds.root} has no {split!r} split to evaluate on")
+    which = eval_split(ds, split)
+    items = [(p, int(to_model[y])) for p, y in ds.splits["train" if which == "all" else which]]
     return FolderLoader(
         FolderImages(items, c, h, resize), batch_size, meta["mean"], meta["std"], num_workers=num_workers, device=device
     )
 
 
-__all__ = ["PreparedData", "prepare_data", "convert_arrays", "folder_splits", "eval_loader", "load_image"]
+__all__ = [
+    "PreparedData",
+    "prepare_data",
+    "convert_arrays",
+    "folder_splits",
+    "eval_split",
+    "class_index",
+    "eval_loader",
+    "load_image",
+]

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from cnnlab.config import CONFLICT_POLICIES, LEAK_POLICIES
 from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
 from cnnlab.errors import CnnlabError
 
@@ -204,7 +207,7 @@ def screen_samples(
     if on_bad_image == "fail":
         raise CnnlabError(
             f"{len(bad)} unreadable image(s): {listing}. Fix or delete them ('cnnlab data check' lists them all), "
-            "or pass --on-bad-image skip to train without them."
+            "or pass --on-bad-image skip to go on without them."
         )
     if len(bad) > max_bad_fraction * len(items):
         enough = min(1.0, round(len(bad) / len(items) + 0.005, 2))  # rounded up to the next hundredth
@@ -224,3 +227,102 @@ def screen_samples(
             f"after leaving out unreadable images, class label(s) {lost} have no training images left: {listing}."
         )
     return keep, bad
+
+
+# --- copies that disagree: one image under two labels, or in train and in val/test ----------------
+
+Item = tuple[str, Path, int]  # (split, path, label)
+
+
+@dataclass
+class Clashes:
+    """What :func:`resolve_clashes` did: the splits it returns, the files it left out as
+    ``(file, reason)``, warnings the run records (leaks kept) and notes for its log."""
+
+    splits: dict[str, list[tuple[Path, int]]]
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _copies(splits: dict[str, list[tuple[Path, int]]], fingerprints: dict[Path, Fingerprint]) -> list[list[Item]]:
+    """Groups (2+) of samples whose files hold the same bytes, in split then path order."""
+    by_digest: dict[str, list[Item]] = defaultdict(list)
+    for split, samples in splits.items():
+        for p, y in samples:
+            if p in fingerprints:
+                by_digest[fingerprints[p][0]].append((split, p, y))
+    return [g for g in by_digest.values() if len(g) > 1]
+
+
+def _listing(groups: list[list[Item]], show: Callable[[Item], str], limit: int = 5) -> str:
+    text = "; ".join(" == ".join(show(i) for i in g) for g in groups[:limit])
+    return text + (f" (and {len(groups) - limit} more)" if len(groups) > limit else "")
+
+
+def resolve_clashes(
+    splits: dict[str, list[tuple[Path, int]]],
+    fingerprints: dict[Path, Fingerprint],
+    classes: list[str],
+    name: Callable[[Path], str] = str,
+    on_leak: str = "fail",
+    on_label_conflict: str = "fail",
+) -> Clashes:
+    """Apply the policies for exact copies that make a run wrong before it starts.
+
+    A *label conflict* is one image (the same bytes) under two labels: at most one label is right, and
+    both copies may land in the test split. ``fail`` refuses with the files named; ``drop`` leaves every
+    copy out. A *leak* is one image in train and in val or test (given splits; a carved split keeps
+    copies together): the test score then counts memorised images. ``fail`` refuses; ``drop`` leaves the
+    training copies out, so val and test stay as given; ``keep`` trains anyway with a warning that the
+    run records in metrics.json and its report. ``name`` turns a path into what messages show.
+    """
+    if on_leak not in LEAK_POLICIES:
+        raise CnnlabError(f"data.on_leak must be one of {', '.join(LEAK_POLICIES)}, got {on_leak!r}")
+    if on_label_conflict not in CONFLICT_POLICIES:
+        raise CnnlabError(
+            f"data.on_label_conflict must be one of {', '.join(CONFLICT_POLICIES)}, got {on_label_conflict!r}"
+        )
+    show = lambda i: f"{name(i[1])} ({classes[i[2]]})"  # noqa: E731
+    conflicts = [g for g in _copies(splits, fingerprints) if len({y for _, _, y in g}) > 1]
+    if conflicts and on_label_conflict == "fail":
+        raise CnnlabError(
+            f"{len(conflicts)} image(s) are saved under two labels (the same bytes): {_listing(conflicts, show)}. "
+            "At most one label is right: keep one copy, in its class, or pass --data.on_label_conflict drop to "
+            "leave every copy out ('cnnlab data check' lists them all)."
+        )
+    out = Clashes(splits)
+    for g in conflicts:
+        labels = " and ".join(sorted({repr(classes[y]) for _, _, y in g}))
+        out.left_out += [(name(p), f"label conflict: the same image is labelled {labels}") for _, p, _ in g]
+    gone = {(s, p) for g in conflicts for s, p, _ in g}
+    out.splits = {s: [(p, y) for p, y in v if (s, p) not in gone] for s, v in splits.items()}
+    _resolve_leaks(out, fingerprints, name, on_leak)
+    return out
+
+
+def _resolve_leaks(out: Clashes, fingerprints: dict[Path, Fingerprint], name, on_leak: str) -> None:
+    """The leak half of :func:`resolve_clashes`, on the splits left after label conflicts."""
+    spans = [(g, {s for s, _, _ in g}) for g in _copies(out.splits, fingerprints)]
+    leaks = [g for g, splits in spans if "train" in splits and len(splits) > 1]
+    if not leaks:
+        return
+    show = lambda i: name(i[1]) if name(i[1]).startswith(f"{i[0]}/") else f"{name(i[1])} ({i[0]})"  # noqa: E731
+    held = sorted({s for g in leaks for s, _, _ in g} - {"train"})
+    where = " and ".join(held)
+    if on_leak == "fail":
+        raise CnnlabError(
+            f"{len(leaks)} image(s) of the {where} split are also in train (the same bytes): "
+            f"{_listing(leaks, show)}. The {where} score would count images the model trained on. Remove the "
+            "training copies, or pass --data.on_leak drop to train without them, or --data.on_leak keep to "
+            "train anyway (metrics.json and the report then carry a warning)."
+        )
+    if on_leak == "drop":
+        gone = {p for g in leaks for s, p, _ in g if s == "train"}
+        out.left_out += [(name(p), f"leak: a copy of a {where} image") for p in sorted(gone)]
+        out.splits = {s: [(p, y) for p, y in v if s != "train" or p not in gone] for s, v in out.splits.items()}
+        return
+    out.warnings.append(
+        f"{len(leaks)} image(s) of the {where} split are also in train (data.on_leak keep): "
+        f"{_listing(leaks, show)}; the {where} metrics overstate how the model does on new images"
+    )

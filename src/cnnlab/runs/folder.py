@@ -79,10 +79,14 @@ def refuse_cv_parent(path: str | Path) -> None:
 
 
 def default_run_name(cfg: Any) -> str:
-    """``<data>-<model>``; for an image folder its own name (``folder:~/photos`` -> ``photos``), not its path."""
+    """``<data>-<model>``; for image files a short name, not a path (``folder:~/photos`` -> ``photos``,
+    ``csv:~/pets/labels.csv`` -> ``pets-labels``)."""
+    from cnnlab.data.datasets import file_data  # local: NumPy
+
     data = cfg.data.name
-    if data.startswith("folder:"):
-        data = Path(data[len("folder:") :]).expanduser().resolve().name or "folder"
+    found = file_data(data)
+    if found is not None:
+        data = found[0].run_name(Path(found[1]).expanduser().resolve()) or "data"
     model = cfg.model.name.replace(":", "-").replace("/", "-").replace("\\", "-")  # timm:a/b -> timm-a-b
     return f"{data}-{model}"[:MAX_NAME_CHARS]  # one folder name: no colon, no separator, not too long
 

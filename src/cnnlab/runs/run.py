@@ -119,12 +119,16 @@ class Run:
 
     @property
     def is_folder(self) -> bool:
-        return self.dataset.startswith("folder:")
+        """Whether its images are files (``folder:PATH`` or ``csv:FILE``): split.csv names them by path."""
+        from cnnlab.data.datasets import file_data  # local: the datasets are not imported with runs
+
+        return file_data(self.dataset) is not None
 
     @property
     def kind(self) -> str:
         """A short description: engine, data kind and how it was trained (fine-tuned, DDP, trial)."""
-        tags = ["numpy" if self.engine == "numpy" else "torch", "folder" if self.is_folder else "dataset"]
+        files = self.dataset.partition(":")[0] if self.is_folder else "dataset"  # folder | csv | dataset
+        tags = ["numpy" if self.engine == "numpy" else "torch", files]
         model = config_section(self.config, "model")
         if model.get("pretrained"):
             tags.append("fine-tuned")
@@ -181,9 +185,12 @@ class Run:
         return Examples(split, ids, labels, self.mean, self.std, decode)
 
     def data_folder(self) -> Path:
-        """The image folder of a folder run (``folder:PATH`` of its config)."""
-        folder = Path(self.dataset[len("folder:") :]).expanduser()
-        if not folder.is_dir():
+        """The folder the paths of a file run's split.csv start from: ``folder:PATH`` itself, or for
+        ``csv:FILE`` the CSV's folder (or ``data.csv_root``)."""
+        from cnnlab.data.datasets import file_data_root
+
+        folder = file_data_root(self.dataset, config_section(self.config, "data"))
+        if folder is None or not folder.is_dir():
             raise CnnlabError(
                 f"the image folder of {self.name}, {folder}, is not there any more; put it back "
                 "(the run's split.csv names its files relative to it)"

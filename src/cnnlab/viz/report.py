@@ -159,7 +159,8 @@ def _overview(run_dir: Path, rp: RunPredictions, res: dict) -> str:
     boxes = "".join(
         f"<div class='card'><div class='v'>{_e(v)}</div><div class='k'>{_e(k)}</div></div>" for k, v in cards
     )
-    return (
+    warnings = (_read(run_dir / "data.json", {}) or {}).get("warnings") or []  # e.g. a leak trained with anyway
+    return "".join(f"<p class='warning'><b>Warning:</b> {_e(w)}</p>" for w in warnings) + (
         f"<p>Model <b>{_e(rp.meta['architecture'])}</b> on <b>{_e(rp.meta.get('dataset'))}</b>, "
         f"{_e(rp.split)} split, {len(rp.classes)} classes. Best epoch {_e(rp.meta.get('best_epoch'))} of "
         f"{_e(rp.meta.get('epochs_trained'))}.</p><div class='cards'>{boxes}</div>"
@@ -177,9 +178,8 @@ def _data(run_dir: Path, rp: RunPredictions) -> str:
     if d.get("balance"):
         note += f"<p>Class imbalance: {_e(d['balance']['applied'])}.</p>"
     if d.get("skipped"):
-        note += (
-            f"<p>{len(d['skipped'])} unreadable file(s) were left out: {_e(', '.join(p for p, _ in d['skipped']))}.</p>"
-        )
+        left = "; ".join(f"{p} ({why})" for p, why in d["skipped"])
+        note += f"<p>{len(d['skipped'])} file(s) were left out: {_e(left)}.</p>"
     return (
         f"<p>Input {'×'.join(map(str, rp.meta['input_shape']))} (C×H×W). Normalisation per channel "
         f"(mean ± std, from the training split only): {_e(norm)}.</p>{note}"
@@ -313,6 +313,7 @@ pre { background: #f7f7fa; border: 1px solid #eee; padding: 8px; overflow-x: aut
 .card .v { font-size: 1.3em; font-weight: 600; }
 .card .k { font-size: 0.8em; color: #667; }
 .missing, .note { color: #777; font-style: italic; }
+.warning { background: #fff3cd; border-left: 4px solid #c90; padding: 6px 10px; }
 </style>
 </head>
 <body>
