@@ -139,6 +139,17 @@ def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, expl
             assert _slid_to(page) == {"i": y, "j": x, "y0": 2 * y, "x0": 2 * x}
             assert "largest value of each window" in page.text_content("#layerview .about")
 
+            # the second conv (layer 6): the receptive path grows 3 (conv) -> 4 (pool) -> 8 px (conv), and the
+            # page's own walk along the layers ends on the field the server computed
+            y, x = 5, 6
+            _click(page, "#network canvas[data-layer='6'][data-channel='0']", y, x, "conv")
+            page.wait_for_function("document.getElementById('rfpath').dataset.done === '1'")
+            assert page.get_attribute("#rfpath", "data-rfs") == "3,4,8"
+            y0, x0, y1, x1 = page.get_attribute("#rfpath", "data-last").split(",")
+            assert f"rows {y0}-{y1}, columns {x0}-{x1}" in page.text_content("#rftext")
+            assert (y0, x0) == (str(2 * y - 3), str(2 * x - 3))  # centre 2 * y + 0.5, 8 pixels wide
+            assert "3 px (#1)" in page.text_content("#rfpath") and "8 px (#6)" in page.text_content("#rfpath")
+
             # the softmax: every probability as torch computes it, and they sum to 1
             probs = [float(page.text_content(f"#softmax tr[data-class='{k}'] [data-k='prob']")) for k in range(10)]
             assert np.allclose(probs, ref["probs"].numpy(), rtol=1e-4, atol=1e-6)
