@@ -4,6 +4,7 @@ dropped before it runs, and no answer or note holds an absolute path."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import io
 import socket
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from explain_helpers import digit_like, start_server
+from PIL import Image
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -125,9 +127,8 @@ def _upload_request(data: bytes) -> bytes:
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-@pytest.fixture
-def moved_run(tmp_path):
-    """A run folder whose image folder has moved away since training."""
+def _folder_run(tmp_path, photos: dict[str, Image.Image] | None = None):
+    """A run folder trained on an image folder; without ``photos`` the folder has moved away since."""
     from cnnlab.models import create_model
     from cnnlab.runs.model_file import save_model_file
 
@@ -137,8 +138,30 @@ def moved_run(tmp_path):
     model = create_model("seed_cnn", num_classes=2, in_channels=1, input_size=28).eval()
     save_model_file(run / "model", model, meta)
     (run / "config.yaml").write_text(f"data:\n  name: folder:{data}\n")
-    (run / "split.csv").write_text("split,source,label\ntrain,cat/a.png,0\ntest,dog/a.png,1\n")
+    (run / "split.csv").write_text("split,source,label\ntrain,cat/a.png,0\ntest,dog/a.png,1\ntest,cat/b.png,0\n")
+    for name, img in (photos or {}).items():
+        (data / name).parent.mkdir(parents=True, exist_ok=True)
+        img.save(data / name)
     return run
+
+
+@pytest.fixture
+def moved_run(tmp_path):
+    return _folder_run(tmp_path)
+
+
+def test_the_sample_strip_is_made_once_of_small_copies(tmp_path):
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (900, 1200, 3), dtype=np.uint8))
+    app = create_explain_app(_folder_run(tmp_path, {"dog/a.png": photo, "cat/b.png": photo}))
+    c = TestClient(app)
+    first = c.get("/api/samples")
+    rows = first.json()["samples"]
+    assert [r["id"] for r in rows] == ["cat/b.png", "dog/a.png"]
+    for r in rows:
+        shown = Image.open(io.BytesIO(base64.b64decode(r["png"].split(",")[1])))
+        assert max(shown.size) <= 192 and shown.size[0] > shown.size[1]  # a display copy, aspect kept
+    (tmp_path / "private" / "photos" / "dog" / "a.png").unlink()  # made once: not read again
+    assert c.get("/api/samples").content == first.content
 
 
 def test_no_absolute_path_in_any_answer_or_note(moved_run, tmp_path):

@@ -35,7 +35,7 @@ from fastapi.responses import HTMLResponse
 
 from cnnlab.data.images import ImageReadError
 from cnnlab.errors import CnnlabError
-from cnnlab.explain.explainer import Explainer, NotHookable
+from cnnlab.explain.explainer import Explainer, NotHookable, png_data_url, thumbnail
 from cnnlab.serve.server import (
     Admission,
     ApiError,
@@ -69,6 +69,7 @@ class _State:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-explain")
         # one worker; its own pixel budget, so explanations never take the predictions' share
         self.admission = Admission(settings, PixelBudget(settings.max_total_pixels), concurrency=1)
+        self.samples: dict[str, Any] | None = None
 
     def get(self) -> Explainer:
         """The explainer; loads it (once) on the worker thread."""
@@ -94,6 +95,19 @@ class _State:
             if await request.is_disconnected():
                 raise ClientGone()
             return await asyncio.get_running_loop().run_in_executor(self.executor, self._call, fn, args)
+
+    def samples_json(self, e: Explainer) -> dict[str, Any]:
+        """The test-image strip, made once: small display copies, so a folder of large photos costs a few KB
+        per request instead of 24 decodes and full-size PNGs each time."""
+        if self.samples is None:
+            items, note = e.samples()
+            rows = []
+            for i, s in enumerate(items):
+                shown = thumbnail(e.predictor.load(s.load()), e.predictor.channels)
+                rows.append({"index": i, "id": s.id, "label": s.label, "name": e.class_name(s.label)})
+                rows[-1]["png"] = png_data_url(shown)
+            self.samples = {"samples": rows, "note": public_text(note)}  # a note may quote an error naming a folder
+        return self.samples
 
     def _call(self, fn, args) -> Any:
         explainer = self.get()
@@ -155,7 +169,7 @@ def _add_routes(app: FastAPI, state: _State) -> None:
 
     @app.get("/api/samples")
     async def samples(request: Request) -> dict:
-        return await state.run(request, _samples_json)
+        return await state.run(request, state.samples_json)
 
     @app.post("/api/analyse")
     async def analyse(request: Request, file: OneFile, topk: TopK = 5) -> dict:
@@ -189,18 +203,6 @@ def _add_routes(app: FastAPI, state: _State) -> None:
     @app.get("/api/attribution")
     async def attribution(request: Request, id: Id, method: str = "gradcam", target: Index | None = None) -> dict:
         return await state.run(request, lambda e: e.attribution_json(e.get(id), method, target))
-
-
-def _samples_json(e: Explainer) -> dict[str, Any]:
-    from cnnlab.explain.explainer import png_data_url
-
-    items, note = e.samples()
-    rows = []
-    for i, s in enumerate(items):
-        arr = e.predictor.load(s.load())
-        rows.append({"index": i, "id": s.id, "label": s.label, "name": e.class_name(s.label)})
-        rows[-1]["png"] = png_data_url(arr)
-    return {"samples": rows, "note": public_text(note)}  # a note may quote an error naming a data folder
 
 
 __all__ = ["create_explain_app", "mount_explain", "explain_page"]

@@ -5,9 +5,9 @@ An *analysis* is one image run through the model with every layer recorded
 click on a unit is a lookup plus a few dozen multiplications, not a new forward pass. The cache is
 bounded in count and in bytes, and keeps the model-sized input and a display copy of at most
 ``THUMB`` pixels a side, never the decoded upload: a 4000x4000 upload costs what a 28x28 one does
-once its analysis is done. Activation
-maps travel as base64 ``uint8`` scaled to each layer's own [min, max] (the page draws the colour
-scale with those two numbers); exact values come with the arithmetic of a clicked unit.
+once its analysis is done. Activation maps travel as base64 ``uint8`` scaled to each layer's own
+[min, max] (the page draws the colour scale with those two numbers); exact values come with the
+arithmetic of a clicked unit.
 
 The model is loaded by :func:`load_model_for_explain` and the run's test images are found by
 :func:`test_images`: one small function each, so the loading can move to a run object later.
@@ -35,7 +35,10 @@ from cnnlab.serve.predictor import Predictor
 
 THUMB = 192  # largest side of the decoded image as shown on the page
 KEEP_BYTES = 256 * 1024 * 1024  # the kept analyses' tensors, together (the newest one is always kept)
-NO_TEST_IMAGES = "this server shows uploaded images only; its owner did not share the run's test images"
+NO_TEST_IMAGES = (
+    "this server shows uploaded images only: its owner did not share the run's test images "
+    "(cnnlab serve --explain-test-images, or cnnlab explain without --no-test-images, shares them)"
+)
 
 
 class NotHookable(CnnlabError):
