@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 import cnnlab
@@ -68,6 +71,7 @@ def _args(cv_run, parent: Path) -> list:
 def test_three_fold_runs_and_a_summary_of_their_metrics(cv_run):
     folder, _, parent, printed = cv_run
     assert sorted(p.name for p in parent.iterdir()) == [
+        ".lock",  # the parent's run lock (released: a later cv takes it again)
         "cv-config.yaml",
         "cv.json",
         "cv.md",
@@ -229,3 +233,77 @@ def test_cv_resume_takes_runtime_options(cv_run, tmp_path, capsys):
     code, out, err = _cli(["cv", "--resume", parent, "--no-progress", "--set", "train.threads=1"], capsys)
     assert code == 0, err
     assert out.count("already trained") == 3
+
+
+def _hold_lock(folder: Path):
+    """Another process holding ``folder``'s run lock (as a running ``cnnlab cv`` does); stop it with .kill()."""
+    script = (
+        "import sys, time; from cnnlab.engine.trainer import RunLock; "
+        "lock = RunLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_cv_on_the_same_folder_is_refused_while_the_first_runs(cv_run, tmp_path, capsys):
+    # Two cv runs on one folder used to delete each other's fold folder while it trained (each fold's own
+    # lock sat on the folder the other deleted): the parent folder is now locked for the whole run.
+    parent = _copy(cv_run, tmp_path)
+    shutil.rmtree(parent / "fold-3")  # a fold the first cv would be training now
+    before = sorted(str(p.relative_to(parent)) for p in parent.rglob("*"))
+    holder = _hold_lock(parent)
+    try:
+        for args in (_args(cv_run, parent), ["cv", "--resume", parent]):
+            code, out, err = _cli(args, capsys)
+            assert code == 1 and err.count("cnnlab: error:") == 1 and "Traceback" not in err, err
+            assert f"{parent} is being cross-validated by another process (PID {holder.pid}" in err
+            assert "fold" not in out
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(str(p.relative_to(parent)) for p in parent.rglob("*")) == before
+    code, out, err = _cli(["cv", "--resume", parent], capsys)  # the lock of a dead process never blocks
+    assert code == 0 and "fold 3/3: training" in out, err
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "said"),
+    [
+        (("train", "epochs"), 2, "train.epochs: 1 in fold-1, 2 in cv-config.yaml"),
+        (("optim", "name"), "sgd", 'optim.name: "adam" in fold-1, "sgd" in cv-config.yaml'),
+        (("model", "kwargs"), {"fc_dropout": 0.1}, "model.kwargs.fc_dropout: null in fold-1, 0.1 in cv-config.yaml"),
+    ],
+)
+def test_a_resumed_cv_whose_saved_config_was_edited_is_refused(cv_run, tmp_path, capsys, key, value, said):
+    # The folds already trained would otherwise be averaged with folds trained under the edited settings.
+    parent = _copy(cv_run, tmp_path)
+    shutil.rmtree(parent / "fold-3")
+    stored = yaml.safe_load((parent / "cv-config.yaml").read_text())
+    stored[key[0]][key[1]] = value
+    (parent / "cv-config.yaml").write_text(yaml.safe_dump(stored))
+    code, out, err = _cli(["cv", "--resume", parent], capsys)
+    assert code == 1 and err.count("cnnlab: error:") == 1 and "Traceback" not in err, err
+    assert "cv-config.yaml does not match the folds trained from it" in err and said in err
+    assert not (parent / "fold-3").exists() and "training" not in out
+
+
+def test_a_fold_config_edited_on_disk_is_refused_too(cv_run, tmp_path, capsys):
+    parent = _copy(cv_run, tmp_path)
+    saved = yaml.safe_load((parent / "fold-2" / "config.yaml").read_text())
+    saved["data"]["val_fraction"] = 0.3
+    (parent / "fold-2" / "config.yaml").write_text(yaml.safe_dump(saved))
+    code, _, err = _cli(_args(cv_run, parent), capsys)
+    assert code == 1 and "data.val_fraction: 0.3 in fold-2, 0.1 in cv-config.yaml" in err, err
+
+
+def test_cv_checks_its_config_as_train_does_before_making_its_folder(cv_run, tmp_path, capsys):
+    # Unknown names and misspelt model arguments used to create the parent folder and cv-config.yaml first.
+    for flags, message in (
+        (["--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+        (["--model.kwargs", "{dropuot: 0.1}"], "model 'seed_cnn' has no argument 'dropuot'"),
+        (["--seed", "-1"], "train.seed must be 0 or more"),
+    ):
+        code, _, err = _cli(["cv", "--folds", "3", "--data", f"folder:{cv_run[0]}", "--out", tmp_path, *flags], capsys)
+        assert code == 1 and message in err and "Traceback" not in err, err
+        assert not list(tmp_path.iterdir())

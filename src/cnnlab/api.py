@@ -34,6 +34,7 @@ from cnnlab.runs.predictions import Predictions
 from cnnlab.runs.run import Run, is_run, open_run
 from cnnlab.workflow import (
     build_parts,
+    check_config,
     describe,
     finish,
     load_data,
@@ -182,15 +183,19 @@ def cv(
         resume: a parent folder written by ``cv``, continued with its saved config.
         log: where progress lines go.
     """
-    base, parent = _cv_start(config, folds, overrides, resume, short)
-    runs = [_cv_fold(base, parent, k, log) for k in range(1, base.data.folds + 1)]
-    summary = crossval.summarize(parent, base)
-    crossval.write_summary(parent, summary)
+    base, parent, lock = _cv_start(config, folds, overrides, resume, short)
+    try:
+        runs = [_cv_fold(base, parent, k, log) for k in range(1, base.data.folds + 1)]
+        summary = crossval.summarize(parent, base)
+        crossval.write_summary(parent, summary)
+    finally:
+        lock.release()
     return CVResult(parent=parent, runs=runs, summary=summary)
 
 
-def _cv_start(config, folds, overrides, resume, short) -> tuple[Config, Path]:
-    """The config all folds share (data.folds set) and the parent folder, created or checked."""
+def _cv_start(config, folds, overrides, resume, short) -> tuple[Config, Path, Any]:
+    """The config all folds share (data.folds set; checked as train checks it, before any folder is
+    made) and the parent folder, locked for this process and created or checked."""
     if resume is not None:
         parent = Path(resume)
         if not (parent / crossval.CONFIG_FILE).is_file():
@@ -199,15 +204,15 @@ def _cv_start(config, folds, overrides, resume, short) -> tuple[Config, Path]:
                 "give a folder that 'cnnlab cv' printed"
             )
         given = _runtime_overrides(config, overrides, short, "a cross-validation")
-        return apply_overrides(load_config(parent / crossval.CONFIG_FILE), given), parent
+        base = check_config(apply_overrides(load_config(parent / crossval.CONFIG_FILE), given))
+        return base, parent, crossval.claim_parent(parent, base, resume=True)
     cfg = make_config(config, overrides, **short)
     k = (cfg.data.folds or 5) if folds is None else folds
     if k < 2:
         raise CnnlabError(f"--folds {k}: cross-validation needs at least 2 folds (each one tests, the rest train)")
-    base = apply_overrides(cfg, {"data.folds": k, "data.fold": 1})
+    base = check_config(apply_overrides(cfg, {"data.folds": k, "data.fold": 1}))
     parent = crossval.parent_folder(base)
-    crossval.open_parent(parent, base)
-    return base, parent
+    return base, parent, crossval.claim_parent(parent, base)
 
 
 def _cv_fold(base: Config, parent: Path, fold: int, log) -> Path:

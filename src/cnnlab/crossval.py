@@ -21,12 +21,15 @@ from typing import Any
 import numpy as np
 
 from cnnlab.config import RUNTIME_KEYS, Config, apply_overrides, load_config, save_config, to_dict
+from cnnlab.engine.trainer import RunLock
 from cnnlab.errors import CnnlabError
+from cnnlab.finetune.recipe import resolve_recipe
 from cnnlab.runs import default_run_name, read_json, write_json
 from cnnlab.runs.folder import CV_CONFIG_FILE, check_folder_name
 from cnnlab.runs.index import flatten
 
 CONFIG_FILE = CV_CONFIG_FILE
+LOCK = ".lock"  # the parent folder's RunLock file (engine.trainer.RunLock)
 # where and how fast a fold trains, not what it learns: these may differ between calls
 _IGNORED = ("output.root", "output.name", *RUNTIME_KEYS)
 # the columns of the printed table: metrics.json key -> heading
@@ -50,6 +53,28 @@ def fold_config(base: Config, parent: Path, fold: int) -> Config:
     return apply_overrides(base, {"data.fold": fold, "output.root": str(parent), "output.name": f"fold-{fold}"})
 
 
+def claim_parent(parent: Path, cfg: Config, resume: bool = False) -> RunLock:
+    """Lock ``parent`` for this process (held until the returned lock is released), then open it.
+
+    One lock on the parent folder for the whole cross-validation: a second ``cnnlab cv`` on the same
+    folder is refused at once, instead of deleting the fold folder the first one is training. Then the
+    parent is created or checked (:func:`open_parent`; with ``resume`` its saved config is ``cfg``) and
+    the folds already there are checked against ``cfg`` (:func:`check_folds`)."""
+    if not (parent / CONFIG_FILE).is_file() and parent.is_dir() and any(p.name != LOCK for p in parent.iterdir()):
+        raise CnnlabError(f"{parent} exists and is no cross-validation folder (no {CONFIG_FILE}); use another --name")
+    parent.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(parent, activity="cross-validated")
+    lock.acquire()
+    try:
+        if not resume:
+            open_parent(parent, cfg)
+        check_folds(parent, cfg)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
 def open_parent(parent: Path, cfg: Config) -> None:
     """Create ``parent`` with cv-config.yaml, or check that the one there holds this config.
 
@@ -65,10 +90,40 @@ def open_parent(parent: Path, cfg: Config) -> None:
                 f"the same options (or 'cnnlab cv --resume {parent}'), or give this one another --name"
             )
         return
-    if not stored.is_file() and parent.is_dir() and any(parent.iterdir()):
+    if not stored.is_file() and parent.is_dir() and any(p.name != LOCK for p in parent.iterdir()):
         raise CnnlabError(f"{parent} exists and is no cross-validation folder (no {CONFIG_FILE}); use another --name")
     parent.mkdir(parents=True, exist_ok=True)
     save_config(cfg, stored)
+
+
+def check_folds(parent: Path, base: Config) -> None:
+    """Refuse a parent whose fold runs were trained with another config than ``base`` (cv-config.yaml
+    edited after they started, or a fold's own config.yaml edited): their mean ± std would mix settings.
+
+    Each fold's saved config is compared with the one ``base`` gives it, with the ``auto`` values that
+    training resolves without data resolved the same way; values decided from the model or the
+    weights (a null learning rate under the fine-tune recipe, the weights' image size) are not compared.
+    """
+    for run_dir in sorted(parent.glob("fold-*"), key=lambda p: p.name):
+        k = run_dir.name.removeprefix("fold-")
+        if not k.isdigit() or not (run_dir / "config.yaml").is_file() or not 1 <= int(k) <= base.data.folds:
+            continue
+        expected = resolve_recipe(fold_config(base, parent, int(k)), log=lambda s: None)
+        diff = _differences(load_config(run_dir / "config.yaml"), expected, run_dir.name)
+        if diff:
+            raise CnnlabError(
+                f"{parent / CONFIG_FILE} does not match the folds trained from it ({'; '.join(diff[:4])}): a mean "
+                "over folds trained with different settings means nothing. Put the file back as it was, or start a "
+                "new cross-validation with another --name"
+            )
+
+
+def _differences(saved: Config, expected: Config, fold: str) -> list[str]:
+    """'key: VALUE in fold-k, VALUE in cv-config.yaml' where they differ; keys ``expected`` leaves open
+    (null: chosen later from the model or the weights) and where/how fast keys are not compared."""
+    a, b = flatten(to_dict(saved)), flatten(to_dict(expected))
+    keys = sorted(k for k in set(a) | set(b) if k not in _IGNORED and b.get(k) is not None and a.get(k) != b.get(k))
+    return [f"{k}: {json.dumps(a.get(k))} in {fold}, {json.dumps(b.get(k))} in {CONFIG_FILE}" for k in keys]
 
 
 def config_differences(stored: Config, new: Config) -> list[str]:

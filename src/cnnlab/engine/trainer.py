@@ -141,11 +141,13 @@ class RunLock:
     The file holds the owner's PID and an exclusive ``flock``; the kernel drops the lock when the
     process dies, so a lock left by a killed run never blocks. The same process may take its own
     lock again (train, then resume, in one Python session). Where ``flock`` is missing (Windows) or
-    unsupported by the file system, no lock is taken.
+    unsupported by the file system, no lock is taken. ``activity`` says in the refusal what the
+    holder is doing ("trained"; a cross-validation's parent folder: "cross-validated").
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, activity: str = "trained"):
         self.path = Path(run_dir) / ".lock"
+        self.activity = activity
         self.file = None  # the open lock file while held; closing it (or garbage collection) releases the lock
 
     def acquire(self) -> None:
@@ -162,7 +164,7 @@ class RunLock:
             if owner == os.getpid():
                 return  # an earlier Trainer of this process holds it
             raise CnnlabError(
-                f"{self.path.parent} is being trained by another process (PID {owner}, lock file {self.path}); "
+                f"{self.path.parent} is being {self.activity} by another process (PID {owner}, lock file {self.path}); "
                 "wait for it to finish or stop it before resuming"
             ) from None
         except OSError:  # a file system without flock: train unlocked
