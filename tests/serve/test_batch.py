@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,12 +41,12 @@ def predictor(model_dir):
 
 
 def _good_files(root):
-    return [p for p in iter_images([root]) if p.name != "broken.png"]
+    return [Path(p) for p in iter_images([root]) if not p.endswith("broken.png")]
 
 
 def test_walk_is_sorted_lazy_and_skips_hidden(labelled):
     files = list(iter_images([labelled]))
-    assert files == sorted(files) and len(files) == 16 and not any(".hidden" in str(p) for p in files)
+    assert files == sorted(files) and len(files) == 16 and not any(".hidden" in p for p in files)
     assert class_folder([labelled], CLASSES) == labelled
     assert class_folder([labelled / "class_0"], CLASSES) is None  # no class subfolders there
     assert class_folder([labelled], ["class_0"]) is None  # a subfolder that is not a class
@@ -139,3 +140,20 @@ def test_refusals_come_before_any_work(model_dir, onnx_model, labelled, tmp_path
     with pytest.raises(CnnlabError, match="--format"):
         predict_files(model_dir, [labelled], output=tmp_path / "x.xlsx")
     assert not (tmp_path / "x.xlsx").exists()
+
+
+def test_uint8_fast_path_is_the_decoding_rule_bit_for_bit():
+    from PIL import Image
+
+    from cnnlab.data.images import to_array, uint8_pixels
+
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (9, 9, 3), dtype=np.uint8))
+    gray = Image.fromarray(rng.integers(0, 256, (9, 9), dtype=np.uint8))
+    for img, c in ((rgb, 3), (gray, 1)):
+        fast = uint8_pixels(img, c).astype(np.float32) / 255.0
+        assert fast.dtype == np.float32 and np.array_equal(fast, to_array(img, c))
+    assert uint8_pixels(rgb, 1) is None and uint8_pixels(rgb.convert("RGBA"), 3) is None
+    assert uint8_pixels(rgb.convert("P"), 3) is None
+    gray.info["transparency"] = 0
+    assert uint8_pixels(gray, 1) is None

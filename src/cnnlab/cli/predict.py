@@ -53,7 +53,9 @@ def add_parser(sub) -> None:
         "model.onnx/model.xml, or export one for this command)",
     )
     p.add_argument("--workers", type=int, default=default_workers(), help="threads decoding images ahead of the model")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument(
+        "--threads", type=int, help="inference threads of the runtime (default: the cores the --workers leave free)"
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -84,10 +86,13 @@ def run(args) -> int:
     if args.json:  # --json [FILE]: the JSON array, printed or written
         output, fmt = (None if args.json == "-" else args.json), "json"
     fmt = output_format(fmt, output)
-    if args.threads:
+    from cnnlab.serve.batch import default_threads
+
+    threads = args.threads or default_threads(args.workers)
+    if args.backend in ("auto", "torch"):  # torch's thread count is global: set it for this process
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     to_stdout = output is None
     info = sys.stderr if to_stdout and fmt != "table" else sys.stdout  # never mix text into CSV/JSON on stdout
     bar = _progress_bar(args) if args.progress else None
@@ -101,7 +106,7 @@ def run(args) -> int:
         summary = predict_files(
             args.model, args.paths, output=output, stream=sys.stdout if to_stdout else None, fmt=fmt,
             backend=args.backend, device=args.device, batch_size=args.batch_size, workers=args.workers,
-            topk=args.topk, trust_torchscript=args.trust_torchscript,
+            topk=args.topk, trust_torchscript=args.trust_torchscript, threads=threads,
             log=lambda s: _write_above(bar, f"cnnlab: {s}"), on_error=on_error,
             progress=(lambda n: bar.update(n - bar.n)) if bar is not None else None,
         )  # fmt: skip

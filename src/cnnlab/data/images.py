@@ -179,6 +179,19 @@ def _to_float(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB")).astype(np.float32) / 255.0
 
 
+def uint8_pixels(img: Image.Image, channels: int) -> np.ndarray | None:
+    """(H, W, channels) uint8 whose float32 ``/ 255`` is exactly ``to_array(img, channels)``, for the
+    common case of an RGB or L image without transparency; None when the rule needs more (mode
+    conversions, alpha, 16-bit). Lets batch prediction keep bytes and convert a whole batch at once."""
+    if "transparency" in img.info:
+        return None
+    if img.mode == "RGB" and channels == 3:
+        return np.asarray(img)
+    if img.mode == "L" and channels == 1:
+        return np.asarray(img)[..., None]
+    return None
+
+
 def to_array(img: Image.Image, channels: int, *, name: str | Path = "<image>") -> np.ndarray:
     """Convert a decoded PIL image of any supported mode to float32 (H, W, channels) in [0, 1].
 

@@ -60,8 +60,9 @@ def save_ir(ov_model, out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def read_ir(path: str | Path):
-    """(compiled CPU model, cnnlab metadata) of an IR written by :func:`export_openvino`."""
+def read_ir(path: str | Path, threads: int | None = None):
+    """(compiled CPU model, cnnlab metadata) of an IR written by :func:`export_openvino`; ``threads``
+    caps OpenVINO's inference threads (None: its default, every core)."""
     ov = require_openvino()
     path = Path(path)
     if not path.with_suffix(".bin").is_file():
@@ -72,7 +73,8 @@ def read_ir(path: str | Path):
         if not model.has_rt_info([META_KEY]):
             raise CnnlabError(f"{path} has no cnnlab metadata (was it exported by 'cnnlab export --format openvino'?)")
         meta = json.loads(str(model.get_rt_info([META_KEY]).astype(str)))
-        compiled = core.compile_model(model, "CPU", CPU_CONFIG)
+        config = {**CPU_CONFIG, **({"INFERENCE_NUM_THREADS": int(threads)} if threads else {})}
+        compiled = core.compile_model(model, "CPU", config)
     except CnnlabError:
         raise
     except Exception as exc:  # noqa: BLE001 - OpenVINO raises RuntimeError and others for a damaged file

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from cnnlab.data.folder import IMAGE_EXTENSIONS, is_ignored
-from cnnlab.data.images import ImageReadError
+from cnnlab.data.images import ImageReadError, open_image, to_array, uint8_pixels
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics
 from cnnlab.files import tables
@@ -45,8 +45,9 @@ _OWN_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino", ".pt": "torch", ".pt
 
 
 # ---- finding the files -----------------------------------------------------------------------------
-def _walk(folder: Path) -> Iterator[Path]:
-    """Image files under ``folder``, depth first, each directory's entries in sorted order (lazy)."""
+def _walk(folder: str | Path) -> Iterator[str]:
+    """Image files under ``folder``, depth first, each directory's entries in sorted order (lazy).
+    Paths are strings: building a ``Path`` per file cost more than decoding a 32x32 JPEG."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError:
@@ -55,19 +56,19 @@ def _walk(folder: Path) -> Iterator[Path]:
         if is_ignored(e.name):
             continue
         if e.is_dir(follow_symlinks=False):
-            yield from _walk(Path(e.path))
-        elif e.is_file() and Path(e.name).suffix.lower() in IMAGE_EXTENSIONS:
-            yield Path(e.path)
+            yield from _walk(e.path)
+        elif os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS and e.is_file():
+            yield e.path
 
 
-def _expand(pattern: str | Path) -> Iterator[Path]:
+def _expand(pattern: str | Path) -> Iterator[str]:
     p = Path(pattern).expanduser()
     if p.is_dir():
         yield from _walk(p)
     elif p.is_file():
-        yield p
+        yield str(p)
     elif any(ch in str(pattern) for ch in "*?["):
-        yield from sorted(Path(f) for f in glob.iglob(str(p), recursive=True) if Path(f).is_file())
+        yield from sorted(f for f in glob.iglob(str(p), recursive=True) if os.path.isfile(f))
 
 
 def check_inputs(patterns: Iterable[str | Path]) -> list[str | Path]:
@@ -86,13 +87,13 @@ def check_inputs(patterns: Iterable[str | Path]) -> list[str | Path]:
     return patterns
 
 
-def iter_images(patterns: Iterable[str | Path]) -> Iterator[Path]:
+def iter_images(patterns: Iterable[str | Path]) -> Iterator[str]:
     """Every image file the patterns name, in order; a file named twice is predicted once."""
     patterns = list(patterns)
     if len(patterns) == 1:  # the common case, a folder: nothing to de-duplicate, nothing held
         yield from _expand(patterns[0])
         return
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for pat in patterns:
         for f in _expand(pat):
             if f not in seen:
@@ -148,22 +149,28 @@ def backend_model(model: str | Path, backend: str, workdir: Path, log: Callable[
 
 
 # ---- decoding and inference -------------------------------------------------------------------------
-def _decode(predictor, paths: list[Path]) -> tuple[list[Path], np.ndarray | None, list[tuple[Path, ImageReadError]]]:
-    """(paths decoded, (n, C, S, S) float32 in [0, 1] not yet normalised, errors) for one batch."""
+def _decode(predictor, paths: list[str]) -> tuple[list[str], np.ndarray | None, list[tuple[str, ImageReadError]]]:
+    """(paths decoded, (n, C, S, S) float32 in [0, 1] not yet normalised, errors) for one batch.
+
+    The rule is Predictor.load + Predictor.to_input; an RGB/L image already at the input size stays
+    uint8 until the whole batch is converted (the same float32 ``/ 255``, bit for bit, done once)."""
     ok, arrays, errors = [], [], []
-    s = predictor.size
+    s, channels = predictor.size, predictor.channels
     for path in paths:
         try:
-            arr = predictor.load(path)  # (H, W, C) float32 in [0, 1]
+            img = open_image(path, max_pixels=predictor.max_pixels)
+            u8 = uint8_pixels(img, channels) if img.size == (s, s) and not predictor.resize_size else None
+            arrays.append(u8 if u8 is not None else predictor.to_input(to_array(img, channels, name=path)).numpy())
         except ImageReadError as exc:
             errors.append((path, exc))
             continue
-        if arr.shape[:2] == (s, s) and not predictor.resize_size:
-            arrays.append(arr.transpose(2, 0, 1))  # fit_to_input is the identity at the input size
-        else:
-            arrays.append(predictor.to_input(arr).numpy())
         ok.append(path)
-    return ok, (np.stack(arrays) if arrays else None), errors
+    if not arrays:
+        return ok, None, errors
+    if all(a.dtype == np.uint8 for a in arrays):  # (n, S, S, C) bytes -> (n, C, S, S) floats in one pass
+        return ok, np.ascontiguousarray((np.stack(arrays).astype(np.float32) / 255.0).transpose(0, 3, 1, 2)), errors
+    x = np.stack([(a.astype(np.float32) / 255.0).transpose(2, 0, 1) if a.dtype == np.uint8 else a for a in arrays])
+    return ok, x, errors
 
 
 @dataclass
@@ -184,7 +191,7 @@ class BatchSummary:
         return self.predicted / self.seconds if self.seconds > 0 else 0.0
 
 
-def _chunks(it: Iterator[Path], n: int) -> Iterator[list[Path]]:
+def _chunks(it: Iterator[str], n: int) -> Iterator[list[str]]:
     while chunk := [p for _, p in zip(range(n), it)]:
         yield chunk
 
@@ -234,17 +241,18 @@ def _finish(decoded, predictor, summary: BatchSummary, root, index, topk, on_res
     paths, x, errors = decoded
     for path, exc in errors:
         summary.errors += 1
-        on_error(path, exc)
+        on_error(Path(path), exc)
     if x is None:
         return
     mean, inv_std = predictor.mean.cpu().numpy(), predictor.inv_std.cpu().numpy()
     xb = torch.from_numpy((x - mean) * inv_std).to(predictor.device)  # (B, C, S, S), as Predictor.preprocess
     rows = predictor.format(predictor.probabilities(xb), topk)
     pairs = []
+    prefix = os.path.join(str(root), "") if root is not None else None
     for path, row in zip(paths, rows):
-        result = {"path": str(path), **row}
-        if root is not None:
-            parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
+        result = {"path": path, **row}
+        if prefix is not None:
+            parts = path[len(prefix) :].split(os.sep) if path.startswith(prefix) else []
             if len(parts) >= 2 and parts[0] in index:
                 result["true_label"] = parts[0]
                 pairs.append((index[parts[0]], row["index"]))
@@ -338,6 +346,11 @@ def output_format(fmt: str | None, output: str | Path | None) -> str:
     return _SUFFIX_FORMAT[suffix]
 
 
+def default_threads(workers: int) -> int:
+    """Inference threads that leave one core to each decoding worker (at least 1)."""
+    return max(1, (os.cpu_count() or 1) - workers)
+
+
 @contextmanager
 def _sink(output: str | Path | None, stream):
     """The text stream results go to: ``output`` through the atomic writer (complete or absent), else ``stream``."""
@@ -362,13 +375,18 @@ def predict_files(
     workers: int = 2,
     topk: int = 5,
     trust_torchscript: bool = False,
+    threads: int | None = None,
     log: Callable[[str], None] = lambda s: None,
     on_result: Callable[[dict], None] | None = None,
     on_error: Callable[[Path, ImageReadError], None] = lambda path, exc: None,
     progress: Callable[[int], None] | None = None,
 ) -> BatchSummary:
     """Predict image files, folders and globs with ``model`` on ``backend``, streaming the results to
-    ``output`` (a file, written atomically), ``stream`` (e.g. stdout) and/or ``on_result``."""
+    ``output`` (a file, written atomically), ``stream`` (e.g. stdout) and/or ``on_result``.
+
+    ``threads`` are ONNX Runtime's / OpenVINO's inference threads; by default the cores the decoding
+    workers leave free (at least 1): a runtime that spins on every core starves the workers that
+    feed it, which on 2 cores halved the throughput. Torch's threads are the caller's to set."""
     if batch_size < 1 or workers < 1 or topk < 1:
         raise CnnlabError(f"batch size, workers and top-k must be at least 1, got {batch_size}, {workers}, {topk}")
     patterns = check_inputs(paths)
@@ -377,7 +395,10 @@ def predict_files(
         raise CnnlabError(f"unknown format {fmt!r}; choose {', '.join(WRITERS)}")
     with tempfile.TemporaryDirectory(prefix="cnnlab-predict-") as tmp:
         model_file = backend_model(model, backend, Path(tmp), log)
-        predictor = Predictor(model_file, device=device, batch_size=batch_size, trust_torchscript=trust_torchscript)
+        threads = threads or default_threads(workers)
+        predictor = Predictor(
+            model_file, device=device, batch_size=batch_size, trust_torchscript=trust_torchscript, threads=threads
+        )
         labelled = class_folder(patterns, predictor.classes) is not None
         with _sink(output, stream) as fh:
             writer = WRITERS[fmt](fh, labelled) if fh is not None else None

@@ -140,13 +140,13 @@ def check_onnx_file(path: Path) -> None:
         )
 
 
-def _load_onnx(path: Path) -> tuple[OnnxForward, dict[str, Any]]:
+def _load_onnx(path: Path, threads: int | None = None) -> tuple[OnnxForward, dict[str, Any]]:
     """(forward, meta) of an exported ONNX file; any damage becomes a CnnlabError naming the file."""
     from cnnlab.export.onnx import read_onnx_meta
 
     check_onnx_file(path)
     try:
-        forward, meta = OnnxForward(path), read_onnx_meta(path)
+        forward, meta = OnnxForward(path, threads), read_onnx_meta(path)
     except CnnlabError:
         raise
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime and json raise many types for a bad file
@@ -159,10 +159,10 @@ def _load_onnx(path: Path) -> tuple[OnnxForward, dict[str, Any]]:
 class OnnxForward:
     """An exported ONNX file run by ONNX Runtime (CPU), called like a torch module: tensor in, tensor out."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, threads: int | None = None):
         from cnnlab.export.onnx import onnx_logits_fn
 
-        self._fn = onnx_logits_fn(path)
+        self._fn = onnx_logits_fn(path, threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(self._fn(x.detach().cpu().numpy()))
@@ -225,26 +225,31 @@ def refuse_torchscript(path: str | Path) -> CnnlabError:
 
 
 def load_for_inference(
-    path: str | Path, device: str | torch.device = "cpu", *, trust_torchscript: bool = False
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    *,
+    trust_torchscript: bool = False,
+    threads: int | None = None,
 ) -> tuple[Any, dict[str, Any], str]:
     """(forward, meta, kind) for a run or model folder ("cnnlab"), or a file written by ``cnnlab export``:
     an ``.onnx`` file ("onnx", ONNX Runtime on the CPU), an OpenVINO ``.xml`` ("openvino", its CPU
     plugin) or a TorchScript ``.pt`` file ("torchscript", only with ``trust_torchscript``: a
     TorchScript file is code and runs with the caller's rights). The class names and preprocessing
     come from the metadata stored in the exported file. A run of ``cnnlab scratch train`` ("numpy",
-    weights.npz) is run by the NumPy engine itself."""
+    weights.npz) is run by the NumPy engine itself. ``threads``: ONNX Runtime's and OpenVINO's
+    inference threads (None: their own default; torch's are global, ``torch.set_num_threads``)."""
     p = Path(path)
     not_cpu = torch.device(device).type != "cpu"  # ONNX Runtime (CPU provider) and NumPy run on the CPU only
     if p.is_file() and p.suffix.lower() == ".onnx":
         if not_cpu:
             raise CnnlabError(f"{p.name} is an ONNX file: it runs on the CPU through ONNX Runtime; drop --device")
-        return (*_load_onnx(p), "onnx")
+        return (*_load_onnx(p, threads), "onnx")
     if p.is_file() and p.suffix.lower() == ".xml":
         from cnnlab.export.openvino import read_ir
 
         if not_cpu:
             raise CnnlabError(f"{p.name} is an OpenVINO model: it runs on the CPU plugin here; drop --device")
-        compiled, meta = read_ir(p)
+        compiled, meta = read_ir(p, threads)
         return OpenVinoForward(compiled), meta, "openvino"
     folder = _numpy_model_folder(p)
     if folder is not None:
@@ -291,11 +296,14 @@ class Predictor:
         batch_size: int = 64,
         max_pixels: int | None = None,
         trust_torchscript: bool = False,
+        threads: int | None = None,
     ):
         model_path = resolve_run_path(model_path)  # demo:mnist -> the run shipped in the package
         device = inference_device(model_path, device)
         self.source = str(model_path)
-        self.model, self.meta, self.kind = load_for_inference(model_path, device, trust_torchscript=trust_torchscript)
+        self.model, self.meta, self.kind = load_for_inference(
+            model_path, device, trust_torchscript=trust_torchscript, threads=threads
+        )
         if not isinstance(self.meta, dict):
             raise CnnlabError(f"the metadata in {model_path} is not a JSON object; re-export the model")
         check_meta(self.meta, where=f"{'model.json' if self.kind == 'cnnlab' else 'the metadata'} of {model_path}")
