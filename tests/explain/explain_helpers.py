@@ -28,22 +28,22 @@ def random_bn_stats(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def start_server(app):
+def start_server(app, ready: str = "/api/model", settings=None):
     """(host, port, stop) of the explainer ``app`` served as ``cnnlab explain`` serves it, on a free local port
-    in a background thread."""
+    in a background thread, once GET ``ready`` answers 200 (another app: pass its ``settings``)."""
     pytest.importorskip("uvicorn")
     from cnnlab.serve.server import bind, uvicorn_server
 
     sock = bind("127.0.0.1", 0)
     host, port = sock.getsockname()
-    srv = uvicorn_server(app, app.state.explain.settings)  # the set-up cnnlab explain runs on
+    srv = uvicorn_server(app, settings or app.state.explain.settings)  # the set-up cnnlab explain runs on
     thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
             conn = http.client.HTTPConnection(host, port, timeout=5)
-            conn.request("GET", "/api/model")
+            conn.request("GET", ready)
             if conn.getresponse().status == 200:
                 break
         except OSError:

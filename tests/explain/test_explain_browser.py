@@ -286,3 +286,37 @@ def test_without_test_images_the_page_analyses_its_own_picture(arch, c, samples,
 
 def model_layers(page) -> list:
     return page.evaluate("S.model.layers")
+
+
+def test_mounted_in_cnnlab_serve_with_uploads_only(explain_model):
+    """At /explain/ inside the prediction server, where the owner has not shared the run's test images: the page
+    opens analysed (its own digit), and a unit's arithmetic comes from the mounted API, not the root."""
+    from explain_helpers import start_server
+    from playwright.sync_api import sync_playwright
+
+    from cnnlab.explain.app import mount_explain
+    from cnnlab.serve.app import ServeSettings, create_app
+
+    settings = ServeSettings()
+    app = create_app(explain_model, settings)
+    mount_explain(app, explain_model, settings)  # as `cnnlab serve --explain` does: uploads only
+    host, port, stop = start_server(app, ready="/explain/api/model", settings=settings)
+    executable()
+    try:
+        with sync_playwright() as pw:
+            browser = launch(pw)
+            try:
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
+                asked: list[str] = []
+                page.on("request", lambda req: asked.append(req.url.split(f":{port}", 1)[-1]))
+                _open(page, f"http://{host}:{port}/explain/")
+                assert page.evaluate("document.body.dataset.source").startswith("a digit drawn")
+                assert page.query_selector_all("#samples img") == [] and page.text_content("#samplenote")
+                _click(page, "#network canvas[data-layer='1'][data-channel='0']", 3, 4, "conv")
+                assert page.text_content("#error") == ""
+                api = [u for u in asked if "/api/" in u]
+                assert api and all(u.startswith("/explain/api/") for u in api), api
+            finally:
+                browser.close()
+    finally:
+        stop()
