@@ -1,11 +1,14 @@
 """Write the learning-path notebooks (``notebooks/*.ipynb``) from the cell lists below.
 
 Each notebook follows one learn page: it computes the page's worked example with cnnlab's own
-functions, then sets exercises. An exercise is a cell ``answer_N = None  # your value`` followed by a
+functions, then sets exercises. Some ask for a prediction before the cell that computes it; some
+(:func:`code_exercise`) ask for code, graded by ``cnnlab.teach.exercises`` against the NumPy engine.
+An exercise is a cell ``answer_N = None  # your value`` followed by a
 cell that checks it against a value computed by cnnlab (it prints "not answered yet" while the
 answer is None, "correct" or "not quite" otherwise), so a notebook runs top to bottom before and
 after it is solved. The correct answers live in each notebook's metadata (``cnnlab.answers``) only
-for the test, which runs every notebook once with the first exercise answered and the others not.
+for the test, which runs every notebook with every answer filled in (the coding exercises' reference
+solutions are in tests/teach/exercise_solutions.py, not in the notebooks).
 
 Usage (from the repository root): ``python notebooks/build_notebooks.py``
 """
@@ -32,7 +35,111 @@ def check(n: int, expected: str, tol: str = "1e-6") -> str:
     )
 
 
+def code_exercise(name: str, task: str, signature: str) -> list[tuple[str, str]]:
+    """Three cells: the task, a stub the student replaces (first line ``# exercise: NAME``), and the grader,
+    which runs the function on inputs of its own and compares it with the NumPy engine's reference
+    (``cnnlab.teach.exercises``), so the expected numbers are never shown."""
+    stub = f"# exercise: {name}\nimport numpy as np  # noqa: F401 (for your code)\n\n\n{signature}\n"
+    stub += "    raise NotImplementedError  # your code here"
+    grader = f"from cnnlab.teach.exercises import grade\n\ngrade({name!r}, {name})"
+    return [("md", task), ("code", stub), ("code", grader)]
+
+
 NOTEBOOKS: dict[str, dict] = {
+    "00-why-cnns": {
+        "answers": {"answer_1": 3.034, "answer_2": 0.0},
+        "cells": [
+            (
+                "md",
+                "# 0. Why convolutions?\nA dense network against a CNN on MNIST, and what a shift of the input "
+                "does to each stage ([page 0](../docs/learn/00-why-cnns.md)).\n\n**Predict first (exercise 1).** "
+                "The dense network is 784 -> 512 -> 256 -> 10; the CNN has two 3x3 convs (32, 64 filters), one 2x2 "
+                "pool and a dense layer of 128. How many times as many parameters as the dense network has the "
+                "CNN? Write your guess, then run the cells below.",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            (
+                "code",
+                "from cnnlab.teach.why_cnn import param_counts, shift_experiment\n"
+                "counts = param_counts()\nfor name, c in counts.items():\n    print(name, c)",
+            ),
+            ("code", check(1, "counts['mnist_cnn']['total'] / counts['plain_mlp']['total']", tol="1e-3")),
+            (
+                "md",
+                "**Predict first (exercise 2).** Shift the input by (3, 2) pixels, convolve, then shift the map "
+                "back by (-3, -2). What is the largest difference from the map of the unshifted input?",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            (
+                "code",
+                "e = shift_experiment()\nfor stage, change in e['changes'].items():\n"
+                "    print(f'{stage:<42} {change:.3g}')",
+            ),
+            ("code", check(2, "e['changes']['conv output, shifted back']")),
+        ],
+    },
+    "21-diagnosing-training": {
+        "answers": {"answer_1": 2.302585, "answer_2": 10, "answer_3": 0.4965},
+        "cells": [
+            (
+                "md",
+                "# 21. Diagnosing training\n[Page 21](../docs/learn/21-diagnosing-training.md): learning curves, "
+                "early stopping, L1/L2, the initial loss and one batch overfitted, on small NumPy networks.\n\n"
+                "**Predict first (exercise 1).** An untrained 10-class classifier with small logits: what "
+                "cross-entropy do you expect on its first batch?",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            (
+                "code",
+                "from cnnlab.teach.diagnose import diagnose_example, diagnose_text, early_stop, sgd_step\n"
+                "r = diagnose_example()\nprint(diagnose_text(r))",
+            ),
+            ("code", check(1, "r.values['ln_k']", tol="1e-3")),
+            (
+                "md",
+                "**Exercise 2.** With patience 5, at which epoch does early stopping end this validation-loss "
+                "curve? `[1.0, 0.8, 0.7, 0.72, 0.69, 0.71, 0.73, 0.74, 0.75, 0.76, 0.77, 0.78, 0.79, 0.8, 0.81, "
+                "0.82, 0.83]` (epochs count from 1)",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            (
+                "code",
+                check(
+                    2,
+                    "early_stop([1.0, 0.8, 0.7, 0.72, 0.69, 0.71, 0.73, 0.74, 0.75, 0.76, 0.77, 0.78, 0.79, "
+                    "0.8, 0.81, 0.82, 0.83])[1]",
+                ),
+            ),
+            ("md", "**Exercise 3.** One SGD step from w = 0.5, gradient 0.3, lr 0.01 with torch's `weight_decay=0.1`?"),
+            ("code", "answer_3 = None  # your value"),
+            ("code", check(3, "sgd_step()['torch_weight_decay']")),
+        ],
+    },
+    "22-roc-and-imbalance": {
+        "answers": {"answer_1": 0.75, "answer_2": 0.01},
+        "cells": [
+            ("md", "# 22. ROC, AUC and imbalance\n[Page 22](../docs/learn/22-roc-and-imbalance.md)."),
+            (
+                "code",
+                "import numpy as np\nfrom cnnlab.teach.roc import roc_example, roc_text, pairwise_auc, focal_loss\n"
+                "r = roc_example()\nprint(roc_text(r))",
+            ),
+            (
+                "md",
+                "**Exercise 1.** Two positives score 0.9 and 0.4, two negatives 0.5 and 0.1. Count the "
+                "(positive, negative) pairs in the right order: what is the AUC?",
+            ),
+            ("code", "answer_1 = None  # your value"),
+            ("code", check(1, "pairwise_auc(np.array([1, 1, 0, 0]), np.array([0.9, 0.4, 0.5, 0.1]))")),
+            (
+                "md",
+                "**Exercise 2.** With gamma = 2, what fraction of its cross-entropy does the focal loss keep "
+                "for an example whose true class has probability 0.9?",
+            ),
+            ("code", "answer_2 = None  # your value"),
+            ("code", check(2, "focal_loss(0.9, 2.0) / focal_loss(0.9, 0.0)", tol="1e-6")),
+        ],
+    },
     "01-convolution": {
         "answers": {"answer_1": 180, "answer_2": 3},
         "cells": [
@@ -63,6 +170,15 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** With padding 1 and stride 2, how many outputs does a 5-pixel row give?"),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "conv2d_steps(BINARY_IMAGE, X_FILTER, stride=2, padding=1)['output'].shape[1]")),
+            *code_exercise(
+                "conv2d_forward",
+                "**Exercise 3 (code).** Write the forward pass of a convolution layer: `x` is (B, C, H, W), `w` is "
+                "(Co, C, k, k), `b` is (Co,); pad `x` with `padding` zeros on each side, slide every filter with "
+                "`stride`, and return (B, Co, Ho, Wo). The next cell grades it against cnnlab's reference on "
+                "inputs you do not see.",
+                "def conv2d_forward(x, w, b, stride, padding):\n"
+                "    # (B, C, H, W), (Co, C, k, k), (Co,) -> (B, Co, Ho, Wo)",
+            ),
         ],
     },
     "04-pooling": {
@@ -80,6 +196,13 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** What is its global average (the mean of all 16 values)?"),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "np.mean(MIXED_POOL)")),
+            *code_exercise(
+                "maxpool2d_backward",
+                "**Exercise 3 (code).** Write the backward pass of k x k max pooling with stride k: given the "
+                "upstream gradient `dy` (B, C, H/k, W/k) and the input `x` (B, C, H, W), return `dx` with the "
+                "shape of `x`. Where does each window's gradient go?",
+                "def maxpool2d_backward(dy, x, k):\n    # (B, C, H/k, W/k), (B, C, H, W) -> dx (B, C, H, W)",
+            ),
         ],
     },
     "06-softmax-cross-entropy": {
@@ -97,6 +220,13 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** The loss when the true class got probability 0.10."),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "-np.log(0.10)", tol="1e-4")),
+            *code_exercise(
+                "softmax_cross_entropy_grad",
+                "**Exercise 3 (code).** Write the gradient of the mean cross-entropy of a batch with respect to "
+                "its logits: `logits` is (N, K), `labels` (N,) integers. (Derive it first: what is "
+                "d(-log softmax(z)_y)/dz_j?)",
+                "def softmax_cross_entropy_grad(logits, labels):\n    # (N, K), (N,) -> d mean_loss / d logits (N, K)",
+            ),
         ],
     },
     "07-backprop": {
@@ -213,6 +343,13 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** With dropout p = 0.5, what does a kept unit of value 1 become?"),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "r.values['dropout_out'].max()")),
+            *code_exercise(
+                "batchnorm_forward",
+                "**Exercise 3 (code).** Write batch norm's forward pass in training mode for a (N, C, H, W) "
+                "input: normalise each channel with the mean and variance of the batch, then scale by `gamma` "
+                "and shift by `beta` (both (C,)).",
+                "def batchnorm_forward(x, gamma, beta, eps):\n    # (N, C, H, W), (C,), (C,) -> (N, C, H, W)",
+            ),
         ],
     },
     "16-metrics": {
@@ -313,8 +450,7 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "# 15. Normalisation layers\n[Page 15](../docs/learn/15-normalisation.md)."),
             (
                 "code",
-                "from cnnlab.teach.norms import norms_example, norms_text\n"
-                "r = norms_example()\nprint(norms_text(r))",
+                "from cnnlab.teach.norms import norms_example, norms_text\nr = norms_example()\nprint(norms_text(r))",
             ),
             ("md", "**Exercise 1.** How many sets of statistics does instance norm use on a (2, 4, 2, 2) tensor?"),
             ("code", "answer_1 = None  # your value"),
@@ -331,7 +467,9 @@ NOTEBOOKS: dict[str, dict] = {
                 "md",
                 "# 10. Training a model\n[Page 10](../docs/learn/10-training.md): one short, real training run on "
                 "the bundled MNIST sample (no download), small enough to finish in seconds: `fast_cnn` "
-                "(about 29 k parameters), one epoch over a tenth of the sample's 6,000 training images.",
+                "(about 29 k parameters), one epoch over a tenth of its training split: the sample has 6,000 training "
+                "images, validation keeps 600 of them, and a tenth of the remaining 5,400 is 540 (the second cell "
+                "counts them).",
             ),
             (
                 "code",

@@ -1,5 +1,6 @@
-"""Every notebook in notebooks/ runs top to bottom, and its exercise-check cells tell a right answer from
-a missing one (the right answers are in each notebook's metadata, for this test only)."""
+"""Every notebook in notebooks/ runs top to bottom with every exercise answered (the short answers from
+each notebook's metadata, the coding exercises from ``exercise_solutions``), and every check and grader
+says "correct"; the check cells and graders also tell a missing or wrong answer from a right one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
+
+from exercise_solutions import SOLUTIONS  # noqa: E402  (tests/teach is on the path under pytest)
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -31,23 +34,49 @@ def _run(nb, tmp_path) -> list[str]:
             for line in out.get("text", "").splitlines()]  # fmt: skip
 
 
+def _answer(nb) -> int:
+    """Fill in every short answer and every coding exercise; return how many checks should say correct."""
+    answers = nb.metadata["cnnlab"]["answers"]
+    n = len(answers)
+    for cell in nb.cells:
+        for name, value in answers.items():
+            cell.source = cell.source.replace(f"{name} = None  # your value", f"{name} = {value!r}")
+        first = cell.source.split("\n", 1)[0]
+        if first.startswith("# exercise: "):
+            cell.source = "import numpy as np\n\n" + SOLUTIONS[first.removeprefix("# exercise: ")]
+            n += 1
+    return n
+
+
 def test_there_is_a_notebook_per_core_chapter():
     names = {p.stem for p in NOTEBOOKS}
     assert {"01-convolution", "04-pooling", "06-softmax-cross-entropy", "07-backprop", "08-optimizers"} <= names
     assert {"10-training", "11-evaluation", "17-augmentation", "18-transfer-learning", "19-interpretation"} <= names
+    assert {"00-why-cnns", "21-diagnosing-training", "22-roc-and-imbalance"} <= names
+
+
+def test_four_notebooks_ask_for_code():
+    stubs = {c.source.split("\n", 1)[0] for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells}
+    assert {f"# exercise: {name}" for name in SOLUTIONS} <= stubs
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs_and_its_check_cells_work(path, tmp_path):
-    """One run: the first exercise answered correctly (its check must say "correct"), the others left as
-    shipped (theirs must say "not answered yet"), so both paths of the check cells are exercised."""
+def test_notebook_runs_and_every_answer_checks_out(path, tmp_path):
     start = time.perf_counter()
     nb = nbformat.read(path, as_version=4)
-    answers = nb.metadata["cnnlab"]["answers"]
-    first, value = next(iter(answers.items()))
-    for cell in nb.cells:
-        cell.source = cell.source.replace(f"{first} = None  # your value", f"{first} = {value!r}")
+    expected = _answer(nb)
     printed = _run(nb, tmp_path)
-    assert sum(line.endswith(": correct") for line in printed) == 1, printed
-    assert sum("not answered yet" in line for line in printed) == len(answers) - 1, printed
+    assert sum(line.endswith(": correct") for line in printed) == expected, printed
+    assert not [line for line in printed if "not quite" in line or "not answered" in line], printed
     print(f"{path.name}: {time.perf_counter() - start:.1f} s")
+
+
+def test_a_check_cell_tells_missing_wrong_and_right_answers(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", REPO / "notebooks" / "build_notebooks.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for value, said in ((None, "not answered yet"), (3.5, "not quite"), (3.0, "correct")):
+        exec(build.check(1, "1.5 * 2"), {"answer_1": value})
+        assert said in capsys.readouterr().out

@@ -146,4 +146,27 @@ def run(args: argparse.Namespace) -> int:
         print(f"parameters = {args.n_in}*{args.n_out}{bias} = {n:,}; MACs = {args.n_in * args.n_out:,}")
         return 0
     {"conv": _run_conv, "pool": _run_pool, "transpose": _run_transpose, "rf": _run_rf}[what](args)
+    _print_corrections(args)
     return 0
+
+
+def _command_key(a: argparse.Namespace) -> str:
+    """How docs/seed-errata.md names this calculation (``calc rf --layers conv3,conv3,pool2 --in 28``)."""
+    size = "" if getattr(a, "size", None) is None else "x".join(dict.fromkeys(str(n) for n in a.size))
+    if a.calc_what == "rf":
+        return f"calc rf --layers {a.layers}" + (f" --in {size}" if size else "")
+    if a.calc_what == "conv" and a.cin is None and a.cout is None and (a.d, a.groups) == (1, 1):
+        return f"calc conv --in {size} --k {a.k} --s {a.s}" + (f" --p {a.p}" if a.p != "0" else "")
+    if a.calc_what == "pool" and a.p == 0 and not a.ceil and a.s in (None, a.k):
+        return f"calc pool --in {size} --k {a.k}"
+    return ""
+
+
+def _print_corrections(a: argparse.Namespace) -> None:
+    """A seed's worked example recomputed here: say where the seed printed something else."""
+    from cnnlab.teach.errata import corrections_for
+
+    key = _command_key(a)
+    lines = corrections_for(key) if key else []
+    if lines:
+        print("\n" + "\n".join(lines))

@@ -75,4 +75,10 @@ def run(args) -> int:
         emit_json(args.json, s.to_dict())
     else:
         print(s.table())
+        if args.model == name:  # a seed's own model at its own input size: where the seed counted otherwise
+            from cnnlab.teach.errata import corrections_for
+
+            size = "x".join(str(n) for n in s.input_shape[-3:])
+            if lines := corrections_for(f"summary {name} --input {size}"):
+                print("\n" + "\n".join(lines))
     return 0

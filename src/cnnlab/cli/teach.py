@@ -229,10 +229,10 @@ def _transfer(args):
 
 
 EXAMPLE_HELP = (
-    "which example: conv: binary | edge | patch; pool: sequence | mixed; activations: one name "
+    "which example: conv: binary | edge | patch | numbers; pool: sequence | mixed; activations: one name "
     "(relu, swish, gelu, ...); optimizers: quadratic | saddle | himmelblau | wells; softmax: logits like "
     "2.5,1.0,0.1; rf: layers like conv3,pool2,conv3; schedules: names like cosine,onecycle; init: schemes like "
-    "zero,he_normal; transfer: a zoo model (resnet18_cifar); "
+    "zero,he_normal; transfer: a zoo model (resnet18_cifar); errata: a seed number (000 ... 004); "
     "arch: lenet | alexnet | vgg | googlenet | resnet | densenet | mobilenet | se | efficientnet"
 )
 
@@ -268,9 +268,51 @@ def _check(args: argparse.Namespace) -> None:
         raise CnnlabError(f"--padding must be 0 or more, got {args.padding}")
 
 
+@TOPICS.register("why-cnn")
+def _why_cnn(args):
+    from cnnlab.teach.why_cnn import why_cnn_example, why_cnn_text
+
+    r = why_cnn_example(out_dir=args.out)
+    return r, why_cnn_text(r)
+
+
+@TOPICS.register("diagnose")
+def _diagnose(args):
+    from cnnlab.teach.diagnose import diagnose_example, diagnose_text
+
+    r = diagnose_example(out_dir=args.out)
+    return r, diagnose_text(r)
+
+
+@TOPICS.register("roc")
+def _roc(args):
+    from cnnlab.teach.roc import roc_example, roc_text
+
+    r = roc_example(out_dir=args.out)
+    return r, roc_text(r)
+
+
+@TOPICS.register("errata")
+def _errata(args):
+    from cnnlab.teach.errata import errata_text
+
+    return None, errata_text(args.example)
+
+
+def _command_key(args: argparse.Namespace) -> str:
+    """How docs/seed-errata.md names this command (``teach arch resnet``, ``teach optimizers --step``)."""
+    flags = [f" --{f}" for f in ("step", "engine") if getattr(args, f)]
+    return f"teach {args.topic}" + (f" {args.example}" if args.example else "") + "".join(flags)
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
     result, text = TOPICS.get(args.topic)(args)
+    if args.topic != "errata":
+        from cnnlab.teach.errata import corrections_for
+
+        if lines := corrections_for(_command_key(args), already=text):
+            text = "\n".join([text, "", *lines])
     print(text)
     if result is not None and result.png is not None:
         w, h = result.size_px

@@ -86,8 +86,20 @@ def _alexnet() -> dict[str, Any]:
                   f"floor((224 + {2 * p} - {k}) / {s}) + 1 = {zoo}",
                   f"alexnet: {total:,} parameters, {dense:,} ({100 * dense / total:.1f} %) in the three dense layers",
                   correction("55x55x96 after conv1 on a 224x224 input without padding", str(no_pad),
-                             f"floor((224 - 11) / 4) + 1 = {no_pad}; 55 needs padding 2 or a 227x227 input")],
+                             f"floor((224 - 11) / 4) + 1 = {no_pad}; 55 needs padding 2 or a 227x227 input"),
+                  f"the paper's conv1 has 96 filters, 48 on each of two GPUs, and conv2/4/5 see only their GPU's half "
+                  f"(groups 2): {_alexnet_paper_params():,} parameters. The zoo follows torchvision's one-GPU "
+                  f"version (Krizhevsky, One weird trick, 2014): 64 filters in conv1, no groups, no LRN, {total:,}."],
     }  # fmt: skip
+
+
+def _alexnet_paper_params() -> int:
+    """Krizhevsky et al. (2012), Figure 2: conv2, conv4 and conv5 are split in two groups (one per GPU)."""
+    from cnnlab.arithmetic import conv_params, linear_params
+
+    convs = [(3, 96, 11, 1), (96, 256, 5, 2), (256, 384, 3, 1), (384, 384, 3, 2), (384, 256, 3, 2)]
+    dense = [(256 * 6 * 6, 4096), (4096, 4096), (4096, 1000)]
+    return sum(conv_params(i, o, k, groups=g) for i, o, k, g in convs) + sum(linear_params(i, o) for i, o in dense)
 
 
 @_arch("vgg")
@@ -104,8 +116,20 @@ def _vgg() -> dict[str, Any]:
         "lines": [f"vgg16_cifar's 3x3 convs at C = {C} channels have {conv.weight.numel():,} weights each (9 C^2)",
                   f"three stacked see 7x7: 27 C^2 = {three:,} weights vs one 7x7: 49 C^2 = {seven:,} "
                   f"({seven / three:.2f}x more), and they add two more non-linearities",
-                  f"two stacked see 5x5: 18 C^2 = {two:,} vs 25 C^2 = {five:,} ({five / two:.2f}x)"],
+                  f"two stacked see 5x5: 18 C^2 = {two:,} vs 25 C^2 = {five:,} ({five / two:.2f}x)",
+                  *_vgg16_imagenet_lines()],
     }  # fmt: skip
+
+
+def _vgg16_imagenet_lines() -> list[str]:
+    """VGG-16 on 224x224 ImageNet (the zoo's torchvision copy): where its 138 M parameters are."""
+    m = _model("vgg16", num_classes=1000, input_size=224)
+    total = _n(m)
+    dense = sum(_n(x) for x in m.modules() if x.__class__.__name__ == "Linear")
+    mib = total * 4 / 2**20  # float32
+    return [f"vgg16 on 224x224 ImageNet: {total:,} parameters; the three dense layers (25,088 -> 4,096 -> 4,096 -> "
+            f"1,000) hold {dense:,} ({100 * dense / total:.1f} %), the 13 convs {total - dense:,}",
+            f"as float32 that is {total * 4:,} bytes = {mib:.1f} MiB (the '528 MB' usually quoted)"]  # fmt: skip
 
 
 @_arch("googlenet")
@@ -118,7 +142,8 @@ def _googlenet() -> dict[str, Any]:
     direct = 5 * 5 * c_in * c_out
     alex, goog = _n(_model("alexnet")), _n(_model("googlenet"))
     return {
-        "stages": ["stem", "inception 3a", "3b", "pool", "4a .. 4e", "pool", "5a", "5b", "avg pool", "dense"],
+        "stages": ["3x224x224", "stem (192)", "inception 3a (256)", "3b (480)", "pool", "4a .. 4e (512..832)",
+                   "pool", "5a (832)", "5b (1024)", "avg pool", "dense (1000)"],
         "bars": {"5x5 direct": direct, "1x1 then 5x5": with_1x1},
         "lines": [f"inception 3a, 5x5 branch: {c_in} -> {c_out} channels directly is 5*5*{c_in}*{c_out} = {direct:,} "
                   f"weights; a 1x1 to {mid} first: {c_in}*{mid} + 5*5*{mid}*{c_out} = {with_1x1:,} "
@@ -150,6 +175,7 @@ def residual_gradients(depth: int = 30, width: int = 64, seed: int = 0) -> dict[
             x = x + fx if kind == "residual" else fx
         x.pow(2).sum().backward()
         out[kind] = [float(layer.weight.grad.norm()) for layer in layers]
+        out[f"{kind}_output_norm"] = float(x.detach().norm())
     return out
 
 
@@ -176,7 +202,12 @@ def _resnet() -> dict[str, Any]:
                   f"layer 1 / layer 30: plain {g['plain'][0] / g['plain'][-1]:.3g}, "
                   f"residual {g['residual'][0] / g['residual'][-1]:.3g}",
                   "without shortcuts every block multiplies the gradient by its own derivative (< 1 here), so it "
-                  "vanishes towards the input; with them it does not"],
+                  "vanishes towards the input; with them it does not",
+                  f"the residual norms of ~1e4 are not an explosion: each block adds to x, so the output's norm grows "
+                  f"to {g['residual_output_norm']:.0f} (plain: {g['plain_output_norm']:.2g}) and the loss sum(x^2) "
+                  f"hands back 2x; what matters is that layer 1 gets about as much as layer 30"],
+        "skips": [2, 3, 4, 5],  # the stages whose blocks carry a shortcut
+        "ylabel": "gradient norm at the layer's weights",
     }  # fmt: skip
 
 
@@ -263,19 +294,31 @@ def _efficientnet() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _diagram(ax, stages: list[str]) -> None:
-    """Boxes left to right (wrapping into rows of 5) joined by arrows."""
-    per_row = 5
+def _diagram(ax, stages: list[str], skips: list[int] = ()) -> None:
+    """Boxes left to right (wrapping into rows of 4) joined by arrows; a stage in ``skips`` gets a shortcut
+    drawn as an arc over its box into a '+' (its blocks add their input to their output). Channel counts
+    are in parentheses in the stage names."""
+    per_row = 4
     for i, label in enumerate(stages):
         r, c = divmod(i, per_row)
-        x, y = c * 2.2, -r * 1.4
-        ax.text(x, y, label.replace(" (", "\n("), ha="center", va="center", fontsize=7,
+        x, y = c * 2.6, -r * 1.7
+        ax.text(x, y, label.replace(" (", "\n("), ha="center", va="center", fontsize=9,
                 bbox={"boxstyle": "round", "fc": "lightsteelblue", "ec": "k"})  # fmt: skip
         if i + 1 < len(stages) and (i + 1) % per_row:
-            ax.annotate("", (x + 1.3, y), (x + 0.9, y), arrowprops={"arrowstyle": "->"})
+            ax.annotate("", (x + 1.6, y), (x + 1.0, y), arrowprops={"arrowstyle": "->"})
+        if i in skips:
+            ax.annotate(
+                "",
+                (x + 0.95, y + 0.2),
+                (x - 0.95, y + 0.2),
+                arrowprops={"arrowstyle": "->", "color": "tab:red", "connectionstyle": "arc3,rad=-0.6"},
+            )
+            ax.text(x + 1.05, y + 0.2, "+", color="tab:red", fontsize=11, ha="left", va="center", weight="bold")
+    if skips:
+        ax.text(-1.2, 0.95, "red arcs: shortcut x added to the blocks' output F(x)", color="tab:red", fontsize=8)
     rows = -(-len(stages) // per_row)
-    ax.set_xlim(-1.2, per_row * 2.2 - 1)
-    ax.set_ylim(-(rows - 1) * 1.4 - 0.8, 0.8)
+    ax.set_xlim(-1.3, per_row * 2.6 - 1.1)
+    ax.set_ylim(-(rows - 1) * 1.7 - 0.8, 1.1)
     ax.axis("off")
 
 
@@ -284,16 +327,21 @@ def arch_example(name: str, out_dir: str | Path | None = None) -> TeachingResult
     if name not in ARCHS:
         raise CnnlabError(f"unknown architecture {name!r}.{did_you_mean(name, ARCHS)} Known: {', '.join(ARCHS)}.")
     info = ARCHS[name]()
-    fig = new_figure(13, 3.6)
-    _diagram(fig.add_subplot(1, 2, 1), info["stages"])
+    import textwrap
+
+    fig = new_figure(13, 4.6)
+    _diagram(fig.add_subplot(1, 2, 1), info["stages"], info.get("skips", []))
     ax = fig.add_subplot(1, 2, 2)
     bars = ax.bar(list(info["bars"]), list(info["bars"].values()), color="tab:blue")
-    ax.bar_label(bars, labels=[f"{v:,.3g}" if v < 1000 else f"{v:,.0f}" for v in info["bars"].values()], fontsize=7)
-    ax.tick_params(axis="x", labelsize=6, rotation=30)
+    ax.bar_label(bars, labels=[f"{v:,.3g}" if v < 1000 else f"{v:,.0f}" for v in info["bars"].values()], fontsize=8)
+    ax.tick_params(axis="x", labelsize=8, rotation=30)
+    ax.tick_params(axis="y", labelsize=8)
     heights = [v for v in info["bars"].values() if v > 0]
     if heights and max(heights) / min(heights) > 1000:  # orders of magnitude apart: a log axis shows them all
         ax.set_yscale("log")
-    ax.set_title(info["lines"][0][:90] + ("..." if len(info["lines"][0]) > 90 else ""), fontsize=7)
+    ax.margins(y=0.15)  # room for the bar labels above the tallest bar
+    ax.set_ylabel(info.get("ylabel", ""), fontsize=8)
+    ax.set_title(textwrap.fill(info["lines"][0], 80), fontsize=8)  # the whole sentence, wrapped, never cut
     fig.suptitle(f"{name}: block diagram and the arithmetic behind it")
     fig.tight_layout()
     values = {"name": name, "stages": info["stages"], "bars": info["bars"], "lines": info["lines"]}

@@ -31,6 +31,9 @@ EDGE_IMAGE = [[10] * 5, [10] * 5, [10, 10, 100, 100, 100], [10, 10, 100, 100, 10
 VERTICAL_EDGE = [[-1, 0, 1], [-1, 0, 1], [-1, 0, 1]]
 # one 3x3 patch times the vertical-edge filter
 PATCH = [[10, 20, 30], [40, 50, 60], [70, 80, 90]]
+# the numbers 1..9 and a left-minus-right kernel: each row gives left - right = -2, so the output is -6
+NUMBERS = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+LEFT_MINUS_RIGHT = [[1, 0, -1], [1, 0, -1], [1, 0, -1]]
 # 4x4 pooling inputs: the numbers 1..16 (with one swap), and a mixed matrix
 SEQUENCE_POOL = [[1, 3, 2, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]]
 MIXED_POOL = [[1, 3, 2, 4], [5, 6, 1, 2], [7, 8, 9, 1], [3, 4, 2, 5]]
@@ -44,6 +47,7 @@ CONV_EXAMPLES: dict[str, dict[str, Any]] = {
                     "columns, and the last column's windows lie inside the flat bright block (response 0)")],
     },
     "patch": {"image": PATCH, "kernel": VERTICAL_EDGE, "title": "vertical-edge filter on one 3x3 patch"},
+    "numbers": {"image": NUMBERS, "kernel": LEFT_MINUS_RIGHT, "title": "kernel [1, 0, -1] on the numbers 1..9"},
 }  # fmt: skip
 POOL_EXAMPLES: dict[str, dict[str, Any]] = {
     "sequence": {"matrix": SEQUENCE_POOL, "title": "4x4 max pooling of the numbers 1..16"},

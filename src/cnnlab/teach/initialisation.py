@@ -81,9 +81,15 @@ def init_example(schemes: list[str] | None = None, out_dir: str | Path | None = 
     for r, act in enumerate(ACTS):
         for c, (key, what) in enumerate([("activation_std", "activations"), ("gradient_std", "gradients")]):
             ax = fig.add_subplot(2, 2, 2 * r + c + 1)
-            for s in schemes:
+            for i, s in enumerate(schemes):
                 ys = np.maximum(stats[act][s][key], 1e-12)  # zero init: drawn at the floor
-                ax.plot(layers, ys, "-o", ms=3, label=s)
+                same = [t for t in schemes[:i] if np.allclose(stats[act][t][key], stats[act][s][key])]
+                # a scheme equal to an earlier one (LeCun = Xavier when fan_in = fan_out) is drawn dashed with
+                # open markers over it, so both stay visible
+                style = (
+                    {"ls": "--", "marker": "s", "mfc": "none", "ms": 7, "lw": 2} if same else {"marker": "o", "ms": 3}
+                )
+                ax.plot(layers, ys, label=s + (f" (= {same[0]} here)" if same else ""), **style)
             ax.set_yscale("log")
             ax.set_ylim(1e-13, 1e8)
             ax.set_xlabel("layer")

@@ -77,4 +77,34 @@ def metrics_text(result: TeachingResult) -> str:
               f"{wei['f1']:.4f}",
               f"balanced accuracy (mean recall) = {m['balanced_accuracy']:.4f}",
               f"top-2 accuracy (true class among the two highest scores) = {v['top2_accuracy']:.4f}"]  # fmt: skip
-    return "\n".join(lines)
+    return "\n".join(lines + ["", *seed_examples_text()])
+
+
+# seed 002's three-class confusion matrix (rows true, columns predicted: cat, dog, bird)
+SEED_CONFUSION = [[45, 3, 2], [2, 48, 0], [1, 0, 49]]
+
+
+def seed_examples() -> dict[str, Any]:
+    """The seeds' own metric examples recomputed: seed 000's 100 cat predictions (80 right) and 100 cats
+    (80 found), and seed 002's confusion matrix, turned back into labels and scored by the library."""
+    cm = np.asarray(SEED_CONFUSION)
+    y = np.repeat(np.arange(3), cm.sum(1))  # every true label, row by row
+    p = np.concatenate([np.repeat(np.arange(3), row) for row in cm])  # and its prediction
+    m = classification_metrics(y, p, class_names=CLASSES)
+    # a balanced test set (50 a class): the mean recall is the accuracy, as seed 003's CIFAR-10 row must obey
+    return {"precision_80": 80 / (80 + 20), "recall_80": 80 / (80 + 20), "confusion": cm, "metrics": m}
+
+
+def seed_examples_text() -> list[str]:
+    v = seed_examples()
+    m, cm = v["metrics"], v["confusion"]
+    lines = ["the seeds' examples:",
+             f"  100 images predicted 'cat', 80 of them cats: precision = 80 / (80 + 20) = {v['precision_80']:.2f}",
+             f"  100 cats, 80 found: recall = 80 / (80 + 20) = {v['recall_80']:.2f}",
+             "  confusion matrix " + str(cm.tolist()) + f": accuracy = {int(np.trace(cm))} / {int(cm.sum())} = "
+             f"{m['accuracy']:.4f} ({100 * m['accuracy']:.1f} %)"]  # fmt: skip
+    for r in m["per_class"]:
+        lines.append(f"    {r['class']:<5} precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
+    mean_recall = m["macro"]["recall"]
+    lines.append(f"  50 images a class: the mean recall {mean_recall:.4f} equals the accuracy (as on any balanced set)")
+    return lines

@@ -284,6 +284,9 @@ def batchnorm_example(
         "running_mean": running_mean, "running_var": running_var, "y_eval": y_eval,
         "dropout_p": p_drop, "dropout_in": units, "dropout_mask": keep.astype(int),
         "dropout_out": units * keep / (1 - p_drop),
+        # non-inverted dropout (Srivastava et al. 2014; seed 001): no scaling in training, x (1 - p) at test time
+        "dropout_classic_train": units * keep, "dropout_classic_eval": units * (1 - p_drop),
+        "dropout_means": _dropout_means(p_drop, rng),
     }  # fmt: skip
     return save_result(_batchnorm_figure(values), TeachingResult("batchnorm", values, extra={"errata": BN_ERRATA}),
                        out_dir)  # fmt: skip
@@ -296,8 +299,9 @@ def _batchnorm_figure(v: dict[str, Any]):
         ax.plot(v["x"][:, c], np.full(len(v["x"]), c + 0.1), "o", label=f"x, channel {c}")
         ax.plot(v["x_hat"][:, c], np.full(len(v["x"]), c - 0.1), "s", label=f"x_hat, channel {c}")
     ax.set_yticks([0, 1], ["channel 0", "channel 1"])
-    ax.set_xscale("symlog")
+    ax.set_xscale("symlog")  # linear within +-1, logarithmic beyond: x reaches 30 while x_hat stays near 0
     ax.set_xlim(-4, 2 * float(np.abs(v["x"]).max()))
+    ax.set_xlabel("value (symmetric log scale: linear in [-1, 1], log outside)", fontsize=8)
     ax.set_title("batch values before (o) and after (s) normalising", fontsize=9)
     ax.legend(fontsize=7)
     ax = fig.add_subplot(1, 3, 2)
@@ -312,6 +316,7 @@ def _batchnorm_figure(v: dict[str, Any]):
     bars = ax.bar(np.arange(v["dropout_out"].size), v["dropout_out"], color="tab:green")
     ax.bar_label(bars, fmt="%g", fontsize=7)
     ax.set_title(f"dropout p = {v['dropout_p']}: kept units scaled by 1/(1-p)", fontsize=9)
+    ax.set_ylabel("output (input 1)", fontsize=8)
     ax.set_xlabel("unit (input all ones)")
     fig.tight_layout()
     return fig
@@ -328,6 +333,12 @@ BN_ERRATA = [
      "random() > keep_prob keeps a unit with probability 1 - keep_prob; with keep_prob = 0.8 it would keep 20 % "
      "of the units and scale them by 1/0.8, so the expected output would be 0.25x the input instead of 1x"),
 ]  # fmt: skip
+
+
+def _dropout_means(p: float, rng: np.random.Generator, n: int = 10_000) -> dict[str, tuple[float, float]]:
+    """Mean unit output of inverted and non-inverted dropout over ``n`` masks, against their test output."""
+    kept = (rng.random(n) >= p).astype(float)
+    return {"inverted": (float((kept / (1 - p)).mean()), 1.0), "classic": (float(kept.mean()), 1 - p)}
 
 
 def batchnorm_text(result: TeachingResult) -> str:
@@ -352,5 +363,12 @@ def batchnorm_text(result: TeachingResult) -> str:
         f"dropout p = {v['dropout_p']}: mask {v['dropout_mask'].tolist()}",
         f"  output = input * mask / (1 - p) = {np.round(v['dropout_out'], 4).tolist()}",
         "  (in eval mode dropout is the identity)",
+        f"non-inverted dropout (the original paper, Srivastava et al. 2014): train output = input * mask = "
+        f"{v['dropout_classic_train'].astype(int).tolist()},",
+        f"  test output = input * (1 - p) = {np.round(v['dropout_classic_eval'], 4).tolist()}",
+        "  mean output over 10,000 masks, train vs test: inverted {inverted[0]:.4f} vs {inverted[1]:.4f}, "
+        "non-inverted {classic[0]:.4f} vs {classic[1]:.4f}: both match their test-time output in expectation".format(
+            **v["dropout_means"]
+        ),
     ]
     return "\n".join(lines + corrections_text(result.extra.get("errata", [])))

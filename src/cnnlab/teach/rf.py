@@ -62,10 +62,17 @@ def receptive_field_example(
         ax.set_xlim(-pad - 0.5, input_size - 0.5 + pad)
         ax.set_ylim(input_size - 0.5 + pad, -pad - 0.5)
         ax.set_aspect("equal")
+        if i % cols == 0:
+            ax.set_ylabel("input row (pixel)", fontsize=8)
+        if i >= len(rows) - cols:
+            ax.set_xlabel("input column (pixel)", fontsize=8)
+        ax.tick_params(labelsize=8)
         ax.set_title(
             f"{i + 1}. {row['name']}: {row['size']}x{row['size']}, RF {row['rf']}, jump {row['jump']}", fontsize=8
         )
-    fig.suptitle(f"receptive field on a {input_size}x{input_size} input (red: the middle unit's field)")
+    fig.suptitle(
+        f"receptive field on a {input_size}x{input_size} input (dots: unit centres; red: the middle unit's field)"
+    )
     values = {"layers": layers, "input_size": input_size, "rows": rows}
     default = (layers, input_size) == (SEED_CNN_LAYERS, 32)
     # a custom stack gets its own file name, so it never overwrites the default example's figure
