@@ -313,8 +313,8 @@ def summary(
         model_or_name: a module, or a registered model name (built for ``input_shape`` with
             ``num_classes`` and ``model_kwargs``).
         input_shape: (C, H, W); defaults to a named model's natural input; required for modules.
-        device: where to run; defaults to ``"meta"`` for names (shapes only, no memory) and to the
-            module's own device for modules.
+        device: where to run; defaults for names to the CPU with zeroed weights up to 30 M parameters
+            and to ``"meta"`` (shapes only, no memory) above, and to the module's own device for modules.
 
     Returns:
         A :class:`Summary`; ``print(s.table())`` shows it.
@@ -322,8 +322,8 @@ def summary(
     if isinstance(model_or_name, str):
         name = model_or_name
         input_shape = tuple(input_shape or default_input_shape(name))
-        device = device or "meta"
-        model = build_model(name, input_shape, num_classes, device, **model_kwargs)
+        model = build_model(name, input_shape, num_classes, device or "meta", **model_kwargs)
+        device = device or _cpu_if_small(model)
     else:
         model, name = model_or_name, type(model_or_name).__name__
         if input_shape is None:
@@ -334,6 +334,19 @@ def summary(
     if len(input_shape) != 3:
         raise CnnlabError(f"input_shape must be (C, H, W), got {input_shape}.")
     return _run(model, name, input_shape, device)
+
+
+def _cpu_if_small(model: nn.Module, max_params: int = 30_000_000) -> str:
+    """Where to summarise a network built on the meta device: its first forward there imports torch's
+    symbolic shapes (sympy, ~1.5 s of a 2-core machine), while a small network run once on the CPU with
+    zeroed weights costs milliseconds. Networks above ``max_params`` (VGG, AlexNet) stay on meta."""
+    if sum(p.numel() for p in model.parameters()) > max_params:
+        return "meta"
+    model.to_empty(device="cpu")  # uninitialised memory: zeroed, so no denormal or NaN slows the pass
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            t.zero_()
+    return "cpu"
 
 
 def _shape_only_norms(model: nn.Module) -> list[nn.Module]:
