@@ -49,8 +49,9 @@ def test_a_kept_analysis_holds_no_decoded_upload_and_the_cache_stays_within_its_
     small = Explainer(explain_model, keep_bytes=3 * a.nbytes)
     ids = [small.analyse(np.asarray(digit_like(28), np.float32)[..., None] / 255).id for _ in range(6)]
     assert list(small._analyses) == ids[-3:] and small.kept_bytes <= 3 * a.nbytes  # oldest dropped first
-    one = Explainer(explain_model, keep_bytes=1)  # smaller than any analysis: the newest is still kept
-    assert one.get(one.analyse(big).id) is not None and len(one._analyses) == 1
+    small.keep_bytes = 1  # smaller than any analysis: the newest is still kept
+    newest = small.analyse(np.zeros((28, 28, 1), np.float32)).id
+    assert list(small._analyses) == [newest] and small.kept_bytes == small.get(newest).nbytes
 
 
 def test_uploads_meet_the_pixel_budgets_and_the_queue(explain_model):

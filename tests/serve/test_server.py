@@ -85,3 +85,15 @@ def test_a_request_whose_client_left_while_queued_is_dropped_and_frees_its_place
 
     admission = asyncio.run(scenario())
     assert ran == ["first", "next"] and admission.waiting == 0 and admission.pixels == 0
+
+
+def test_only_the_server_set_up_starts_uvicorn():
+    """Every web surface runs on cnnlab.serve.server: no other module builds or runs a uvicorn server."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).parents[2] / "src" / "cnnlab"
+    starts = re.compile(r"uvicorn\.(run|Server|Config)\b|^\s*(import uvicorn|from uvicorn import)", re.M)
+    found = sorted(str(p.relative_to(src)) for p in src.rglob("*.py") if starts.search(p.read_text()))
+    assert found == ["serve/server.py"], found
+    assert (src / "cli" / "serve.py").is_file() and (src / "cli" / "explain.py").is_file()  # the scan saw them

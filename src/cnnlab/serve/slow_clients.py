@@ -52,7 +52,7 @@ class HeaderTimeoutProtocol(H11Protocol):
 
 
 def protocol_class(header_timeout_s: float) -> type[HeaderTimeoutProtocol]:
-    """The protocol class to pass as ``uvicorn.run(..., http=...)`` with this header deadline."""
+    """The protocol class for uvicorn's ``http`` setting with this header deadline (used by cnnlab.serve.server)."""
     return type("HeaderTimeoutProtocol", (HeaderTimeoutProtocol,), {"header_timeout_s": float(header_timeout_s)})
 
 
