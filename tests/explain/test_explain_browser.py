@@ -75,7 +75,8 @@ def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, expl
     with sync_playwright() as pw:
         browser = launch(pw)
         try:
-            page = browser.new_page(viewport={"width": 1366, "height": 768})  # a laptop
+            # a laptop; reduced motion: every animation shows its last frame at once (checked with motion below)
+            page = browser.new_page(viewport={"width": 1366, "height": 768}, reduced_motion="reduce")
             external: list[str] = []
             page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
             _open(page, f"http://{host}:{port}/")
@@ -223,6 +224,17 @@ def test_convolution_playground_matches_torch(explain_server, tmp_path):
             page.select_option("#pgn", "8")
             _set(page, k=5, p=0, d=2)  # a dilated 5x5 spans 9 pixels: nothing fits into 8
             assert "= none" in page.text_content("#pgformula") and "no position fits" in page.text_content("#pgformula")
+            # the slide animated: the window starts at output (0, 0), goes down the first column, then along the
+            # row to the strongest output (the target), one stride at a time
+            page.select_option("#pgn", "12")
+            _set(page, k=3, s=2, p=1, d=1)
+            page.click("#pgslide button")
+            page.wait_for_function("document.getElementById('pgslide').dataset.done === '1'")
+            ti, tj = divmod(int(np.abs(page.evaluate("Array.from(window.pgState.out)")).argmax()), 6)
+            expected = [(r, 0) for r in range(ti + 1)] + [(ti, c) for c in range(1, tj + 1)]
+            assert page.get_attribute("#pgslide", "data-path") == " ".join(f"{i},{j}" for i, j in expected)
+            assert page.eval_on_selector("#pgslide", "e => [+e.dataset.i, +e.dataset.j]") == [ti, tj]
+
             page.select_option("#pgpreset", "blur (box)")
             page.wait_for_function("window.pgState.kernel[0][0] > 0")
             assert page.text_content("#error") == ""
