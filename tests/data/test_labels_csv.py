@@ -189,3 +189,30 @@ def test_own_images_csv_commands_run(tmp_path, monkeypatch, capsys):
         assert code == 0, (args, capsys.readouterr().err)
     assert (tmp_path / "runs" / "pets" / "model" / "model.json").is_file()
     assert (tmp_path / "runs" / "pets-meta-seed_cnn" / "split.csv").is_file()
+
+
+def test_a_csv_without_training_rows_is_scored_by_evaluate(pets, tmp_path, capsys):
+    """A label file of test images only (new photos to score): its labels are its classes."""
+    over = {"data.num_workers": 0, "output.progress": False, "train.threads": 1, "output.plots": False}
+    run = cnnlab.train(data=f"csv:{pets}", epochs=1, image_size=8, out=tmp_path / "runs", overrides=over).run_dir
+    new = write(
+        tmp_path / "pets" / "holdout.csv", ["file,label,split", "images/owl5.png,owl,test", "images/cat5.png,cat,test"]
+    )
+    assert scan_csv(new).classes == ["cat", "owl"]
+    m = cnnlab.evaluate(run, data=f"csv:{new}", save=False)
+    assert m["split"] == "test" and m["num_samples"] == 2
+    assert {r["class"]: r["support"] for r in m["per_class"]} == {"cat": 1, "dog": 0, "owl": 1}
+    code = main(["augment-preview", "--data", f"csv:{new}", "-n", "2", "--output", str(tmp_path / "a.png")])
+    assert code == 0, capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_a_row_naming_a_fifo_is_refused_without_blocking(pets, tmp_path, capsys):
+    import os
+
+    os.mkfifo(pets.parent / "images" / "pipe.png")  # reading it would wait for a writer for ever
+    write(pets, [*pets.read_text().splitlines(), "images/pipe.png,cat,train"])
+    with pytest.raises(CnnlabError, match=r"pipe.png: cannot be read: .*not a regular file \(a FIFO\)"):
+        cnnlab.train(data=f"csv:{pets}", epochs=1, image_size=8, out=tmp_path / "runs", log=lambda s: None)
+    report = check(f"csv:{pets}")
+    assert any(i.code == "not_a_file" and "pipe.png" in i.message for i in report.warnings)

@@ -13,7 +13,15 @@ def add_parser(sub) -> None:
         "'+'-joined op list such as 'crop(pad=4)+hflip+erase'), and write the originals above the "
         "augmented images. --mixup/--cutmix show the batch-level mixing too.",
     )
-    p.add_argument("--data", default="mnist-sample", help="dataset name or folder:PATH (default mnist-sample)")
+    p.add_argument(
+        "--data", default="mnist-sample", help="dataset name, folder:PATH or csv:FILE (default mnist-sample)"
+    )
+    p.add_argument(
+        "--on-bad-image",
+        choices=["fail", "skip"],
+        default="fail",
+        help="unreadable files in a folder or CSV: fail (default) or skip them",
+    )
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--augment", default="auto", help="preset or op list (default auto)")
     p.add_argument("-n", "--count", type=int, default=16, help="images in the batch (default 16)")
@@ -34,14 +42,18 @@ def run(args) -> int:
 
     if args.count < 1:
         raise CnnlabError("--count must be at least 1")
-    ds = load_dataset(args.data, root=args.data_root)
+    # a preview trains nothing: skip leaves out every unreadable file, and copies across splits or labels
+    # are not its business ('cnnlab data check' reports them)
+    ds = load_dataset(
+        args.data, root=args.data_root, on_bad_image=args.on_bad_image, max_bad_fraction=1.0, clashes=False
+    )
     if hasattr(ds, "train_images"):
         images = convert_arrays(ds.train_images[: args.count], None, None)
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0  # (B, C, H, W)
     else:
         from cnnlab.data.loaders import FolderImages
 
-        items = ds.splits["train"][: args.count]
+        items = next(v for v in ds.splits.values() if v)[: args.count]  # train, or the first split there is
         x = torch.stack([FolderImages(items, ds.channels, ds.image_size)[i][0] for i in range(len(items))])
     gen = torch.Generator().manual_seed(args.seed)
     aug = build_augment(args.augment, x.shape[1])

@@ -189,7 +189,8 @@ def table_scan(table: CsvTable) -> FolderScan:
         else:
             rows.append(r)
     has_split = table.columns["split"] is not None
-    trained = {r.label for r in rows if r.split == "train"}
+    # the classes are the labels of train; a file with no train rows (a test set to score) has its own
+    trained = {r.label for r in rows if r.split == "train"} or {r.label for r in rows}
     for label in sorted({r.label for r in rows} - trained):
         where = sorted({r.split for r in rows if r.label == label})
         table.problem(

@@ -24,6 +24,7 @@ from PIL import Image
 from cnnlab.config import CONFLICT_POLICIES, LEAK_POLICIES
 from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image, to_array
 from cnnlab.errors import CnnlabError
+from cnnlab.files.kinds import read_regular_bytes
 
 NEAR_DUPLICATE_THRESHOLD = 4  # bits (of 64) that may differ in both dHash and aHash
 MAX_BUCKET = 256  # items sharing one hash band beyond which that band value is "crowded" (not compared)
@@ -128,7 +129,7 @@ Fingerprint = tuple[str, int, int]  # (BLAKE2b digest of the file's bytes, dHash
 def _screen_one(path: Path) -> tuple[str | None, Fingerprint | None]:
     """(None, fingerprint) if ``path`` decodes under the training rule, else (the reason, None)."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_bytes(path)  # a FIFO named x.jpg (a CSV can name anything) must not block
         img = open_image(data, name=path)
         if img.mode not in SUPPORTED_MODES:
             return f"unsupported image mode {img.mode!r}", None
