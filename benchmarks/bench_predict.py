@@ -181,6 +181,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--max-seconds", type=float, default=60)
     ap.add_argument("--skip-latency", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -199,12 +200,12 @@ def main() -> None:
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{when}; {os.cpu_count()} CPUs shared with other jobs; uptime: {uptime}")
-    rows = throughput(model, files, folder, exports, args)
-    plain = rows[0][1]
+    rows = [] if args.skip_throughput else throughput(model, files, folder, exports, args)
+    plain = rows[0][1] if rows else 1.0
     what = args.arch if not args.model else model
     print(f"\n{len(files):,} CIFAR-10 test JPEGs, {what}, cnnlab --workers {args.workers} "
           f"--batch-size {args.batch_size} --top-k 1, best of {args.rounds} rounds")  # fmt: skip
-    print(f"{'':<58} {'images/s':>9} {'vs plain':>8}")
+    print(f"{'':<58} {'images/s':>9} {'vs plain':>8}" if rows else "(throughput skipped)")
     for name, v in rows:
         print(f"{name:<58} {v:>9,.0f} {v / plain:>7.2f}x")
     if not args.skip_latency:

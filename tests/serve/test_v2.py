@@ -167,6 +167,13 @@ def test_bad_bodies_non_finite_inputs_and_unknown_outputs(client):
     assert "uncompressed" in _v2_error(_infer(client, {"inputs": [image]}, headers=gz), 415)
     header = {"inference-header-content-length": "999999"}
     assert "does not fit" in _v2_error(_infer(client, {"inputs": [image]}, headers=header), 400)
+    many = b"\x00\x00\x00\x00" * 50_000  # 50,000 empty elements in Triton's binary encoding, for shape [1]
+    spec = {"name": "image", "datatype": "BYTES", "shape": [1], "parameters": {"binary_data_size": len(many)}}
+    head = json.dumps({"inputs": [spec]}).encode()
+    r = client.post(
+        "/v2/models/digits/infer", content=head + many, headers={"inference-header-content-length": str(len(head))}
+    )
+    assert "but more element(s)" in _v2_error(r, 400)
     html = {**image, "data": [base64.b64encode(html_named_jpg()).decode()]}
     assert "HTML" in _v2_error(_infer(client, {"inputs": [html]}), 415)
 

@@ -42,7 +42,7 @@ def add_server_flags(p, *, port: int, max_queue: int, concurrency: bool = True) 
         "--read-timeout", type=float, default=10.0, help="seconds a request's headers or body may stall (default 10)"
     )
     p.add_argument("--min-body-rate", type=float, default=1024.0, help="bytes/s an upload must average (default 1024)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="inference threads: torch, ONNX Runtime, OpenVINO (default: theirs)")
 
 
 def settings_from_args(args):

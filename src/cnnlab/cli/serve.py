@@ -82,6 +82,7 @@ def run(args) -> int:
         device=settings.device,
         max_pixels=settings.max_pixels,
         trust_torchscript=settings.trust_torchscript,
+        threads=settings.threads,  # ONNX Runtime's and OpenVINO's too, not only torch's
     )
     app = create_app(predictor, settings)
     lines = ["upload page at {url}  (API docs at {url}docs)"]

@@ -140,6 +140,7 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
                     device=settings.device,
                     max_pixels=settings.max_pixels,
                     trust_torchscript=settings.trust_torchscript,
+                    threads=settings.threads,  # ONNX Runtime's and OpenVINO's too, not only torch's
                 )
             predictor.warm_up()
             state["batcher"] = MicroBatcher(predictor, executor, settings.max_batch, settings.batch_window_ms)

@@ -76,7 +76,7 @@ class ServeSettings:
     max_topk: int = 100
     batch_window_ms: float = 0.0  # micro-batching: wait this long to group requests (0 = off)
     max_batch: int = 32  # largest micro-batch
-    threads: int | None = None  # torch intra-op threads (None: torch's default)
+    threads: int | None = None  # inference threads of torch, ONNX Runtime and OpenVINO (None: their default)
     device: str = "cpu"
     trust_torchscript: bool = False  # serve a TorchScript file (it is code; see cnnlab.serve.predictor)
     model_name: str | None = None  # NAME in the v2 routes (None: from the model's folder, see serve.v2)

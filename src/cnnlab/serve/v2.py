@@ -210,6 +210,8 @@ def _images(spec: dict, raw: bytes | None, shape: list[int], max_batch: int) -> 
             at += 4 + size
             if at > len(raw):
                 raise bad(f"element {len(images) - 1} of the binary BYTES data is cut short")
+            if len(images) > n:  # stop at once: a body of empty elements would otherwise list millions
+                break
     else:
         data = spec.get("data")
         if isinstance(data, list) and all(isinstance(d, list) and len(d) == 1 for d in data):
@@ -218,7 +220,8 @@ def _images(spec: dict, raw: bytes | None, shape: list[int], max_batch: int) -> 
             raise bad(f"'{IMAGE_INPUT}' data must be a list of base64 strings, one encoded image file each")
         images = [_base64(d, i) for i, d in enumerate(data)]
     if len(images) != n:
-        raise bad(f"'{IMAGE_INPUT}' has shape [{n}] but {len(images)} element(s)")
+        count = "more" if len(images) > n else str(len(images))
+        raise bad(f"'{IMAGE_INPUT}' has shape [{n}] but {count} element(s)")
     return images
 
 
