@@ -28,7 +28,7 @@ from cnnlab.numpy_engine.model import Sequential
 from cnnlab.numpy_engine.optim import SGD
 from cnnlab.teach.base import TeachingResult, new_figure, save_result
 
-N_TRAIN, N_VAL, EPOCHS, PATIENCE = 200, 500, 120, 5
+N_TRAIN, N_VAL, EPOCHS, PATIENCE = 200, 500, 80, 5
 CURVES = {  # name: (hidden units, weight decay) - what each run is meant to show
     "underfit (2 hidden units)": (2, 0.0),
     "overfit (256 units, no decay)": (256, 0.0),
