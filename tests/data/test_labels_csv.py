@@ -89,15 +89,16 @@ def test_row_problems_are_listed_and_refused(tmp_path):
             "../elsewhere.png,dog,train",  # leaves the CSV's folder
             "owl0.png,owl,test",  # a class never trained on
             "cat0.png,cat,train",  # a repeated row: kept once
+            'dog2.png,"do\ng",train',  # a line break is no class name
         ],
     )
     table = read_labels(path)
     codes = sorted(code for code, _, _ in table.problems)
-    assert codes == ["bad_split", "empty_label", "outside"]
+    assert codes == ["bad_label", "bad_split", "empty_label", "outside"]
     with pytest.raises(CnnlabError) as err:
         scan_csv(path)
     text = str(err.value)
-    assert "4 row problem(s)" in text and "line 3: dog0.png has no label" in text
+    assert "5 row problem(s)" in text and "line 3: dog0.png has no label" in text
     assert "line 4: split 'holdout' is not train, val or test" in text and "data.csv_root" in text
     assert "label 'owl' is only in test, never in train" in text and "cnnlab data check csv:" in text
 
@@ -214,5 +215,7 @@ def test_a_row_naming_a_fifo_is_refused_without_blocking(pets, tmp_path, capsys)
     write(pets, [*pets.read_text().splitlines(), "images/pipe.png,cat,train"])
     with pytest.raises(CnnlabError, match=r"pipe.png: cannot be read: .*not a regular file \(a FIFO\)"):
         cnnlab.train(data=f"csv:{pets}", epochs=1, image_size=8, out=tmp_path / "runs", log=lambda s: None)
-    report = check(f"csv:{pets}")
-    assert any(i.code == "not_a_file" and "pipe.png" in i.message for i in report.warnings)
+    report = check(f"csv:{pets}")  # an error here: training cannot read it
+    assert any(
+        i.code == "not_a_file" and i.message == "images/pipe.png: a FIFO, not an image file" for i in report.errors
+    )

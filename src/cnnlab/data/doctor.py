@@ -44,7 +44,7 @@ from cnnlab.data.images import SUPPORTED_MODES, ImageReadError, open_image
 from cnnlab.data.screening import NEAR_DUPLICATE_THRESHOLD, groups_from_pairs, near_duplicate_pairs, perceptual_hashes
 from cnnlab.data.splits import balanced_class_weights
 from cnnlab.errors import CnnlabError, did_you_mean
-from cnnlab.files.kinds import is_regular_file
+from cnnlab.files.kinds import file_kind, is_regular_file
 
 # Extensions each detected format is expected to have; a mismatch is a warning (the file still loads).
 _FORMAT_EXTENSIONS = {
@@ -382,10 +382,14 @@ def check_csv(
     warnings: list[Issue] = []
     for code, message, paths in table.problems:
         (errors if code in ERRORS else warnings).append(Issue(code, message, paths))
-    missing = {p for samples in scan.splits.values() for p, _ in samples if not p.exists()}
-    for p in sorted(missing):
+    kinds = {p: file_kind(p) for samples in scan.splits.values() for p, _ in samples}
+    for p, kind in sorted((p, k) for p, k in kinds.items() if k is not None):  # training cannot read these
         rel = p.relative_to(scan.root).as_posix()
-        errors.append(Issue("missing", f"{rel}: no such file (listed in {Path(csv_path).name})", [rel]))
+        if kind in ("missing", "a broken link"):
+            errors.append(Issue("missing", f"{rel}: no such file (listed in {Path(csv_path).name})", [rel]))
+        else:
+            errors.append(Issue("not_a_file", f"{rel}: {kind}, not an image file", [rel]))
+    missing = {p for p, kind in kinds.items() if kind is not None}
     scan.splits = {s: [(p, y) for p, y in v if p not in missing] for s, v in scan.splits.items()}
     report = _check_scan(scan, f"csv:{csv_path}", near_duplicates, threshold, workers, progress, start)
     report.errors[:0], report.warnings[:0] = errors, warnings

@@ -31,6 +31,7 @@ LABEL_COLUMNS = ("label", "labels", "class", "class_name", "classname", "categor
 SPLIT_COLUMNS = ("split", "subset", "set", "partition", "is_valid")
 SPLIT_VALUES = {**SPLIT_ALIASES, "training": "train", "dev": "val", "testing": "test"}
 BOOLEAN = {"true": "val", "1": "val", "yes": "val", "false": "train", "0": "train", "no": "train"}
+MAX_LABEL_CHARS = 200  # a class name is shown in tables, plots and model.json: one short line
 MAX_ROWS = 5_000_000  # a bigger file is refused before it fills memory
 MAX_FILE_BYTES = 256 << 20
 
@@ -130,11 +131,11 @@ def read_labels(
         table = CsvTable(csv_path, base, cols)
         index = {k: header.index(v) for k, v in cols.items() if v is not None}
         try:
-            for line, values in enumerate(reader, start=2):
-                if line > MAX_ROWS + 1:
+            for row, values in enumerate(reader, start=1):
+                if row > MAX_ROWS:
                     raise CnnlabError(f"{csv_path} has more than {MAX_ROWS:,} rows; split it into smaller files.")
-                if any(v.strip() for v in values):
-                    _add_row(table, line, values, index)
+                if any(v.strip() for v in values):  # line: where the row ends (a quoted field may hold line breaks)
+                    _add_row(table, reader.line_num, values, index)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise CnnlabError(f"{csv_path} line {reader.line_num}: not readable as CSV ({exc}).") from None
     return table
@@ -149,6 +150,14 @@ def _add_row(table: CsvTable, line: int, values: list[str], index: dict[str, int
         return
     if not get["label"]:
         table.problem("empty_label", f"{where}: {get['path']} has no label", [get["path"]])
+        return
+    if len(get["label"]) > MAX_LABEL_CHARS or not get["label"].isprintable():
+        table.problem(
+            "bad_label",
+            f"{where}: the label {get['label'][:40]!r} is not a class name (control characters, or more than "
+            f"{MAX_LABEL_CHARS} characters)",
+            [get["path"]],
+        )
         return
     split = "train"
     if "split" in get:
@@ -208,7 +217,7 @@ def table_scan(table: CsvTable) -> FolderScan:
     return FolderScan(root=table.root, classes=classes, splits=ordered, layout="splits" if has_split else "flat")
 
 
-ERRORS = ("empty_path", "empty_label", "bad_split", "outside", "unknown_label")  # refused by training
+ERRORS = ("empty_path", "empty_label", "bad_label", "bad_split", "outside", "unknown_label")  # refused by training
 
 
 def scan_csv(csv_path: str | Path, **options) -> FolderScan:
