@@ -63,6 +63,7 @@ def _lenet() -> dict[str, Any]:
     return {
         "stages": ["1x32x32", "conv 5x5 (6)", "pool 2", "conv 5x5 (16)", "pool 2", "dense 120", "dense 84", "10"],
         "bars": {"conv weights": convs, "dense weights": total - convs},
+        "ylabel": "parameters",
         "lines": [f"lenet5: {total:,} parameters; the two convolutions hold {convs:,} ({100 * convs / total:.1f} %),",
                   "the dense layers the rest: convolutions share 25 weights per filter over every position."],
     }  # fmt: skip
@@ -82,6 +83,7 @@ def _alexnet() -> dict[str, Any]:
         "stages": ["3x224x224", f"conv {k}x{k} s{s} p{p} (64)", "pool", "conv 5x5", "pool", "3 conv 3x3", "pool",
                    "dense 4096", "dense 4096", "1000"],
         "bars": {"conv weights": total - dense, "dense weights": dense},
+        "ylabel": "parameters",
         "lines": [f"conv1: {k}x{k}, stride {s}: floor((224 - {k}) / {s}) + 1 = {no_pad}; with the zoo's padding {p}: "
                   f"floor((224 + {2 * p} - {k}) / {s}) + 1 = {zoo}",
                   f"alexnet: {total:,} parameters, {dense:,} ({100 * dense / total:.1f} %) in the three dense layers",
@@ -113,6 +115,7 @@ def _vgg() -> dict[str, Any]:
         "stages": ["3x32x32", "2 conv3 (64)", "pool", "2 conv3 (128)", "pool", "3 conv3 (256)", "pool",
                    "3 conv3 (512)", "pool", "3 conv3 (512)", "dense"],
         "bars": {"3 x (3x3)": three, "one 7x7": seven, "2 x (3x3)": two, "one 5x5": five},
+        "ylabel": "weights at C = 256 channels",
         "lines": [f"vgg16_cifar's 3x3 convs at C = {C} channels have {conv.weight.numel():,} weights each (9 C^2)",
                   f"three stacked see 7x7: 27 C^2 = {three:,} weights vs one 7x7: 49 C^2 = {seven:,} "
                   f"({seven / three:.2f}x more), and they add two more non-linearities",
@@ -145,6 +148,7 @@ def _googlenet() -> dict[str, Any]:
         "stages": ["3x224x224", "stem (192)", "inception 3a (256)", "3b (480)", "pool", "4a .. 4e (512..832)",
                    "pool", "5a (832)", "5b (1024)", "avg pool", "dense (1000)"],
         "bars": {"5x5 direct": direct, "1x1 then 5x5": with_1x1},
+        "ylabel": "weights of the 5x5 branch",
         "lines": [f"inception 3a, 5x5 branch: {c_in} -> {c_out} channels directly is 5*5*{c_in}*{c_out} = {direct:,} "
                   f"weights; a 1x1 to {mid} first: {c_in}*{mid} + 5*5*{mid}*{c_out} = {with_1x1:,} "
                   f"({direct / with_1x1:.1f}x fewer)",
@@ -223,6 +227,7 @@ def _densenet() -> dict[str, Any]:
         "stages": ["stem", "dense block", "transition", "dense block", "transition", "dense block", "avg pool",
                    "dense"],
         "bars": {f"layer {i + 1}": c for i, c in enumerate(first_block)},
+        "ylabel": "input channels",
         "lines": [f"densenet_bc100_cifar: growth rate k = {k}; each layer concatenates its {k} new channels to "
                   "everything before it, so layer l of a block sees C0 + (l - 1) k channels:",
                   "  inputs of the first block's layers: " + ", ".join(map(str, first_block)),
@@ -249,6 +254,7 @@ def _mobilenet() -> dict[str, Any]:
     return {
         "stages": ["3x32x32", "conv3 (32)", "depthwise 3x3", "pointwise 1x1", "x 13", "avg pool", "dense"],
         "bars": {"standard 3x3": standard, "depthwise + pointwise": separable},
+        "ylabel": "weights",
         "lines": [f"mobilenet_v1_cifar's first block: depthwise {k}x{k} on {C} channels + pointwise {C} -> {C2}: "
                   f"{k * k}*{C} + {C}*{C2} = {separable:,} weights vs a standard {k}x{k} conv {k * k}*{C}*{C2} = "
                   f"{standard:,} ({standard / separable:.2f}x fewer)",
@@ -269,6 +275,7 @@ def _se() -> dict[str, Any]:
         "stages": ["block output (C x H x W)", "global avg pool (C)", "FC C -> C/r", "ReLU", "FC C/r -> C",
                    "sigmoid", "scale channels"],
         "bars": {"resnet18_cifar": plain, "se_resnet18_cifar": _n(se)},
+        "ylabel": "parameters",
         "lines": [f"one SE module at C = {C}, r = {C // squeeze}: {C}*{squeeze} + {squeeze} + {squeeze}*{C} + {C} = "
                   f"{_n(first):,} weights (about 2 C^2 / r)",
                   f"se_resnet18_cifar {_n(se):,} vs resnet18_cifar {plain:,}: +{_n(se) - plain:,} "
@@ -285,6 +292,7 @@ def _efficientnet() -> dict[str, Any]:
         "stages": ["stem", "MBConv1 k3", "MBConv6 k3 x2", "MBConv6 k5 x2", "MBConv6 k3 x3", "MBConv6 k5 x3",
                    "MBConv6 k5 x4", "MBConv6 k3", "conv1x1 1280", "pool + dense"],
         "bars": {f"phi={phi}": f for phi, *_, f in rows},
+        "ylabel": "FLOPs relative to B0",
         "lines": [f"compound scaling: depth x alpha^phi, width x beta^phi, resolution x gamma^phi with "
                   f"alpha = {alpha}, beta = {beta}, gamma = {gamma}: "
                   f"alpha*beta^2*gamma^2 = {alpha * beta**2 * gamma**2:.3f} ~ 2",
