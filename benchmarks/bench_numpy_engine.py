@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import cnnlab.numpy_engine as ne  # noqa: E402
-from cnnlab.numpy_engine.train import Batches, evaluate, train_one_epoch  # noqa: E402
+from cnnlab.scratch import Batches, evaluate, train_one_epoch  # noqa: E402
 
 SHARED = Path(os.environ.get("CNNLAB_SHARED_DATA", REPO.parent / "shared" / "data"))
 

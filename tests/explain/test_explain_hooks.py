@@ -130,7 +130,8 @@ def test_test_images_of_a_folder_run_and_of_a_named_dataset(tmp_path):
     run = tmp_path / "run"  # a run folder as open_run reads it: config, model file, split.csv
     (run / "model").mkdir(parents=True)
     (run / "config.yaml").write_text(f"data:\n  name: folder:{data}\n")
-    meta = {"classes": ["cat", "dog"], "input_shape": [3, 8, 8], "mean": [0.5] * 3, "std": [0.2] * 3}
+    meta = {"architecture": "seed_cnn", "kwargs": {}, "classes": ["cat", "dog"], "input_shape": [3, 8, 8]}
+    meta |= {"mean": [0.5] * 3, "std": [0.2] * 3}  # open_run checks model.json like every reader
     (run / "model" / "model.json").write_text(json.dumps({**meta, "dataset": f"folder:{data}"}))
     (run / "model" / "weights.safetensors").write_bytes(b"")
     (run / "split.csv").write_text("split,source,label\ntrain,cat/a.png,0\ntest,dog/a.png,1\ntest,cat/a.png,0\n")

@@ -4,6 +4,7 @@ other writer beside it (issue 26)."""
 from __future__ import annotations
 
 import ast
+import json
 import os
 import signal
 import stat
@@ -133,7 +134,8 @@ def test_opening_a_run_removes_what_a_kill_during_finalisation_left(tmp_path):
     run = tmp_path / "run"
     (run / "model").mkdir(parents=True)
     (run / "config.yaml").write_text("engine: numpy\nmodel: lenet\ndata: digits\n")
-    (run / "model" / "model.json").write_text('{"classes": ["a"]}')
+    meta = {"architecture": "lenet", "kwargs": {}, "classes": ["a"], "input_shape": [1, 8, 8], "mean": [0], "std": [1]}
+    (run / "model" / "model.json").write_text(json.dumps(meta))
     (run / "model" / "weights.npz").write_bytes(b"")
     stale = run / "model" / f".weights.safetensors.{_dead_pid()}.0123abcd.tmp"
     stale.write_bytes(b"half")
@@ -164,3 +166,12 @@ def test_a_temporary_name_fits_beside_a_long_file_name(tmp_path):
     target = tmp_path / ("n" * 250)
     atomic.write_bytes(target, b"x")
     assert target.read_bytes() == b"x" and len(atomic.temp_path(target).name) < 255
+
+
+def test_a_rename_that_fails_leaves_no_temporary_and_names_the_target(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "inside").write_text("x")  # a folder in the way: os.replace fails
+    with pytest.raises(OSError) as info:
+        atomic.write_bytes(tmp_path / "taken", b"y")
+    assert info.value.filename == str(tmp_path / "taken")
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]

@@ -90,7 +90,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     made["trial"] = next(p for p in (base / "study" / "trials").iterdir() if (p / "model").is_dir())
     folds = cnnlab.cv(data="digits", folds=2, epochs=1, out=base / "cv", overrides=FAST, **quiet)
     made["cv-fold"] = folds.runs[1]
-    from cnnlab.numpy_engine.train import ScratchConfig, fit
+    from cnnlab.scratch import ScratchConfig, fit
 
     cfg = ScratchConfig(data="digits", model="allconv", epochs=1, output_root=str(out), progress=False)
     made["numpy"] = fit(cfg, log=lambda s: None).run_dir

@@ -19,8 +19,9 @@ from cnnlab.data.pipeline import eval_loader
 from cnnlab.engine.loop import predict as loop_predict
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
+from cnnlab.runs.meta import check_model_meta
 from cnnlab.runs.model_file import save_model_file
-from cnnlab.serve.predictor import Predictor, array_to_float, check_meta, expand_inputs
+from cnnlab.serve.predictor import Predictor, array_to_float, expand_inputs
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,7 @@ def test_array_rules():
 
 def test_model_json_is_checked(model_dir, tmp_path):
     good = {"classes": ["a", "b"], "input_shape": [3, 8, 8], "mean": [0, 0, 0], "std": [1, 1, 1]}
-    check_meta(good)
+    check_model_meta(good, "model.json", rebuild=False)
     for bad, match in [
         ({"classes": ["a", "a"]}, "unique"),
         ({"classes": []}, "classes"),
@@ -106,7 +107,7 @@ def test_model_json_is_checked(model_dir, tmp_path):
         ({"std": [1, 0, 1]}, "positive"),
     ]:
         with pytest.raises(CnnlabError, match=match):
-            check_meta({**good, **bad})
+            check_model_meta({**good, **bad}, "model.json", rebuild=False)
     # the same checks guard a model file on load
     model = create_model("seed_cnn", num_classes=3, in_channels=1, input_size=28)
     meta = {"architecture": "seed_cnn", "kwargs": {}, "classes": ["a", "a", "c"], "input_shape": [1, 28, 28]}

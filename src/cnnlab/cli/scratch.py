@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
         "'cnnlab train': config.yaml, env.json, split.csv, data.json, history.csv, metrics.json, "
         "model/weights.npz + model/model.json. Example: cnnlab scratch train --data mnist --epochs 3",
     )
-    from cnnlab.numpy_engine.train import ScratchConfig
+    from cnnlab.scratch import ScratchConfig
 
     d = ScratchConfig()
     t.add_argument("--model", default=d.model, help=f"lenet or allconv (default {d.model})")
@@ -72,7 +72,7 @@ def _no_action(p: argparse.ArgumentParser) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from cnnlab.numpy_engine.optim import OPTIMIZERS
-    from cnnlab.numpy_engine.train import ScratchConfig, fit
+    from cnnlab.scratch import ScratchConfig, fit
 
     OPTIMIZERS.get(args.optimizer)  # unknown names: CnnlabError with a suggestion
     if args.epochs < 1 or args.batch_size < 1:

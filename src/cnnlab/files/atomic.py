@@ -65,15 +65,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     fd, tmp = _create(path)
     os.close(fd)
-    try:
+    with _removed_on_error(tmp, path):
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        _name_target(exc, tmp, path)
-        raise
+        commit(tmp, path)
 
 
 @contextmanager
@@ -87,16 +81,12 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iter
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', not {mode!r}")
     path = Path(path)
     fd, tmp = _create(path)
-    try:
+    with _removed_on_error(tmp, path):
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         _replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        _name_target(exc, tmp, path)
-        raise
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:
@@ -134,10 +124,16 @@ def _replace(tmp: Path, path: Path) -> None:
         os.close(dir_fd)
 
 
-def _name_target(exc: BaseException, tmp: Path, path: Path) -> None:
-    """An OSError about the temporary file is re-raised naming the file the caller asked for."""
-    if isinstance(exc, OSError) and exc.filename in (None, str(tmp), tmp):
-        raise OSError(exc.errno, exc.strerror, str(path)) from None
+@contextmanager
+def _removed_on_error(tmp: Path, path: Path) -> Iterator[None]:
+    """Remove the temporary file on any error; an OSError about it is re-raised naming ``path``."""
+    try:
+        yield
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp), tmp):
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
 
 
 def _alive(pid: int) -> bool:

@@ -106,7 +106,8 @@ def _timm_weights(name: str, tag: str | None) -> PretrainedWeights:
 
 def cnnlab_meta(path: Path) -> dict[str, Any] | None:
     """The checked model.json of a cnnlab run or model folder; None for anything else."""
-    from cnnlab.runs.model_file import META, check_model_meta, read_meta
+    from cnnlab.runs.meta import META, check_model_meta
+    from cnnlab.runs.model_file import read_meta
 
     if not path.is_dir() or not any((f / META).is_file() for f in (path, path / "model")):
         return None
@@ -121,15 +122,10 @@ def cnnlab_preprocessing(path: Path, meta: dict[str, Any] | None = None) -> Prep
     meta = meta if meta is not None else cnnlab_meta(path)
     if meta is None:
         return None
-    _, h, w = meta["input_shape"]
-    try:
-        mean, std = [float(v) for v in meta["mean"]], [float(v) for v in meta["std"]]
-    except (ValueError, TypeError) as exc:
-        raise CnnlabError(
-            f"{path}: 'mean' and 'std' must be lists of numbers ({exc}); retrain or re-export it"
-        ) from None
+    _, size, _ = meta["input_shape"]  # square, and mean/std finite numbers: check_model_meta saw to it
     name = f"cnnlab {meta['architecture']} ({path.name})"
-    return Preprocessing(name, h, h, mean, std, "bilinear") if h == w else None
+    mean, std = [float(v) for v in meta["mean"]], [float(v) for v in meta["std"]]
+    return Preprocessing(name, size, size, mean, std, "bilinear")
 
 
 # ---------------------------------------------------------------- torchvision's weights enums

@@ -28,10 +28,10 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic
 from cnnlab.readers import read_json
 from cnnlab.runs.folder import refuse_cv_parent
+from cnnlab.runs.meta import META, REQUIRED, check_model_meta
 
 FORMAT_VERSION = 1
-WEIGHTS, META = "weights.safetensors", "model.json"
-REQUIRED = ("architecture", "kwargs", "classes", "input_shape", "mean", "std")
+WEIGHTS = "weights.safetensors"
 
 
 def safetensors_bytes(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -75,29 +75,6 @@ def save_model_file(folder: str | Path, model: torch.nn.Module, meta: dict[str, 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The parsed ``model.json`` of a model (or run) folder; a file that is not a JSON object is an error."""
     return read_json(_model_folder(path) / META)  # size, nesting and top-level object checked (cnnlab.readers)
-
-
-def check_model_meta(meta: dict[str, Any], where: str | Path) -> None:
-    """Refuse a model.json whose keys cannot rebuild a network: missing keys or wrong types."""
-    missing = [k for k in REQUIRED if k not in meta]
-    if missing:
-        raise CnnlabError(f"{where} lacks {', '.join(missing)}; re-save the model (cnnlab train or export)")
-    shape = meta["input_shape"]
-    if not isinstance(meta["architecture"], str) or not isinstance(meta["kwargs"], dict):
-        raise CnnlabError(f"{where}: 'architecture' must be a name and 'kwargs' a JSON object")
-    if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int and v > 0 for v in shape)):
-        raise CnnlabError(f"{where}: 'input_shape' must be [C, H, W] positive integers, got {shape!r}")
-    if not isinstance(meta["classes"], list) or not meta["classes"]:
-        raise CnnlabError(f"{where}: 'classes' must be a non-empty list of class names")
-    check_resize_size(meta, where)
-
-
-def check_resize_size(meta: dict[str, Any], where: str | Path) -> None:
-    """The optional ``resize_size`` (shorter side before the central crop) must be an integer above the
-    input size and at most 8 times it, or null."""
-    size, resize = meta["input_shape"][1], meta.get("resize_size")
-    if resize is not None and not (type(resize) is int and size < resize <= 8 * size):
-        raise CnnlabError(f"{where}: 'resize_size' must be null or an integer in ({size}, {8 * size}], got {resize!r}")
 
 
 def _model_folder(path: str | Path) -> Path:

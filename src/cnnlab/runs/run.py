@@ -26,6 +26,7 @@ from cnnlab.files.atomic import remove_stale_temps
 from cnnlab.readers import read_json, read_yaml
 from cnnlab.runs.builtin import resolve_run_path
 from cnnlab.runs.folder import read_history_csv, refuse_cv_parent
+from cnnlab.runs.meta import check_model_meta
 from cnnlab.runs.predictions import Predictions, read_predictions
 
 ENGINES = ("torch", "numpy")
@@ -294,13 +295,24 @@ class Run:
 
 
 class NumpyForward:
-    """A NumPy-engine model called like a torch module: normalised (B, C, H, W) tensor in, logits out."""
+    """A NumPy-engine model called like a torch module: normalised (B, C, H, W) tensor in, logits out.
+
+    The one wrapper: runs (evaluate, interpret, report) and Predictor (predict, serve) both use it.
+    ``meta`` is the model folder's checked ``model.json``."""
 
     def __init__(self, folder: Path, meta: dict[str, Any]):
         from cnnlab.numpy_engine import create_model, load_npz
 
-        self.net = create_model(meta["architecture"], **meta.get("kwargs", {}))
-        load_npz(self.net, folder / "weights.npz")
+        try:
+            self.net = create_model(meta["architecture"], **meta["kwargs"])
+            load_npz(self.net, folder / "weights.npz")
+        except CnnlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - tampered kwargs or weights.npz: name the folder
+            raise CnnlabError(
+                f"{folder}: the NumPy model cannot be rebuilt from model.json and weights.npz "
+                f"({type(exc).__name__}: {str(exc)[:200]}); retrain it"
+            ) from None
         self.net.eval()
 
     def __call__(self, x):
@@ -337,6 +349,7 @@ def open_run(path: str | Path) -> Run:
             else f"{path} has no trained model yet (no model/{weights.name}): the run is unfinished; train it again"
         )
     meta = read_json(meta_path)
+    check_model_meta(meta, meta_path)  # the one validator: a tampered model.json is named here, not a KeyError later
     data_info = read_json(path / "data.json") if (path / "data.json").is_file() else {}
     return Run(path=path, engine=engine, config=config, meta=meta, data_info=data_info)
 

@@ -13,7 +13,6 @@ parity checks all go through this class.
 from __future__ import annotations
 
 import glob
-import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,31 +30,11 @@ from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import public_meta
 from cnnlab.readers import read_json
 from cnnlab.runs.builtin import resolve_run_path
-from cnnlab.runs.model_file import check_resize_size, load_model
+from cnnlab.runs.meta import META, check_model_meta
+from cnnlab.runs.model_file import load_model
+from cnnlab.runs.run import NumpyForward
 
 ImageLike = str | Path | bytes | Image.Image | np.ndarray
-
-
-def check_meta(meta: dict[str, Any], where: str = "model.json") -> None:
-    """Refuse a model.json whose classes, input shape or normalisation cannot be used for prediction."""
-    classes = meta.get("classes")
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
-        raise CnnlabError(f"{where}: 'classes' must be a non-empty list of class names, got {classes!r}")
-    if len(set(classes)) != len(classes):
-        dup = sorted({c for c in classes if classes.count(c) > 1})
-        raise CnnlabError(f"{where}: class names must be unique; repeated: {dup}")
-    shape = meta.get("input_shape")
-    ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)
-    if not ok or shape[0] not in (1, 3) or shape[1] != shape[2]:
-        raise CnnlabError(f"{where}: 'input_shape' must be [C, S, S] with C 1 or 3, got {shape!r}")
-    for key in ("mean", "std"):
-        vals = meta.get(key)
-        numbers = isinstance(vals, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
-        if not numbers or len(vals) != shape[0] or not all(math.isfinite(float(v)) for v in vals):
-            raise CnnlabError(f"{where}: {key!r} must list {shape[0]} finite number(s), got {vals!r}")
-    if min(float(v) for v in meta["std"]) <= 0:
-        raise CnnlabError(f"{where}: 'std' must be positive, got {meta['std']}")
-    check_resize_size(meta, where)
 
 
 def decode_bytes(data: bytes, channels: int, *, name: str = "<upload>", max_pixels: int | None = None) -> np.ndarray:
@@ -180,20 +159,6 @@ class OpenVinoForward:
         return torch.from_numpy(self._fn(x.detach().cpu().numpy()))
 
 
-class NumpyForward:
-    """A model trained by ``cnnlab scratch train`` (the NumPy engine), called like a torch module."""
-
-    def __init__(self, folder: Path, meta: dict[str, Any]):
-        from cnnlab.numpy_engine import create_model, load_npz
-
-        self.net = create_model(meta["architecture"], **meta.get("kwargs", {}))
-        load_npz(self.net, folder / "weights.npz")
-        self.net.eval()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(self.net.forward(x.detach().cpu().numpy()), dtype=np.float32))
-
-
 def _numpy_model_folder(p: Path) -> Path | None:
     """The model folder of a NumPy-engine run (weights.npz + model.json), given the run, the folder or a file."""
     for folder in (p.parent,) if p.is_file() else (p / "model", p):
@@ -255,16 +220,9 @@ def load_for_inference(
     if folder is not None:
         if not_cpu:
             raise CnnlabError(f"{path} was trained by the NumPy engine, which runs on the CPU; drop --device")
-        meta = read_json(folder / "model.json")
-        try:
-            return NumpyForward(folder, meta), meta, "numpy"
-        except CnnlabError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - tampered kwargs or weights.npz: name the folder
-            raise CnnlabError(
-                f"{folder}: the NumPy model cannot be rebuilt from model.json and weights.npz "
-                f"({type(exc).__name__}: {str(exc)[:200]}); retrain it"
-            ) from None
+        meta = read_json(folder / META)
+        check_model_meta(meta, folder / META)
+        return NumpyForward(folder, meta), meta, "numpy"
     if p.is_file() and p.suffix.lower() in TORCHSCRIPT_SUFFIXES:
         if not trust_torchscript:
             raise refuse_torchscript(p)
@@ -304,9 +262,8 @@ class Predictor:
         self.model, self.meta, self.kind = load_for_inference(
             model_path, device, trust_torchscript=trust_torchscript, threads=threads
         )
-        if not isinstance(self.meta, dict):
-            raise CnnlabError(f"the metadata in {model_path} is not a JSON object; re-export the model")
-        check_meta(self.meta, where=f"{'model.json' if self.kind == 'cnnlab' else 'the metadata'} of {model_path}")
+        where = f"{'model.json' if self.kind in ('cnnlab', 'numpy') else 'the metadata'} of {model_path}"
+        check_model_meta(self.meta, where, rebuild=self.kind in ("cnnlab", "numpy"))
         self.device = torch.device(device)
         self.classes: list[str] = list(self.meta["classes"])
         self.input_shape: list[int] = list(self.meta["input_shape"])
@@ -406,4 +363,4 @@ class Predictor:
         return public_meta(self.meta)
 
 
-__all__ = ["Predictor", "check_meta", "decode_bytes", "array_to_float", "expand_inputs"]
+__all__ = ["Predictor", "decode_bytes", "array_to_float", "expand_inputs"]

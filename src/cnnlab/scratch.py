@@ -1,5 +1,9 @@
 """Training loop and run folder for the NumPy engine (``cnnlab scratch train``).
 
+It sits above :mod:`cnnlab.numpy_engine` (the layers, models and optimisers it trains) and
+:mod:`cnnlab.runs` (the run folder it writes), beside the PyTorch path's :mod:`cnnlab.workflow`,
+so the engine itself imports nothing above it.
+
 The loop is the same as the PyTorch path's, written out plainly: shuffle, cut into mini-batches,
 forward, loss, backward, optimiser step; then evaluate. Data come from the same dataset registry
 (uint8 (N, H, W, C) arrays), with the same seeded stratified validation split and per-channel

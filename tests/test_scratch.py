@@ -11,7 +11,7 @@ import yaml
 
 import cnnlab.numpy_engine as ne
 from cnnlab.cli.main import main
-from cnnlab.numpy_engine.train import Batches, ScratchConfig, fit
+from cnnlab.scratch import Batches, ScratchConfig, fit
 
 
 def test_batches_normalise_to_float32_nchw():
