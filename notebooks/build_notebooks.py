@@ -141,7 +141,7 @@ NOTEBOOKS: dict[str, dict] = {
         ],
     },
     "01-convolution": {
-        "answers": {"answer_1": 180, "answer_2": 3},
+        "answers": {"answer_1": 180, "answer_2": 3, "answer_3": -6},
         "cells": [
             (
                 "md",
@@ -170,9 +170,20 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** With padding 1 and stride 2, how many outputs does a 5-pixel row give?"),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "conv2d_steps(BINARY_IMAGE, X_FILTER, stride=2, padding=1)['output'].shape[1]")),
+            (
+                "md",
+                "**Exercise 3.** Predict first: the kernel `[[1, 0, -1]] * 3` on the numbers 1..9 written row by "
+                "row. What single number comes out?",
+            ),
+            ("code", "answer_3 = None  # your value"),
+            (
+                "code",
+                "from cnnlab.teach.conv import LEFT_MINUS_RIGHT, NUMBERS\n\n"
+                + check(3, "conv2d_steps(NUMBERS, LEFT_MINUS_RIGHT)['output'][0, 0]"),
+            ),
             *code_exercise(
                 "conv2d_forward",
-                "**Exercise 3 (code).** Write the forward pass of a convolution layer: `x` is (B, C, H, W), `w` is "
+                "**Exercise 4 (code).** Write the forward pass of a convolution layer: `x` is (B, C, H, W), `w` is "
                 "(Co, C, k, k), `b` is (Co,); pad `x` with `padding` zeros on each side, slide every filter with "
                 "`stride`, and return (B, Co, Ho, Wo). The next cell grades it against cnnlab's reference on "
                 "inputs you do not see.",
@@ -329,7 +340,7 @@ NOTEBOOKS: dict[str, dict] = {
         ],
     },
     "09-batchnorm-dropout": {
-        "answers": {"answer_1": 3.0, "answer_2": 2.0},
+        "answers": {"answer_1": 3.0, "answer_2": 2.0, "answer_4": 0.5},
         "cells": [
             ("md", "# 9. Batch norm and dropout\n[Page 9](../docs/learn/09-batchnorm-dropout.md)."),
             (
@@ -350,10 +361,17 @@ NOTEBOOKS: dict[str, dict] = {
                 "and shift by `beta` (both (C,)).",
                 "def batchnorm_forward(x, gamma, beta, eps):\n    # (N, C, H, W), (C,), (C,) -> (N, C, H, W)",
             ),
+            (
+                "md",
+                "**Exercise 4.** The original dropout does not scale during training. With p = 0.5, what does it "
+                "output at test time for a unit whose input is 1?",
+            ),
+            ("code", "answer_4 = None  # your value"),
+            ("code", check(4, "r.values['dropout_classic_eval'][0]")),
         ],
     },
     "16-metrics": {
-        "answers": {"answer_1": 0.5, "answer_2": 0.75},
+        "answers": {"answer_1": 0.5, "answer_2": 0.75, "answer_3": 0.9467},
         "cells": [
             ("md", "# 16. Metrics by hand\n[Page 16](../docs/learn/16-metrics.md): twelve images, three classes."),
             (
@@ -367,6 +385,17 @@ NOTEBOOKS: dict[str, dict] = {
             ("md", "**Exercise 2.** Recall of dog: of the dogs, the share found?"),
             ("code", "answer_2 = None  # your value"),
             ("code", check(2, "r.values['metrics']['per_class'][1]['recall']")),
+            (
+                "md",
+                "**Exercise 3.** A 3-class confusion matrix has 45, 48 and 49 on its diagonal and 150 images in all "
+                "(50 a class). Its accuracy? And before you compute it: what is its mean recall?",
+            ),
+            ("code", "answer_3 = None  # your value"),
+            (
+                "code",
+                "from cnnlab.teach.metrics import seed_examples\n\n"
+                + check(3, "seed_examples()['metrics']['accuracy']", tol="1e-4"),
+            ),
         ],
     },
     "12-schedules": {
@@ -415,7 +444,7 @@ NOTEBOOKS: dict[str, dict] = {
         ],
     },
     "14-architectures": {
-        "answers": {"answer_1": 1769472, "answer_2": 9.2},
+        "answers": {"answer_1": 1769472, "answer_2": 9.2, "answer_3": 527.8},
         "cells": [
             (
                 "md",
@@ -442,6 +471,13 @@ NOTEBOOKS: dict[str, dict] = {
                 "ratio = sum(p.numel() for p in create_model('alexnet').parameters()) / "
                 "sum(p.numel() for p in create_model('googlenet').parameters())\n" + check(2, "round(ratio, 1)"),
             ),
+            (
+                "md",
+                "**Exercise 3.** VGG-16 on ImageNet has 138,357,544 parameters. How many MiB (2^20 bytes) do they "
+                "take as 32-bit floats (1 decimal)? (Then compare with `arch_text(arch_example('vgg'))`.)",
+            ),
+            ("code", "answer_3 = None  # your value"),
+            ("code", check(3, "round(138_357_544 * 4 / 2**20, 1)")),
         ],
     },
     "15-normalisation": {

@@ -34,17 +34,12 @@ def metrics_example(out_dir: str | Path | None = None) -> TeachingResult:
     cm = confusion_matrix(y, p, len(CLASSES))
     values: dict[str, Any] = {"y_true": y, "y_pred": p, "second_guess": SECOND_GUESS, "confusion": cm,
                               "metrics": m, "top2_accuracy": topk_accuracy(scores, y, 2)}  # fmt: skip
-    fig = new_figure(10, 3.6)
-    ax = fig.add_subplot(1, 2, 1)
-    ax.imshow(cm, cmap="Blues")
-    for (r, c), n in np.ndenumerate(cm):
-        ax.text(c, r, str(n), ha="center", va="center", color="white" if n > cm.max() / 2 else "black")
-    ax.set_xticks(range(3), CLASSES)
-    ax.set_yticks(range(3), CLASSES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"confusion matrix (accuracy {m['accuracy']:.3f})", fontsize=9)
-    ax = fig.add_subplot(1, 2, 2)
+    fig = new_figure(13, 3.6)
+    _confusion_panel(fig.add_subplot(1, 3, 1), cm, f"12 images: accuracy {m['accuracy']:.3f}")
+    seed = seed_examples()
+    _confusion_panel(fig.add_subplot(1, 3, 3), seed["confusion"],
+                     f"the source's 150 images: accuracy {seed['metrics']['accuracy']:.3f}")  # fmt: skip
+    ax = fig.add_subplot(1, 3, 2)
     x = np.arange(3)
     for i, key in enumerate(["precision", "recall", "f1"]):
         vals = [r[key] for r in m["per_class"]]
@@ -56,6 +51,17 @@ def metrics_example(out_dir: str | Path | None = None) -> TeachingResult:
     ax.set_title("per-class precision, recall, F1", fontsize=9)
     fig.tight_layout()
     return save_result(fig, TeachingResult("metrics", values), out_dir)
+
+
+def _confusion_panel(ax, cm: np.ndarray, title: str) -> None:
+    ax.imshow(cm, cmap="Blues")
+    for (r, c), n in np.ndenumerate(cm):
+        ax.text(c, r, str(n), ha="center", va="center", color="white" if n > cm.max() / 2 else "black")
+    ax.set_xticks(range(3), CLASSES)
+    ax.set_yticks(range(3), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix, {title}", fontsize=9)
 
 
 def metrics_text(result: TeachingResult) -> str:

@@ -313,11 +313,18 @@ def _batchnorm_figure(v: dict[str, Any]):
     ax.set_title("batch-norm output y = gamma * x_hat + beta", fontsize=9)
     ax.legend(fontsize=7)
     ax = fig.add_subplot(1, 3, 3)
-    bars = ax.bar(np.arange(v["dropout_out"].size), v["dropout_out"], color="tab:green")
+    units = np.arange(v["dropout_out"].size)
+    bars = ax.bar(units - 0.2, v["dropout_out"], 0.4, color="tab:green", label="inverted: train x mask / (1-p)")
     ax.bar_label(bars, fmt="%g", fontsize=7)
-    ax.set_title(f"dropout p = {v['dropout_p']}: kept units scaled by 1/(1-p)", fontsize=9)
+    ax.bar(units + 0.2, v["dropout_classic_train"], 0.4, color="tab:olive", hatch="//",
+           label="original: train x mask")  # fmt: skip
+    ax.axhline(1.0, color="tab:green", ls="--", lw=1, label="inverted at test: x")
+    ax.axhline(1 - v["dropout_p"], color="tab:olive", ls=":", lw=1.5, label="original at test: x (1-p)")
+    ax.set_ylim(0, 2.9)
+    ax.set_title(f"dropout p = {v['dropout_p']}, same mask, both forms", fontsize=9)
     ax.set_ylabel("output (input 1)", fontsize=8)
     ax.set_xlabel("unit (input all ones)")
+    ax.legend(fontsize=6, ncol=2, loc="upper center")
     fig.tight_layout()
     return fig
 
