@@ -26,7 +26,10 @@ from pathlib import Path
 from cnnlab.data.folder import SPLIT_ALIASES, SPLIT_ORDER, FolderScan
 from cnnlab.errors import CnnlabError
 
-PATH_COLUMNS = ("path", "file", "filename", "file_name", "filepath", "file_path", "image", "image_path", "img", "fname")
+PATH_COLUMNS = (
+    *("path", "file", "filename", "file_name", "filepath", "file_path", "fname"),
+    *("image", "image_path", "image_file", "image_name", "image_id", "img"),  # Kaggle's spellings
+)
 LABEL_COLUMNS = ("label", "labels", "class", "class_name", "classname", "category", "target", "y")
 SPLIT_COLUMNS = ("split", "subset", "set", "partition", "is_valid")
 SPLIT_VALUES = {**SPLIT_ALIASES, "training": "train", "dev": "val", "testing": "test"}
