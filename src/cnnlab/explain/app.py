@@ -103,7 +103,7 @@ class _State:
             items, note = e.samples()
             rows = []
             for i, s in enumerate(items):
-                shown = thumbnail(e.predictor.load(s.load()), e.predictor.channels)
+                shown = thumbnail(e.predictor.load(s.load()))
                 rows.append({"index": i, "id": s.id, "label": s.label, "name": e.class_name(s.label)})
                 rows[-1]["png"] = png_data_url(shown)
             self.samples = {"samples": rows, "note": public_text(note)}  # a note may quote an error naming a folder

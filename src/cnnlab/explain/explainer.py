@@ -157,14 +157,18 @@ class Analysis:
         return self.shown.nbytes + self.resized.nbytes + sum(t.numel() * t.element_size() for t in tensors)
 
 
-def thumbnail(image: np.ndarray, channels: int) -> np.ndarray:
-    """float (H, W, C) in [0, 1] -> the display copy, at most THUMB a side with its aspect kept."""
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """float (H, W, C) in [0, 1] -> the display copy, at most THUMB a side with its aspect kept.
+
+    Resized by torch (bilinear, antialiased) straight from the float image: no full-size uint8 or
+    rounded copy of a large upload is made on the way (those cost 2.5x the decoded image)."""
     h, w = image.shape[:2]
     if max(h, w) <= THUMB:
         return np.ascontiguousarray(image, dtype=np.float32)
-    size = (max(1, round(w * THUMB / max(h, w))), max(1, round(h * THUMB / max(h, w))))
-    small = Image.fromarray((image * 255).round().astype(np.uint8).squeeze(-1 if channels == 1 else None))
-    return (np.asarray(small.resize(size)).reshape(size[1], size[0], -1) / 255.0).astype(np.float32)
+    size = (max(1, round(h * THUMB / max(h, w))), max(1, round(w * THUMB / max(h, w))))
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]  # (1, C, H, W)
+    small = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return small[0].permute(1, 2, 0).clamp_(0, 1).contiguous().numpy()  # (h, w, C)
 
 
 class Explainer:
@@ -228,7 +232,7 @@ class Explainer:
         if not torch.isfinite(logits).all():
             raise CnnlabError("the model's output for this image is not finite (NaN or inf): did training diverge?")
         h, w = image.shape[:2]
-        shown, resized = thumbnail(image, p.channels), resized.permute(1, 2, 0).cpu().numpy()
+        shown, resized = thumbnail(image), resized.permute(1, 2, 0).cpu().numpy()
         analysis = Analysis(uuid.uuid4().hex, (w, h), shown, resized, x, records, logits.cpu(), label)
         self._keep(analysis)
         return analysis
