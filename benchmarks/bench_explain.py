@@ -173,7 +173,7 @@ def shot(page, selector: str, path: Path, height: int | None = None) -> None:
     img = Image.open(io.BytesIO(raw)).convert("RGB")
     if height is not None and img.height > height:
         img = img.crop((0, 0, img.width, height))
-    img.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    img.quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
 
 
 def pct(values: list[float], q: float) -> float:
