@@ -428,10 +428,10 @@ def main() -> None:
         results["slow"] = run(model, scenario_slow, payload, args)
     if "burst" in args.scenarios:
         results["burst"] = run(model, scenario_burst, payload, args)
-    explain_model = build_model("seed_cnn", [3, 32, 32], Path(tempfile.mkdtemp()))
-    for name in ("explain-memory", "explain-burst", "explain-slow-headers"):
-        if name in args.scenarios:
-            results[name] = run_explain(explain_model, name, args)
+    explain = [name for name in SCENARIOS if name.startswith("explain") and name in args.scenarios]
+    explain_model = build_model("seed_cnn", [3, 32, 32], Path(tempfile.mkdtemp())) if explain else None
+    for name in explain:
+        results[name] = run_explain(explain_model, name, args)
     if "decode" in args.scenarios:
         port = free_port()
         proc = start_server(model, port)

@@ -100,3 +100,19 @@ def test_explain_takes_the_servers_limits(monkeypatch, digits_model):
     s = seen["settings"]
     assert (s.read_timeout_s, s.min_body_rate, s.max_total_pixels) == (3.0, 10.0, 40_000_000)
     assert seen["app"].state.explain.admission.queue == 16  # explain's own default queue
+
+
+@pytest.mark.parametrize("command", ["serve", "explain"])
+@pytest.mark.parametrize(
+    "flag,value,message",
+    [
+        ("--threads", "0", "--threads must be at least 1"),
+        ("--read-timeout", "0", "--read-timeout must be > 0"),
+        ("--max-total-pixels", "10", "--max-total-pixels must be at least --max-pixels"),
+        ("--max-queue", "-1", "--max-queue must be >= 0"),
+    ],
+)
+def test_both_commands_refuse_the_same_bad_limits_before_loading(command, flag, value, message, tmp_path, capsys):
+    assert main([command, str(tmp_path / "no-model-needed"), flag, value]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("cnnlab: error:") and message in err and "Traceback" not in err
