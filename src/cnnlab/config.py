@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.files import atomic
 from cnnlab.readers import load_yaml, read_yaml
 
 
@@ -570,7 +571,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic.write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))  # a resume reads it back
 
 
 def replace(cfg: Config, **sections: Any) -> Config:

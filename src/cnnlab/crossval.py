@@ -23,6 +23,7 @@ import numpy as np
 from cnnlab.config import RUNTIME_KEYS, Config, apply_overrides, load_config, save_config, to_dict
 from cnnlab.engine.trainer import RunLock
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic
 from cnnlab.finetune.recipe import resolve_recipe
 from cnnlab.runs import default_run_name, read_json, write_json
 from cnnlab.runs.folder import CV_CONFIG_FILE, check_folder_name
@@ -193,7 +194,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def write_summary(parent: Path, summary: dict[str, Any]) -> None:
     write_json(parent / "cv.json", summary)
-    (parent / "cv.md").write_text(format_summary(summary))
+    atomic.write_text(parent / "cv.md", format_summary(summary))
 
 
 def _number(key: str, v: float) -> str:

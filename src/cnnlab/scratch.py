@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic
 from cnnlab.numpy_engine.losses import CrossEntropyLoss
 from cnnlab.numpy_engine.model import Module, manual_seed, save_npz
 from cnnlab.numpy_engine.models import create_model
 from cnnlab.numpy_engine.optim import OPTIMIZERS, Optimizer
+from cnnlab.numpy_engine.threads import blas_threads, thread_limit
 
 
 @dataclass
@@ -165,7 +167,7 @@ def fit(cfg: ScratchConfig, log: Callable[[str], None] = print, dataset: Any = N
 
     if cfg.name is not None:
         check_folder_name(cfg.name, "--name")  # before any data is read
-    limiter = _thread_limit(cfg.threads)
+    limiter = thread_limit(cfg.threads)
     try:
         manual_seed(cfg.seed)
         ds, train, val, test, rows = load_data(cfg, dataset)
@@ -288,30 +290,10 @@ def _write_run_start(run_dir: Path, cfg: ScratchConfig, ds, train: Batches, rows
     from cnnlab.data.splits import write_split_csv
     from cnnlab.runs import env_info, write_json
 
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"engine": "numpy", **asdict(cfg)}, sort_keys=False))
-    write_json(run_dir / "env.json", env_info(seed=cfg.seed, engine="numpy", blas_threads=_blas_threads()))
+    atomic.write_text(run_dir / "config.yaml", yaml.safe_dump({"engine": "numpy", **asdict(cfg)}, sort_keys=False))
+    write_json(run_dir / "env.json", env_info(seed=cfg.seed, engine="numpy", blas_threads=blas_threads()))
     write_split_csv(run_dir / "split.csv", rows)
     write_json(run_dir / "data.json", {**ds.summary(), "mean": train.mean.tolist(), "std": train.std.tolist()})
-
-
-def _thread_limit(threads: int | None):
-    """Limit BLAS threads with threadpoolctl (installed with scikit-learn); None leaves them alone."""
-    if threads is None:
-        return None
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(threads)
-
-
-def _blas_threads() -> int | None:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    counts = [i.get("num_threads") for i in threadpool_info() if i.get("user_api") == "blas"]
-    return counts[0] if counts else None
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -175,3 +175,57 @@ def test_a_rename_that_fails_leaves_no_temporary_and_names_the_target(tmp_path):
         atomic.write_bytes(tmp_path / "taken", b"y")
     assert info.value.filename == str(tmp_path / "taken")
     assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
+def test_links_keep_pointing_and_streams_are_written_in_place(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    (tmp_path / "link.json").symlink_to(real)
+    atomic.write_text(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink() and real.read_text() == "new"
+    if not hasattr(os, "mkfifo"):
+        return
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    atomic.write_text(fifo, "streamed")  # as with --json /dev/stdout: written through, not replaced
+    reader.join(10)
+    assert got == [b"streamed"] and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "out.fifo", "real.json"]
+
+
+def _direct_writes(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, call) of file writes that bypass the atomic writer: Path.write_text/write_bytes and
+    open(..., "w"); writes to a temporary path that atomic_path gave (named ``tmp``) are its own."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes"):
+            owner = func.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("atomic", "tmp")):
+                found.append((node.lineno, func.attr))
+        elif isinstance(func, ast.Name) and func.id == "open" and len(node.args) >= 2:
+            mode, target = node.args[1], node.args[0]
+            writes = isinstance(mode, ast.Constant) and str(mode.value).startswith(("w", "x"))
+            if writes and not (isinstance(target, ast.Name) and target.id == "tmp"):
+                found.append((node.lineno, f"open(..., {mode.value!r})"))
+    return found
+
+
+def test_files_are_written_only_through_the_atomic_writer():
+    """A config.yaml, report or JSON written with write_text was left half-written by a kill."""
+    found = [
+        f"{path.relative_to(SRC)}:{line} {call}"
+        for path in SRC.rglob("*.py")
+        if path.name != "atomic.py"
+        for line, call in _direct_writes(ast.parse(path.read_text()))
+    ]
+    probe = _direct_writes(ast.parse("Path('x').write_text('y')\nopen(p, 'w')\natomic.write_text(p, 'y')"))
+    assert [call for _, call in probe] == ["write_text", "open(..., 'w')"]  # the check sees what it looks for
+    assert not found, found

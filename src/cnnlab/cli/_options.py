@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic
 
 
 def add_device(p, what: str = "") -> None:
@@ -56,7 +56,7 @@ def emit_json(target: str, data: Any) -> None:
         sys.stdout.write(text)
         return
     try:
-        Path(target).write_text(text)
+        atomic.write_text(target, text)
     except OSError as exc:
         raise CnnlabError(f"cannot write {target}: {exc.strerror or exc}") from None
     print(f"wrote {target}")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic
 
 
 def add_parser(subparsers) -> None:
@@ -99,6 +100,6 @@ def run(args) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic.write_text(out, json.dumps(report.to_dict(), indent=2) + "\n")
         print(f"full report: {out}")
     return report.exit_code

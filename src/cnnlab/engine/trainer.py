@@ -44,6 +44,7 @@ from cnnlab.engine.checkpoint import (
 from cnnlab.engine.distributed import DistInfo, mean_over_ranks
 from cnnlab.engine.loop import EpochParts, EpochState, NonFiniteLossError, StepOptions, evaluate, train_one_epoch
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic
 from cnnlab.runs import write_history_csv
 
 
@@ -426,7 +427,7 @@ def _truncate_steps(path: Path, last_step: int) -> None:
         return
     lines = path.read_text().splitlines(keepends=True)
     keep = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= last_step]
-    path.write_text("".join(keep))
+    atomic.write_text(path, "".join(keep))
 
 
 def _make_ema(model: nn.Module, decay: float):

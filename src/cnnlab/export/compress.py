@@ -35,6 +35,7 @@ from torch.nn.utils import prune
 
 from cnnlab.errors import CnnlabError
 from cnnlab.export.parity import LogitsFn, torch_logits_fn
+from cnnlab.files import atomic
 from cnnlab.runs.builtin import output_dir
 from cnnlab.runs.model_file import WEIGHTS, _model_folder, load_model, save_model_file
 
@@ -179,7 +180,7 @@ def _out_dir(model_path, out, name: str) -> Path:
 
 def _save_result(result: CompressResult) -> CompressResult:
     report = {"method": result.method, **result.extra, "rows": [asdict(r) for r in result.rows]}
-    (result.out / "compression.json").write_text(json.dumps(report, indent=2) + "\n")
+    atomic.write_text(result.out / "compression.json", json.dumps(report, indent=2) + "\n")
     return result
 
 

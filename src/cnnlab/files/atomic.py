@@ -12,7 +12,8 @@ Temporary files are named ``.<target>.<pid>.<8 hex>.tmp``. A process killed mid-
 behind; :func:`remove_stale_temps` deletes those whose writer has ended (the PID in the name is no
 longer alive), and every write clears its own target's stale ones first, so a leftover disappears
 the next time the folder is written or opened (``open_run`` clears a run's folders). Files of any
-other name are never touched.
+other name are never touched. A target that is a symbolic link has its target replaced (the link
+stays); one that is a FIFO or a device (``--json /dev/stdout``) is written in place, as a stream.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+from cnnlab.files.kinds import file_kind
 
 TMP_SUFFIX = ".tmp"
 _TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
@@ -62,7 +65,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with atomic_path("model.onnx") as tmp:
             torch.onnx.export(model, x, tmp)
     """
-    path = Path(path)
+    path = _target(path)
+    if _is_stream(path):  # /dev/stdout, a FIFO: written in place, never replaced
+        yield path
+        return
     fd, tmp = _create(path)
     os.close(fd)
     with _removed_on_error(tmp, path):
@@ -79,7 +85,11 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iter
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes whole files: mode 'w' or 'wb', not {mode!r}")
-    path = Path(path)
+    path = _target(path)
+    if _is_stream(path):  # /dev/stdout, a FIFO: written in place, never replaced
+        with open(path, mode, **open_kwargs) as f:
+            yield f
+        return
     fd, tmp = _create(path)
     with _removed_on_error(tmp, path):
         with os.fdopen(fd, mode, **open_kwargs) as f:
@@ -87,6 +97,17 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iter
             f.flush()
             os.fsync(f.fileno())
         _replace(tmp, path)
+
+
+def _target(path: str | Path) -> Path:
+    """The file to replace: a symbolic link's target (the link itself stays a link)."""
+    path = Path(path)
+    return path.resolve() if path.is_symlink() else path
+
+
+def _is_stream(path: Path) -> bool:
+    """True for an existing FIFO, socket or device (``--json /dev/stdout``): there is no file to replace."""
+    return file_kind(path) in ("a FIFO", "a socket", "a device")
 
 
 def write_bytes(path: str | Path, data: bytes) -> Path:

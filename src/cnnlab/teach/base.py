@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError, did_you_mean
+from cnnlab.files import atomic
 
 
 def correction(printed: str, correct: str, because: str) -> str:
@@ -72,7 +73,7 @@ def save_result(fig, result: TeachingResult, out_dir: str | Path | None) -> Teac
     fig.savefig(result.png, dpi=fig.dpi)  # no bbox="tight": the pixel size stays what the JSON says
     payload = {"name": result.name, "panels": result.panels, "size_px": list(result.size_px), "values": result.values}
     result.json = out / f"{result.name}.json"
-    result.json.write_text(json.dumps(_jsonable(payload), indent=2) + "\n")
+    atomic.write_text(result.json, json.dumps(_jsonable(payload), indent=2) + "\n")
     return result
 
 

@@ -156,10 +156,10 @@ def sgd_step(w: float = 0.5, grad: float = 0.3, lr: float = 0.01, wd: float = 0.
 
 
 def diagnose_example(out_dir: str | Path | None = None) -> TeachingResult:
-    from cnnlab.numpy_engine.train import _thread_limit
+    from cnnlab.numpy_engine.threads import thread_limit
 
     data = _data()
-    with _thread_limit(1):  # small matrices: a second BLAS thread only spin-waits (numpy_engine/train.py)
+    with thread_limit(1):  # small matrices: a second BLAS thread only spin-waits
         values: dict[str, Any] = {"curves": _curves(data), **_checks(data), "sgd_step": sgd_step()}
     over = values["curves"]["overfit (256 units, no decay)"]
     values["early_stop"] = early_stop(over["val_loss"])

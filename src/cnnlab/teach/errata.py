@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cnnlab.files import atomic
 from cnnlab.teach.base import correction
 
 
@@ -452,4 +453,4 @@ def write_markdown(path: str = "docs/seed-errata.md") -> None:
     text = p.read_text()
     head, _, rest = text.partition("<!-- errata:start -->\n")
     _, _, tail = rest.partition("<!-- errata:end -->")
-    p.write_text(f"{head}<!-- errata:start -->\n{errata_markdown()}\n<!-- errata:end -->{tail}")
+    atomic.write_text(p, f"{head}<!-- errata:start -->\n{errata_markdown()}\n<!-- errata:end -->{tail}")

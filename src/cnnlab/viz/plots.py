@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cnnlab.files import atomic
+
 
 def plot_history(history: list[dict[str, float]], path: str | Path | None = None):
     """Loss, accuracy and learning rate per epoch (three panels)."""
@@ -84,7 +86,7 @@ def _finish(fig, path: str | Path | None, data: dict[str, Any], dpi: int = 110):
         path = Path(path)
         fig.savefig(path, dpi=dpi)
         text = json.dumps(data, indent=1, default=_jsonable)
-        path.with_suffix(".json").write_text(text.replace("NaN", "null") + "\n")
+        atomic.write_text(path.with_suffix(".json"), text.replace("NaN", "null") + "\n")
     plt.close(fig)
     return fig
 

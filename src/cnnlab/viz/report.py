@@ -30,6 +30,7 @@ from cnnlab.evaluation.interpret import (
     write_misclassified_csv,
 )
 from cnnlab.evaluation.metrics import classification_metrics, topk_accuracies
+from cnnlab.files import atomic
 from cnnlab.runs import read_history_csv, read_json
 from cnnlab.viz.plots import plot_confusion, plot_history, plot_image_grid, plot_reliability, plot_roc_pr
 
@@ -106,7 +107,7 @@ def write_report(
     write_misclassified_csv(out_dir / "misclassified.csv", res["rows"])
     html_text = render(rp.run_dir, rp, res, plots=out_dir / "plots")
     path = Path(out) if out is not None else out_dir / "report.html"
-    path.write_text(html_text, encoding="utf-8")
+    atomic.write_text(path, html_text)
     return path
 
 
