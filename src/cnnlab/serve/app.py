@@ -170,10 +170,7 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
         description="Image classification with a model trained by cnnlab. POST an image to /predict.",
         lifespan=lifespan,  # /docs is our offline page: FastAPI's Swagger UI and ReDoc load from a CDN
     )
-    admission = Admission(settings, app.state.limits.budget)
-    for prefix in _PREDICT_ROUTES:  # one queue for every prediction route, KServe v2 included
-        app.state.limits.route(prefix, admission)
-    state["admission"] = admission
+    state["admission"] = _prediction_queue(app, settings)
     app.state.cnnlab = state
 
     def ready_predictor() -> Predictor:
@@ -186,6 +183,14 @@ def create_app(model: str | Path | Predictor, settings: ServeSettings | None = N
     name = served_name(model.source if isinstance(model, Predictor) else model, settings.model_name)
     add_v2_routes(app, settings, state, ready_predictor, name, decode_upload, header_pixels)  # KServe v2 / Triton
     return app
+
+
+def _prediction_queue(app: FastAPI, settings: ServeSettings) -> Admission:
+    """One queue for every prediction route (KServe v2 included), registered with the app's Guard."""
+    admission = Admission(settings, app.state.limits.budget)
+    for prefix in _PREDICT_ROUTES:
+        app.state.limits.route(prefix, admission)
+    return admission
 
 
 def _add_routes(app: FastAPI, settings: ServeSettings, state: dict, ready_predictor) -> None:
