@@ -135,10 +135,11 @@ def write_split_csv(path: Path, rows: list[tuple]) -> None:
 def read_split_csv(path: Path) -> list[tuple[str, str, int]]:
     """(split, source, label) rows; CnnlabError naming the file when it is malformed (``cnnlab.readers``)."""
     rows = read_csv(path, columns=("split", "source", "label"))
-    try:
-        return [(r["split"], r["source"], int(r["label"])) for r in rows]
-    except (TypeError, ValueError):
-        raise CnnlabError(f"{path} holds a label that is not a whole number; it should be split,source,label") from None
+    for line, r in enumerate(rows, start=2):
+        label = r["label"] or ""
+        if not (label.isascii() and label.isdigit() and len(label) < 10):
+            raise CnnlabError(f"{path} line {line}: the label {label[:20]!r} is not a class index (0, 1, 2, ...)")
+    return [(r["split"], r["source"], int(r["label"])) for r in rows]
 
 
 def folder_splits_from_csv(path: Path, root: Path) -> dict[str, list[tuple[Path, int]]]:

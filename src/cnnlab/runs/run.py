@@ -182,6 +182,10 @@ class Run:
             raise CnnlabError(f"{self.path} has no {split!r} split (it has {', '.join(have) or 'none'})")
         ids = [src for src, _ in rows]
         labels = np.array([lab for _, lab in rows], dtype=np.int64)
+        if labels.max() >= len(self.classes):
+            raise CnnlabError(
+                f"{self.path / 'split.csv'} holds label {labels.max()}, but the run has {len(self.classes)} classes"
+            )
         decode = self._folder_decoder(ids) if self.is_folder else self._array_decoder(ids, split, data_root)
         return Examples(split, ids, labels, self.mean, self.std, decode)
 
@@ -224,6 +228,12 @@ class Run:
         # split.csv indexes the official split a sample came from; a cross-validation fold tests on the training split
         folds = config_section(self.config, "data").get("folds") or 0
         source = ds.test_images if split == "test" and not folds else ds.train_images
+        bad = next((i for i in ids if not (i.isascii() and i.isdigit() and int(i) < len(source))), None)
+        if bad is not None:  # an official-split index, written by training; anything else is a damaged file
+            raise CnnlabError(
+                f"{self.path / 'split.csv'} names sample {bad[:20]!r}, which is not an index into the "
+                f"{len(source)} images of {self.dataset}'s split"
+            )
         arr = source[np.array([int(i) for i in ids], dtype=np.int64)]
         c, h, _ = self.input_shape
         resize = self.meta.get("resize_size")
