@@ -93,7 +93,8 @@ def run(args) -> int:
     if args.format == "triton":
         print(f"wrote the Triton model repository {path.parent} (model {path.name}: config.pbtxt, labels.txt, 1/)")
         path = path / "1" / "model.onnx"
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {args.format}, dynamic batch axis)")
+    size = sum(f.stat().st_size for f in (path, path.with_suffix(".bin")) if f.is_file())  # openvino: xml + bin
+    print(f"wrote {path} ({size / 1e6:.2f} MB, {args.format}, dynamic batch axis)")
     print(result.parity.line())
     if result.int8 is not None:
         print(f"wrote {path.with_name(path.stem + '-int8.xml')} (+ .bin): {result.int8.line()}")

@@ -15,6 +15,8 @@ of the FP32 one, and the report says both accuracies and their top-1 agreement.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import tempfile
@@ -184,7 +186,9 @@ def _int8(ov_model, model_path, out: Path, calibration: int, max_drop: float) ->
     except (CnnlabError, OSError) as exc:
         raise CnnlabError(f"INT8 needs the run's images, which cannot be read here: {exc}") from None
     dataset = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
-    quantized = nncf.quantize(ov_model, dataset, subset_size=len(calib))
+    sink = io.StringIO()  # NNCF draws progress bars; keep the command's output ours
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        quantized = nncf.quantize(ov_model, dataset, subset_size=len(calib))
     int8_path = out.with_name(f"{out.stem}-int8.xml")
     save_ir(quantized, int8_path)
     core = require_openvino().Core()
