@@ -229,3 +229,15 @@ def test_files_are_written_only_through_the_atomic_writer():
     probe = _direct_writes(ast.parse("Path('x').write_text('y')\nopen(p, 'w')\natomic.write_text(p, 'y')"))
     assert [call for _, call in probe] == ["write_text", "open(..., 'w')"]  # the check sees what it looks for
     assert not found, found
+
+
+def test_a_leftover_with_this_processs_pid_is_stale_but_its_own_write_in_flight_is_not(tmp_path):
+    """A container restarted after a kill often runs cnnlab under the same PID as the killed one."""
+    leftover = tmp_path / f".weights.safetensors.{os.getpid()}.0123abcd.tmp"
+    leftover.write_bytes(b"half")
+    with atomic.atomic_write(tmp_path / "model.json") as f:
+        f.write(b"{}")
+        live = [p for p in tmp_path.iterdir() if p.name.startswith(".model.json.")]
+        assert atomic.remove_stale_temps(tmp_path) == [leftover]  # the leftover goes, the live write stays
+        assert len(live) == 1 and live[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]

@@ -64,3 +64,19 @@ def test_split_csv_round_trips_hostile_file_names(tmp_path):
     write_split_csv(tmp_path / "split.csv", rows)
     assert "'=cls/=x.png" in (tmp_path / "split.csv").read_text()
     assert read_split_csv(tmp_path / "split.csv") == rows
+
+
+def test_no_csv_is_written_beside_the_escaping_writer():
+    """Every CSV cnnlab writes goes through files.tables (predictions.csv wrote class names raw)."""
+    import ast
+    from pathlib import Path
+
+    src = Path(__file__).parents[2] / "src" / "cnnlab"
+    raw = []
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            f = node.func if isinstance(node, ast.Call) else None
+            name = f"{f.value.id}.{f.attr}" if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            if name in ("csv.writer", "csv.DictWriter"):
+                raw.append(f"{path.relative_to(src)}:{node.lineno} {name}")
+    assert raw and all(r.startswith("files/tables.py:") for r in raw), raw  # found the escaping writer, and only it

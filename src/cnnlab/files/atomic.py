@@ -10,7 +10,8 @@ readable by a second user or a serving container as every other file of the run 
 
 Temporary files are named ``.<target>.<pid>.<8 hex>.tmp``. A process killed mid-write leaves one
 behind; :func:`remove_stale_temps` deletes those whose writer has ended (the PID in the name is no
-longer alive), and every write clears its own target's stale ones first, so a leftover disappears
+longer alive, or is this process's own and not a write in flight: a restarted container reuses
+PIDs), and every write clears its own target's stale ones first, so a leftover disappears
 the next time the folder is written or opened (``open_run`` clears a run's folders). Files of any
 other name are never touched. A target that is a symbolic link has its target replaced (the link
 stays); one that is a FIFO or a device (``--json /dev/stdout``) is written in place, as a stream.
@@ -33,6 +34,7 @@ _TEMP = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 # Temporaries of earlier cnnlab versions (mkstemp: ".<target>.<8 random>.tmp") carry no PID; they are
 # removed only by a caller that holds the folder's lock (``owned=True``).
 _LEGACY = re.compile(r"^\..+\.tmp$")
+_IN_FLIGHT: set[str] = set()  # names of this process's temporaries being written now (never stale)
 _MAX_TARGET_CHARS = 200  # keeps ".<target>.<pid>.<hex>.tmp" under the usual 255-byte name limit
 
 
@@ -49,9 +51,11 @@ def _create(path: Path) -> tuple[int, Path]:
     while True:
         tmp = temp_path(path)
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), tmp
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         except FileExistsError:  # 1 in 4 billion: draw another name
             continue
+        _IN_FLIGHT.add(tmp.name)  # from here until _removed_on_error ends: not stale, though it has our PID
+        return fd, tmp
 
 
 @contextmanager
@@ -147,7 +151,8 @@ def _replace(tmp: Path, path: Path) -> None:
 
 @contextmanager
 def _removed_on_error(tmp: Path, path: Path) -> Iterator[None]:
-    """Remove the temporary file on any error; an OSError about it is re-raised naming ``path``."""
+    """Remove the temporary file on any error; an OSError about it is re-raised naming ``path``.
+    While the block runs the temporary is this process's write in flight (see :func:`_stale`)."""
     try:
         yield
     except BaseException as exc:
@@ -155,12 +160,21 @@ def _removed_on_error(tmp: Path, path: Path) -> Iterator[None]:
         if isinstance(exc, OSError) and exc.filename in (None, str(tmp), tmp):
             raise OSError(exc.errno, exc.strerror, str(path)) from None
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp.name)
+
+
+def _stale(name: str, pid: int) -> bool:
+    """Whether the temporary ``name`` written by process ``pid`` is left over. A temporary carrying this
+    process's own PID is stale unless this process is writing it now: a container restarted after a
+    kill often gets the same PID again."""
+    if pid == os.getpid():
+        return name not in _IN_FLIGHT
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this machine (unknown counts as alive: nothing is deleted)."""
-    if pid == os.getpid():
-        return True
     if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
         return True
     try:
@@ -189,7 +203,7 @@ def remove_stale_temps(folder: str | Path, *, target: str | None = None, owned: 
     for entry in entries:
         m = _TEMP.match(entry.name)
         mine = m is not None and (target is None or m["target"] == target[:_MAX_TARGET_CHARS])
-        stale = (mine and not _alive(int(m["pid"]))) or (owned and target is None and _LEGACY.match(entry.name))
+        stale = (mine and _stale(entry.name, int(m["pid"]))) or (owned and target is None and _LEGACY.match(entry.name))
         if not stale or not entry.is_file(follow_symlinks=False):
             continue
         try:
