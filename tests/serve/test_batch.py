@@ -157,3 +157,17 @@ def test_uint8_fast_path_is_the_decoding_rule_bit_for_bit():
     assert uint8_pixels(rgb.convert("P"), 3) is None
     gray.info["transparency"] = 0
     assert uint8_pixels(gray, 1) is None
+
+
+def test_csv_cells_are_escaped_against_spreadsheet_formulas(model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths: the cell starts with the folder's name
+    Path("=HYPERLINK(1)").mkdir()
+    Path("=HYPERLINK(1)/a.png").write_bytes(encode(digit_like(28)))
+    predict_files(model_dir, ["=HYPERLINK(1)"], output="p.csv", topk=1)
+    text = Path("p.csv").read_text()
+    assert "\n'=HYPERLINK(1)" in text and "\n=" not in text  # the cell is quoted, never a formula
+    from cnnlab.files import tables
+
+    with open("p.csv", newline="") as f:
+        rows = list(tables.DictReader(f))
+    assert rows[0]["path"] == "=HYPERLINK(1)/a.png"

@@ -23,7 +23,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.export.onnx import DEFAULT_OPSET, INPUT, OUTPUT, export_onnx
 from cnnlab.export.parity import ParityReport, public_meta
-from cnnlab.files.atomic import atomic_path
+from cnnlab.files import atomic
 from cnnlab.runs.builtin import output_dir
 from cnnlab.runs.model_file import _model_folder, read_meta
 
@@ -97,8 +97,7 @@ def export_triton(
 
 
 def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    atomic.write_text(path, text)
 
 
 def read_triton_config(path: str | Path):

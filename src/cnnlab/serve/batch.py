@@ -36,7 +36,7 @@ from cnnlab.data.images import ImageReadError, open_image, to_array, uint8_pixel
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics
 from cnnlab.files import tables
-from cnnlab.files.atomic import atomic_path
+from cnnlab.files.atomic import atomic_write
 from cnnlab.serve.predictor import Predictor
 
 # --backend NAME -> the suffix of the exported file that runtime runs ("torch": the model folder itself)
@@ -358,7 +358,7 @@ def _sink(output: str | Path | None, stream):
         yield stream
         return
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+    with atomic_write(output, "w", encoding="utf-8", newline="") as fh:  # /dev/stdout or a FIFO: written in place
         yield fh
 
 
