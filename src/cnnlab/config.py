@@ -516,6 +516,7 @@ def check_ranges(cfg: Config) -> Config:
     """Refuse values of the right type that cannot train anything, before any data is read or any folder
     written: each field's declared rule (``setting(default, rule)``), then the rules between keys. Names
     looked up in a registry are checked by ``workflow.check_config``, which can import the registries."""
+    _check_folds(cfg.data)  # first: its messages say more than the two keys' own ranges
     for section in fields(cfg):
         part = getattr(cfg, section.name)
         for f in fields(part):
@@ -523,7 +524,6 @@ def check_ranges(cfg: Config) -> Config:
             failure = rule.check(value) if rule is not None and value is not None else None
             if failure:
                 raise CnnlabError(f"{section.name}.{f.name} must be {failure}, got {_show(value)}")
-    _check_folds(cfg.data)
     return cfg
 
 
