@@ -77,3 +77,16 @@ def test_every_reader_refuses_a_tampered_model_json(numpy_run, tmp_path, change,
     folder = save_model_file(tmp_path / "m", torch.nn.Linear(2, 2), {**meta, **change})
     with pytest.raises(CnnlabError, match=words):
         load_model(folder)
+
+
+def test_runs_and_predictor_share_one_numpy_forward_wrapper(numpy_run):
+    import numpy as np
+    import torch
+
+    from cnnlab.runs.run import NumpyForward, open_run
+    from cnnlab.serve.predictor import Predictor
+
+    via_run, via_predictor = open_run(numpy_run).load_model(), Predictor(numpy_run).model
+    assert type(via_run) is NumpyForward and type(via_predictor) is NumpyForward
+    x = torch.from_numpy(np.random.default_rng(0).random((2, 1, 8, 8), dtype=np.float32))
+    assert torch.equal(via_run(x), via_predictor(x))
