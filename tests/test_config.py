@@ -177,3 +177,16 @@ def test_every_registry_name_a_config_declares_has_a_lookup():
         f.metadata["names"] for s in fields(Config) for f in fields(getattr(Config(), s.name)) if "names" in f.metadata
     }
     assert kinds == set(NAME_LOOKUPS)
+
+
+def test_help_says_what_each_key_accepts(capsys):
+    import re
+
+    from cnnlab.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert re.search(r"--sched\.pct_start VALUE\s+float: \(0, 1\)", out)
+    assert re.search(r"--train\.seed VALUE\s+int: 0\.\.4,294,967,295", out)
+    assert re.search(r"--optim\.lr VALUE\s+float \| None: > 0", out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from cnnlab.cli._options import add_set, parse_sets
-from cnnlab.config import SHORT_KEYS, leaf_fields
+from cnnlab.config import SHORT_KEYS, leaf_fields, leaf_rules
 
 # short flag -> help text (the dotted key it sets is appended)
 _SHORT_HELP = {
@@ -57,13 +57,15 @@ def add_config_flags(p) -> None:
         else:
             p.add_argument(flag, dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar="VALUE", help=f"{text} ({key})")
     group = p.add_argument_group("every config key (YAML section.key)")
+    rules = leaf_rules()
     for key, tp in leaf_fields().items():
+        kind = str(getattr(tp, "__name__", tp)).replace("typing.", "")
         group.add_argument(
             f"--{key}",
             dest=f"cfg:{key}",
             default=argparse.SUPPRESS,
             metavar="VALUE",
-            help=str(getattr(tp, "__name__", tp)).replace("typing.", ""),
+            help=f"{kind}: {rules[key].text}" if rules[key] else kind,  # "float | None: > 0"
         )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.curves import calibration, curve_metrics, pr_ovr, roc_ovr
 from cnnlab.evaluation.interpret import (
     RunPredictions,
@@ -86,9 +87,9 @@ def write_plots(rp: RunPredictions, plots: Path, top: int = 24) -> dict[str, Any
 def _stale(png: Path, key: str, value: Any) -> bool:
     """True unless ``png`` and its JSON exist and the JSON's ``key`` holds ``value`` (plot is current)."""
     try:
-        saved = json.loads(png.with_suffix(".json").read_text())[key]
+        saved = read_json(png.with_suffix(".json"))[key]
         return not (png.is_file() and np.shape(saved) == np.shape(value) and np.allclose(saved, value))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (CnnlabError, ValueError, KeyError, TypeError):
         return True
 
 
