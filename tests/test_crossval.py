@@ -307,3 +307,19 @@ def test_cv_checks_its_config_as_train_does_before_making_its_folder(cv_run, tmp
         code, _, err = _cli(["cv", "--folds", "3", "--data", f"folder:{cv_run[0]}", "--out", tmp_path, *flags], capsys)
         assert code == 1 and message in err and "Traceback" not in err, err
         assert not list(tmp_path.iterdir())
+
+
+def test_a_copy_in_the_unused_test_folder_does_not_stop_cross_validation(tmp_path, capsys):
+    """cv tests on folds of train/ and never reads test/, so a training photo copied there is no leak (train
+    alone refuses the same folder)."""
+    make_folder(tmp_path / "given" / "train", counts=(4, 4, 4))
+    make_folder(tmp_path / "given" / "test", counts=(2, 2, 2))
+    shutil.copy(tmp_path / "given" / "train" / "c1" / "3.png", tmp_path / "given" / "test" / "c1" / "same.png")
+    data = ["--data", f"folder:{tmp_path / 'given'}", "--out", tmp_path / "runs", *FAST]
+    code, _, err = _cli(["train", *data], capsys)
+    assert code == 1 and "of the test split are also in train" in err
+    code, out, err = _cli(["cv", "--folds", "2", *data], capsys)
+    assert code == 0, err
+    assert "warnings" not in json.loads(
+        (tmp_path / "runs" / "given-seed_cnn-cv" / "fold-1" / "metrics.json").read_text()
+    )

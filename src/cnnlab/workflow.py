@@ -159,6 +159,7 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
         manifest=d.split_manifest,
         on_leak=d.on_leak,
         on_label_conflict=d.on_label_conflict,
+        unused_splits=("test",) if d.folds else (),  # cross-validation tests on a fold, never on test/
         csv_path_column=d.csv_path_column,
         csv_label_column=d.csv_label_column,
         csv_split_column=d.csv_split_column,

@@ -169,6 +169,7 @@ def load_folder(
     on_leak: str = "fail",
     on_label_conflict: str = "fail",
     clashes: bool = True,
+    unused_splits: tuple[str, ...] = (),
     **_: object,  # the options of other kinds of file data (csv_*), which a folder does not use
 ) -> FolderDataset:
     """``folder:PATH``: class subfolders, with train/ (val/, test/) splits or one flat folder to split.
@@ -181,7 +182,8 @@ def load_folder(
     With ``manifest`` (a ``split_manifest.csv`` of an earlier run), the exact same files go to the
     same splits, after checking that none is missing or changed (SHA-256). Exact copies under two
     labels and copies across given splits follow ``on_label_conflict`` and ``on_leak``
-    (``screening.resolve_clashes``; ``clashes=False``: not looked for, as when scoring a folder).
+    (``screening.resolve_clashes``; ``clashes=False``: not looked for, as when scoring a folder;
+    ``unused_splits``: given splits the run will not use, such as cross-validation's test/).
     """
     from cnnlab.data.folder import read_manifest, scan_folder, splits_from_manifest  # local: Pillow
 
@@ -192,7 +194,7 @@ def load_folder(
     ds = FolderDataset(
         f"folder:{path}", scan.root, scan.classes, scan.splits, scan.layout, channels or 3, image_size or 64
     )
-    return screen_dataset(ds, on_bad_image, max_bad_fraction, on_leak, on_label_conflict, clashes)
+    return screen_dataset(ds, on_bad_image, max_bad_fraction, on_leak, on_label_conflict, clashes, unused_splits)
 
 
 def screen_dataset(
@@ -202,6 +204,7 @@ def screen_dataset(
     on_leak: str,
     on_label_conflict: str,
     clashes: bool = True,
+    unused_splits: tuple[str, ...] = (),
 ) -> FolderDataset:
     """Decode every file of ``ds`` once (unreadable ones fail or are skipped), apply the policies for
     label conflicts and leaks, and group the remaining copies and near-duplicates for the split."""
@@ -212,7 +215,7 @@ def screen_dataset(
         ds.splits, on_bad_image=on_bad_image, max_bad_fraction=max_bad_fraction, workers=2, fingerprints=prints
     )
     found = (
-        resolve_clashes(splits, prints, ds.classes, ds.relative, on_leak, on_label_conflict)
+        resolve_clashes(splits, prints, ds.classes, ds.relative, on_leak, on_label_conflict, unused_splits)
         if clashes
         else Clashes(splits)
     )
@@ -240,6 +243,7 @@ def load_csv(
     on_leak: str = "fail",
     on_label_conflict: str = "fail",
     clashes: bool = True,
+    unused_splits: tuple[str, ...] = (),
     csv_path_column: str | None = None,
     csv_label_column: str | None = None,
     csv_split_column: str | None = None,
@@ -260,7 +264,7 @@ def load_csv(
     ds = FolderDataset(
         f"csv:{path}", scan.root, scan.classes, scan.splits, scan.layout, channels or 3, image_size or 64
     )
-    return screen_dataset(ds, on_bad_image, max_bad_fraction, on_leak, on_label_conflict, clashes)
+    return screen_dataset(ds, on_bad_image, max_bad_fraction, on_leak, on_label_conflict, clashes, unused_splits)
 
 
 @dataclass(frozen=True)

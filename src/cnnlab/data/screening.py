@@ -268,6 +268,7 @@ def resolve_clashes(
     name: Callable[[Path], str] = str,
     on_leak: str = "fail",
     on_label_conflict: str = "fail",
+    unused_splits: tuple[str, ...] = (),
 ) -> Clashes:
     """Apply the policies for exact copies that make a run wrong before it starts.
 
@@ -276,7 +277,8 @@ def resolve_clashes(
     copy out. A *leak* is one image in train and in val or test (given splits; a carved split keeps
     copies together): the test score then counts memorised images. ``fail`` refuses; ``drop`` leaves the
     training copies out, so val and test stay as given; ``keep`` trains anyway with a warning that the
-    run records in metrics.json and its report. ``name`` turns a path into what messages show.
+    run records in metrics.json and its report. A copy in one of ``unused_splits`` (given splits the run
+    will not use, such as cross-validation's test/) is no leak. ``name`` turns a path into what messages show.
     """
     if on_leak not in LEAK_POLICIES:
         raise CnnlabError(f"data.on_leak must be one of {', '.join(LEAK_POLICIES)}, got {on_leak!r}")
@@ -298,13 +300,14 @@ def resolve_clashes(
         out.left_out += [(name(p), f"label conflict: the same image is labelled {labels}") for _, p, _ in g]
     gone = {(s, p) for g in conflicts for s, p, _ in g}
     out.splits = {s: [(p, y) for p, y in v if (s, p) not in gone] for s, v in splits.items()}
-    _resolve_leaks(out, fingerprints, name, on_leak)
+    _resolve_leaks(out, fingerprints, name, on_leak, unused_splits)
     return out
 
 
-def _resolve_leaks(out: Clashes, fingerprints: dict[Path, Fingerprint], name, on_leak: str) -> None:
+def _resolve_leaks(out: Clashes, fingerprints: dict[Path, Fingerprint], name, on_leak: str, unused=()) -> None:
     """The leak half of :func:`resolve_clashes`, on the splits left after label conflicts."""
-    spans = [(g, {s for s, _, _ in g}) for g in _copies(out.splits, fingerprints)]
+    used = {s: v for s, v in out.splits.items() if s not in unused}
+    spans = [(g, {s for s, _, _ in g}) for g in _copies(used, fingerprints)]
     leaks = [g for g, splits in spans if "train" in splits and len(splits) > 1]
     if not leaks:
         return
