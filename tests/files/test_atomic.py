@@ -199,14 +199,14 @@ def test_links_keep_pointing_and_streams_are_written_in_place(tmp_path):
 
 
 def _direct_writes(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, call) of file writes that bypass the atomic writer: Path.write_text/write_bytes and
-    open(..., "w"); writes to a temporary path that atomic_path gave (named ``tmp``) are its own."""
+    """(line, call) of file writes that bypass the atomic writer: Path.write_text/write_bytes, a figure's
+    savefig and open(..., "w"); writes to a temporary path that atomic_path gave (``tmp``) are its own."""
     found = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes"):
+        if isinstance(func, ast.Attribute) and func.attr in ("write_text", "write_bytes", "savefig"):
             owner = func.value
             if not (isinstance(owner, ast.Name) and owner.id in ("atomic", "tmp")):
                 found.append((node.lineno, func.attr))

@@ -114,6 +114,14 @@ def _is_stream(path: Path) -> bool:
     return file_kind(path) in ("a FIFO", "a socket", "a device")
 
 
+def save_figure(fig: Any, path: str | Path, **savefig_kwargs: Any) -> Path:
+    """A matplotlib figure saved atomically (``fig.savefig``; the format from the name's suffix)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", **savefig_kwargs)
+    return path
+
+
 def write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     with atomic_write(path, "wb") as f:

@@ -70,7 +70,7 @@ def save_result(fig, result: TeachingResult, out_dir: str | Path | None) -> Teac
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result.png = out / f"{result.name}.png"
-    fig.savefig(result.png, dpi=fig.dpi)  # no bbox="tight": the pixel size stays what the JSON says
+    atomic.save_figure(fig, result.png, dpi=fig.dpi)  # no bbox="tight": the pixel size stays what the JSON says
     payload = {"name": result.name, "panels": result.panels, "size_px": list(result.size_px), "values": result.values}
     result.json = out / f"{result.name}.json"
     atomic.write_text(result.json, json.dumps(_jsonable(payload), indent=2) + "\n")

@@ -84,7 +84,7 @@ def _finish(fig, path: str | Path | None, data: dict[str, Any], dpi: int = 110):
     """Save ``fig`` as PNG and ``data`` as JSON beside it (same stem), close it, return it."""
     if path is not None:
         path = Path(path)
-        fig.savefig(path, dpi=dpi)
+        atomic.save_figure(fig, path, dpi=dpi)
         text = json.dumps(data, indent=1, default=_jsonable)
         atomic.write_text(path.with_suffix(".json"), text.replace("NaN", "null") + "\n")
     plt.close(fig)

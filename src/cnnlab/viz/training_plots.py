@@ -15,6 +15,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from cnnlab.files import atomic
+
 # panels of the comparison figure: title -> the history columns drawn there, solid then dashed
 # (training curves too, so a run trained without a validation split, such as the CIFAR-10 speed
 # recipe, still shows)
@@ -42,7 +44,7 @@ def plot_lr_find(result, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -65,7 +67,7 @@ def plot_augment_grid(before, after, path: str | Path, title: str) -> Path:
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic.save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -97,6 +99,6 @@ def plot_compare(runs: list, path: str | Path) -> Path:
     fig = compare_figure(runs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic.save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -8,6 +8,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from cnnlab.files import atomic
+
 
 def write_plots(study, folder: Path, log=print) -> list[str]:
     """history.png (value per trial and best so far), importance.png (needs >= 2 parameters and
@@ -34,7 +36,7 @@ def write_plots(study, folder: Path, log=print) -> list[str]:
             with warnings.catch_warnings(), matplotlib.rc_context():
                 warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
                 fig = fn(study)
-            fig.savefig(folder / name, dpi=110, bbox_inches="tight")
+            atomic.save_figure(fig, folder / name, dpi=110, bbox_inches="tight")
             plt.close(fig)
             written.append(str(folder / name))
         except (ValueError, RuntimeError, ZeroDivisionError) as exc:  # e.g. all trials scored the same
