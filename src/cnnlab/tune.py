@@ -298,6 +298,9 @@ def tune(
     base = apply_overrides(base, {**given, **(overrides or {}), **({"train.epochs": epochs} if epochs else {})})
     if not metric.startswith(("val_", "train_")):
         raise CnnlabError(f"--metric {metric!r}: use a history column such as val_acc, val_loss or val_macro_f1")
+    from cnnlab.workflow import check_config  # training's checks: every trial would fail on these anyway
+
+    check_config(base)  # names and model.kwargs, before the study folder is made
     study_name = study_name or _slug(default_run_name(base))  # a folder's own name, not its path
     out = Path(out_dir) if out_dir else Path(base.output.root) / f"tune-{_slug(study_name)}"
     out.mkdir(parents=True, exist_ok=True)

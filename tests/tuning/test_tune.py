@@ -139,3 +139,16 @@ def test_cli_grid_tries_each_point_once(quick, tmp_path, capsys):
     assert "study folder:" in capsys.readouterr().out
     with pytest.raises(CnnlabError, match="optim.nam"):
         run_cli(["tune", "--space", str(space), "--set", "optim.nam=adam"])
+
+
+def test_a_base_config_training_would_refuse_is_refused_before_the_study_folder(tmp_path):
+    # An unknown optimiser or a misspelt model argument used to create the study folder and its
+    # database first, then fail in trial 0 after its data had been read.
+    space = {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1, "log": True}}
+    for bad, message in (
+        ({"optim.name": "adamm"}, "unknown optimizer 'adamm'"),
+        ({"model.kwargs": {"dropuot": 0.1}}, "has no argument 'dropuot'"),
+    ):
+        with pytest.raises(CnnlabError, match=message):
+            tune(None, space, trials=1, overrides={"output.root": str(tmp_path), **bad}, log=lambda s: None)
+        assert not list(tmp_path.iterdir())
