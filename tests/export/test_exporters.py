@@ -119,3 +119,13 @@ def test_a_failed_export_leaves_no_file_behind(random_model, tmp_path, monkeypat
     with pytest.raises(OSError):
         onnx_export.export_onnx(random_model, tmp_path / "m.onnx", parity_n=4, exporter="legacy")
     assert list(tmp_path.iterdir()) == []  # neither m.onnx nor its temporary file
+
+
+@pytest.mark.parametrize(("dataset", "shown"), [("folder:/home/ana/photos", "folder"), ("csv:/srv/x/labels.csv", "csv")])
+def test_exported_metadata_carries_no_data_path(dataset, shown):
+    # a CSV run's dataset is csv:/absolute/path: only folder: paths were stripped before
+    from cnnlab.export.parity import public_meta
+
+    meta = {"architecture": "seed_cnn", "classes": ["a", "b"], "input_shape": [1, 8, 8], "mean": [0.5], "std": [0.5]}
+    assert public_meta({**meta, "dataset": dataset})["dataset"] == shown
+    assert public_meta({**meta, "dataset": "cifar10"})["dataset"] == "cifar10"

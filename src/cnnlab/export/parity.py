@@ -81,7 +81,7 @@ def _run_inputs(model_path, n: int) -> tuple[np.ndarray, str] | None:
         x = test.inputs(np.arange(min(n, len(test))))
     except (CnnlabError, OSError):  # data moved away since training: the dataset or random inputs instead
         return None
-    label = f"folder {Path(run.data_folder()).name}" if run.is_folder else run.dataset
+    label = f"{_without_path(run.dataset)} {Path(run.data_folder()).name}" if run.is_folder else run.dataset
     return x, f"test images of {label} (the run's split.csv)"
 
 
@@ -100,8 +100,7 @@ def _dataset_inputs(meta: dict[str, Any], n: int) -> tuple[np.ndarray, str] | No
         x, _ = next(iter(loader))
     except (CnnlabError, OSError, StopIteration, ValueError):
         return None
-    label = "folder" if str(name).startswith("folder:") else name
-    return x.numpy().astype(np.float32), f"test images of {label}"
+    return x.numpy().astype(np.float32), f"test images of {_without_path(name)}"
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -161,9 +160,16 @@ def public_meta(meta: dict[str, Any]) -> dict[str, Any]:
         "resize": describe_resize(meta["input_shape"][1], meta.get("resize_size")),
         "resize_size": meta.get("resize_size"),  # set: shorter side to it, then the central crop
         "input_layout": "NCHW float32, (pixel/255 - mean) / std",
-        "dataset": "folder" if dataset.startswith("folder:") else dataset,
+        "dataset": _without_path(dataset),
         "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))},
     }
+
+
+def _without_path(dataset: str) -> str:
+    """``folder`` / ``csv`` for a user's files (``folder:PATH``, ``csv:FILE``): no path leaves with a model."""
+    from cnnlab.data.datasets import file_data
+
+    return dataset.partition(":")[0] if file_data(dataset) else dataset
 
 
 def torch_logits_fn(model: torch.nn.Module) -> LogitsFn:
