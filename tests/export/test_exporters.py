@@ -121,7 +121,7 @@ def test_a_failed_export_leaves_no_file_behind(random_model, tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []  # neither m.onnx nor its temporary file
 
 
-@pytest.mark.parametrize(("dataset", "shown"), [("folder:/home/ana/photos", "folder"), ("csv:/srv/x/labels.csv", "csv")])
+@pytest.mark.parametrize(("dataset", "shown"), [("folder:/home/ana/pics", "folder"), ("csv:/srv/x/labels.csv", "csv")])
 def test_exported_metadata_carries_no_data_path(dataset, shown):
     # a CSV run's dataset is csv:/absolute/path: only folder: paths were stripped before
     from cnnlab.export.parity import public_meta
