@@ -154,9 +154,10 @@ def test_non_finite_loss_stops_and_keeps_previous_checkpoints(fast_overrides, mo
 
 
 def test_early_stopping_stops_before_the_epoch_limit(fast_overrides):
-    # lr 0 never improves val accuracy after the first epoch: patience 1 stops at epoch 2 of 10.
+    # lr 1e-12 (0 is refused: optim.lr must be above 0) leaves the weights as they are, so val accuracy
+    # never improves after the first epoch: patience 1 stops at epoch 2 of 10.
     r = train(
-        overrides={**fast_overrides, "train.epochs": 10, "train.early_stop_patience": 1, "optim.lr": 0.0},
+        overrides={**fast_overrides, "train.epochs": 10, "train.early_stop_patience": 1, "optim.lr": 1e-12},
         log=lambda s: None,
     )
     assert len(r.history) == 2
