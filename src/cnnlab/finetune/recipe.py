@@ -1,18 +1,25 @@
 """Fine-tuning a pretrained network as part of a training run (seed 002, "Transfer Learning").
 
 With ``--pretrained`` and nothing else said, ``cnnlab train`` follows the fine-tune recipe
-(``model.finetune: staged``, what fastai's ``fine_tune`` does):
+(``model.finetune: staged``: fastai's ``fine_tune`` and the Keras transfer-learning guide, made to
+hold on real ImageNet features):
 
 1. the weights' own image size and normalisation (published weights: their transform; a cnnlab run
-   or model folder: its input size, mean and std), unless ``data.image_size`` is given;
-2. ``model.head_epochs`` (1) epochs training only the new head, the body frozen (its BatchNorm
-   statistics too), under a one-cycle schedule peaking at the learning rate;
-3. the remaining epochs training everything under a second one-cycle peaking at half that rate, each
-   block below the head at ``model.lr_decay`` times the rate of the block above (default: the factor
-   that gives the lowest block 1/100 of the head's rate);
-4. the learning rate from the LR finder, run on the frozen network, when ``optim.lr`` is not given
-   (printed with its reason).
+   or model folder: its architecture, input size, mean and std), unless given;
+2. a new head, zero-initialised so it starts at chance (loss ln K) whatever the scale of the features;
+3. ``model.head_epochs`` (1) epochs training only that head, the body frozen, under a one-cycle
+   schedule peaking at the learning rate, with AdamW;
+4. the remaining epochs training everything under a second one-cycle peaking at half that rate: the
+   head at that peak, the top block below it at ``model.body_lr_share`` (0.1) of it and each block
+   further down ``model.lr_decay`` times the one above, the lowest at 1/100 of the head's rate
+   (discriminative learning rates: a pretrained body moves far less than a new head);
+5. BatchNorm running statistics kept from pretraining (eval mode; scale and shift still train) on
+   fewer than 10,000 training images (``model.bn_stats``);
+6. the learning rate from the LR finder on the frozen network with its zero head, when ``optim.lr``
+   is not given: about one pass over the training images in 40-100 small batches, with a progress
+   bar, the suggestion printed with its reason.
 
+:func:`resolve_recipe` is the one function that decides every ``auto``/null value and prints why.
 Every piece can be set by hand; the run's ``config.yaml`` records the resolved values, so
 ``--resume`` repeats the run exactly. The keys:
 
@@ -24,8 +31,9 @@ Every piece can be set by hand; the run's ``config.yaml`` records the resolved v
   ``staged`` | ``finetune_all`` | ``feature_extraction`` (head only) | ``finetune_top``
   (``model.finetune_blocks`` top blocks + head) | ``progressive`` (``model.unfreeze_schedule``,
   e.g. ``"0:0,3:1,6:all"``: from epoch 0 the head, from epoch 3 one more block, from 6 all).
-- ``model.lr_decay`` < 1: discriminative learning rates, the head at ``optim.lr`` and each block
-  below ``lr_decay`` times the one above (turned into ``optim.group_lr`` patterns).
+- ``model.lr_decay`` < 1 and ``model.body_lr_share`` < 1: discriminative learning rates, the head at
+  ``optim.lr``, the top block below at ``body_lr_share`` times that and each further block ``lr_decay``
+  times the one above (turned into ``optim.group_lr`` patterns).
 
 Batch-norm layers whose parameters are all frozen stay in eval mode during training, so their
 running statistics (learnt on the pretraining data) are not overwritten by the new data.
@@ -33,13 +41,14 @@ running statistics (learnt on the pretraining data) are not overwritten by the n
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable
 from dataclasses import replace
 
 from torch import nn
 
-from cnnlab.config import DEFAULT_LR, Config, ModelConfig, OptimConfig
+from cnnlab.config import DEFAULT_LR, Config, DataConfig, ModelConfig, OptimConfig
 from cnnlab.config import replace as replace_keys
 from cnnlab.errors import CnnlabError, did_you_mean
 from cnnlab.finetune.transfer import (
@@ -50,12 +59,24 @@ from cnnlab.finetune.transfer import (
     model_blocks,
     parse_schedule,
     unfreeze_for_epoch,
+    zero_head,
 )
 from cnnlab.finetune.weights import PretrainedWeights, resolve_pretrained
 
 STAGED = "staged"  # the fine-tune recipe
-PROBE_STEPS = (20, 100)  # the recipe's LR finder: fewest and most steps
+PROBE_STEPS = (40, 100)  # the recipe's LR finder: fewest and most steps
 LOWEST_BLOCK_SHARE = 0.01  # staged: the lowest block's LR as a share of the head's (fastai's slice(lr/100, lr))
+BODY_SHARE = 0.1  # staged: the top block below the head trains at this share of the head's LR
+BN_SMALL_DATA = 10_000  # staged: fewer training images than this keep the pretrained BatchNorm statistics
+BN_STATS = ("auto", "pretrained", "update")
+# staged: the highest head rate the LR finder may pick, per optimiser. A sweep of 40 small batches on a
+# few hundred photos cannot tell a fast rate from a destructive one: on a zero head over real ImageNet
+# features its loss keeps falling up to rates of 0.1-1 for AdamW (two sweeps of the same MNIST sample
+# at 32 px: 0.18 and 0.71), where the head oscillates and the body, at a tenth of it, loses its
+# features. Adam-type steps move each weight by about the rate, so their ceiling is fastai's 2e-3.
+HEAD_LR_CEILING = {"adam": 2e-3, "adamw": 2e-3, "nadam": 2e-3, "radam": 2e-3, "lamb": 2e-3, "rmsprop": 1e-3}
+HEAD_LR_CEILING["sgd"] = 0.05  # momentum SGD's steps scale with the gradient: a larger rate for the same move
+STEPS_PER_EPOCH, MIN_BATCH = 24, 16  # staged, batch size left at its default: at least ~24 steps an epoch
 
 
 def strategy_of(mc) -> str:
@@ -85,7 +106,8 @@ def resolve_recipe(
     cfg: Config,
     model: nn.Module | None = None,
     *,
-    find_lr: Callable[[nn.Module], float] | None = None,
+    find_lr: Callable[[nn.Module, OptimConfig], float] | None = None,
+    n_train: int | None = None,
     log: Callable[[str], None] = print,
 ) -> Config:
     """Every ``auto``/missing value of the training recipe made concrete, each printed with its reason.
@@ -95,53 +117,100 @@ def resolve_recipe(
     - ``model.finetune: auto`` -> ``staged`` with pretrained weights, else ``finetune_all``;
     - ``model.head_epochs`` -> at most ``train.epochs - 1`` under ``staged``;
     - ``sched.name: auto`` -> one-cycle restarting when the body unfreezes under ``staged``, else plateau;
-    - ``model.lr_decay: null`` -> 1 (one rate), or under ``staged`` the factor that gives the lowest
-      block 1/100 of the head's rate (needs ``model``);
-    - ``optim.lr: null`` -> 1e-3, or under ``staged`` ``find_lr(model)``: the LR finder on the frozen
-      network (needs ``model``; without ``find_lr`` 1e-3, for ``lr-find`` which sweeps itself).
+    - ``data.batch_size`` left at 128 -> under ``staged``, a power of two (16 or more) giving about 24
+      steps an epoch on ``n_train`` images;
+    - ``optim.name: auto`` -> AdamW under ``staged``, else Adam;
+    - ``model.bn_stats: auto`` -> ``pretrained`` under ``staged`` with fewer than 10,000 training images
+      (``n_train``), else ``update``;
+    - ``model.body_lr_share: null`` -> 0.1 under ``staged``, else 1;
+    - ``model.lr_decay: null`` -> 1 (one rate), or under ``staged`` the factor that takes the rate down to
+      1/100 of the head's at the lowest block (needs ``model``);
+    - ``optim.lr: null`` -> 1e-3, or under ``staged`` ``find_lr(model, optim)``: the LR finder on the frozen
+      network, at most the optimiser's ``HEAD_LR_CEILING`` (needs ``model``; without ``find_lr`` 1e-3,
+      for ``lr-find`` which sweeps itself).
 
-    Without ``model`` the values that depend on it stay null (``tune`` reads the rest).
+    Training calls it twice: before the loaders with the dataset's size (``n_train``), then with the
+    model; each call decides what it can and leaves the rest. Without ``model`` the values that depend on
+    it stay null (``tune`` reads the rest).
     """
-    mc, sc, oc = cfg.model, cfg.sched, cfg.optim
+    staged = strategy_of(cfg.model) == STAGED
+    chosen: dict[str, dict] = {"data": {}, "model": {}, "sched": {}, "optim": {}}
     why: list[str] = []
-    finetune = strategy_of(mc)
-    staged = finetune == STAGED
-    if mc.finetune == "auto":
-        why.append(f"model.finetune {finetune} ({'pretrained weights given' if staged else 'no pretrained weights'})")
-    head = head_epochs_of(cfg)
-    if head != mc.head_epochs:
-        why.append(f"model.head_epochs {head} (only {cfg.train.epochs} epoch(s): the last trains every layer)")
-    name, restarts = sc.name, list(sc.restarts)
-    if name == "auto":
-        name = "onecycle" if staged else "plateau"
-        restarts = [head] if staged and head > 0 else restarts
-        why.append(
-            f"sched.name {name} "
-            + (
-                f"(restarting at epoch {head + 1} when the body unfreezes)"
-                if restarts
-                else "(halve the LR on plateaus)"
-            )
-        )
-    decay, lr = mc.lr_decay, oc.lr
-    if decay is None and (model is not None or not staged):
-        blocks = len(model_blocks(model)) if staged else 1
-        decay = LOWEST_BLOCK_SHARE ** (1 / max(1, blocks - 1)) if staged else 1.0
-        why.append(
-            f"model.lr_decay {decay:.3g} "
-            + (f"(lowest of {blocks} blocks at 1/100 of the head)" if staged else "(one rate)")
-        )
-    if lr is None and (model is not None or not staged):
-        lr = find_lr(model) if staged and find_lr is not None else DEFAULT_LR
-        why.append(f"optim.lr {lr:.3g} " + ("(the LR finder, above)" if staged and find_lr else "(the default)"))
+
+    def choose(key: str, value, reason: str) -> None:
+        section, name = key.split(".")
+        chosen[section][name] = value
+        if reason:  # plain runs: the defaults go unannounced
+            why.append(f"{key} {value:.3g} ({reason})" if isinstance(value, float) else f"{key} {value} ({reason})")
+
+    for resolver in _RESOLVERS:
+        resolver(cfg, staged, choose, model=model, find_lr=find_lr, n_train=n_train)
+        cfg = replace_keys(cfg, **{k: v for k, v in chosen.items() if v})
     if why:
         log("chosen: " + "; ".join(why))
-    return replace_keys(
-        cfg,
-        model={"finetune": finetune, "head_epochs": head, "lr_decay": decay},
-        sched={"name": name, "restarts": restarts},
-        optim={"lr": lr},
-    )
+    return cfg
+
+
+def _strategy(cfg: Config, staged: bool, choose, **_) -> None:
+    if cfg.model.finetune == "auto":
+        choose("model.finetune", strategy_of(cfg.model), "pretrained weights" if staged else "no pretrained weights")
+    head = head_epochs_of(cfg)
+    if head != cfg.model.head_epochs:
+        choose("model.head_epochs", head, f"only {cfg.train.epochs} epoch(s): the last trains every layer")
+
+
+def _schedule(cfg: Config, staged: bool, choose, **_) -> None:
+    if cfg.sched.name != "auto":
+        return
+    head = head_epochs_of(cfg)
+    if staged and head > 0:
+        choose("sched.restarts", [head], "a new cycle when the body unfreezes")
+    choose("sched.name", "onecycle" if staged else "plateau", "warm up, then anneal" if staged else "seed 000's")
+
+
+def _batch(cfg: Config, staged: bool, choose, n_train=None, **_) -> None:
+    """A small folder left at the default batch size would give the new head a handful of steps an
+    epoch (600 photos: 5 of 128); under the recipe it gets about 24 or more."""
+    if not staged or n_train is None or cfg.data.batch_size != DataConfig.batch_size:
+        return
+    batch = max(MIN_BATCH, min(cfg.data.batch_size, 1 << max(0, (n_train // STEPS_PER_EPOCH).bit_length() - 1)))
+    if batch != cfg.data.batch_size:
+        choose("data.batch_size", batch, f"about {n_train} training images: {-(-n_train // batch)} steps an epoch")
+
+
+def _optimiser(cfg: Config, staged: bool, choose, n_train=None, **_) -> None:
+    if cfg.optim.name == "auto":
+        choose("optim.name", "adamw" if staged else "adam", "decoupled weight decay" if staged else "seed 000's")
+    if cfg.model.bn_stats == "auto":
+        small = n_train is not None and n_train < BN_SMALL_DATA
+        keep = staged and (small or n_train is None)
+        reason = f"{n_train} training images" if n_train is not None else "fine-tuning"
+        choose("model.bn_stats", "pretrained" if keep else "update", reason if staged else "training from scratch")
+    elif cfg.model.bn_stats not in BN_STATS:
+        raise CnnlabError(f"model.bn_stats must be one of {', '.join(BN_STATS)}, not {cfg.model.bn_stats!r}")
+    if cfg.model.body_lr_share is None and staged:
+        choose("model.body_lr_share", BODY_SHARE, "a new head, a pretrained body")
+
+
+def _rates(cfg: Config, staged: bool, choose, model=None, find_lr=None, **_) -> None:
+    mc = cfg.model
+    if mc.lr_decay is None and (model is not None or not staged):
+        blocks = len(model_blocks(model)) if staged else 1
+        decay = (LOWEST_BLOCK_SHARE / mc.body_lr_share) ** (1 / max(1, blocks - 2)) if staged else 1.0
+        choose("model.lr_decay", min(1.0, decay), f"lowest of {blocks} blocks at 1/100 of the head" if staged else "")
+        mc = replace(cfg.model, lr_decay=min(1.0, decay))
+    if mc.body_lr_share is None and mc.lr_decay is not None:  # one factor all the way down
+        choose("model.body_lr_share", mc.lr_decay, "")
+    if cfg.optim.lr is None and (model is not None or not staged):
+        found = staged and find_lr is not None
+        lr, reason = (find_lr(model, cfg.optim), "the LR finder, above") if found else (DEFAULT_LR, "the default")
+        ceiling = HEAD_LR_CEILING.get(cfg.optim.name, math.inf) if staged else math.inf
+        if lr > ceiling:
+            lr, reason = ceiling, f"the LR finder's {lr:.2e} held at {cfg.optim.name}'s fine-tuning ceiling"
+        choose("optim.lr", lr, reason)
+
+
+_RESOLVERS = (_strategy, _schedule, _batch, _optimiser, _rates)
 
 
 def describe_recipe(cfg: Config, model: nn.Module, log=print) -> None:
@@ -149,10 +218,13 @@ def describe_recipe(cfg: Config, model: nn.Module, log=print) -> None:
     mc, blocks = cfg.model, len(model_blocks(model))
     lr, decay, rest = cfg.optim.lr, mc.lr_decay, cfg.train.epochs - mc.head_epochs
     peak = lr * (cfg.sched.restart_peak if mc.head_epochs and cfg.sched.restarts else 1.0)
+    top, lowest = peak * mc.body_lr_share, peak * mc.body_lr_share * decay ** max(0, blocks - 2)
+    bn = "kept from pretraining" if mc.bn_stats == "pretrained" else "re-estimated on your images"
     log(
         f"fine-tune recipe: {mc.head_epochs} epoch(s) training only the new head at lr {lr:.2e} (body frozen), "
-        f"then {rest} epoch(s) training all {blocks} blocks, the head at {peak:.2e} and each block below at "
-        f"{decay:.2f}x the one above (lowest {peak * decay ** (blocks - 1):.1e}); schedule {cfg.sched.name}"
+        f"then {rest} epoch(s) training all {blocks} blocks, the head at {peak:.2e}, the top block below at "
+        f"{top:.1e} and each further one at {decay:.2f}x the one above (lowest {lowest:.1e}); "
+        f"{cfg.optim.name}, schedule {cfg.sched.name}; BatchNorm statistics {bn}"
     )
 
 
@@ -241,8 +313,12 @@ def prepare_model(model: nn.Module, cfg: Config, log=print, weights: PretrainedW
         weights = resolve_pretrained(mc.name, mc.pretrained, mc.weights, mirror=mc.weights_mirror)
     if weights is not None:
         info = load_pretrained(model, weights.path, exclude_head=True, hint=_mismatch_hint(cfg, weights))
+        zero_head(model)
         adapted = f", first conv adapted ({', '.join(info['adapted'])})" if info["adapted"] else ""
-        log(f"loaded {info['loaded']} pretrained tensors from {weights.source}; new head for this task{adapted}")
+        log(
+            f"loaded {info['loaded']} pretrained tensors from {weights.source}; new head for this task, "
+            f"zero-initialised (it starts at chance){adapted}"
+        )
     fixed = [p for p in model.parameters() if not p.requires_grad]  # fixed by the architecture (airbench's stem)
     callbacks, strategy, head = [], strategy_of(mc), head_epochs_of(cfg)
     if strategy == STAGED:
@@ -269,12 +345,16 @@ def prepare_model(model: nn.Module, cfg: Config, log=print, weights: PretrainedW
     return callbacks
 
 
-def with_lr_decay(optim: OptimConfig, model: nn.Module, lr_decay: float | None) -> OptimConfig:
+def with_lr_decay(
+    optim: OptimConfig, model: nn.Module, lr_decay: float | None, body_share: float | None = None
+) -> OptimConfig:
     """Discriminative learning rates as ``optim.group_lr`` (exact parameter names: block names are
-    labels, not name prefixes); unchanged when ``lr_decay`` is 1/None or group LRs are given."""
-    if lr_decay is None or lr_decay >= 1.0 or optim.group_lr:
+    labels, not name prefixes); unchanged when both factors are 1/None or group LRs are given."""
+    decay = lr_decay or 1.0
+    share = decay if body_share is None else body_share
+    if (decay >= 1.0 and share >= 1.0) or optim.group_lr:
         return optim
-    return replace(optim, group_lr=lr_by_parameter(model, optim.lr, lr_decay))
+    return replace(optim, group_lr=lr_by_parameter(model, optim.lr, min(decay, 1.0), min(share, 1.0)))
 
 
 def _mismatch_hint(cfg: Config, weights: PretrainedWeights) -> str:
@@ -296,6 +376,19 @@ def _mismatch_hint(cfg: Config, weights: PretrainedWeights) -> str:
         f"architecture (--model must be the one the weights come from; this run builds {mc.name}) or another "
         f"input size for a network whose layers depend on it{size}"
     )
+
+
+def keep_bn_statistics(model: nn.Module) -> None:
+    """Keep every batch-norm layer's running statistics (eval mode) while its scale and shift train:
+    on a small dataset, batch statistics of a few hundred images are a noisier estimate than the
+    pretraining's, and re-estimating them shifts every feature the head learnt on."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train = types.MethodType(_always_eval, m)
+
+
+def _always_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    return nn.Module.train(self, False)
 
 
 def keep_frozen_bn_in_eval(model: nn.Module) -> None:

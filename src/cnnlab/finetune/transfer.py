@@ -180,35 +180,58 @@ def unfreeze_for_epoch(
     return finetune_all(model) if n == "all" else finetune_top(model, int(n))
 
 
-def param_groups(model: nn.Module, base_lr: float, decay: float = 0.5) -> list[dict[str, Any]]:
-    """Discriminative learning rates: the head gets ``base_lr``, the block below ``base_lr * decay``, ...
+def param_groups(
+    model: nn.Module, base_lr: float, decay: float = 0.5, body_share: float | None = None
+) -> list[dict[str, Any]]:
+    """Discriminative learning rates: the head gets ``base_lr``, the block below ``base_lr * body_share``
+    (default ``decay``), each further block ``decay`` times the one above it.
 
     Every parameter appears in exactly one group (parameters outside any block join the lowest
     group), so ``torch.optim.AdamW(param_groups(model, 1e-3))`` covers the whole model.
     """
-    if not 0 < decay <= 1:
-        raise CnnlabError(f"decay must be in (0, 1], got {decay}.")
+    body_share = decay if body_share is None else body_share
+    if not 0 < decay <= 1 or not 0 < body_share <= 1:
+        raise CnnlabError(f"decay and body_share must be in (0, 1], got {decay} and {body_share}.")
     seen: set[int] = set()
     groups = []
     for depth, (name, module) in enumerate(reversed(model_blocks(model))):
         params = [p for p in module.parameters() if id(p) not in seen]
         seen.update(id(p) for p in params)
         if params:
-            groups.append({"params": params, "lr": base_lr * decay**depth, "name": name})
+            lr = base_lr if depth == 0 else base_lr * body_share * decay ** (depth - 1)
+            groups.append({"params": params, "lr": lr, "name": name})
     rest = [p for p in model.parameters() if id(p) not in seen]
     if rest:
         groups[-1]["params"].extend(rest)
     return groups
 
 
-def lr_by_parameter(model: nn.Module, base_lr: float, decay: float = 0.5) -> dict[str, float]:
+def lr_by_parameter(
+    model: nn.Module, base_lr: float, decay: float = 0.5, body_share: float | None = None
+) -> dict[str, float]:
     """The learning rate :func:`param_groups` gives each parameter, keyed by its qualified name.
 
     Block names (``conv1..maxpool``, ``layer4+post``) are labels, not name prefixes; use this mapping
     when a config needs per-parameter-name learning rates.
     """
-    lr_of = {id(p): g["lr"] for g in param_groups(model, base_lr, decay) for p in g["params"]}
+    lr_of = {id(p): g["lr"] for g in param_groups(model, base_lr, decay, body_share) for p in g["params"]}
     return {name: lr_of[id(p)] for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def zero_head(model: nn.Module) -> None:
+    """Zero the classifier layer (and auxiliary heads' last linear layers): a new head that starts at
+    chance, loss ln(classes) whatever the features' scale, so its first steps and the LR finder see
+    the pretrained features rather than a random projection of them (timm's EfficientNet heads start
+    with weights up to 1/sqrt(classes), logits in the tens on ImageNet features)."""
+    names = [find_head(model)]
+    for aux_name, aux in _aux_heads(model):
+        names += [f"{aux_name}.{n}" for n, m in aux.named_modules() if isinstance(m, nn.Linear)][-1:]
+    for name in names:
+        layer = model.get_submodule(name)
+        layer.weight.zero_()
+        if layer.bias is not None:
+            layer.bias.zero_()
 
 
 def set_frozen_bn_eval(model: nn.Module) -> int:

@@ -1,0 +1,51 @@
+"""The LR finder's cost in the fine-tune recipe, before and after it was bounded (for finetune_photos.py).
+
+Builds the recipe's starting network exactly as ``cnnlab train --pretrained`` does (the workflow's own
+steps: frozen body, zero head) on the photo folder, then times the old probe (60 batches of the
+training batch size, 128) and the recipe's bounded one (about one pass over the training photos in
+small batches) on it. Prints one JSON line.
+
+    python benchmarks/finetune_lr_finder_cost.py --photos PHOTOS --weights lite0.safetensors --image-size 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+from cnnlab.api import make_config
+from cnnlab.engine.lr_find import lr_find
+from cnnlab.engine.optim import build_optimizer
+from cnnlab.finetune.recipe import find_head_lr, probe_plan
+from cnnlab.workflow import build_parts, load_data, start_session
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--photos", required=True)
+    p.add_argument("--weights", required=True)
+    p.add_argument("--image-size", type=int, default=96)
+    args = p.parse_args(argv)
+    overrides = {"data.name": f"folder:{args.photos}", "model.name": "timm:efficientnet_lite0"}
+    overrides |= {"model.pretrained": args.weights, "data.image_size": args.image_size, "output.progress": False}
+    overrides["data.batch_size"] = 128  # the old probe's batches; the new one cuts them into small pieces
+    session = start_session(make_config(None, overrides), log=lambda line: None)
+    _, data = load_data(session)
+    parts = build_parts(session, data, find_lr=False)
+    optim = replace(session.cfg.optim, group_lr={})
+    t0 = time.perf_counter()
+    old = lr_find(parts.model, data.train, build_optimizer(parts.model, optim), parts.loss_fn, 1e-6, 1.0, 60, beta=0.95)
+    t1 = time.perf_counter()
+    find_head_lr(parts.model, data.train, optim, parts.loss_fn, log=lambda line: None, progress=False)
+    t2 = time.perf_counter()
+    batch, steps = probe_plan(data.train.num_samples, data.train.batch_size)
+    row = {"before_s": t1 - t0, "before_steps": len(old.lrs), "before_batch": data.train.batch_size}
+    row |= {"after_s": t2 - t1, "after_steps": steps, "after_batch": batch, "train_images": data.train.num_samples}
+    print(json.dumps(row))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""resolve_recipe, the one place every auto/null value of the recipe is decided and explained; the
+zero head and the lag-free LR suggestion it relies on. No training here: fast unit tests."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from cnnlab.config import Config, apply_overrides
+from cnnlab.engine.lr_find import centred, suggest
+from cnnlab.errors import CnnlabError
+from cnnlab.finetune.recipe import HEAD_LR_CEILING, resolve_recipe
+from cnnlab.finetune.transfer import model_blocks, zero_head
+from cnnlab.models import create_model
+
+
+def _staged(**overrides) -> Config:
+    return apply_overrides(Config(), {"model.pretrained": "weights.pth", "train.epochs": "3", **overrides})
+
+
+def _model():
+    return create_model("seed_cnn", num_classes=4, in_channels=3, input_size=16)
+
+
+def test_every_staged_value_is_decided_once_with_its_reason():
+    lines: list[str] = []
+    cfg = resolve_recipe(_staged(), n_train=540, log=lines.append)  # before the loaders: no model yet
+    assert (cfg.model.finetune, cfg.sched.name, cfg.sched.restarts) == ("staged", "onecycle", [1])
+    assert (cfg.optim.name, cfg.model.bn_stats, cfg.model.body_lr_share) == ("adamw", "pretrained", 0.1)
+    assert cfg.data.batch_size == 16 and cfg.optim.lr is None and cfg.model.lr_decay is None  # need the model
+    assert "data.batch_size 16 (about 540 training images: 34 steps an epoch)" in lines[0]
+    calls = []
+    cfg = resolve_recipe(cfg, _model(), find_lr=lambda m, optim: calls.append(optim.name) or 3e-4, log=lines.append)
+    assert calls == ["adamw"] and cfg.optim.lr == 3e-4  # the finder probes with the optimiser that will train
+    blocks = len(model_blocks(_model()))
+    assert cfg.model.lr_decay == pytest.approx(0.1 ** (1 / (blocks - 2)))  # lowest block at 1/100 of the head
+    decay = f"model.lr_decay {cfg.model.lr_decay:.3g} (lowest of {blocks} blocks at 1/100 of the head)"
+    assert lines[1] == f"chosen: {decay}; optim.lr 0.0003 (the LR finder, above)"
+    again: list[str] = []
+    assert resolve_recipe(cfg, _model(), find_lr=lambda m, o: 1 / 0, n_train=540, log=again.append) == cfg
+    assert again == []  # a resolved config (config.yaml, --resume) is left as it is
+
+
+def test_the_finders_rate_is_held_at_the_optimisers_ceiling():
+    lines: list[str] = []
+    cfg = resolve_recipe(_staged(), _model(), find_lr=lambda m, o: 0.7, n_train=540, log=lines.append)
+    assert cfg.optim.lr == HEAD_LR_CEILING["adamw"] == 2e-3
+    assert "optim.lr 0.002 (the LR finder's 7.00e-01 held at adamw's fine-tuning ceiling)" in lines[-1]
+    sgd = resolve_recipe(_staged(**{"optim.name": "sgd"}), _model(), find_lr=lambda m, o: 0.01, log=lines.append)
+    assert sgd.optim.lr == 0.01  # under the ceiling: the finder's own
+
+
+def test_given_values_are_kept_and_big_data_updates_batchnorm():
+    cfg = resolve_recipe(_staged(**{"data.batch_size": "64", "optim.lr": "0.01"}), _model(), n_train=50_000)
+    assert cfg.data.batch_size == 64 and cfg.optim.lr == 0.01 and cfg.model.bn_stats == "update"
+    plain = resolve_recipe(Config(), _model(), n_train=540, log=lambda s: None)
+    assert (plain.optim.name, plain.optim.lr, plain.data.batch_size) == ("adam", 1e-3, 128)
+    assert plain.model.bn_stats == "update"
+    with pytest.raises(CnnlabError, match="model.bn_stats must be one of auto, pretrained, update"):
+        resolve_recipe(_staged(**{"model.bn_stats": "frozen"}), log=lambda s: None)
+
+
+def test_a_zero_head_starts_at_chance_whatever_the_features():
+    model = _model().eval()
+    zero_head(model)
+    x = 100 * torch.randn(8, 3, 16, 16)  # features of any scale
+    with torch.no_grad():
+        loss = torch.nn.functional.cross_entropy(model(x), torch.zeros(8, dtype=torch.long))
+    assert float(loss) == pytest.approx(math.log(4), abs=1e-6)
+
+
+def test_the_suggestion_is_read_without_the_running_averages_lag():
+    lrs = [10 ** (-6 + i * 0.15) for i in range(40)]  # a short sweep: 40 steps over six decades
+    loss = [2 - math.tanh(3 * (-6 + i * 0.15 + 3)) for i in range(40)]  # falls fastest at 1e-3
+    ema, avg = [], 0.0
+    for i, v in enumerate(loss):
+        avg = 0.95 * avg + 0.05 * v
+        ema.append(avg / (1 - 0.95 ** (i + 1)))
+    lagged, _ = suggest(lrs, ema)
+    found, _ = suggest(lrs, centred(loss))
+    assert math.log10(lagged) > -2.8  # the running average puts it a third of a decade or more too high
+    assert abs(math.log10(found) + 3) < 0.2
