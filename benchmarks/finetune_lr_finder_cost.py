@@ -15,11 +15,32 @@ import json
 import time
 from dataclasses import replace
 
+import torch
+
 from cnnlab.api import make_config
 from cnnlab.engine.lr_find import lr_find
 from cnnlab.engine.optim import build_optimizer
 from cnnlab.finetune.recipe import find_head_lr, probe_plan
 from cnnlab.workflow import build_parts, load_data, start_session
+
+OLD_BATCH = 128  # the old probe: 60 batches of the default training batch size
+
+
+class Merged:
+    """The loader's (small) batches joined into batches of ``size`` images, as the old probe saw them."""
+
+    def __init__(self, loader, size: int):
+        self.loader, self.size = loader, size
+
+    def __iter__(self):
+        xs, ys, n = [], [], 0
+        for x, y in self.loader:
+            xs.append(x)
+            ys.append(y)
+            n += len(y)
+            if n >= self.size:
+                yield torch.cat(xs)[: self.size], torch.cat(ys)[: self.size]
+                xs, ys, n = [], [], 0
 
 
 def main(argv=None) -> int:
@@ -30,18 +51,18 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     overrides = {"data.name": f"folder:{args.photos}", "model.name": "timm:efficientnet_lite0"}
     overrides |= {"model.pretrained": args.weights, "data.image_size": args.image_size, "output.progress": False}
-    overrides["data.batch_size"] = 128  # the old probe's batches; the new one cuts them into small pieces
     session = start_session(make_config(None, overrides), log=lambda line: None)
     _, data = load_data(session)
     parts = build_parts(session, data, find_lr=False)
     optim = replace(session.cfg.optim, group_lr={})
     t0 = time.perf_counter()
-    old = lr_find(parts.model, data.train, build_optimizer(parts.model, optim), parts.loss_fn, 1e-6, 1.0, 60, beta=0.95)
+    probe = build_optimizer(parts.model, optim)
+    old = lr_find(parts.model, Merged(data.train, OLD_BATCH), probe, parts.loss_fn, 1e-6, 1.0, 60, beta=0.95)
     t1 = time.perf_counter()
     find_head_lr(parts.model, data.train, optim, parts.loss_fn, log=lambda line: None, progress=False)
     t2 = time.perf_counter()
     batch, steps = probe_plan(data.train.num_samples, data.train.batch_size)
-    row = {"before_s": t1 - t0, "before_steps": len(old.lrs), "before_batch": data.train.batch_size}
+    row = {"before_s": t1 - t0, "before_steps": len(old.lrs), "before_batch": OLD_BATCH}
     row |= {"after_s": t2 - t1, "after_steps": steps, "after_batch": batch, "train_images": data.train.num_samples}
     print(json.dumps(row))
     return 0

@@ -23,7 +23,7 @@ recipe's frozen network: the bounded probe the recipe now runs against the old o
 128 images), as seconds and as a share of the recipe's wall time. Results go to a JSON-lines file
 (``--resume`` keeps those done) and the summary (mean ± sample std over seeds) prints as Markdown.
 
-Run (one seed is about 20 minutes on 2 cores shared with other jobs; set OMP_NUM_THREADS=1 there)::
+Run (about 90 s a seed on 2 quiet cores; on a machine shared with other jobs set OMP_NUM_THREADS=1)::
 
     python benchmarks/finetune_photos.py --cifar ../shared/data/cifar10-jpeg --seeds 0 1 2
 """
