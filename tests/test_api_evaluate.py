@@ -41,6 +41,7 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
+@pytest.mark.slow
 def test_a_plain_class_folder_is_scored_whole_with_classes_matched_by_name(folder_run, tmp_path, capsys):
     run, _ = folder_run
     new = colour_folder(tmp_path / "new_photos", classes=("sea", "apple"), n=4, seed=5)  # a subset of the classes
@@ -54,6 +55,7 @@ def test_a_plain_class_folder_is_scored_whole_with_classes_matched_by_name(folde
     assert any(p.name.endswith("-all.json") for p in run.iterdir())
 
 
+@pytest.mark.slow
 def test_unknown_class_names_are_named(folder_run, tmp_path, capsys):
     run, _ = folder_run
     new = colour_folder(tmp_path / "zoo", classes=("apple", "zebra"), n=2)
@@ -73,6 +75,7 @@ def test_unreadable_files_fail_with_the_flag_to_skip_them(folder_run, tmp_path, 
     assert "all 9 images" in out and "left out" in out and "broken.jpg" in out
 
 
+@pytest.mark.slow
 def test_a_folder_with_splits_but_not_the_one_asked_for(folder_run, tmp_path, capsys):
     run, _ = folder_run
     colour_folder(tmp_path / "given" / "train", n=2)
@@ -83,6 +86,7 @@ def test_a_folder_with_splits_but_not_the_one_asked_for(folder_run, tmp_path, ca
     assert code == 0 and "the val split of" in out, err
 
 
+@pytest.mark.slow
 def test_the_run_s_own_folder_scored_whole_warns(folder_run, capsys):
     run, folder = folder_run
     code, out, err = _cli(["evaluate", run, "--data", f"folder:{folder}"], capsys)

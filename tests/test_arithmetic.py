@@ -140,6 +140,7 @@ def _calc(argv, capsys) -> str:
     return capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_calc_conv_prints_size_params_macs_and_formula(capsys):
     out = _calc(["conv", "--in", "32", "--k", "3", "--s", "1", "--p", "1", "--cin", "3", "--cout", "32"], capsys)
     assert "H_out = floor((32 + 2*1 - 3) / 1) + 1 = 32" in out

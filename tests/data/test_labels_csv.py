@@ -192,6 +192,7 @@ def test_own_images_csv_commands_run(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "pets-meta-seed_cnn" / "split.csv").is_file()
 
 
+@pytest.mark.slow
 def test_a_csv_without_training_rows_is_scored_by_evaluate(pets, tmp_path, capsys):
     """A label file of test images only (new photos to score): its labels are its classes."""
     over = {"data.num_workers": 0, "output.progress": False, "train.threads": 1, "output.plots": False}

@@ -47,6 +47,7 @@ def test_reading_a_fifo_or_a_device_as_an_image_is_refused_at_once(photos):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.slow
 def test_cnnlab_train_on_a_folder_with_a_fifo_finishes(photos, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     cmd = [sys.executable, "-m", "cnnlab", "train", "--data", f"folder:{photos}", "--model", "fast_cnn"]

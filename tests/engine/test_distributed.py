@@ -5,6 +5,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -43,6 +44,7 @@ def _rank_main(rank: int, world: int, init_file: str, out: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     out = tmp_path / "rank0.pt"
     init_file = tempfile.mktemp(dir=tmp_path)
@@ -57,6 +59,7 @@ def test_two_processes_equal_one_process_on_the_combined_batch(tmp_path):
     assert abs(ddp["loss"] - row["train_loss"]) < 1e-5
 
 
+@pytest.mark.slow
 def test_torchrun_training_writes_one_complete_run_folder(tmp_path, monkeypatch):
     env_root = tmp_path / "runs"
     argv = ["train", "--data", "digits", "--epochs", "2", "--batch-size", "64", "--out", str(env_root)]
@@ -86,6 +89,7 @@ def test_torchrun_training_writes_one_complete_run_folder(tmp_path, monkeypatch)
         assert cli([str(a) for a in argv]) == 0, argv
 
 
+@pytest.mark.slow
 def test_cli_nproc_relaunches_under_torchrun(tmp_path):
     import subprocess
     import sys
@@ -128,6 +132,7 @@ def test_cli_nproc_relaunches_under_torchrun(tmp_path):
     assert (run / "metrics.json").is_file() and "run folder:" in r.stdout
 
 
+@pytest.mark.slow
 def test_resume_under_torchrun_continues_exactly(tmp_path, monkeypatch):
     # Two ranks, 2 epochs straight vs 1 epoch, config edited to 2, then --resume under torchrun:
     # the same weights, history and steps.csv (every rank loaded the same checkpoint and RNG state).

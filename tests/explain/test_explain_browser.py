@@ -64,6 +64,7 @@ def _open(page, url: str) -> None:
     page.wait_for_function("document.body.dataset.analysis !== undefined")
 
 
+@pytest.mark.slow
 def test_explainer_page_shows_the_arithmetic_torch_computes(explain_server, explain_model, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -190,6 +191,7 @@ def _set(page, **values: int) -> None:
         page.dispatch_event(f"#pg{key}", "change")
 
 
+@pytest.mark.slow
 def test_convolution_playground_matches_torch(explain_server, tmp_path):
     """The playground's output size and map, computed in the browser, against torch's conv2d on the same input."""
     from playwright.sync_api import sync_playwright

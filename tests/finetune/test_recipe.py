@@ -183,6 +183,7 @@ def test_recipe_takes_a_given_lr_without_the_finder(pretrained, tmp_path):
     assert r.config.optim.lr == 0.003
 
 
+@pytest.mark.slow
 def test_recipe_resume_after_a_kill_is_bit_identical(pretrained, tmp_path, monkeypatch):
     from cnnlab.engine.trainer import Trainer
 

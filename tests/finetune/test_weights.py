@@ -238,6 +238,7 @@ def test_train_with_imagenet_weights_end_to_end(server, tmp_path, monkeypatch):
     assert state["classifier.1.weight"].shape == (10, 1280)  # a new head for the 10 digits
 
 
+@pytest.mark.slow
 def test_cli_offline_is_one_clear_line(tmp_path):
     """No network reached: the mirror URL points at a closed port on 127.0.0.1."""
     mirror = f"http://127.0.0.1:{_dead_port()}"

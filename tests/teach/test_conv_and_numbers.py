@@ -441,6 +441,7 @@ def _doc_transcripts():
                     yield page.name, command, output
 
 
+@pytest.mark.slow
 def test_learning_pages_show_the_commands_real_output(tmp_path, monkeypatch, capsys):
     from cnnlab.cli import calc, teach
 

@@ -61,6 +61,7 @@ def test_four_notebooks_ask_for_code():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.slow
 def test_notebook_runs_and_every_answer_checks_out(path, tmp_path):
     start = time.perf_counter()
     nb = nbformat.read(path, as_version=4)

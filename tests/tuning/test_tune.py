@@ -97,6 +97,7 @@ def test_hopeless_trial_is_pruned(quick, tmp_path):
     assert (tmp_path / "runs" / "tune-digits-plain_mlp" / "trials" / "trial-001" / "history.csv").is_file()
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_from_sqlite(quick, tmp_path):
     db = f"sqlite:///{tmp_path / 'tune.db'}"
     kw = dict(space=LR_OPT, storage=db, study_name="s", epochs=1, overrides=quick, pruner="none", log=lambda s: None)
