@@ -111,10 +111,22 @@ def summarise(rows: list[dict], target: float) -> None:
         )
     if "cnnlab" in mean and "lean" in mean:
         print(f"cnnlab / lean script:  {mean['cnnlab'] / mean['lean']:.2f}x (target <= 1.00x)")
+        print(f"  per seed (each pair ran back to back): {_pair_ratios(by['cnnlab'], by['lean'])}")
     if "cnnlab" in mean and "plain" in mean:
         print(f"cnnlab / plain script: {mean['cnnlab'] / mean['plain']:.2f}x")
     if "cnnlab" in mean and "seed001" in mean:
         print(f"seed 001 / cnnlab:     {mean['seed001'] / mean['cnnlab']:.1f}x (target >= 13x)")
+
+
+def _pair_ratios(ours: list[dict], ref: list[dict]) -> str:
+    """cnnlab / reference for each seed and their median: a load spike in one run moves the mean of
+    the walls, but only its own pair's ratio."""
+    walls = {x["seed"]: x["wall_s"] for x in ref}
+    ratios = {x["seed"]: x["wall_s"] / walls[x["seed"]] for x in ours if x["seed"] in walls}
+    if not ratios:
+        return "no seed ran both"
+    shown = ", ".join(f"seed {s} {r:.2f}x" for s, r in sorted(ratios.items()))
+    return f"{shown}; median {statistics.median(ratios.values()):.2f}x"
 
 
 def main() -> None:
