@@ -182,3 +182,15 @@ def test_an_onnx_file_on_a_gpu_device_is_refused(tmp_path):
     bogus.write_bytes(b"not onnx")
     with pytest.raises(CnnlabError, match="runs on the CPU"):
         Predictor(bogus, device="cuda")
+
+
+def test_evaluating_a_small_folder_forks_no_loader_workers(digits_pngs, monkeypatch):
+    # 40 files decode in-process faster than two forked workers start; a long-lived process that has
+    # loaded threaded runtimes (a test session with ONNX Runtime and OpenVINO) lost its xdist worker here
+    import cnnlab.data.pipeline as pipeline
+
+    predictor, paths, _ = digits_pngs
+    ds = load_dataset(f"folder:{paths[0].parents[1]}")
+    assert eval_loader(ds, "all", predictor.meta, "cpu").loader.num_workers == 0
+    monkeypatch.setattr(pipeline, "MIN_FILES_FOR_WORKERS", 10)
+    assert eval_loader(ds, "all", predictor.meta, "cpu").loader.num_workers == 2

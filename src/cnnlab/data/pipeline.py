@@ -284,6 +284,9 @@ def class_index(names: list[str], model_classes: list[str], what: str) -> np.nda
     return np.array([index[c] for c in names], dtype=np.int64)
 
 
+MIN_FILES_FOR_WORKERS = 512  # evaluation of fewer image files decodes them without DataLoader workers
+
+
 def eval_loader(
     ds: ArrayDataset | FolderDataset, split: str, meta: dict, device, batch_size: int = 1000, num_workers: int = 2
 ):
@@ -303,8 +306,11 @@ def eval_loader(
     ds.channels, ds.image_size = c, h
     which = eval_split(ds, split)
     items = [(p, int(to_model[y])) for p, y in ds.splits["train" if which == "all" else which]]
+    # A small split decodes in this process faster than forked workers start, and a long-lived process
+    # (a notebook, a test session) that has loaded threaded runtimes is not forked for a few images.
+    workers = num_workers if len(items) >= MIN_FILES_FOR_WORKERS else 0
     return FolderLoader(
-        FolderImages(items, c, h, resize), batch_size, meta["mean"], meta["std"], num_workers=num_workers, device=device
+        FolderImages(items, c, h, resize), batch_size, meta["mean"], meta["std"], num_workers=workers, device=device
     )
 
 
