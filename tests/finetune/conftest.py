@@ -1,16 +1,3 @@
 """Fine-tuning tests run single-threaded (tiny models gain nothing from more threads; the cores are shared)."""
 
-from __future__ import annotations
-
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run model tests single-threaded: on a shared 2-core machine, intra-op threads waiting on each
-    other made small-input passes 20-40x slower than one thread (measured on densenet169)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from single_thread import one_thread  # noqa: F401 - an autouse fixture, active for every test here
