@@ -140,14 +140,19 @@ def is_finished(run_dir: str | Path, cfg: Config) -> bool:
     run_dir = Path(run_dir)
     if not (run_dir / "model" / "model.json").is_file():
         return False
-    history = read_history_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
+    history = _saved_history(run_dir)
     return not history or len(history) >= cfg.train.epochs or ended_on_its_own(history, cfg.train)
+
+
+def _saved_history(run_dir: Path) -> list[dict[str, float]]:
+    """history.csv's rows, or none when training ended before its first epoch was recorded."""
+    return read_history_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
 
 
 def _finished_result(run_dir: Path, cfg: Config, log) -> TrainResult:
     """A finished run resumed: said so, and its result read back without writing anything."""
     metrics = read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
-    history = read_history_csv(run_dir / "history.csv") if (run_dir / "history.csv").is_file() else []
+    history = _saved_history(run_dir)
     acc = f", test accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""
     log(
         f"{run_dir} is finished ({len(history)} epoch{'s' if len(history) != 1 else ''} trained{acc}); "
