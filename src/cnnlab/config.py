@@ -223,6 +223,12 @@ class OptimConfig:
     group_lr: dict[str, float] = setting(rule=each(above(0)), factory=dict)
     # muon: momentum of the orthogonalised filters and matrices (the rest: momentum)
     muon_momentum: float = setting(0.95, interval("[0, 1)"))
+    # muon: Newton-Schulz iterations per orthogonalisation (airbench94_muon runs 3)
+    muon_ns_steps: int = setting(5, count(1, 20))
+    # parameter-name glob -> epochs: those parameters train only for that many epochs, their LR falling
+    # linearly from its start to 0 over them (in place of the schedule), then they are frozen;
+    # e.g. {"stem.bias": 3} for airbench's whitening bias
+    group_epochs: dict[str, float] = setting(rule=each(interval(f"(0, {MAX_EPOCHS}]")), factory=dict)
     lookahead_k: int = setting(0, count(0, 1_000_000))  # Lookahead: sync slow weights every k steps; 0 disables
     lookahead_alpha: float = setting(0.5, interval("(0, 1]"))  # Lookahead slow-weight step size
 

@@ -118,3 +118,55 @@ def test_mixup_and_cutmix_mix_images_and_report_lam():
     own = (cx == x).flatten(1).float().mean(1)  # share of each image kept (pairs with itself count fully)
     moved = yb != y
     assert torch.allclose(own[moved], torch.full_like(own[moved], lam), atol=1e-6)
+
+
+def _flipped(out: torch.Tensor, x: torch.Tensor) -> list[bool]:
+    """Per image: is ``out`` the mirror of ``x`` (and not ``x`` itself)?"""
+    return [bool(torch.equal(o, i.flip(2)) and not torch.equal(o, i)) for o, i in zip(out, x)]
+
+
+def test_alternating_flips_mirror_a_fixed_half_then_alternate():
+    from cnnlab.data.augment import BatchPosition, augment_batch
+
+    x = torch.rand(200, 3, 4, 4)
+    aug = build_augment("altflip", 3)
+    at = [_flipped(augment_batch(aug, x, _g(), BatchPosition(torch.arange(200), e, 7, 200)), x) for e in range(3)]
+    assert 70 < sum(at[0]) < 130  # a random half in the first epoch
+    assert at[1] == [not f for f in at[0]]  # every image shows its other side in the next epoch
+    assert at[2] == at[0]
+    other_seed = _flipped(augment_batch(aug, x, _g(), BatchPosition(torch.arange(200), 0, 8, 200)), x)
+    assert other_seed != at[0]
+    # the coin belongs to the image, not to its place in the batch
+    some = torch.tensor([5, 150, 2])
+    part = _flipped(augment_batch(aug, x[some], _g(), BatchPosition(some, 1, 7, 200)), x[some])
+    assert part == [at[1][5], at[1][150], at[1][2]]
+    crop_then_flip = build_augment("random_crop(pad=0)+altflip", 3)  # a composition passes the position on
+    assert _flipped(augment_batch(crop_then_flip, x, _g(), BatchPosition(torch.arange(200), 1, 7, 200)), x) == at[1]
+
+
+def test_loaders_give_alternating_flips_the_images_and_the_epoch(tmp_path):
+    from PIL import Image
+
+    from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader
+
+    n = 12
+    images = torch.randint(0, 256, (n, 3, 4, 4), dtype=torch.uint8)
+    kw = dict(mean=[0.0] * 3, std=[1.0] * 3, shuffle=True, augment=build_augment("altflip", 3), generator=_g(3))
+    tensor = TensorLoader(images, torch.arange(n), batch_size=5, prefetch=False, **kw)
+    items = []
+    for i in range(n):
+        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
+        items.append((tmp_path / f"{i}.png", i))  # the label names the image
+    folder = FolderLoader(FolderImages(items, 3, 4), batch_size=5, num_workers=0, **kw)
+    for loader in (tensor, folder):
+        seen = {}
+        for epoch in range(3):
+            loader.set_epoch(epoch)
+            for x, y in loader:
+                for img, label in zip(x, y.tolist()):
+                    orig = images[label].float() / 255.0
+                    assert torch.allclose(img, orig, atol=1e-6) or torch.allclose(img, orig.flip(2), atol=1e-6)
+                    seen.setdefault(label, []).append(torch.allclose(img, orig.flip(2), atol=1e-6))
+        assert sorted(seen) == list(range(n))
+        assert all(f[1] != f[0] and f[2] == f[0] for f in seen.values()), type(loader).__name__
+        assert 0 < sum(f[0] for f in seen.values()) < n

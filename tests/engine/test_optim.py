@@ -171,3 +171,33 @@ def test_base_lr_is_optim_lr_under_the_schedule_not_the_largest_group_rate():
     assert "1.bias x441" in line and "3.weight x2.5" in line and line.index("1.bias") < line.index("3.weight")
     assert describe_group_lrs(build_optimizer(model, OptimConfig(name="sgd", lr=0.1)), names) is None
     assert base_lr(Lookahead(build_optimizer(model, cfg))) == pytest.approx(0.1)
+
+
+def test_group_epochs_get_groups_of_their_own_named_in_the_rate_line():
+    model, _, _ = _problem()
+    cfg = OptimConfig(name="sgd", lr=0.1, group_lr={"*.bias": 2.0}, group_epochs={"0.bias": 3})
+    opt = build_optimizer(model, cfg)
+    limited = [g for g in opt.param_groups if g.get("train_epochs")]
+    assert len(limited) == 1 and limited[0]["params"] == [model[0].bias] and limited[0]["lr"] == 2.0
+    line = describe_group_lrs(opt, {id(p): n for n, p in model.named_parameters()})
+    assert "0.bias x20 (falling to 0 over the first 3 epochs, then frozen)" in line
+    assert "1.bias, 3.bias x20;" in line or line.endswith("1.bias, 3.bias x20")
+    with pytest.raises(CnnlabError, match="group_epochs .* matched no parameter name"):
+        build_optimizer(model, OptimConfig(name="sgd", lr=0.1, group_epochs={"stem.bias": 3}))
+
+
+def test_muon_runs_the_configured_number_of_newton_schulz_steps():
+    from cnnlab.engine.optim import orthogonalise
+
+    steps = []
+    for k in (3, 5):
+        torch.manual_seed(4)
+        conv = nn.Conv2d(4, 8, 3)
+        opt = build_optimizer(nn.Sequential(conv), OptimConfig(name="muon", lr=0.1, muon_momentum=0.0, muon_ns_steps=k))
+        w0 = conv.weight.detach().clone()
+        conv.weight.grad = torch.randn_like(w0)
+        expect = w0 * 8**0.5 / w0.norm() - 0.1 * orthogonalise(conv.weight.grad.reshape(8, -1), k).view_as(w0)
+        opt.step()
+        assert torch.allclose(conv.weight, expect, atol=1e-6), k
+        steps.append(conv.weight.detach().clone())
+    assert not torch.allclose(steps[0], steps[1], atol=1e-4)  # three iterations are not five

@@ -71,3 +71,32 @@ def test_state_round_trip_mid_warmup():
             o.step()
             s.step_batch()
         assert a_opt.param_groups[0]["lr"] == b_opt.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("name", ["polynomial", "onecycle"])
+def test_group_epochs_decay_a_group_to_zero_on_its_own_clock_then_freeze_it(name):
+    from cnnlab.config import OptimConfig
+    from cnnlab.engine.loop import base_lr
+    from cnnlab.engine.optim import build_optimizer
+
+    layer = torch.nn.Linear(3, 2)
+    opt = build_optimizer(layer, OptimConfig(name="sgd", lr=0.1, momentum=0.9, group_epochs={"bias": 2}))
+    sched = build_schedule(opt, SchedConfig(name=name, warmup_epochs=1), epochs=4, steps_per_epoch=5)
+    bias_group = next(g for g in opt.param_groups if g["params"][0] is layer.bias)
+    seen = []
+    for _ in range(12):
+        seen.append((bias_group["lr"], base_lr(opt), layer.bias.requires_grad))
+        sched.step_batch()
+    # the bias: 0.1 falling linearly to 0 over 2 epochs (10 steps), whatever the warm-up and schedule do
+    assert [s[0] for s in seen[:10]] == pytest.approx([0.1 * (1 - t / 10) for t in range(10)])
+    assert seen[10][0] == 0 and not layer.bias.requires_grad and layer.weight.requires_grad
+    assert all(s[2] for s in seen[:10])
+    assert seen[0][1] < seen[5][1]  # the weight warms up: the epoch line's rate is the schedule's, not the bias's
+    # a resumed schedule freezes the group again (requires_grad is not part of any state_dict)
+    layer2 = torch.nn.Linear(3, 2)
+    opt2 = build_optimizer(layer2, OptimConfig(name="sgd", lr=0.1, momentum=0.9, group_epochs={"bias": 2}))
+    sched2 = build_schedule(opt2, SchedConfig(name=name, warmup_epochs=1), epochs=4, steps_per_epoch=5)
+    opt2.load_state_dict(opt.state_dict())  # the Trainer's order: build both, then load both
+    assert layer2.bias.requires_grad
+    sched2.load_state_dict(sched.state_dict())
+    assert not layer2.bias.requires_grad and opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])

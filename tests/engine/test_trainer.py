@@ -177,3 +177,39 @@ def test_callbacks_see_every_epoch_and_can_stop_training(fast_overrides):
     with pytest.raises(Stop):
         train(overrides={**fast_overrides, "train.epochs": 4}, log=lambda s: None, callbacks=[cb])
     assert [e for e, _ in seen] == [1, 2] and all(0 <= a <= 1 for _, a in seen)
+
+
+def test_the_records_details_resume_exactly_and_alternate_with_the_epoch(fast_overrides, monkeypatch):
+    # airbench94's alternating flips, whitening bias trained for the first epoch only, 3 Newton-Schulz steps
+    from cnnlab.data.loaders import _EpochPlan
+
+    epochs_told = []
+    tell = _EpochPlan.set_epoch
+    monkeypatch.setattr(_EpochPlan, "set_epoch", lambda self, e: (epochs_told.append(e), tell(self, e)))
+    record = {
+        **fast_overrides,
+        "model.name": "airbench",
+        "model.kwargs": {"widths": [16, 16]},
+        "optim.name": "muon",
+        "optim.lr": 0.05,
+        "optim.muon_ns_steps": 3,
+        "optim.group_epochs": {"stem.bias": 1},
+        "data.augment": "random_crop(pad=1)+altflip",
+        "sched.name": "none",  # a schedule over the run would differ between the 2- and 3-epoch runs
+        "train.early_stop_patience": None,
+    }
+    full = train(overrides={**record, "train.epochs": 3}, log=lambda s: None)
+    assert epochs_told == [0, 1, 2]
+    part = train(overrides={**record, "train.epochs": 2}, log=lambda s: None)
+    after_two = load_checkpoint(part.run_dir / "checkpoints" / "last.pt")["model"]
+    cfg = yaml.safe_load((part.run_dir / "config.yaml").read_text())
+    cfg["train"]["epochs"] = 3
+    (part.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    resumed = train(resume=part.run_dir, log=lambda s: None)
+    assert epochs_told[-1] == 2  # the resumed run's third epoch flips as the full run's did
+    a = load_checkpoint(full.run_dir / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(resumed.run_dir / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert torch.equal(a["stem.bias"], after_two["stem.bias"])  # frozen after the first epoch
+    assert not torch.equal(a["groups.0.norm1.bias"], after_two["groups.0.norm1.bias"])  # the rest trained on

@@ -12,7 +12,9 @@ the v2 policies get a seed drawn from it), so a run is reproducible and resumabl
 seed 000's CIFAR recipe: random crop with 4 px padding, horizontal flip (p=0.5), rotation within
 +/-15 degrees, colour jitter 0.2 (brightness, contrast, saturation). MixUp (Zhang et al. 2018) and
 CutMix (Yun et al. 2019) mix pairs of images and their labels; they act on (x, y) batches through
-:class:`BatchMixer` (``data.mixup``, ``data.cutmix``), and the loop mixes the losses.
+:class:`BatchMixer` (``data.mixup``, ``data.cutmix``), and the loop mixes the losses. ``altflip``
+(airbench94's alternating flips) also needs to know which images the batch holds and the epoch: the
+loaders hand that over as a :class:`BatchPosition`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import inspect
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -32,6 +35,26 @@ from cnnlab.registry import Registry
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 AUGMENTATIONS: Registry = Registry("augmentation")
+
+
+@dataclass(frozen=True)
+class BatchPosition:
+    """Where a training batch comes from, for augmentations that depend on more than the pixels.
+
+    An augmentation marked ``uses_position`` is called ``fn(x, gen, where)`` with one of these (the
+    loaders pass it through :func:`augment_batch`); without one (a preview) it behaves as in epoch 0
+    with the images numbered 0..B-1.
+    """
+
+    index: torch.Tensor  # (B,) the images' positions in the training split
+    epoch: int  # 0-based epoch of the run (the Trainer sets it on the loader)
+    seed: int  # the data generator's seed: fixes per-image choices for the whole run
+    size: int  # images in the training split
+
+
+def augment_batch(fn: Augment, x: torch.Tensor, gen: torch.Generator, where: BatchPosition) -> torch.Tensor:
+    """``fn(x, gen)``, or ``fn(x, gen, where)`` for an augmentation that asks for the batch's position."""
+    return fn(x, gen, where) if getattr(fn, "uses_position", False) else fn(x, gen)
 
 
 def _uniform(gen: torch.Generator, n: int, low: float, high: float, device) -> torch.Tensor:
@@ -117,6 +140,33 @@ def crop_flip(
     col_off = torch.where(flip[:, None], (w - 1 - ar_w)[None], ar_w[None])  # (B, W): reversed when flipped
     cols = (dx[:, None] + col_off).view(b, 1, 1, w).expand(b, c, h, w)
     return padded.gather(2, rows).gather(3, cols)
+
+
+def alternating_flips() -> Augment:
+    """Alternating flips (airbench94, Jordan 2024): each image is mirrored in every other epoch.
+
+    In epoch 0 a random half of the images is mirrored (a per-image coin fixed for the run by the data
+    seed); in every later epoch each image shows the side it did not show in the epoch before. Over
+    any two consecutive epochs the network sees both sides of every image, where independent coins
+    show about a quarter of the images on the same side twice running; the records credit this with
+    reaching the same accuracy in fewer epochs. The coins are drawn afresh only when the seed or the
+    split's size changes.
+    """
+    coins: dict[tuple[int, int], torch.Tensor] = {}
+
+    def run(x: torch.Tensor, gen: torch.Generator, where: BatchPosition | None = None) -> torch.Tensor:
+        if where is None:
+            where = BatchPosition(torch.arange(len(x)), 0, gen.initial_seed(), len(x))
+        key = (where.seed, where.size)
+        if key not in coins:
+            coins.clear()  # one run's coins at a time
+            first = torch.Generator().manual_seed(where.seed % 2**63)
+            coins[key] = torch.rand(where.size, generator=first) < 0.5  # (size,): mirrored in epoch 0
+        flip = coins[key][where.index.cpu()].to(x.device) ^ bool(where.epoch % 2)  # (B,)
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+    run.uses_position = True
+    return run
 
 
 def vflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
@@ -281,12 +331,13 @@ def v2_policy(make: Callable[[], Callable]) -> Augment:
 
 
 def compose(*fns: Augment) -> Augment:
-    def run(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def run(x: torch.Tensor, gen: torch.Generator, where: BatchPosition | None = None) -> torch.Tensor:
         for fn in fns:
-            x = fn(x, gen)
+            x = fn(x, gen, where) if getattr(fn, "uses_position", False) else fn(x, gen)
         return x
 
     run.global_rng = any(getattr(fn, "global_rng", False) for fn in fns)
+    run.uses_position = any(getattr(fn, "uses_position", False) for fn in fns)
     return run
 
 
@@ -304,6 +355,7 @@ def _bind(fn, **defaults):
 
 # ---- single ops (usable alone or joined with "+") ------------------------------------------------
 AUGMENTATIONS.register("hflip")(_bind(hflip))
+AUGMENTATIONS.register("altflip")(alternating_flips)
 AUGMENTATIONS.register("vflip")(_bind(vflip))
 AUGMENTATIONS.register("random_crop")(_bind(random_crop))
 AUGMENTATIONS.register("crop_flip")(_bind(crop_flip))

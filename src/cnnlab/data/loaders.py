@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cnnlab.data.augment import Augment
+from cnnlab.data.augment import Augment, BatchPosition, augment_batch
 from cnnlab.data.images import load_image
 
 
@@ -53,6 +53,14 @@ class _EpochPlan:
     weights: torch.Tensor | None
     rank: int = 0  # data-parallel shard of this process (see cnnlab.engine.distributed)
     world: int = 1
+    epoch: int = 0  # the run's epoch, for augmentations that change with it (alternating flips)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The 0-based epoch the next iteration belongs to (the Trainer sets it before every epoch)."""
+        self.epoch = int(epoch)
+
+    def _position(self, index: torch.Tensor, n: int) -> BatchPosition:
+        return BatchPosition(index, self.epoch, self.generator.initial_seed(), n)
 
     def shard(self, rank: int, world: int) -> None:
         """Serve only ``order[rank::world]`` of each epoch (padded by wrap-around to equal length)."""
@@ -127,7 +135,8 @@ class TensorLoader(_EpochPlan):
         idx = order[i * self.batch_size : (i + 1) * self.batch_size]
         x = self.images[idx]  # (B, C, H, W) uint8
         if self.augment is not None:
-            x = self.augment(x.float().div_(255.0), self.generator)  # augmentations work in [0, 1]
+            where = self._position(idx, len(self.labels))
+            x = augment_batch(self.augment, x.float().div_(255.0), self.generator, where)  # work in [0, 1]
             scale = self.scale
         else:
             scale = self.scale_u8
@@ -319,11 +328,12 @@ class FolderLoader(_EpochPlan):
     def __iter__(self):
         order, start = self._begin_epoch(len(self.loader.dataset))
         self._current = order[start * self.batch_size :]
-        for x, y in self.loader:
+        for k, (x, y) in enumerate(self.loader):
             self.position += 1
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.augment is not None:
-                x = self.augment(x, self.generator)
+                where = self._position(self._current[k * self.batch_size : (k + 1) * self.batch_size], self.num_samples)
+                x = augment_batch(self.augment, x, self.generator, where)
             x = self._normalise(x)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

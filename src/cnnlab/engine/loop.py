@@ -311,6 +311,7 @@ def base_lr(optimizer: torch.optim.Optimizer) -> float:
     (airbench's BatchNorm shifts at 442x) it is the rate the recipe names, not the largest one."""
     for g in optimizer.param_groups:
         scale = g.get("lr_scale", 1.0)  # absent in checkpoints written before lr_scale existed
-        if scale:  # a group frozen by a zero rate says nothing about optim.lr
+        # a group frozen by a zero rate, or on its own clock (optim.group_epochs), says nothing about optim.lr
+        if scale and not g.get("train_epochs"):
             return g["lr"] / scale
     return optimizer.param_groups[0]["lr"]

@@ -135,7 +135,7 @@ def _closure_loss(closure: Callable | None):
 def muon(params, c: OptimConfig, wd: float) -> torch.optim.Optimizer:
     """Muon: orthogonalised momentum for filters and hidden matrices (``lr``, ``muon_momentum``), SGD for the rest."""
     kw = dict(momentum=c.momentum, nesterov=c.nesterov, weight_decay=wd, muon_momentum=c.muon_momentum)
-    return Muon(params, lr=c.lr, **kw)
+    return Muon(params, lr=c.lr, ns_steps=c.muon_ns_steps, **kw)
 
 
 def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
@@ -144,8 +144,8 @@ def orthogonalise(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     Five-term Newton-Schulz iteration X <- aX + b(XX^T)X + c(XX^T)^2 X on g / ||g||, with the
     coefficients (3.4445, -4.7750, 2.0315) of the Muon write-up: chosen for speed, they lift every
     singular value above a hundredth of the largest into roughly [0.6, 1.2] in five steps, rather than
-    converging exactly to 1. Runs in bf16, like the reference; the matrices are small next to a
-    training step.
+    converging exactly to 1 (airbench94_muon stops after three, which leaves the smallest directions
+    further below 1). Runs in bf16, like the reference; the matrices are small next to a training step.
     """
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.to(torch.bfloat16)
@@ -168,15 +168,16 @@ class Muon(torch.optim.Optimizer):
     amount, however unevenly the gradient is spread over them. The rescaling is airbench94_muon's:
     with BatchNorm after each convolution only W's direction matters, and a fixed norm keeps the LR's
     effect the same all run (so weight decay has nothing to do there and is not applied). The other
-    tensors take torch's SGD step (``momentum``, ``nesterov``, coupled ``weight_decay``).
+    tensors take torch's SGD step (``momentum``, ``nesterov``, coupled ``weight_decay``). ``ns_steps``
+    is the number of Newton-Schulz iterations per orthogonalisation (``optim.muon_ns_steps``).
     ``cnnlab.engine.optim.param_groups`` marks convolution filters and weight matrices as orthogonal,
     except the classifier head's. (``torch.optim.Muon`` takes 2-D tensors only and leaves the rest to a
     second optimiser; one optimiser for both keeps schedules, ``group_lr`` and checkpoints as they are.)
     """
 
-    def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, muon_momentum=0.95):
+    def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, muon_momentum=0.95, ns_steps=5):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-        super().__init__(params, dict(defaults, muon_momentum=muon_momentum, orthogonal=False))
+        super().__init__(params, dict(defaults, muon_momentum=muon_momentum, orthogonal=False, ns_steps=ns_steps))
 
     @torch.no_grad()
     def step(self, closure: Callable | None = None):
@@ -197,7 +198,7 @@ class Muon(torch.optim.Optimizer):
                     g = g.add(buf, alpha=mu) if group["nesterov"] else buf
                 if ortho and p.ndim >= 2:
                     p.mul_(p.shape[0] ** 0.5 / p.norm().clamp_min(1e-12))
-                    g = orthogonalise(g.reshape(len(g), -1)).view_as(p)
+                    g = orthogonalise(g.reshape(len(g), -1), group.get("ns_steps", 5)).view_as(p)
                 p.add_(g, alpha=-group["lr"])
         return loss
 
@@ -255,26 +256,36 @@ class Lookahead(torch.optim.Optimizer):
 def param_groups(model: nn.Module, c: OptimConfig) -> list[dict]:
     """Groups by (LR, decay): ``group_lr`` globs over parameter names (first match wins), and with
     ``no_decay_norm_bias`` every 1-D tensor (biases, BatchNorm/LayerNorm scales) gets no decay.
+    Parameters matched by a ``group_epochs`` glob get a group of their own marked ``train_epochs``
+    (see :class:`cnnlab.engine.schedulers.Schedule`).
 
     Frozen parameters are included: they get no gradient, so the optimiser (and the weight-decay
     hooks) skip them, and blocks unfrozen later (progressive, staged fine-tuning) train in the same
     optimiser."""
     c = _with_lr(c)
     head = _head_prefix(model) if c.name == "muon" else None
-    groups: dict[tuple[float, bool, bool], list] = {}
+    groups: dict[tuple[float, bool, bool, float | None], list] = {}
     for name, p in model.named_parameters():
         lr = next((v for pat, v in c.group_lr.items() if fnmatch.fnmatch(name, pat)), c.lr)
+        epochs = next((float(v) for pat, v in c.group_epochs.items() if fnmatch.fnmatch(name, pat)), None)
         decay = not (c.no_decay_norm_bias and p.ndim <= 1)
         ortho = head is not None and p.ndim >= 2 and not name.startswith(head)  # Muon: filters, hidden matrices
-        groups.setdefault((float(lr), decay, ortho), []).append(p)
-    if c.group_lr and all(lr == c.lr for lr, _, _ in groups):
+        groups.setdefault((float(lr), decay, ortho, epochs), []).append(p)
+    if c.group_lr and all(lr == c.lr for lr, *_ in groups):
         raise CnnlabError(f"optim.group_lr {c.group_lr} matched no parameter name; see `cnnlab summary` for the names")
+    if c.group_epochs and all(epochs is None for *_, epochs in groups):
+        names = "see `cnnlab summary` for the names"
+        raise CnnlabError(f"optim.group_epochs {c.group_epochs} matched no parameter name; {names}")
     # lr_scale: the group's rate as a multiple of optim.lr, so the epoch line can show optim.lr itself
     scale = (lambda lr: lr / c.lr) if c.lr else (lambda lr: 1.0)
-    out = [{"params": ps, "lr": lr, "lr_scale": scale(lr), "decay": decay} for (lr, decay, _), ps in groups.items()]
-    if head is not None:
-        for g, (_, _, ortho) in zip(out, groups):
+    out = []
+    for (lr, decay, ortho, epochs), ps in groups.items():
+        g = {"params": ps, "lr": lr, "lr_scale": scale(lr), "decay": decay}
+        if head is not None:
             g["orthogonal"] = ortho
+        if epochs is not None:
+            g["train_epochs"] = epochs  # the schedule decays it to 0 over these epochs, then freezes it
+        out.append(g)
     return out
 
 
@@ -292,13 +303,17 @@ def describe_group_lrs(optimizer: torch.optim.Optimizer, names: dict[int, str]) 
     """One line naming the parameter groups that train at a multiple of ``optim.lr`` (None if none do).
 
     ``names`` maps ``id(parameter)`` to its name in the model."""
-    scaled: dict[float, list[str]] = {}
+    scaled: dict[tuple[float, float], list[str]] = {}
     for g in optimizer.param_groups:
-        if g.get("lr_scale", 1.0) != 1.0:
-            scaled.setdefault(g["lr_scale"], []).extend(names.get(id(p), "?") for p in g["params"])
+        epochs = g.get("train_epochs") or 0.0
+        if g.get("lr_scale", 1.0) != 1.0 or epochs:
+            scaled.setdefault((g.get("lr_scale", 1.0), epochs), []).extend(names.get(id(p), "?") for p in g["params"])
     if not scaled:
         return None
-    parts = [f"{_list(ns)} x{k:.3g}" for k, ns in sorted(scaled.items(), reverse=True)]
+    parts = [
+        f"{_list(ns)} x{k:.3g}" + (f" (falling to 0 over the first {e:g} epochs, then frozen)" if e else "")
+        for (k, e), ns in sorted(scaled.items(), reverse=True)
+    ]
     return (
         f"learning rates: the epoch lines show optim.lr under the schedule; these parameters train at a fixed "
         f"multiple of it: {'; '.join(parts)}"

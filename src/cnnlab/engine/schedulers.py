@@ -12,6 +12,12 @@ Warm-up (Goyal et al. 2017) scales the inner schedule's starting LR from ``warmu
 ``warmup_epochs``; the inner schedule then starts its own clock. Chainable torch schedulers compute
 the next LR from the current one, so the warm-up restores the inner LR before the inner schedule
 ever steps again; otherwise the warm-up factor would leak into every later LR.
+
+Parameter groups marked ``train_epochs`` (``optim.group_epochs``) follow their own clock instead:
+their LR falls linearly from its starting value to 0 over that many epochs, whatever the schedule
+and warm-up do to the rest, and their parameters are then frozen (``requires_grad`` off), so the
+backward pass stops computing gradients nobody uses. airbench94 trains its whitening layer's bias
+this way for the first 3 of its 8 epochs.
 """
 
 from __future__ import annotations
@@ -39,13 +45,26 @@ class Plan:
 class Schedule:
     """A torch scheduler (or none) behind one interface, with an optional linear warm-up in front."""
 
-    def __init__(self, opt, scheduler=None, per_batch=True, monitor=None, warmup_steps=0, warmup_start=0.0):
+    def __init__(self, opt, scheduler=None, per_batch=True, monitor=None, warmup_steps=0, warmup_start=0.0, limited=()):
         self.opt, self.scheduler, self.per_batch, self.monitor = opt, scheduler, per_batch, monitor
         self.warmup_steps, self.warmup_start = int(warmup_steps), float(warmup_start)
         self.steps = 0  # optimiser steps taken
         self.inner_lrs = [g["lr"] for g in opt.param_groups]  # the LR the inner schedule wants now
+        # (group index, starting LR, steps) of the groups that train for a limited number of epochs;
+        # indices, not the group dicts, which an optimiser's load_state_dict replaces
+        self.limited = list(limited)
         if self.warmup_steps > 0:
             self._set_warm_lrs()
+        self._apply_limits()
+
+    def _apply_limits(self) -> None:
+        """Set the LR of every time-limited group from the step count; freeze it once its time is up."""
+        for i, start, steps in self.limited:
+            g = self.opt.param_groups[i]
+            g["lr"] = start * max(0.0, 1.0 - self.steps / steps)
+            if self.steps >= steps:
+                for p in g["params"]:
+                    p.requires_grad_(False)
 
     def _set_warm_lrs(self) -> None:
         frac = self.warmup_start + (1 - self.warmup_start) * (self.steps + 1) / self.warmup_steps
@@ -58,6 +77,10 @@ class Schedule:
 
     def step_batch(self) -> None:
         self.steps += 1
+        self._step_inner()
+        self._apply_limits()
+
+    def _step_inner(self) -> None:
         if self.steps < self.warmup_steps:
             self._set_warm_lrs()
             return
@@ -77,6 +100,7 @@ class Schedule:
             self.scheduler.step(metrics[self.monitor])
         else:
             self.scheduler.step()
+        self._apply_limits()
 
     def state_dict(self) -> dict:
         return {
@@ -91,6 +115,7 @@ class Schedule:
         self.steps, self.inner_lrs = int(state["steps"]), list(state["inner_lrs"])
         if self.scheduler is not None and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_limits()
 
 
 @SCHEDULERS.register("none")
@@ -203,10 +228,16 @@ def build_schedule(opt, c: SchedConfig, epochs: int, steps_per_epoch: int) -> Sc
     per_epoch = max(1, steps_per_epoch)
     warm = int(math.ceil(c.warmup_epochs * per_epoch))
     total = max(1, epochs * per_epoch - warm)
+    # Starting LRs read before any scheduler is built: OneCycle and friends rewrite them.
+    limited = [
+        (i, g["lr"], max(1, round(g["train_epochs"] * per_epoch)))
+        for i, g in enumerate(opt.param_groups)
+        if g.get("train_epochs")
+    ]
     # OneCycle and friends write into param_groups; build on the inner optimiser for Lookahead.
     scheduler, per_batch = SCHEDULERS.get(c.name)(_inner(opt), c, Plan(total, per_epoch))
     monitor = c.monitor if c.name == "plateau" else None
-    return Schedule(opt, scheduler, per_batch, monitor, warmup_steps=warm, warmup_start=c.warmup_start)
+    return Schedule(opt, scheduler, per_batch, monitor, warm, c.warmup_start, limited)
 
 
 def _inner(opt):

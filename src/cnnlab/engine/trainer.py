@@ -262,6 +262,9 @@ class Trainer:
         bar = _progress(len(self.train_loader), f"epoch {self.epoch + 1}/{self.cfg.epochs}", self.progress)
         if self.state.batches == 0:
             self.state.start_epoch()
+        set_epoch = getattr(self.train_loader, "set_epoch", None)
+        if set_epoch is not None:  # augmentations that change with the epoch (alternating flips)
+            set_epoch(self.epoch)
         elif bar is not None:
             bar.update(self.state.batches)
         every = self.cfg.checkpoint_every
