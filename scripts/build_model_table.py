@@ -1,5 +1,6 @@
 """Write ``src/cnnlab/models/zoo_table.json``: every registered model summarised at its own input and
-class count (parameters, MACs, description), the rows ``cnnlab models`` lists without building them.
+class count (parameters, MACs, description, and what one class more adds), the rows ``cnnlab models``
+lists without building them.
 
 Run it after adding or changing a model (tests/models/test_summary.py rebuilds every row and fails
 while the table is stale), then read the diff.
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import json
 
-from cnnlab.cli.models import TABLE, model_rows
+from cnnlab.cli.models import TABLE, model_names, zoo_table_row
 
 
 def main() -> None:
-    rows = model_rows("*")
+    rows = [zoo_table_row(name) for name in model_names("*")]
     text = json.dumps({"models": rows}, indent=1, ensure_ascii=False) + "\n"
     TABLE.write_text(text)
     print(f"wrote {len(rows)} models to {TABLE.name}")

@@ -10,8 +10,15 @@ from torch import nn
 
 from cnnlab.cli.main import main
 from cnnlab.errors import CnnlabError
-from cnnlab.models import create_model
-from cnnlab.models.summary import default_input_shape, parse_input_shape, summary
+from cnnlab.models import create_model, list_models
+from cnnlab.models.summary import (
+    _conv_shape,
+    _shape_only_layers,
+    build_model,
+    default_input_shape,
+    parse_input_shape,
+    summary,
+)
 
 SPECS = Path(__file__).resolve().parents[2] / "configs" / "models"
 
@@ -142,24 +149,37 @@ def test_cli_user_errors(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_shipped_model_table_is_every_model_summarised_now():
+def test_shipped_model_table_lists_every_registered_model():
+    from cnnlab.cli.models import table_rows
+
+    assert [r["name"] for r in table_rows()] == list_models()
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_shipped_model_table_row_is_the_model_built_now(name):
     # `cnnlab models` lists this table instead of building the zoo; it must say what summary() says now
-    import json
+    from cnnlab.cli.models import at_classes, model_row, table_rows, zoo_table_row
 
-    from cnnlab.cli.models import TABLE, model_rows
+    (shipped,) = [r for r in table_rows(name) if r["name"] == name]
+    assert shipped == zoo_table_row(name), "models/zoo_table.json is stale: run python scripts/build_model_table.py"
+    # --classes K moves a row along its growth per class, measured at one class more: a third count must
+    # give what the network built for it gives
+    assert {k: v for k, v in at_classes(shipped, 3).items() if k not in ("classes", "per_class")} == model_row(
+        name, num_classes=3
+    )
 
-    shipped = json.loads(TABLE.read_text())["models"]
-    assert shipped == model_rows("*"), "models/zoo_table.json is stale: run python scripts/build_model_table.py"
 
-
-def test_cli_models_from_the_table_and_built_agree(capsys):
-    def resnet18_line(argv):
+def test_cli_models_at_another_class_count_are_the_built_networks(capsys):
+    def params_listed(argv):
         assert main(argv) == 0
-        return next(line for line in capsys.readouterr().out.splitlines() if line.startswith("resnet18 "))
+        line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("resnet18_cifar "))
+        return int(line.split()[2].replace(",", ""))
 
-    listed = resnet18_line(["models", "resnet18*"])  # the shipped table
-    built = resnet18_line(["models", "resnet18*", "--classes", "1000"])  # built now, at resnet18's own classes
-    assert listed == built and "11,689,512" in listed and "1,814.1" in listed
+    for k in (1, 7, 1000):
+        built = sum(p.numel() for p in create_model("resnet18_cifar", num_classes=k).parameters())
+        assert params_listed(["models", "resnet18_c", "--classes", str(k)]) == built
+    assert main(["models", "--classes", "0"]) == 1
+    assert "--classes must be a positive integer" in capsys.readouterr().err
 
 
 def test_cli_models_lists_params_and_macs(capsys):
@@ -193,3 +213,76 @@ def test_cli_summary_of_a_saved_model_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "input 1x28x28 -> output 3" in out
     assert f"Total params: {sum(p.numel() for p in model.parameters()):,}" in out
+
+
+def _real_pass(name: str, shape: tuple[int, int, int]):
+    """The summary of the real network: every layer computed on the CPU (zeroed weights: values do not
+    change shapes, and zeros keep the test fast)."""
+    model = build_model(name, shape, device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        for t in (*model.parameters(), *model.buffers()):
+            t.zero_()
+    s = summary(model, shape, device="cpu")
+    s.model = name
+    return s
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "custom"])
+def test_shape_only_summary_equals_the_real_forward_for_every_model(name):
+    # named summaries run convs and linear layers as shape stand-ins; every row must be what the real pass gives
+    c, h, _ = default_input_shape(name)
+    shape = (c, min(h, 64), min(h, 64))  # ImageNet-shaped nets at 64 px: the same layers, a faster real pass
+    assert summary(name, shape) == _real_pass(name, shape)
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(3, 4, 3),
+        nn.Conv2d(3, 4, 3, padding=1, stride=2),
+        nn.Conv2d(3, 4, (3, 5), padding=(1, 0), stride=(2, 1), dilation=(1, 2)),
+        nn.Conv2d(4, 8, 3, padding="same", dilation=2, groups=2),
+        nn.Conv2d(3, 4, 4, padding="valid", stride=3),
+        nn.Conv2d(3, 6, 7, padding=3, stride=2, bias=False),
+    ],
+)
+@pytest.mark.parametrize("hw", [(7, 7), (9, 12), (32, 31)])
+def test_conv_stand_in_shape_is_torchs(conv, hw):
+    x = torch.zeros(2, conv.in_channels, *hw)
+    try:
+        want = tuple(conv(x).shape)
+    except RuntimeError:  # an input smaller than the (dilated) kernel: the stand-in must refuse it too
+        want = None
+    assert _conv_shape(conv, x) == want
+
+
+def test_stand_in_runs_the_real_layer_on_an_input_it_would_refuse():
+    net = nn.Sequential(nn.Conv2d(3, 4, 5), nn.Flatten(), nn.Linear(4, 2))
+    _shape_only_layers(net)
+    with pytest.raises(RuntimeError, match="channels"):
+        net(torch.zeros(1, 2, 8, 8))  # torch's own message: expected input to have 3 channels
+    with pytest.raises(RuntimeError, match="[Kk]ernel size"):
+        net(torch.zeros(1, 3, 4, 4))  # smaller than the kernel
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        net(torch.zeros(1, 3, 6, 6))  # 2x2x4 features into a Linear(4, ...)
+    assert net(torch.zeros(1, 3, 5, 5)).shape == (1, 2)
+
+
+@pytest.mark.slow  # a fresh interpreter: its import of torch is most of the time
+def test_named_summary_imports_neither_dynamo_nor_sympy():
+    # a forward on the meta device, or initialisers through torch's Python references, import TorchDynamo
+    # and sympy: ~2 s on a 2-core machine, more than the summary itself (issue 30)
+    import subprocess
+    import sys
+
+    # one model per family and kind of layer (GELU, SiLU and squeeze-excitation, dense concatenation, ...)
+    names = "airbench densenet_bc100_cifar efficientnet_b0_cifar googlenet_cifar lenet5 plain_mlp seed_cnn"
+    code = (
+        "import sys\n"
+        "from cnnlab.models.summary import summary\n"
+        f"for n in {names.split()}: summary(n)\n"
+        "summary('resnet18_cifar', (1, 40, 40), num_classes=3)\n"
+        "print(sorted(m for m in ('torch._dynamo', 'sympy', 'torchvision') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,11 +1,14 @@
 """``cnnlab models [PATTERN]``: list registered models with their input, parameters and MACs.
 
-At each model's own input and class count the rows come from ``models/zoo_table.json``, a table
-shipped with the package (``python scripts/build_model_table.py`` writes it; a test rebuilds every
-row and compares), so listing the zoo needs neither torch nor a forward pass: 0.3 s instead of the
-~10 s that summarising 60 models takes. With ``--input``/``--classes``, or for ``timm:`` names,
-each model is built on torch's meta device and run once through the summary hooks. ``--markdown``
-prints the table that ``docs/models.md`` pastes.
+At each model's own input the rows come from ``models/zoo_table.json``, a table shipped with the
+package (``python scripts/build_model_table.py`` writes it; a test rebuilds every row and compares),
+so listing the zoo needs neither torch nor a forward pass: 0.3 s instead of the ~10 s that
+summarising 60 models took. ``--classes K`` is read from the table too: a model's parameters and
+MACs are affine in its class count (only the layers that output the classes grow), and the table
+holds each model's own count and the growth per class, measured by building it at one class more
+(a test checks every model at a third count). With ``--input``, or for ``timm:`` names, each model
+is built and run once through the summary's shape-only pass. ``--markdown`` prints the table that
+``docs/models.md`` pastes.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def table_rows(pattern: str = "*") -> list[dict]:
 
 
 def model_row(name: str, input_shape=None, num_classes: int | None = None) -> dict:
-    """name, input, params, macs, description, error (None when it built) for one model."""
+    """name, input, params, macs, description, error (None when it built) for one model, built now."""
     from cnnlab.models import MODELS
     from cnnlab.models.summary import default_input_shape, summary
 
@@ -90,11 +93,11 @@ def model_row(name: str, input_shape=None, num_classes: int | None = None) -> di
     row = {"name": name, "input": "x".join(map(str, shape)), "params": None, "macs": None, "error": None}
     row["description"] = doc[0] if doc else ""
     try:
-        s = summary(name, shape, num_classes=num_classes, device="meta")  # a list: meta pays its one-off import once
+        s = summary(name, shape, num_classes=num_classes)
         row.update(params=s.total_params, macs=s.total_macs)
     except CnnlabError as exc:
         row["error"] = str(exc)
-    except Exception as exc:  # a third-party (timm) model that cannot run shapes-only on the meta device
+    except Exception as exc:  # a third-party (timm) model that cannot be built or run shapes-only
         if not timm:
             raise
         row["error"] = f"not summarised: {type(exc).__name__}: {str(exc)[:80]}"
@@ -106,12 +109,34 @@ def model_rows(pattern: str = "*", input_shape=None, num_classes: int | None = N
     return [model_row(name, input_shape, num_classes) for name in model_names(pattern)]
 
 
+def zoo_table_row(name: str) -> dict:
+    """A row of ``models/zoo_table.json``, built now: the registered model at its own input and class
+    count, with that count (``classes``) and what one class more adds (``per_class``: params, macs)."""
+    from cnnlab.models.summary import default_num_classes
+
+    row = {**model_row(name), "classes": None, "per_class": None}
+    if row["error"] is None:
+        row["classes"] = k = default_num_classes(name)
+        more = model_row(name, num_classes=k + 1)
+        row["per_class"] = {"params": more["params"] - row["params"], "macs": more["macs"] - row["macs"]}
+    return row
+
+
+def at_classes(row: dict, num_classes: int) -> dict:
+    """A table row moved to ``num_classes`` classes along its per-class growth (rows that failed stay)."""
+    if row["error"] is not None:
+        return row
+    extra, grow = num_classes - row["classes"], row["per_class"]
+    return {**row, "params": row["params"] + extra * grow["params"], "macs": row["macs"] + extra * grow["macs"]}
+
+
 def _listed_rows(pattern: str, input_shape, num_classes: int | None) -> list[dict] | None:
-    """The shipped table's rows where it holds the answer (registered models at their own input and
-    class count); None where the models must be built (timm names, another input or class count)."""
-    if pattern.startswith("timm:") or input_shape is not None or num_classes is not None:
+    """The shipped table's rows where it holds the answer (registered models at their own input, at
+    their own or another class count); None where the models must be built (timm names, another input)."""
+    if pattern.startswith("timm:") or input_shape is not None:
         return None
-    return table_rows(pattern)
+    rows = table_rows(pattern)
+    return rows if num_classes is None else [at_classes(r, num_classes) for r in rows]
 
 
 def _fmt(n: int | None) -> str:
@@ -124,6 +149,8 @@ def _mmacs(n: int | None) -> str:
 
 def run(args) -> int:
     shape = None
+    if args.classes is not None and args.classes < 1:
+        raise CnnlabError(f"--classes must be a positive integer, got {args.classes}.")
     if args.input:
         from cnnlab.models.summary import parse_input_shape
 

@@ -2,8 +2,9 @@
 
 A thin wrapper over :func:`cnnlab.models.summary.summary`. ``MODEL`` is a registered name, the path of
 a YAML custom-net spec (``configs/models/*.yaml``) or a trained model/run folder (its ``model.json``
-gives architecture, input shape and classes); the network is built on torch's meta device, so even
-ImageNet-sized models summarise instantly without allocating their weights.
+gives architecture, input shape and classes). The network runs shapes only (built on torch's meta
+device, its convolutions and linear layers as shape stand-ins), so even VGG-16 at 224 px summarises in
+a tenth of a second over the imports.
 """
 
 from __future__ import annotations

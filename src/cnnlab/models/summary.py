@@ -5,8 +5,11 @@ parameters (``k_h k_w C_in C_out + C_out`` for a conv), multiply-accumulates (MA
 receptive field ``RF_L = 1 + sum_l (k_l - 1) prod_{i<l} s_i`` with its "jump" (the distance in input
 pixels between neighbouring units), both from :func:`cnnlab.arithmetic.receptive_field_step`.
 Forward hooks on every leaf module record what actually runs, so the table is right for any
-``nn.Module``; named models are built on torch's ``meta`` device, which tracks shapes without
-allocating or computing anything, so even VGG-16 at 224 px summarises in milliseconds.
+``nn.Module``. A named model is built on torch's ``meta`` device (no memory, no initialisation), given
+CPU memory zeroed where the pass reads it, and run once with its convolutions and linear layers as shape-only stand-ins
+(the output shape from the layer's own arithmetic, so hooks still see every layer): the counts are
+those of the real network, and even VGG-16 at 224 px summarises in tens of milliseconds. (A forward
+on ``meta`` itself would import torch's symbolic shapes and TorchDynamo, ~2 s of a 2-core machine.)
 
 Receptive fields are tracked per tensor: each hooked layer looks up the (rf, jump) of the tensor it
 received. When a tensor was made by a functional op between modules (``x + shortcut`` in a ResNet,
@@ -20,6 +23,7 @@ multiply-add per weight use); normalisation, activations and pooling are element
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import re
@@ -28,6 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from cnnlab.arithmetic import conv_macs, receptive_field_step
 from cnnlab.errors import CnnlabError
@@ -151,34 +156,64 @@ def parse_input_shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def default_input_shape(name: str) -> tuple[int, int, int]:
-    """A registered model's natural input, read from its builder's ``in_channels``/``input_size`` defaults."""
+def _builder_default(name: str, key: str, fallback: int) -> int:
+    """A registered builder's default for the keyword ``key`` (``fallback`` where it has none)."""
     from cnnlab.models import MODELS
 
-    params = inspect.signature(MODELS.get(name)).parameters
+    p = inspect.signature(MODELS.get(name)).parameters.get(key)
+    return fallback if p is None or p.default is inspect.Parameter.empty else int(p.default)
 
-    def default(key: str, fallback: int) -> int:
-        p = params.get(key)
-        return fallback if p is None or p.default is inspect.Parameter.empty else int(p.default)
 
-    size = default("input_size", 32)
-    return default("in_channels", 3), size, size
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    """A registered model's natural input, read from its builder's ``in_channels``/``input_size`` defaults."""
+    size = _builder_default(name, "input_size", 32)
+    return _builder_default(name, "in_channels", 3), size, size
+
+
+def default_num_classes(name: str) -> int:
+    """A registered model's own class count, its builder's ``num_classes`` default (10 where it has none)."""
+    return _builder_default(name, "num_classes", 10)
 
 
 def build_model(
     name: str, input_shape: tuple[int, int, int], num_classes: int | None = None, device: str = "cpu", **kw: Any
 ) -> nn.Module:
-    """Build a registered model for ``input_shape`` (C, H, W); on ``device="meta"`` nothing is allocated."""
+    """Build a registered model for ``input_shape`` (C, H, W); on ``device="meta"`` nothing is allocated
+    and nothing initialised."""
     from cnnlab.models import create_model
 
     c, h, w = input_shape
     if num_classes is not None:
         kw["num_classes"] = num_classes
-    with torch.device(device):
+    skip = _NoValues() if str(device) == "meta" else contextlib.nullcontext()
+    with torch.device(device), skip:
         try:
             return create_model(name, in_channels=c, input_size=h, **kw)
         except (ValueError, RuntimeError) as exc:  # a builder refusing this input size or channel count
             raise CnnlabError(f"model {name!r} cannot be built for input {_shape(input_shape)}: {exc}") from exc
+
+
+# value writes of initialisers; on meta they write nothing, and some (normal_, erfinv_) run through torch's
+# Python references, whose first use imports TorchDynamo (~1 s)
+_FILLS = frozenset(
+    getattr(torch.Tensor, op)
+    for op in ("normal_", "uniform_", "fill_", "zero_", "copy_", "erfinv_", "clamp_", "mul_", "add_", "sub_", "div_")
+)
+
+
+class _NoValues(TorchFunctionMode):
+    """Meta tensors hold no values, so while a network is built on the meta device, or given memory, what
+    writes or copies values is skipped: ``torch.nn.init`` functions and in-place fills return their tensor
+    untouched, and ``to_empty``'s ``empty_like`` becomes ``empty`` of the same shape (``empty_like`` of a
+    meta tensor runs torch's Python reference, which imports its symbolic shapes: sympy, ~1 s)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _FILLS or getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        if func is torch.empty_like and args[0].is_meta and set(kwargs) <= {"device"}:
+            return torch.empty(args[0].shape, dtype=args[0].dtype, device=kwargs.get("device", "meta"))
+        return func(*args, **kwargs)
 
 
 # ---------------------------------------------------------------- receptive-field and MAC rules per layer
@@ -313,17 +348,20 @@ def summary(
         model_or_name: a module, or a registered model name (built for ``input_shape`` with
             ``num_classes`` and ``model_kwargs``).
         input_shape: (C, H, W); defaults to a named model's natural input; required for modules.
-        device: where to run; defaults for names to the CPU with zeroed weights up to 30 M parameters
-            and to ``"meta"`` (shapes only, no memory) above, and to the module's own device for modules.
+        device: where to run; defaults for names to shapes only (zeroed CPU memory, convolutions and
+            linear layers as shape stand-ins) and to the module's own device for modules; ``"meta"``
+            computes nothing (its first forward imports torch's symbolic shapes, ~2 s).
 
     Returns:
         A :class:`Summary`; ``print(s.table())`` shows it.
     """
+    shape_only = isinstance(model_or_name, str) and device is None
     if isinstance(model_or_name, str):
         name = model_or_name
         input_shape = tuple(input_shape or default_input_shape(name))
         model = build_model(name, input_shape, num_classes, device or "meta", **model_kwargs)
-        device = device or _cpu_if_small(model)
+        if shape_only:
+            device = _materialise(model)
     else:
         model, name = model_or_name, type(model_or_name).__name__
         if input_shape is None:
@@ -333,20 +371,73 @@ def summary(
     input_shape = tuple(int(v) for v in input_shape)
     if len(input_shape) != 3:
         raise CnnlabError(f"input_shape must be (C, H, W), got {input_shape}.")
-    return _run(model, name, input_shape, device)
+    return _run(model, name, input_shape, device, shape_only)
 
 
-def _cpu_if_small(model: nn.Module, max_params: int = 30_000_000) -> str:
-    """Where to summarise a network built on the meta device: its first forward there imports torch's
-    symbolic shapes (sympy, ~1.5 s of a 2-core machine), while a small network run once on the CPU with
-    zeroed weights costs milliseconds. Networks above ``max_params`` (VGG, AlexNet) stay on meta."""
-    if sum(p.numel() for p in model.parameters()) > max_params:
-        return "meta"
-    model.to_empty(device="cpu")  # uninitialised memory: zeroed, so no denormal or NaN slows the pass
+def _materialise(model: nn.Module) -> str:
+    """CPU memory for a network built on the meta device, zeroed where a shape-only pass reads it (so no
+    NaN or denormal slows it); the weights of layers that run as shape stand-ins stay untouched (VGG-16's
+    138 M parameters are never written, so never paged in). Returns the device, ``"cpu"``."""
+    with _NoValues():
+        model.to_empty(device="cpu")
+    skipped = {id(t) for m in model.modules() if _stand_in(m) is not None for t in m.parameters(recurse=False)}
     with torch.no_grad():
         for t in (*model.parameters(), *model.buffers()):
-            t.zero_()
+            if id(t) not in skipped:
+                t.zero_()
     return "cpu"
+
+
+def _conv_shape(module: nn.Conv2d, x: torch.Tensor) -> tuple[int, ...] | None:
+    """Output shape of a zero-padded ``nn.Conv2d`` on ``x`` (B, C, H, W) by its own arithmetic
+    (``floor((n + 2p - d(k - 1) - 1) / s) + 1`` per axis); None where torch would refuse the input."""
+    if x.dim() != 4 or x.shape[1] != module.in_channels:
+        return None
+    if module.padding == "same":
+        sizes = list(x.shape[-2:])
+    else:
+        pads = (0, 0) if module.padding == "valid" else module.padding
+        geometry = zip(x.shape[-2:], module.kernel_size, module.stride, pads, module.dilation)
+        sizes = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in geometry]
+    return (x.shape[0], module.out_channels, *sizes) if min(sizes) > 0 else None
+
+
+def _linear_shape(module: nn.Linear, x: torch.Tensor) -> tuple[int, ...] | None:
+    return (*x.shape[:-1], module.out_features) if x.dim() and x.shape[-1] == module.in_features else None
+
+
+def _stand_in(module: nn.Module):
+    """The output-shape rule of a layer that a shape-only pass need not compute (plain convolutions and
+    linear layers: nearly all of a CNN's arithmetic), or None. Subclasses with their own forward
+    (timm's padding-on-the-fly convs) run as they are."""
+    if type(module).forward is nn.Conv2d.forward and module.padding_mode == "zeros":
+        return _conv_shape
+    if type(module).forward is nn.Linear.forward:
+        return _linear_shape
+    return None
+
+
+def _shape_only_layers(model: nn.Module) -> list[nn.Module]:
+    """Swap convolutions and linear layers for stand-ins that return zeros of the output shape; an input
+    the layer would refuse runs the real layer (zeroed first), so its error is torch's own."""
+    swapped = []
+    for m in model.modules():
+        rule = _stand_in(m)
+        if rule is None:
+            continue
+
+        def forward(x: torch.Tensor, m: nn.Module = m, rule=rule) -> torch.Tensor:
+            shape = rule(m, x)
+            if shape is None:
+                with torch.no_grad():
+                    for p in m.parameters(recurse=False):
+                        p.zero_()
+                return type(m).forward(m, x)
+            return x.new_zeros(shape)
+
+        m.forward = forward  # instance attribute shadows the class method; hooks still fire
+        swapped.append(m)
+    return swapped
 
 
 def _shape_only_norms(model: nn.Module) -> list[nn.Module]:
@@ -359,7 +450,7 @@ def _shape_only_norms(model: nn.Module) -> list[nn.Module]:
     return swapped
 
 
-def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str) -> Summary:
+def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str, shape_only: bool) -> Summary:
     tracker = _Tracker(model)
     handles = [
         m.register_forward_hook(tracker.hook)
@@ -368,7 +459,10 @@ def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str)
     ]
     was_training = model.training
     model.eval()  # batch of one: BatchNorm1d in train mode would refuse it; eval also drops aux heads
-    stand_ins = _shape_only_norms(model) if str(device) == "meta" else []
+    stand_ins = _shape_only_norms(model) if str(device) == "meta" else _shape_only_layers(model) if shape_only else []
+    threads = torch.get_num_threads()
+    if shape_only:  # what is left is elementwise work on one image, where intra-op threads only wait on each
+        torch.set_num_threads(1)  # other: VGG-16's pass took 2.7 s on two threads against 0.1 s on one (load 5)
     try:
         x = torch.zeros(1, *input_shape, device=device)
         tracker.start(x)
@@ -386,6 +480,7 @@ def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str)
         for m in stand_ins:
             del m.forward  # back to the class's forward
         model.train(was_training)
+        torch.set_num_threads(threads)
     params = list(model.parameters())
     return Summary(
         model=name,
