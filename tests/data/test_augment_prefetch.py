@@ -108,3 +108,27 @@ def test_first_images_are_the_unaugmented_normalised_start_of_the_dataset(tmp_pa
     assert torch.allclose(tensors.first_images(4), expected, atol=1e-6)
     assert torch.allclose(files.first_images(4), expected, atol=1e-6)
     assert files.first_images(100).shape == (6, 1, 4, 4)  # no more than the dataset holds
+
+
+def test_prefetch_runs_only_where_a_core_is_spare(monkeypatch):
+    import cnnlab.data.loaders as loaders
+
+    started = []
+    real_thread = loaders.threading.Thread
+    monkeypatch.setattr(loaders.threading, "Thread", lambda *a, **k: started.append(1) or real_thread(*a, **k))
+    monkeypatch.setattr(loaders.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # both cores train: augmenting in line is faster than a thread preempting one
+        assert not loaders.prefetch_pays(torch.device("cpu"))
+        list(_loader(None))
+        assert started == []
+        torch.set_num_threads(1)  # a core to spare: the thread augments there
+        assert loaders.prefetch_pays(torch.device("cpu"))
+        list(_loader(None))
+        assert started == [1]
+        list(_loader(False))  # asked for by name either way
+        assert started == [1]
+    finally:
+        torch.set_num_threads(threads)
+    assert loaders.prefetch_pays(torch.device("cuda"))  # on a GPU the thread only queues work
