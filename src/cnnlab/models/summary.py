@@ -23,7 +23,6 @@ multiply-add per weight use); normalisation, activations and pooling are element
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import re
@@ -185,12 +184,22 @@ def build_model(
     c, h, w = input_shape
     if num_classes is not None:
         kw["num_classes"] = num_classes
-    skip = _NoValues() if str(device) == "meta" else contextlib.nullcontext()
-    with torch.device(device), skip:
-        try:
+    try:
+        if str(device) == "meta":
+            return meta_model(name, in_channels=c, input_size=h, **kw)
+        with torch.device(device):
             return create_model(name, in_channels=c, input_size=h, **kw)
-        except (ValueError, RuntimeError) as exc:  # a builder refusing this input size or channel count
-            raise CnnlabError(f"model {name!r} cannot be built for input {_shape(input_shape)}: {exc}") from exc
+    except (ValueError, RuntimeError) as exc:  # a builder refusing this input size or channel count
+        raise CnnlabError(f"model {name!r} cannot be built for input {_shape(input_shape)}: {exc}") from exc
+
+
+def meta_model(name: str, **kw: Any) -> nn.Module:
+    """``create_model(name, **kw)`` on the meta device: shapes and parameter counts, with nothing allocated
+    and no initialiser run (on meta some import TorchDynamo, ~1 s, for values a meta tensor cannot hold)."""
+    from cnnlab.models import create_model
+
+    with torch.device("meta"), _NoValues():
+        return create_model(name, **kw)
 
 
 # value writes of initialisers; on meta they write nothing, and some (normal_, erfinv_) run through torch's

@@ -43,12 +43,9 @@ def _arch(name: str):
 def _model(name: str, **kw):
     """A zoo model on the "meta" device: shapes and parameter counts without allocating or initialising
     the weights (AlexNet's 61 M would take seconds); the gradient experiment builds its own layers."""
-    import torch
+    from cnnlab.models.summary import meta_model
 
-    from cnnlab.models import create_model
-
-    with torch.device("meta"):
-        return create_model(name, **kw)
+    return meta_model(name, **kw)
 
 
 def _n(module) -> int:

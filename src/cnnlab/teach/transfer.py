@@ -24,9 +24,9 @@ STRATEGY_RUNS = [("feature_extraction", {}), ("finetune_top", {"n_blocks": 1}), 
 def transfer_example(model_name: str = "resnet18_cifar", out_dir: str | Path | None = None) -> TeachingResult:
     """Trainable parameters per block for each strategy, and the discriminative LR of each block."""
     from cnnlab.finetune.transfer import apply_strategy, model_blocks, param_groups
-    from cnnlab.models import create_model
+    from cnnlab.models.summary import meta_model
 
-    model = create_model(model_name)
+    model = meta_model(model_name)  # counts only: no weights allocated or initialised
     blocks = [name for name, _ in model_blocks(model)]
     strategies: dict[str, Any] = {}
     for name, kw in STRATEGY_RUNS:

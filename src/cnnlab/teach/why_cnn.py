@@ -46,12 +46,11 @@ def param_counts() -> dict[str, dict[str, int]]:
     """Per-layer parameter counts of the zoo's plain_mlp and mnist_cnn on 1x28x28 (meta device)."""
     import torch
 
-    from cnnlab.models import create_model
+    from cnnlab.models.summary import meta_model
 
     out: dict[str, dict[str, int]] = {}
     for name in ("plain_mlp", "mnist_cnn"):
-        with torch.device("meta"):
-            m = create_model(name, num_classes=10, in_channels=1, input_size=28)
+        m = meta_model(name, num_classes=10, in_channels=1, input_size=28)
         counts: dict[str, int] = {}
         for mod in m.modules():  # conv1, conv2, fc1, ... in forward order, as the seed names them
             if n := sum(p.numel() for p in mod.parameters(recurse=False)):
