@@ -1,9 +1,18 @@
 """The baseline of benchmarks/finetune_photos.py: fine-tuning EfficientNet-Lite0 the way a practitioner
 writes it with timm + torchvision, no cnnlab in the training path.
 
-One epoch training only the new classifier (AdamW, lr 1e-3, weight decay 0.01), then every layer:
-AdamW with the body at 1e-4 and the head at 1e-3 under a cosine decay over the remaining epochs;
+Both variants: one epoch training only the new classifier (AdamW, lr 1e-3, weight decay 0.01), then every
+layer: AdamW with the body at 1e-4 and the head at 1e-3 under a cosine decay over the remaining epochs;
 batch 32, horizontal flips, the images resized to --image-size and normalised as the weights expect.
+
+- ``--variant expert`` (the reference): what a competent practitioner adds for a few hundred photos:
+  the new classifier zero-initialised (timm's EfficientNet init draws it from +-1/sqrt(classes), which on
+  ImageNet features gives logits in the tens and a first loss near 6, more than one epoch of AdamW at
+  1e-3 can undo), and the BatchNorm layers kept in eval mode throughout (their ImageNet running
+  statistics, not the noisy ones of 32-photo batches; their scale and shift still train);
+- ``--variant naive``: the same schedule with timm's own head init and BatchNorm in training mode, as
+  the first tutorial one finds writes it.
+
 It trains on the training images of the cnnlab run it is compared with (``--split``: that run's
 split.csv, so both see the same photos) and prints one JSON line with the test accuracy.
 
@@ -51,8 +60,12 @@ def items_of(photos: Path, split_csv: Path) -> tuple[list, list, list[str]]:
     return train, test, classes
 
 
-def epoch(model, loader, optimizer, schedule=None) -> float:
+def epoch(model, loader, optimizer, schedule=None, *, freeze_bn: bool = False) -> float:
     model.train()
+    if freeze_bn:  # keep the pretrained running statistics
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     total, n = 0.0, 0
     for x, y in loader:
         loss = nn.functional.cross_entropy(model(x), y)
@@ -80,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", choices=("expert", "naive"), default="expert")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
@@ -97,10 +111,15 @@ def main(argv=None) -> int:
     state = {k: v for k, v in load_file(args.weights).items() if not k.startswith("classifier.")}
     model.load_state_dict(state, strict=False)
     head, body = model.get_classifier(), [p for n, p in model.named_parameters() if not n.startswith("classifier.")]
+    expert = args.variant == "expert"
+    if expert:  # a new head that starts at chance, whatever the features' scale
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
 
     for p_ in body:  # epoch 1: the new head only
         p_.requires_grad_(False)
-    losses = [epoch(model, train_dl, torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01))]
+    head_opt = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.01)
+    losses = [epoch(model, train_dl, head_opt, freeze_bn=expert)]
     for p_ in body:  # then everything, the body ten times slower, cosine decay
         p_.requires_grad_(True)
     opt = torch.optim.AdamW(
@@ -108,7 +127,7 @@ def main(argv=None) -> int:
     )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, (args.epochs - 1) * len(train_dl)))
     for _ in range(args.epochs - 1):
-        losses.append(epoch(model, train_dl, opt, sched))
+        losses.append(epoch(model, train_dl, opt, sched, freeze_bn=expert))
     acc = accuracy(model, test_dl)
     print(json.dumps({"accuracy": acc, "train_losses": losses, "seconds": time.perf_counter() - t0}))
     return 0

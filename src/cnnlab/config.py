@@ -183,16 +183,20 @@ class ModelConfig:
     # auto: the fine-tune recipe (staged) when pretrained weights are given, else finetune_all;
     # staged | finetune_all | feature_extraction | finetune_top | progressive
     finetune: str = setting("auto", NONEMPTY, names="fine-tuning strategy")
-    # staged: epochs that train only the new head (body frozen) before everything trains
-    head_epochs: int = setting(1, count(0, MAX_EPOCHS))
+    # the new head: zero (starts at chance) | fit (logistic regression on the frozen body's features before
+    # training: LP-FT, cnnlab.finetune.head) | auto (zero)
+    head_init: str = setting("auto", one_of("auto", "zero", "fit"))
+    # staged: epochs that train only the new head (body frozen) before everything trains; null: 0 with a
+    # fitted head (the fit is the head's training), else 1
+    head_epochs: int | None = setting(None, count(0, MAX_EPOCHS))
     finetune_blocks: int = setting(1, count(0, 10_000))  # finetune_top: how many blocks below the head train
     # progressive: from EPOCH on, the top N blocks (or all) train
     unfreeze_schedule: str = setting("0:0,3:1,6:all", NONEMPTY, names="unfreeze schedule")
-    # < 1: discriminative LRs, each block below the head gets lr_decay x the one above; null: 1, or under
-    # the staged recipe the factor that gives the lowest block 1/100 of the head's LR
+    # < 1: discriminative LRs, each block below the head gets lr_decay x the one above; null: 1
     lr_decay: float | None = setting(None, interval("(0, 1]"))
     # the top block below the head trains at this share of the head's LR (then lr_decay per block further
-    # down); null: lr_decay, or under the staged recipe 0.1 (a pretrained body moves ten times slower)
+    # down); null: lr_decay, or under the staged recipe 0.1 (a pretrained body moves ten times slower; 1 from
+    # a fitted head)
     body_lr_share: float | None = setting(None, interval("(0, 1]"))
     # BatchNorm running statistics: pretrained (kept: BN layers stay in eval mode, their scale and shift
     # still train) | update (re-estimated on your data) | auto (pretrained under the staged recipe with fewer

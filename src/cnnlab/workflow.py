@@ -49,6 +49,7 @@ from cnnlab.finetune.recipe import (
     describe_recipe,
     find_head_lr,
     keep_bn_statistics,
+    prepare_head,
     prepare_model,
     resolve_recipe,
     resolve_weights,
@@ -170,7 +171,8 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
         s.log(f"left out {path}: {reason}")
     for line in [*getattr(ds, "notes", []), *getattr(ds, "warnings", [])]:
         s.log(f"warning: {line}")
-    s.cfg = resolve_recipe(s.cfg, n_train=_train_count(ds, d), log=s.log)  # the choices the data's size makes
+    # the choices the data's size and colours make
+    s.cfg = resolve_recipe(s.cfg, n_train=_train_count(ds, d), channels=_channels(ds, d), log=s.log)
     d = s.cfg.data
     pre = s.weights.preprocessing if s.weights is not None else None
     data = prepare_data(
@@ -190,6 +192,11 @@ def load_data(s: Session) -> tuple[Any, PreparedData]:
     if s.dist.active:  # each process trains on its slice of every epoch
         data.train.shard(s.dist.rank, s.dist.world)
     return ds, data
+
+
+def _channels(ds, d) -> int:
+    """The channels the network will see: ``data.channels``, else the data's own."""
+    return d.channels or getattr(ds, "channels", None) or ds.train_images.shape[3]
 
 
 def _train_count(ds, d) -> int:
@@ -228,6 +235,7 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     finetune_callbacks = prepare_model(model, cfg, s.log, weights=s.weights)
+    prepare_head(model, cfg, data.train, s.log)  # LP-FT: the new head fitted on the frozen features
     loss_fn = _loss(cfg, data, s.device)
     finder = (lambda m, optim: recipe_lr(s, m, data, loss_fn, optim)) if find_lr else None
     n_train = data.train.num_samples  # the whole training split (a DDP shard's loader still counts all)

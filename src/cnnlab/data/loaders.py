@@ -149,6 +149,12 @@ class TensorLoader(_EpochPlan):
         """The first ``n`` images in dataset order, normalised and not augmented (for data-dependent inits)."""
         return torch.addcmul(self.shift, self.images[:n].float(), self.scale_u8)
 
+    def unaugmented(self, size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every image (all ranks' shards) in dataset order, normalised and not augmented, ``size`` at a time;
+        draws no random numbers (the fine-tune recipe's head fit)."""
+        for i in range(0, len(self.labels), size):
+            yield torch.addcmul(self.shift, self.images[i : i + size].float(), self.scale_u8), self.labels[i : i + size]
+
     def consumed_generator_state(self) -> torch.Tensor:
         """The data generator's state after the last batch handed out (the producer may be ahead)."""
         return self._consumed_gen if self._consumed_gen is not None else self.generator.get_state()
@@ -337,6 +343,14 @@ class FolderLoader(_EpochPlan):
         """The first ``n`` images in dataset order, normalised and not augmented (for data-dependent inits)."""
         dataset = self.loader.dataset
         return self._normalise(torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))]).to(self.device))
+
+    def unaugmented(self, size: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every image (all ranks' shards) in dataset order, normalised and not augmented, ``size`` at a time;
+        draws no random numbers (the fine-tune recipe's head fit)."""
+        dataset = self.loader.dataset
+        for i in range(0, len(dataset), size):
+            x, y = zip(*(dataset[j] for j in range(i, min(i + size, len(dataset)))), strict=True)
+            yield self._normalise(torch.stack(x).to(self.device)), torch.tensor(y, device=self.device)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.inv_std
