@@ -182,6 +182,20 @@ def test_cli_models_at_another_class_count_are_the_built_networks(capsys):
     assert "--classes must be a positive integer" in capsys.readouterr().err
 
 
+def test_cli_models_builds_only_the_models_whose_own_input_differs(capsys, monkeypatch):
+    import cnnlab.cli.models as cli_models
+
+    built = []
+    real_row = cli_models.model_row
+    monkeypatch.setattr(cli_models, "model_row", lambda name, *a: built.append(name) or real_row(name, *a))
+    assert main(["models", "resnet18", "--input", "3x32x32", "--classes", "7"]) == 0
+    lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:-1]}
+    assert built == ["resnet18"]  # resnet18_cifar, preact_ and se_ take 3x32x32 already: read from the table
+    for name in ("resnet18", "resnet18_cifar", "se_resnet18_cifar"):
+        net = sum(p.numel() for p in create_model(name, num_classes=7, input_size=32).parameters())
+        assert lines[name][1:3] == ["3x32x32", f"{net:,}"]
+
+
 def test_cli_models_lists_params_and_macs(capsys):
     assert main(["models", "lenet", "--input", "1x32x32"]) == 0
     out = capsys.readouterr().out

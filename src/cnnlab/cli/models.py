@@ -6,8 +6,8 @@ so listing the zoo needs neither torch nor a forward pass: 0.3 s instead of the 
 summarising 60 models took. ``--classes K`` is read from the table too: a model's parameters and
 MACs are affine in its class count (only the layers that output the classes grow), and the table
 holds each model's own count and the growth per class, measured by building it at one class more
-(a test checks every model at a third count). With ``--input``, or for ``timm:`` names, each model
-is built and run once through the summary's shape-only pass. ``--markdown`` prints the table that
+(a test checks every model at a third count). A model whose own input is not ``--input``, and every
+``timm:`` name, is built and run once through the summary's shape-only pass. ``--markdown`` prints the table that
 ``docs/models.md`` pastes.
 """
 
@@ -130,13 +130,17 @@ def at_classes(row: dict, num_classes: int) -> dict:
     return {**row, "params": row["params"] + extra * grow["params"], "macs": row["macs"] + extra * grow["macs"]}
 
 
-def _listed_rows(pattern: str, input_shape, num_classes: int | None) -> list[dict] | None:
-    """The shipped table's rows where it holds the answer (registered models at their own input, at
-    their own or another class count); None where the models must be built (timm names, another input)."""
-    if pattern.startswith("timm:") or input_shape is not None:
-        return None
-    rows = table_rows(pattern)
-    return rows if num_classes is None else [at_classes(r, num_classes) for r in rows]
+def _rows_or_names(pattern: str, input_shape, num_classes: int | None) -> list[dict | str]:
+    """Each matching model as its shipped table row where the table holds the answer (a registered
+    model at its own input, at any class count), else as its name, to build now (timm names, a model
+    whose own input is not ``input_shape``)."""
+    if pattern.startswith("timm:"):
+        return model_names(pattern)
+    size = None if input_shape is None else "x".join(map(str, input_shape))
+    return [
+        r["name"] if size not in (None, r["input"]) else r if num_classes is None else at_classes(r, num_classes)
+        for r in table_rows(pattern)
+    ]
 
 
 def _fmt(n: int | None) -> str:
@@ -155,18 +159,18 @@ def run(args) -> int:
         from cnnlab.models.summary import parse_input_shape
 
         shape = parse_input_shape(args.input)
-    listed = _listed_rows(args.pattern, shape, args.classes)
+    models = _rows_or_names(args.pattern, shape, args.classes)
     if not args.markdown:  # one line per model as it is summarised (hundreds of timm models take minutes)
-        return _print_table(listed or model_names(args.pattern), shape, args.classes)
+        return _print_table(models, shape, args.classes)
     print("| model | input | parameters | MMACs | description |")
     print("|---|---|--:|--:|---|")
-    for r in listed or model_rows(args.pattern, shape, args.classes):
+    for r in (m if isinstance(m, dict) else model_row(m, shape, args.classes) for m in models):
         desc = r["description"] if r["error"] is None else f"{r['description']} Not summarised: {r['error']}"
         print(f"| `{r['name']}` | {r['input']} | {_fmt(r['params'])} | {_mmacs(r['macs'])} | {desc} |")
     return 0
 
 
-def _print_table(models: list[str] | list[dict], shape, classes: int | None) -> int:
+def _print_table(models: list[dict | str], shape, classes: int | None) -> int:
     """One line per model: ``models`` are rows already known, or names to summarise one by one."""
     names = [m if isinstance(m, str) else m["name"] for m in models]
     width = max(len(n) for n in names)
