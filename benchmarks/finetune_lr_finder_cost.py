@@ -1,10 +1,10 @@
 """The LR finder's cost in the fine-tune recipe, before and after (for finetune_photos.py).
 
-Builds the recipe's starting network with a zero head exactly as ``cnnlab train --pretrained --set
-model.head_init=zero`` does (the workflow's own steps: frozen body, zero head) on the photo folder, then
-times the old probe (60 batches of the training batch size, 128; ``--no-before`` skips it), the bounded
-one (about one pass over the training photos in small batches) and what the recipe now runs instead of
-either, the head fit on the frozen features (``finetune.head.fit_head``). Prints one JSON line.
+Builds the recipe's starting network exactly as ``cnnlab train --pretrained`` does (the workflow's own
+steps: frozen body, zero head) on the photo folder, then times the old probe (60 batches of the training
+batch size, 128; ``--no-before`` skips it), the bounded one the recipe runs (about one pass over the
+training photos in small batches) and the LP-FT head fit on the frozen features
+(``finetune.head.fit_head``, ``model.head_init=fit``). Prints one JSON line.
 
     python benchmarks/finetune_lr_finder_cost.py --photos PHOTOS --weights lite0.safetensors --image-size 80
 """
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     overrides = {"data.name": f"folder:{args.photos}", "model.name": "timm:efficientnet_lite0"}
     overrides |= {"model.pretrained": args.weights, "data.image_size": args.image_size, "output.progress": False}
-    overrides |= {"model.head_init": "zero"}
+    overrides |= {"model.head_init": "zero"}  # the finder probes a zero head (the default, said explicitly)
     session = start_session(make_config(None, overrides), log=lambda line: None)
     _, data = load_data(session)
     parts = build_parts(session, data, find_lr=False)
