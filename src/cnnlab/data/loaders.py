@@ -221,8 +221,8 @@ def prefetch_pays(device: torch.device) -> bool:
 
     On a GPU the thread only queues work, so it always pays. On a CPU it pays only with a core no
     intra-op thread uses: on 2 cores training with 2 threads the thread preempts one of them, and
-    every parallel region waits for it (MNIST's fast recipe on a quiet 2-core Xeon: steps 1.30x
-    slower with the thread than with the same augmentation done in line, which cost 2 %).
+    every parallel region waits for it (MNIST's fast recipe on a quiet 2-core Xeon: steps 1.29x as
+    slow with the thread as with the same augmentation in line; ``benchmarks/bench_mnist_parts.py``).
     """
     if device.type != "cpu":
         return True
