@@ -6,12 +6,14 @@ the reason, where playwright or chromium is missing; `.ci/run` installs both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+LAPTOP = {"width": 1366, "height": 768}
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -34,3 +36,18 @@ def executable() -> str:
 def launch(pw):
     """A headless browser from ``sync_playwright()``'s ``pw``."""
     return pw.chromium.launch(executable_path=executable(), headless=True, args=ARGS)
+
+
+@contextlib.contextmanager
+def browser_page(**options):
+    """A page of a fresh headless browser (``new_page(**options)``, a laptop's viewport unless given), closed
+    after the ``with`` block; the test is skipped, with the reason, where playwright or chromium is missing."""
+    executable()  # skips before playwright is imported where either is missing
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            yield browser.new_page(**{"viewport": LAPTOP, **options})
+        finally:
+            browser.close()

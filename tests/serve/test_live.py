@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import pytest
 from serve_helpers import bomb_png, digit_like, encode
 
-from chromium_helpers import executable, launch
+from chromium_helpers import browser_page
 
 uvicorn = pytest.importorskip("uvicorn")
 from cnnlab.serve.app import ServeSettings  # noqa: E402
@@ -111,20 +111,12 @@ def test_real_http_limits_and_headers(server):
 @contextmanager
 def _browser_page(server, path: str):
     """(page at http://server/path, list of requests that left the server) in headless Chromium."""
-    from playwright.sync_api import sync_playwright
-
     host, port = server
-    executable()  # skips the test before starting playwright when chromium is missing
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        try:
-            page = browser.new_page()
-            external: list[str] = []
-            page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
-            page.goto(f"http://{host}:{port}{path}")
-            yield page, external
-        finally:
-            browser.close()
+    with browser_page(viewport={"width": 1280, "height": 720}) as page:  # playwright's default size
+        external: list[str] = []
+        page.on("request", lambda req: external.append(req.url) if f":{port}/" not in req.url else None)
+        page.goto(f"http://{host}:{port}{path}")
+        yield page, external
 
 
 @pytest.mark.browser

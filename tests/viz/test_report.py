@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sklearn import metrics as skm
 
-from chromium_helpers import executable, launch
+from chromium_helpers import browser_page
 from cnnlab.viz.report import SECTIONS, write_report, write_report_safely
 
 IMAGES = 6  # curves, two confusion matrices, worst predictions, reliability, ROC/PR
@@ -65,40 +65,32 @@ def test_report_to_another_path_and_failure_only_warns(tmp_path, digits_run):
 
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(digits_run, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    executable()  # skips the test where playwright or chromium is missing
-    with sync_playwright() as p:
-        browser = launch(p)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            console, requests = [], []
-            page.on("console", lambda m: console.append((m.type, m.text)))
-            page.on("pageerror", lambda e: console.append(("error", str(e))))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto((digits_run / "report.html").resolve().as_uri())
-            page.wait_for_load_state("load")
-            headings = page.eval_on_selector_all("section > h2", "hs => hs.map(h => h.textContent)")
-            assert headings == [title for _, title in SECTIONS]
-            for sid, _ in SECTIONS:
-                assert page.is_visible(f"#{sid} > h2")
-            widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-            assert len(widths) == IMAGES and min(widths) > 0
-            assert page.locator("#per-class tbody tr").count() == 10
-            # the table sorts when a heading is clicked (F1, descending on the second click)
-            page.click("#per-class thead th:nth-child(4)")
-            page.click("#per-class thead th:nth-child(4)")
-            f1 = [
-                float(t)
-                for t in page.eval_on_selector_all("#per-class tbody td:nth-child(4)", "c => c.map(x => x.textContent)")
-            ]
-            assert f1 == sorted(f1, reverse=True)
-            page.click("#config > h2")  # sections fold
-            assert not page.is_visible("#config pre")
-            shot = tmp_path / "report.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(viewport={"width": 1280, "height": 900}) as page:
+        console, requests = [], []
+        page.on("console", lambda m: console.append((m.type, m.text)))
+        page.on("pageerror", lambda e: console.append(("error", str(e))))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((digits_run / "report.html").resolve().as_uri())
+        page.wait_for_load_state("load")
+        headings = page.eval_on_selector_all("section > h2", "hs => hs.map(h => h.textContent)")
+        assert headings == [title for _, title in SECTIONS]
+        for sid, _ in SECTIONS:
+            assert page.is_visible(f"#{sid} > h2")
+        widths = page.evaluate("Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == IMAGES and min(widths) > 0
+        assert page.locator("#per-class tbody tr").count() == 10
+        # the table sorts when a heading is clicked (F1, descending on the second click)
+        page.click("#per-class thead th:nth-child(4)")
+        page.click("#per-class thead th:nth-child(4)")
+        f1 = [
+            float(t)
+            for t in page.eval_on_selector_all("#per-class tbody td:nth-child(4)", "c => c.map(x => x.textContent)")
+        ]
+        assert f1 == sorted(f1, reverse=True)
+        page.click("#config > h2")  # sections fold
+        assert not page.is_visible("#config pre")
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
     assert [c for c in console if c[0] in ("error", "warning")] == []
     assert all(u.startswith(("file:", "data:")) for u in requests)
     width, height = Image.open(shot).size
