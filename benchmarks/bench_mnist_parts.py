@@ -15,7 +15,6 @@ Run:  python benchmarks/bench_mnist_parts.py --data-root ../shared/data [--steps
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import time
 
@@ -24,17 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.data.augment import crop_preset
-from cnnlab.data.loaders import TensorLoader
+from cnnlab.data.datasets import load_dataset
+from cnnlab.data.loaders import TensorLoader, to_tensor_images
 from cnnlab.models.fast import fast_cnn
 
 
 def mnist_train(root: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    def idx(name: str, offset: int) -> np.ndarray:
-        return np.frombuffer(gzip.open(f"{root}/MNIST/raw/{name}-ubyte.gz").read(), np.uint8, offset=offset)
-
-    images = torch.from_numpy(idx("train-images-idx3", 16).copy()).view(-1, 1, 28, 28)[:n]
-    labels = torch.from_numpy(idx("train-labels-idx1", 8).astype(np.int64))[:n]
-    return images, labels
+    """The first ``n`` MNIST training images, uint8 (n, 1, 28, 28), and their labels, read as cnnlab reads them."""
+    ds = load_dataset("mnist", root)
+    return to_tensor_images(ds.train_images[:n]), torch.from_numpy(ds.train_labels[:n].astype(np.int64))
 
 
 def main() -> None:
