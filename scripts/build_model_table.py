@@ -1,9 +1,13 @@
-"""Write ``src/cnnlab/models/zoo_table.json``: every registered model summarised at its own input and
-class count (parameters, MACs, description, and what one class more adds), the rows ``cnnlab models``
-lists without building them.
+"""Write the tables shipped in ``src/cnnlab/models``, which answer without building a network:
 
-Run it after adding or changing a model (tests/models/test_summary.py rebuilds every row and fails
-while the table is stale), then read the diff.
+- ``zoo_table.json``: every registered model summarised at its own input and class count (parameters,
+  MACs, description, and what one class more adds), the rows ``cnnlab models`` lists;
+- ``zoo_summaries.json``: the whole per-layer summary of each model built by torchvision
+  (``cnnlab.models._common.TORCHVISION_BUILT``) at its own input and class count, which ``cnnlab summary``
+  prints without importing torchvision (and so TorchDynamo).
+
+Run it after adding or changing a model (tests/models/test_summary.py rebuilds every row and entry and fails
+while a table is stale), then read the diff. Each file is written atomically: a kill leaves the old one.
 
 Usage (from the repository root): ``python scripts/build_model_table.py``
 """
@@ -13,13 +17,19 @@ from __future__ import annotations
 import json
 
 from cnnlab.cli.models import TABLE, model_names, zoo_table_row
+from cnnlab.files.atomic import write_text
+from cnnlab.models._common import TORCHVISION_BUILT
+from cnnlab.models.summary import default_num_classes, summary
+from cnnlab.summary_table import SHIPPED, summaries_text
 
 
 def main() -> None:
     rows = [zoo_table_row(name) for name in model_names("*")]
-    text = json.dumps({"models": rows}, indent=1, ensure_ascii=False) + "\n"
-    TABLE.write_text(text)
+    write_text(TABLE, json.dumps({"models": rows}, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {len(rows)} models to {TABLE.name}")
+    shipped = {name: (summary(name), default_num_classes(name)) for name in sorted(TORCHVISION_BUILT)}
+    write_text(SHIPPED, summaries_text(shipped))
+    print(f"wrote {len(shipped)} summaries to {SHIPPED.name}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ SRC = Path(__file__).parents[1] / "src" / "cnnlab"
 
 # docs/architecture.md's picture, bottom to top: keep the two in step.
 LAYERS = [
-    {"errors", "registry", "files", "readers", "config", "arithmetic", "devices"},  # leaves: no torch at import
+    {"errors", "registry", "files", "readers", "config", "arithmetic", "devices", "summary_table"},  # leaves: no torch
     {"data"},
     {"models", "numpy_engine"},
     {"runs"},  # a run holds its model: rebuilt through models, or numpy_engine for NumPy runs

@@ -4,7 +4,9 @@ A thin wrapper over :func:`cnnlab.models.summary.summary`. ``MODEL`` is a regist
 a YAML custom-net spec (``configs/models/*.yaml``) or a trained model/run folder (its ``model.json``
 gives architecture, input shape and classes). The network runs shapes only (built on torch's meta
 device, its convolutions and linear layers as shape stand-ins), so even VGG-16 at 224 px summarises in
-a tenth of a second over the imports.
+a tenth of a second over the imports. torchvision's networks at their own input and class count are
+printed from the summaries shipped with the package (:mod:`cnnlab.summary_table`): building one imports
+torchvision, and with it TorchDynamo, seconds more than the rest of the command.
 """
 
 from __future__ import annotations
@@ -58,16 +60,21 @@ def resolve_model(model: str) -> tuple[str, dict, dict]:
 
 
 def run(args) -> int:
-    from cnnlab.models import MODELS
-    from cnnlab.models.summary import parse_input_shape, summary
+    from cnnlab.summary_table import parse_input_shape, shipped_summary
 
     name, kwargs, defaults = resolve_model(args.model)
-    MODELS.get(name)  # unknown name -> CnnlabError with the nearest names
     shape = parse_input_shape(args.input) if args.input else defaults.get("input_shape")
     if args.classes is not None and args.classes < 1:
         raise CnnlabError(f"--classes must be a positive integer, got {args.classes}.")
     classes = args.classes if args.classes is not None else defaults.get("num_classes")
-    s = summary(name, shape, num_classes=classes, **kwargs)
+    # torchvision's networks at their own input and class count: the shipped summary, no torch imported
+    s = None if kwargs else shipped_summary(name, shape, classes)
+    if s is None:
+        from cnnlab.models import MODELS
+        from cnnlab.models.summary import summary
+
+        MODELS.get(name)  # unknown name -> CnnlabError with the nearest names
+        s = summary(name, shape, num_classes=classes, **kwargs)
     if args.model != name:
         from cnnlab.runs.builtin import display_name
 

@@ -17,6 +17,11 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 
+# Registered names whose builders call torchvision's (importing torchvision imports TorchDynamo: ~2 s of a
+# 2-core machine). Their summaries at their own input are shipped (cnnlab.summary_table), so `cnnlab summary
+# vgg16` need not pay that import; a test checks that every other model builds without torchvision.
+TORCHVISION_BUILT: set[str] = set()
+
 
 def find_head(model: nn.Module) -> str:
     """Qualified name of the classification layer: the last ``nn.Linear`` outside auxiliary heads."""
@@ -85,11 +90,13 @@ def register_variant(
     num_classes: int = 10,
     in_channels: int = 3,
     input_size: int = 32,
+    torchvision: bool = False,
 ) -> None:
     """Register ``name`` as a keyword-only builder calling ``build(num_classes=, in_channels=, input_size=, **kw)``.
 
     Families keep their variants in a config table and call this once per row, so every variant is a
     real registered builder whose signature defaults say its natural input (used by ``cnnlab models``).
+    ``torchvision=True`` says that ``build`` calls :func:`torchvision_model` (see :data:`TORCHVISION_BUILT`).
     """
     from cnnlab.models import register_model
 
@@ -103,6 +110,8 @@ def register_variant(
     builder.__name__ = builder.__qualname__ = name
     builder.__doc__ = doc
     register_model(builder)
+    if torchvision:
+        TORCHVISION_BUILT.add(name)
 
 
 def register_torchvision(name: str, doc: str, arch: str | None = None, **fixed: Any) -> None:
@@ -111,4 +120,4 @@ def register_torchvision(name: str, doc: str, arch: str | None = None, **fixed: 
     def build(*, num_classes: int, in_channels: int, input_size: int, **kw: Any) -> nn.Module:
         return torchvision_model(arch or name, num_classes=num_classes, in_channels=in_channels, **{**fixed, **kw})
 
-    register_variant(name, build, doc, num_classes=1000, in_channels=3, input_size=224)
+    register_variant(name, build, doc, num_classes=1000, in_channels=3, input_size=224, torchvision=True)

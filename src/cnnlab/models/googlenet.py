@@ -155,4 +155,5 @@ register_variant(
     "torchvision GoogLeNet (ImageNet-shaped, weights=None; aux_logits=True adds the two aux heads).",
     num_classes=1000,
     input_size=224,
+    torchvision=True,
 )

@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,124 +34,7 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.arithmetic import conv_macs, receptive_field_step
 from cnnlab.errors import CnnlabError
-
-
-@dataclass
-class LayerRow:
-    """One executed leaf module. ``output_shape`` excludes the batch dimension."""
-
-    name: str
-    type: str
-    output_shape: tuple[int, ...]
-    params: int  # learnable parameters owned by this layer (0 when the module ran before)
-    trainable: int
-    macs: int  # per image
-    rf: int  # receptive field (input pixels) of one output unit
-    jump: int  # input-pixel distance between neighbouring output units
-    activation_bytes: int  # size of this layer's output for one image
-
-
-@dataclass
-class Summary:
-    """Result of :func:`summary`; ``table()`` renders it, ``to_dict()`` serialises it."""
-
-    model: str
-    input_shape: tuple[int, ...]
-    output_shape: tuple[int, ...]
-    rows: list[LayerRow] = field(default_factory=list)
-    total_params: int = 0
-    trainable_params: int = 0
-    param_bytes: int = 0
-    total_macs: int = 0
-    activation_bytes: int = 0
-    rf_exact: bool = True
-
-    @property
-    def non_trainable_params(self) -> int:
-        return self.total_params - self.trainable_params
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def __str__(self) -> str:  # print(cnnlab.summary(model, ...)) shows the table, as Keras does
-        return self.table()
-
-    def table(self, max_name: int = 40) -> str:
-        """Keras-style text table with one row per executed layer and totals underneath."""
-        head = ("Layer (type)", "Output shape", "Param #", "MACs", "RF", "Jump", "Act. mem")
-        body = [
-            (
-                _clip(f"{r.name} ({r.type})", max_name),
-                str(r.output_shape),
-                f"{r.params:,}",
-                f"{r.macs:,}",
-                _rf_cell(r.rf, self.input_shape),
-                str(r.jump),
-                _bytes(r.activation_bytes),
-            )
-            for r in self.rows
-        ]
-        widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-        fmt = "  ".join(f"{{:<{w}}}" if i < 2 else f"{{:>{w}}}" for i, w in enumerate(widths))
-        rule = "-" * len(fmt.format(*head))
-        rf_note = "exact (sequential)" if self.rf_exact else "approximate: largest over merged branches (add/cat)"
-        lines = [
-            f"Model: {self.model}    input {_shape(self.input_shape)} -> output {_shape(self.output_shape)}",
-            rule,
-            fmt.format(*head),
-            rule.replace("-", "="),
-            *(fmt.format(*row) for row in body),
-            rule.replace("-", "="),
-            f"Total params: {self.total_params:,} ({_bytes(self.param_bytes)})",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params: {self.non_trainable_params:,}",
-            f"MACs per image: {self.total_macs:,} ({_si(self.total_macs)})",
-            f"Activation memory per image (all layer outputs): {_bytes(self.activation_bytes)}",
-            f"Receptive field: {rf_note}",
-        ]
-        return "\n".join(lines)
-
-
-def _rf_cell(rf: int, input_shape: tuple[int, ...]) -> str:
-    """The receptive field, marked where it is larger than the input: such a unit sees the whole
-    image (plus padding), so the number is the arithmetic's, clipped in effect to the input size."""
-    side = max(input_shape[-2:]) if len(input_shape) >= 2 else None
-    return f"{rf} (>{side}: whole input)" if side and rf > side else str(rf)
-
-
-def _clip(text: str, n: int) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1) :]
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(s) for s in shape)
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def _si(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{n:.0f}"
-
-
-# ---------------------------------------------------------------- input shapes
-
-
-def parse_input_shape(text: str) -> tuple[int, int, int]:
-    """``"3x32x32"`` (also ``3,32,32`` or ``3*32*32``) -> ``(3, 32, 32)``; a clear error otherwise."""
-    parts = re.split(r"[x×,*]", text.strip().lower())
-    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise CnnlabError(f"bad input shape {text!r}: expected CxHxW with positive integers, e.g. 3x32x32 or 1x28x28.")
-    c, h, w = (int(p) for p in parts)
-    return c, h, w
+from cnnlab.summary_table import LayerRow, Summary, parse_input_shape, shape_text  # noqa: F401 - re-exported
 
 
 def _builder_default(name: str, key: str, fallback: int) -> int:
@@ -190,7 +72,7 @@ def build_model(
         with torch.device(device):
             return create_model(name, in_channels=c, input_size=h, **kw)
     except (ValueError, RuntimeError) as exc:  # a builder refusing this input size or channel count
-        raise CnnlabError(f"model {name!r} cannot be built for input {_shape(input_shape)}: {exc}") from exc
+        raise CnnlabError(f"model {name!r} cannot be built for input {shape_text(input_shape)}: {exc}") from exc
 
 
 def meta_model(name: str, **kw: Any) -> nn.Module:
@@ -480,7 +362,7 @@ def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str,
                 out = _first_tensor(model(x))
             except (RuntimeError, ValueError) as exc:
                 raise CnnlabError(
-                    f"{name} cannot run on input {_shape(input_shape)}: {exc}. "
+                    f"{name} cannot run on input {shape_text(input_shape)}: {exc}. "
                     "Check --input (channels and size) against the model."
                 ) from exc
     finally:
