@@ -170,3 +170,20 @@ def test_loaders_give_alternating_flips_the_images_and_the_epoch(tmp_path):
         assert sorted(seen) == list(range(n))
         assert all(f[1] != f[0] and f[2] == f[0] for f in seen.values()), type(loader).__name__
         assert 0 < sum(f[0] for f in seen.values()) < n
+
+
+@pytest.mark.parametrize("shape", [(9, 1, 7, 7), (5, 3, 6, 11), (4, 2, 10, 5)])
+@pytest.mark.parametrize(("pad", "padding"), [(0, "zeros"), (1, "zeros"), (2, "zeros"), (3, "reflect")])
+def test_random_crop_cuts_the_window_its_draws_name(shape, pad, padding):
+    """Each image is the window at the drawn (dy, dx) of the padded batch: the same draws, in the same
+    order, as the pad-and-crop it has always been (a run's batches do not change with the implementation)."""
+    x = torch.rand(shape)
+    b, _, h, w = shape
+    for layout in (torch.contiguous_format, torch.channels_last):
+        out = random_crop(x.contiguous(memory_format=layout), _g(7), pad=pad, padding=padding)
+        g = _g(7)
+        dy, dx = torch.randint(0, 2 * pad + 1, (b,), generator=g), torch.randint(0, 2 * pad + 1, (b,), generator=g)
+        mode = "reflect" if padding == "reflect" else "constant"
+        padded = torch.nn.functional.pad(x, (pad,) * 4, mode=mode)
+        expected = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(b)])
+        assert out.shape == x.shape and torch.equal(out, expected)
