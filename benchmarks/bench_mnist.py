@@ -14,7 +14,10 @@ seed 001), so a change of load hits all three; the load average is recorded befo
 is appended to a JSON-lines file at once, so a long run that is stopped keeps what it measured and
 ``--resume`` skips the (recipe, seed) pairs already there.
 
-Run:  python benchmarks/bench_mnist.py --data-root ../shared/data [--seeds 0 1 2] [--out FILE] [--skip-seed001]
+``--append`` keeps the rows already in ``--out`` and adds this run's after them (the summary is this run's).
+
+Run:  python benchmarks/bench_mnist.py --data-root ../shared/data [--seeds 0 1 2] [--out FILE] [--append]
+                                         [--skip-seed001] [--skip-plain]
 """
 
 from __future__ import annotations
@@ -138,8 +141,15 @@ def main() -> None:
     add_result_args(ap, "mnist_time.jsonl")
     ap.add_argument("--skip-seed001", action="store_true", help="only ours and the plain scripts (minutes, not ~30)")
     ap.add_argument("--skip-plain", action="store_true", help="leave out mnist_plain.py (issue 18's reference)")
+    ap.add_argument(
+        "--append", action="store_true", help="add this run's rows after those already in --out; summarise this run's"
+    )
     args = ap.parse_args()
-    out, rows = open_results(args.out, args.resume)
+    if args.append:  # a record of runs over days: keep the file, run everything, compare within this run
+        out, rows = Path(args.out), []
+        out.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        out, rows = open_results(args.out, args.resume)
     done = {(r["recipe"], r["seed"]) for r in rows}
     skipped = {"seed001"} if args.skip_seed001 else set()
     skipped |= {"plain"} if args.skip_plain else set()
