@@ -6,6 +6,7 @@ import gc
 
 import pytest
 
+import cnnlab.engine.loop as loop
 import cnnlab.workflow as workflow
 from cnnlab.config import Config
 
@@ -35,3 +36,15 @@ def test_the_registered_exit_step_freezes_and_leaves_collection_on(registered):
         assert gc.isenabled()
     finally:
         gc.unfreeze()
+
+
+@pytest.mark.parametrize(
+    ("amp", "kernels", "warned"), [("bf16", False, True), ("bf16", True, False), ("none", False, False)]
+)
+def test_a_session_warns_when_bf16_would_be_emulated_on_this_cpu(registered, monkeypatch, amp, kernels, warned):
+    monkeypatch.setattr(loop, "cpu_has_bf16_kernels", lambda: kernels)
+    cfg = Config()
+    cfg.train.threads, cfg.train.device, cfg.train.amp = None, "cpu", amp
+    lines: list[str] = []
+    workflow.start_session(cfg, log=lines.append)
+    assert any("train.amp bf16" in line and "--train.amp none" in line for line in lines) == warned

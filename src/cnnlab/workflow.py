@@ -39,7 +39,7 @@ from cnnlab.devices import resolve_device
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
 from cnnlab.engine.init import INITS, init_weights
-from cnnlab.engine.loop import CLIPPERS, predict
+from cnnlab.engine.loop import CLIPPERS, amp_warning, predict
 from cnnlab.engine.losses import LOSSES, balance_summary, build_loss, class_weights
 from cnnlab.engine.optim import OPTIMIZERS, build_optimizer, describe_group_lrs
 from cnnlab.engine.schedulers import SCHEDULERS, build_schedule
@@ -158,6 +158,8 @@ def start_session(cfg: Config, log: Callable[[str], None] = print) -> Session:
         log = _silent  # rank 0 speaks for every rank
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
+    if note := amp_warning(device, cfg.train.amp):
+        log(note)
     seed_everything(cfg.train.seed, cfg.train.deterministic)
     freeze_objects_at_exit()
     return Session(cfg, device, dist, log)
