@@ -282,6 +282,17 @@ def test_stand_in_runs_the_real_layer_on_an_input_it_would_refuse():
     assert net(torch.zeros(1, 3, 5, 5)).shape == (1, 2)
 
 
+def test_batch_norm_stand_in_hands_its_input_on_and_refuses_what_torch_refuses():
+    bn = nn.BatchNorm2d(4).eval()
+    _shape_only_layers(nn.Sequential(bn))
+    x = torch.zeros(1, 4, 6, 6)
+    assert bn(x) is x  # the same shape, no pass over the activations
+    with pytest.raises(ValueError, match="expected 4D input"):
+        bn(torch.zeros(1, 4, 6))
+    with pytest.raises(RuntimeError, match="running_mean should contain 5 elements not 4"):
+        bn(torch.zeros(1, 5, 6, 6))
+
+
 @pytest.mark.slow  # a fresh interpreter: its import of torch is most of the time
 def test_named_summary_imports_neither_dynamo_nor_sympy():
     # a forward on the meta device, or initialisers through torch's Python references, import TorchDynamo

@@ -297,14 +297,27 @@ def _linear_shape(module: nn.Linear, x: torch.Tensor) -> tuple[int, ...] | None:
     return (*x.shape[:-1], module.out_features) if x.dim() and x.shape[-1] == module.in_features else None
 
 
+def _batch_norm_shape(module: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> tuple[int, ...] | None:
+    """BatchNorm's output has its input's shape; None where it would refuse the input (its own check of the
+    number of dimensions, or channels that are not ``num_features``)."""
+    try:
+        module._check_input_dim(x)
+    except ValueError:
+        return None
+    return tuple(x.shape) if x.shape[1] == module.num_features else None
+
+
 def _stand_in(module: nn.Module):
     """The output-shape rule of a layer that a shape-only pass need not compute (plain convolutions and
-    linear layers: nearly all of a CNN's arithmetic), or None. Subclasses with their own forward
-    (timm's padding-on-the-fly convs) run as they are."""
-    if type(module).forward is nn.Conv2d.forward and module.padding_mode == "zeros":
+    linear layers, nearly all of a CNN's arithmetic, and BatchNorm, a pass over every activation), or None.
+    Subclasses with their own forward (timm's padding-on-the-fly convs) run as they are."""
+    forward = type(module).forward
+    if forward is nn.Conv2d.forward and module.padding_mode == "zeros":
         return _conv_shape
-    if type(module).forward is nn.Linear.forward:
+    if forward is nn.Linear.forward:
         return _linear_shape
+    if forward is nn.modules.batchnorm._BatchNorm.forward:
+        return _batch_norm_shape
     return None
 
 
@@ -324,7 +337,9 @@ def _shape_only_layers(model: nn.Module) -> list[nn.Module]:
                     for p in m.parameters(recurse=False):
                         p.zero_()
                 return type(m).forward(m, x)
-            return x.new_zeros(shape)
+            # a BatchNorm hands its input on: its output has the same shape, and this pass reads shapes only
+            # (every tensor in it is zeros); the others make zeros of their output shape
+            return x if rule is _batch_norm_shape else x.new_zeros(shape)
 
         m.forward = forward  # instance attribute shadows the class method; hooks still fire
         swapped.append(m)
