@@ -18,6 +18,7 @@ from cnnlab.models.summary import (
     default_input_shape,
     parse_input_shape,
     summary,
+    totals,
 )
 
 SPECS = Path(__file__).resolve().parents[2] / "configs" / "models"
@@ -246,7 +247,9 @@ def test_shape_only_summary_equals_the_real_forward_for_every_model(name):
     # named summaries run convs and linear layers as shape stand-ins; every row must be what the real pass gives
     c, h, _ = default_input_shape(name)
     shape = (c, min(h, 64), min(h, 64))  # ImageNet-shaped nets at 64 px: the same layers, a faster real pass
-    assert summary(name, shape) == _real_pass(name, shape)
+    s = summary(name, shape)
+    assert s == _real_pass(name, shape)
+    assert totals(name, shape) == (s.total_params, s.total_macs)  # what `cnnlab models --input` lists
 
 
 @pytest.mark.parametrize(

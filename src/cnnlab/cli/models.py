@@ -7,8 +7,8 @@ summarising 60 models took. ``--classes K`` is read from the table too: a model'
 MACs are affine in its class count (only the layers that output the classes grow), and the table
 holds each model's own count and the growth per class, measured by building it at one class more
 (a test checks every model at a third count). A model whose own input is not ``--input``, and every
-``timm:`` name, is built and run once through the summary's shape-only pass. ``--markdown`` prints the table that
-``docs/models.md`` pastes.
+``timm:`` name, is built and run once through the summary's shape-only pass, for its totals only (hooks on
+the layers that carry MACs, no per-layer rows). ``--markdown`` prints the table that ``docs/models.md`` pastes.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def table_rows(pattern: str = "*") -> list[dict]:
 def model_row(name: str, input_shape=None, num_classes: int | None = None) -> dict:
     """name, input, params, macs, description, error (None when it built) for one model, built now."""
     from cnnlab.models import MODELS
-    from cnnlab.models.summary import default_input_shape, summary
+    from cnnlab.models.summary import default_input_shape, totals
 
     timm = name.startswith("timm:")
     if timm:
@@ -93,8 +93,7 @@ def model_row(name: str, input_shape=None, num_classes: int | None = None) -> di
     row = {"name": name, "input": "x".join(map(str, shape)), "params": None, "macs": None, "error": None}
     row["description"] = doc[0] if doc else ""
     try:
-        s = summary(name, shape, num_classes=num_classes)
-        row.update(params=s.total_params, macs=s.total_macs)
+        row["params"], row["macs"] = totals(name, shape, num_classes=num_classes)
     except CnnlabError as exc:
         row["error"] = str(exc)
     except Exception as exc:  # a third-party (timm) model that cannot be built or run shapes-only

@@ -166,6 +166,9 @@ class _Tracker:
         self.exact = True
         self.names = {m: n for n, m in model.named_modules()}
 
+    def layers(self, model: nn.Module) -> list[nn.Module]:
+        return _leaves(model)
+
     def start(self, x: torch.Tensor) -> None:
         self.rf[id(x)] = _RF(1, 1, _spatial(x))
         self.keep.append(x)
@@ -356,13 +359,14 @@ def _shape_only_norms(model: nn.Module) -> list[nn.Module]:
     return swapped
 
 
-def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str, shape_only: bool) -> Summary:
-    tracker = _Tracker(model)
-    handles = [
-        m.register_forward_hook(tracker.hook)
-        for m in model.modules()
-        if not list(m.children()) and not isinstance(m, nn.Identity)
-    ]
+def _leaves(model: nn.Module) -> list[nn.Module]:
+    """The layers a summary has a row for: modules without children, ``nn.Identity`` left out."""
+    return [m for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Identity)]
+
+
+def _forward(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str, shape_only: bool, tracker):
+    """One image of zeros through ``model``, ``tracker.hook`` on ``tracker.layers(model)``; returns the output."""
+    handles = [m.register_forward_hook(tracker.hook) for m in tracker.layers(model)]
     was_training = model.training
     model.eval()  # batch of one: BatchNorm1d in train mode would refuse it; eval also drops aux heads
     stand_ins = _shape_only_norms(model) if str(device) == "meta" else _shape_only_layers(model) if shape_only else []
@@ -374,7 +378,7 @@ def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str,
         tracker.start(x)
         with torch.no_grad():
             try:
-                out = _first_tensor(model(x))
+                return _first_tensor(model(x))
             except (RuntimeError, ValueError) as exc:
                 raise CnnlabError(
                     f"{name} cannot run on input {shape_text(input_shape)}: {exc}. "
@@ -387,6 +391,11 @@ def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str,
             del m.forward  # back to the class's forward
         model.train(was_training)
         torch.set_num_threads(threads)
+
+
+def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str, shape_only: bool) -> Summary:
+    tracker = _Tracker(model)
+    out = _forward(model, name, input_shape, device, shape_only, tracker)
     params = list(model.parameters())
     return Summary(
         model=name,
@@ -400,3 +409,33 @@ def _run(model: nn.Module, name: str, input_shape: tuple[int, ...], device: str,
         activation_bytes=sum(r.activation_bytes for r in tracker.rows),
         rf_exact=tracker.exact,
     )
+
+
+class _MacCounter:
+    """Forward hooks that only add up MACs, on the layers that carry them (those :func:`_macs` counts)."""
+
+    def __init__(self):
+        self.macs = 0
+
+    def layers(self, model: nn.Module) -> list[nn.Module]:
+        return [m for m in _leaves(model) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+
+    def start(self, x: torch.Tensor) -> None:
+        pass
+
+    def hook(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(output, torch.Tensor):  # as _Tracker's rows
+            self.macs += _macs(module, inputs[0], output)
+
+
+def totals(
+    name: str, input_shape: tuple[int, int, int] | None = None, *, num_classes: int | None = None, **model_kwargs: Any
+) -> tuple[int, int]:
+    """(parameters, MACs per image) of a registered model: :func:`summary`'s ``total_params`` and
+    ``total_macs`` from the same shape-only pass, with hooks only on the layers that carry MACs (no rows, no
+    receptive fields): what ``cnnlab models --input`` lists."""
+    input_shape = tuple(int(v) for v in input_shape or default_input_shape(name))
+    model = build_model(name, input_shape, num_classes, "meta", **model_kwargs)
+    counter = _MacCounter()
+    _forward(model, name, input_shape, _materialise(model), True, counter)
+    return sum(p.numel() for p in model.parameters()), counter.macs
