@@ -147,7 +147,7 @@ def _recipe(pretrained, tmp_path, name, **kw):
     return r, lines
 
 
-def test_recipe_trains_the_head_first_then_everything_at_the_lr_finders_rate(pretrained, tmp_path):
+def test_recipe_trains_the_head_first_then_everything_at_adamws_new_head_rate(pretrained, tmp_path):
     from cnnlab.engine.trainer import Trainer
 
     body_after_epoch_1 = {}
@@ -159,13 +159,13 @@ def test_recipe_trains_the_head_first_then_everything_at_the_lr_finders_rate(pre
     pre = load_model(pretrained)[0].state_dict()
     r, lines = _recipe(pretrained, tmp_path, "recipe", callbacks=[snapshot])
     text = "\n".join(lines)
-    assert "from the LR finder" in text
-    assert "fine-tune recipe: 1 epoch(s) training only the new head" in text
+    assert "optim.lr 0.002 (adamw's rate for a new head, no LR finder" in text and "from the LR finder" not in text
+    assert "fine-tune recipe: 1 epoch(s) training only the new head at lr 2.00e-03" in text
     assert "unfreezing for epoch 2: training 4 blocks" in text
     cfg = r.config
     assert cfg.model.finetune == "staged" and cfg.sched.name == "onecycle" and cfg.sched.restarts == [1]
     assert cfg.optim.name == "adamw" and cfg.model.bn_stats == "pretrained" and cfg.data.batch_size < 128
-    assert cfg.optim.lr is not None and 1e-6 <= cfg.optim.lr <= 2e-3  # the finder's pick under AdamW's ceiling
+    assert cfg.optim.lr == 2e-3 and cfg.data.eval_batch_size == 4 * cfg.data.batch_size
     # the head at lr, every block of the body at lr / 10
     assert (cfg.model.head_init, cfg.model.body_lr_share, cfg.model.lr_decay) == ("zero", 0.1, 1.0)
     saved = (r.run_dir / "config.yaml").read_text()
@@ -200,6 +200,14 @@ def test_recipe_fits_the_head_then_trains_everything_from_it(pretrained, tmp_pat
     fitted = float(next(line for line in lines if line.startswith("head fitted")).split("accuracy ")[1].split(",")[0])
     assert fitted > 0.5  # digits on the MNIST sample's features: well above a tenth before any step
     assert r.metrics["accuracy"] > 0.5
+
+
+def test_recipe_with_sgd_sweeps_the_lr_finder_on_the_frozen_network(pretrained, tmp_path):
+    r, lines = _recipe(pretrained, tmp_path, "sgd", overrides={"optim.name": "sgd"})
+    finder = next(line for line in lines if "from the LR finder" in line)
+    steps, batch = re.search(r"\((\d+) steps of (\d+) images\)", finder).groups()
+    assert 40 <= int(steps) <= 100 and int(batch) <= r.config.data.batch_size  # bounded: about one pass
+    assert r.config.optim.name == "sgd" and 1e-6 <= r.config.optim.lr <= 0.05  # held at SGD's ceiling at most
 
 
 def test_recipe_takes_a_given_lr_without_the_finder(pretrained, tmp_path):
@@ -262,7 +270,7 @@ def test_cli_fine_tune_prints_the_recipe(pretrained, tmp_path, capsys):
     )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0
-    assert "learning rate" in out and "from the LR finder" in out and "fine-tune recipe" in out
+    assert "adamw's rate for a new head, no LR finder" in out and "fine-tune recipe" in out
     assert "test accuracy" in out
     for shown in _own_images_transcript():  # docs/own-images.md shows these lines: the command prints them
         shown = re.sub(r" data\.augment flip \([^)]*\);", "", shown)  # photos get flips; these digits are grey

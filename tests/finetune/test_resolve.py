@@ -11,7 +11,7 @@ import torch
 from cnnlab.config import Config, apply_overrides
 from cnnlab.engine.lr_find import centred, suggest
 from cnnlab.errors import CnnlabError
-from cnnlab.finetune.recipe import FITTED_HEAD_LR, HEAD_LR_CEILING, resolve_recipe
+from cnnlab.finetune.recipe import FITTED_HEAD_LR, HEAD_LR_CEILING, NEW_HEAD_LR, resolve_recipe
 from cnnlab.finetune.transfer import zero_head
 from cnnlab.models import create_model
 
@@ -56,26 +56,41 @@ def test_every_staged_value_is_decided_once_with_its_reason():
     assert "model.head_init zero (trained alone first; model.head_init=fit fits it on the frozen" in lines[0]
     assert "model.lr_decay 1 (every block of the body at the same rate)" in lines[0]
     assert (cfg.optim.name, cfg.model.bn_stats, cfg.model.body_lr_share) == ("adamw", "pretrained", 0.1)
-    assert cfg.data.batch_size == 16 and cfg.optim.lr is None  # the rate needs the model
+    assert cfg.data.batch_size == 16 and cfg.data.eval_batch_size == 64
     assert "data.batch_size 16 (about 540 training images: 34 steps an epoch)" in lines[0]
-    calls = []
-    cfg = resolve_recipe(cfg, _model(), find_lr=lambda m, optim: calls.append(optim.name) or 3e-4, log=lines.append)
-    assert calls == ["adamw"] and cfg.optim.lr == 3e-4  # the finder probes with the optimiser that will train
-    assert lines[1] == "chosen: optim.lr 0.0003 (the LR finder, above)"
+    assert "data.eval_batch_size 64 (4 training batches: activations that stay in cache)" in lines[0]
+    # AdamW's new head: its rate without the LR finder, decided before the model exists
+    assert cfg.optim.lr == NEW_HEAD_LR["adamw"] == 2e-3
+    assert "optim.lr 0.002 (adamw's rate for a new head, no LR finder: 'cnnlab lr-find' sweeps it)" in lines[0]
     again: list[str] = []
     assert resolve_recipe(cfg, _model(), find_lr=lambda m, o: 1 / 0, n_train=540, log=again.append) == cfg
-    assert again == []  # a resolved config (config.yaml, --resume) is left as it is
+    assert again == []  # a resolved config (config.yaml, --resume) is left as it is, the finder never called
 
 
-def test_the_finders_rate_is_held_at_the_optimisers_ceiling():
+def test_sgd_takes_the_lr_finders_rate_held_at_its_ceiling():
     lines: list[str] = []
-    zero = _staged(**{"model.head_init": "zero"})
-    cfg = resolve_recipe(zero, _model(), find_lr=lambda m, o: 0.7, n_train=540, log=lines.append)
-    assert cfg.optim.lr == HEAD_LR_CEILING["adamw"] == 2e-3
-    assert "optim.lr 0.002 (the LR finder's 7.00e-01 held at adamw's fine-tuning ceiling)" in lines[-1]
-    zero_sgd = _staged(**{"optim.name": "sgd", "model.head_init": "zero"})
-    sgd = resolve_recipe(zero_sgd, _model(), find_lr=lambda m, o: 0.01, log=lines.append)
-    assert sgd.optim.lr == 0.01  # under the ceiling: the finder's own
+    sgd = resolve_recipe(_staged(**{"optim.name": "sgd"}), n_train=540, log=lines.append)
+    assert sgd.optim.lr is None  # the rate needs the model: the finder sweeps it
+    calls = []
+    found = resolve_recipe(sgd, _model(), find_lr=lambda m, optim: calls.append(optim.name) or 0.01, log=lines.append)
+    assert calls == ["sgd"] and found.optim.lr == 0.01  # the finder probes with the optimiser that will train
+    assert lines[-1] == "chosen: optim.lr 0.01 (the LR finder, above)"
+    held = resolve_recipe(sgd, _model(), find_lr=lambda m, o: 0.7, log=lines.append)
+    assert held.optim.lr == HEAD_LR_CEILING["sgd"] == 0.05
+    assert "optim.lr 0.05 (the LR finder's 7.00e-01 held at sgd's fine-tuning ceiling)" in lines[-1]
+    adagrad = resolve_recipe(_staged(**{"optim.name": "adagrad"}), _model(), find_lr=lambda m, o: 0.3)
+    assert adagrad.optim.lr == 0.3  # no ceiling known for it: the finder's own pick
+
+
+def test_the_scoring_batch_follows_the_training_batch_unless_given():
+    given = resolve_recipe(_staged(**{"data.batch_size": "32"}), n_train=540, log=lambda s: None)
+    assert (given.data.batch_size, given.data.eval_batch_size) == (32, 128)
+    kept = resolve_recipe(_staged(**{"data.eval_batch_size": "500"}), n_train=540, log=lambda s: None)
+    assert (kept.data.batch_size, kept.data.eval_batch_size) == (16, 500)
+    big = resolve_recipe(_staged(**{"data.batch_size": "512"}), n_train=50_000, log=lambda s: None)
+    assert big.data.eval_batch_size == 1000  # never above the default
+    plain = resolve_recipe(Config(), _model(), n_train=540, log=lambda s: None)
+    assert plain.data.eval_batch_size == 1000  # training from scratch: unchanged
 
 
 def test_given_values_are_kept_and_big_data_updates_batchnorm():

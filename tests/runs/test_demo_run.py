@@ -287,6 +287,6 @@ def test_training_can_start_from_demo_mnist(tmp_path, monkeypatch, capsys, untou
     fast = "--data.train_fraction 0.25 --train.threads 1 --output.plots false"
     assert main([*command.split(), *fast.split()]) == 0
     out = capsys.readouterr().out
-    assert "images 28x28" in out and "from the LR finder" in out and "fine-tune recipe" in out
+    assert "images 28x28" in out and "adamw's rate for a new head" in out and "fine-tune recipe" in out
     accuracy = float(out.split("test accuracy ")[1].split()[0])
     assert accuracy > 0.7, out  # 10 classes; the MNIST features carry over (from scratch: about 0.3)

@@ -15,9 +15,14 @@ hold on real ImageNet features and checked on held-out photos, issue 27):
 4. BatchNorm running statistics kept from pretraining (eval mode; scale and shift still train) on
    fewer than 10,000 training images (``model.bn_stats``); on colour images, flips as the only
    augmentation (``data.augment``);
-5. the learning rate from the LR finder on the frozen network with its zero head, when ``optim.lr``
-   is not given: about one pass over the training images in 40-100 small batches, with a progress
-   bar, the suggestion printed with its reason, held at the optimiser's fine-tuning ceiling.
+5. the learning rate, when ``optim.lr`` is not given: for AdamW and the other adaptive optimisers the
+   head's rate of ``NEW_HEAD_LR`` (2e-3 for AdamW; Adam-type steps move each weight by about the rate,
+   and every LR-finder sweep on real ImageNet features picked more), with no LR finder; for SGD and
+   the rest the LR finder on the frozen network with its zero head: about one pass over the training
+   images in 40-100 small batches, with a progress bar, the suggestion printed with its reason and
+   held at the optimiser's ``HEAD_LR_CEILING`` where it has one;
+6. the test and validation images scored in batches of 4x the training batch (``data.eval_batch_size``
+   left at its default): a big pretrained network's activations then stay in the CPU's cache.
 
 ``model.head_init: fit`` is linear probing then fine-tuning (LP-FT, Kumar et al. 2022): the head is
 the logistic regression on the frozen features, solved exactly before any step (``finetune.head``),
@@ -75,13 +80,18 @@ PROBE_STEPS = (40, 100)  # the recipe's LR finder: fewest and most steps
 BODY_SHARE = 0.1  # staged: the top block below the head trains at this share of the head's LR
 BN_SMALL_DATA = 10_000  # staged: fewer training images than this keep the pretrained BatchNorm statistics
 BN_STATS = ("auto", "pretrained", "update")
-# staged: the highest head rate the LR finder may pick, per optimiser. A sweep of 40 small batches on a
-# few hundred photos cannot tell a fast rate from a destructive one: on a zero head over real ImageNet
-# features its loss keeps falling up to rates of 0.1-1 for AdamW (two sweeps of the same MNIST sample
-# at 32 px: 0.18 and 0.71), where the head oscillates and the body, at a tenth of it, loses its
-# features. Adam-type steps move each weight by about the rate, so their ceiling is fastai's 2e-3.
-HEAD_LR_CEILING = {"adam": 2e-3, "adamw": 2e-3, "nadam": 2e-3, "radam": 2e-3, "lamb": 2e-3, "rmsprop": 1e-3}
-HEAD_LR_CEILING["sgd"] = 0.05  # momentum SGD's steps scale with the gradient: a larger rate for the same move
+# staged with a zero head and an adaptive optimiser: the head's peak rate, with no LR finder. Adam-type steps
+# move each weight by about the rate whatever the gradient's scale, so the rate is the size of a step, and 2e-3
+# is fastai's fine-tuning rate. The LR finder cannot improve on it on small data: a sweep of 40 small batches on
+# a few hundred photos cannot tell a fast rate from a destructive one, and on a zero head over real ImageNet
+# features its pick was above 2e-3 in every sweep recorded (EfficientNet-Lite0 on 356 photos, 96 px: 4.25e-3;
+# the MNIST sample at 32 px: 0.18 and 0.71), where the head oscillates and the body, at a tenth of it, loses
+# its features. Skipping it saves about one pass over the training images (2.0 s of a 32 s run, issue 27).
+NEW_HEAD_LR = {"adam": 2e-3, "adamw": 2e-3, "nadam": 2e-3, "radam": 2e-3, "lamb": 2e-3, "rmsprop": 1e-3}
+# staged with a zero head, the other optimisers: the LR finder's pick, held at most at this rate. Momentum
+# SGD's steps scale with the gradient, so the finder's reading of the loss is what sets its rate.
+HEAD_LR_CEILING = {"sgd": 0.05}
+EVAL_BATCH_SHARE = 4  # staged: the eval batch, as a multiple of the training batch (left at its default)
 # staged with a fitted head (LP-FT): the peak rate of every layer, per optimiser. AdamW's was chosen on held-out
 # CIFAR-10 train photos (never the reported test photos; EfficientNet-Lite0, 360 photos, 3 epochs, seed 10): at
 # 64 px 1e-4 and 3e-4 ended at 59.9 and 60.0 % (the probe: 52.4 %), at 96 px at 68.6 and 66.3 % (the probe:
@@ -150,7 +160,7 @@ def resolve_recipe(
     - ``model.head_epochs: null`` -> 0 after a fitted head, else 1; at most ``train.epochs - 1`` under ``staged``;
     - ``sched.name: auto`` -> one-cycle restarting when the body unfreezes under ``staged``, else plateau;
     - ``data.batch_size`` left at 128 -> under ``staged``, a power of two (16 or more) giving about 24
-      steps an epoch on ``n_train`` images;
+      steps an epoch on ``n_train`` images; ``data.eval_batch_size`` left at 1000 -> 4 training batches;
     - ``data.augment: auto`` -> under ``staged`` on colour images (``channels`` 3), ``flip``: a few epochs
       from features the head was fitted on unaugmented (the seed preset's rotations and colour jitter
       pull the fitted head off its features and cost the CPU more than the training step);
@@ -160,9 +170,10 @@ def resolve_recipe(
     - ``model.body_lr_share: null`` -> 0.1 under ``staged`` with a zero head, else 1;
     - ``model.lr_decay: null`` -> 1: every block of the body at one rate;
     - ``optim.lr: null`` -> 1e-3; under ``staged`` with a fitted head the optimiser's ``FITTED_HEAD_LR``;
-      under ``staged`` with a zero head ``find_lr(model, optim)``: the LR finder on the frozen
-      network, at most the optimiser's ``HEAD_LR_CEILING`` (needs ``model``; without ``find_lr`` 1e-3,
-      for ``lr-find`` which sweeps itself).
+      under ``staged`` with a zero head the optimiser's ``NEW_HEAD_LR`` (AdamW and the other adaptive
+      ones), else ``find_lr(model, optim)``: the LR finder on the frozen network, at most the
+      optimiser's ``HEAD_LR_CEILING`` (needs ``model``; without ``find_lr`` 1e-3, for ``lr-find``
+      which sweeps itself).
 
     Training calls it twice: before the loaders with the dataset's size (``n_train``), then with the
     model; each call decides what it can and leaves the rest. Without ``model`` the values that depend on
@@ -212,12 +223,20 @@ def _schedule(cfg: Config, staged: bool, choose, **_) -> None:
 
 def _batch(cfg: Config, staged: bool, choose, n_train=None, **_) -> None:
     """A small folder left at the default batch size would give the new head a handful of steps an
-    epoch (600 photos: 5 of 128); under the recipe it gets about 24 or more."""
-    if not staged or n_train is None or cfg.data.batch_size != DataConfig.batch_size:
+    epoch (600 photos: 5 of 128); under the recipe it gets about 24 or more. The scoring batch left at
+    its default becomes ``EVAL_BATCH_SHARE`` training batches: a pretrained network's activations for
+    1,000 images do not stay in a CPU's cache (EfficientNet-Lite0, 400 photos of 96 px, one thread:
+    1.3 s in batches of 50-100, 2.6 s in one batch of 400)."""
+    if not staged or n_train is None:
         return
-    batch = max(MIN_BATCH, min(cfg.data.batch_size, 1 << max(0, (n_train // STEPS_PER_EPOCH).bit_length() - 1)))
-    if batch != cfg.data.batch_size:
-        choose("data.batch_size", batch, f"about {n_train} training images: {-(-n_train // batch)} steps an epoch")
+    batch = cfg.data.batch_size
+    if batch == DataConfig.batch_size:
+        batch = max(MIN_BATCH, min(batch, 1 << max(0, (n_train // STEPS_PER_EPOCH).bit_length() - 1)))
+        if batch != cfg.data.batch_size:
+            choose("data.batch_size", batch, f"about {n_train} training images: {-(-n_train // batch)} steps an epoch")
+    scoring = EVAL_BATCH_SHARE * batch
+    if cfg.data.eval_batch_size == DataConfig.eval_batch_size and scoring < cfg.data.eval_batch_size:
+        choose("data.eval_batch_size", scoring, f"{EVAL_BATCH_SHARE} training batches: activations that stay in cache")
 
 
 def _augment(cfg: Config, staged: bool, choose, channels=None, **_) -> None:
@@ -253,10 +272,14 @@ def _rates(cfg: Config, staged: bool, choose, model=None, find_lr=None, **_) -> 
         mc = replace(cfg.model, lr_decay=1.0)
     if mc.body_lr_share is None and mc.lr_decay is not None:  # one factor all the way down
         choose("model.body_lr_share", mc.lr_decay, "")
-    if cfg.optim.lr is None and staged and head_init_of(mc) == "fit" and cfg.optim.name in FITTED_HEAD_LR:
+    fitted = staged and head_init_of(mc) == "fit"
+    if cfg.optim.lr is None and fitted and cfg.optim.name in FITTED_HEAD_LR:
         # no LR finder: it measures how fast a loss falls, and a fitted head's loss is already at its floor
         lr = FITTED_HEAD_LR[cfg.optim.name]
         choose("optim.lr", lr, f"{cfg.optim.name}'s rate for fine-tuning from a fitted head")
+    elif cfg.optim.lr is None and staged and not fitted and cfg.optim.name in NEW_HEAD_LR:
+        lr = NEW_HEAD_LR[cfg.optim.name]
+        choose("optim.lr", lr, f"{cfg.optim.name}'s rate for a new head, no LR finder: 'cnnlab lr-find' sweeps it")
     elif cfg.optim.lr is None and (model is not None or not staged):
         found = staged and find_lr is not None
         lr, reason = (find_lr(model, cfg.optim), "the LR finder, above") if found else (DEFAULT_LR, "the default")
