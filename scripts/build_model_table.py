@@ -3,8 +3,9 @@
 - ``zoo_table.json``: every registered model summarised at its own input and class count (parameters,
   MACs, description, and what one class more adds), the rows ``cnnlab models`` lists;
 - ``zoo_summaries.json``: the whole per-layer summary of each model built by torchvision
-  (``cnnlab.models._common.TORCHVISION_BUILT``) at its own input and class count, which ``cnnlab summary``
-  prints without importing torchvision (and so TorchDynamo).
+  (``cnnlab.models._common.TORCHVISION_BUILT``) at its own input and class count, with what one class
+  more changes, which ``cnnlab summary`` prints at that input without importing torchvision (and so
+  TorchDynamo).
 
 Run it after adding or changing a model (tests/models/test_summary.py rebuilds every row and entry and fails
 while a table is stale), then read the diff. Each file is written atomically: a kill leaves the old one.
@@ -20,14 +21,17 @@ from cnnlab.cli.models import TABLE, model_names, zoo_table_row
 from cnnlab.files.atomic import write_text
 from cnnlab.models._common import TORCHVISION_BUILT
 from cnnlab.models.summary import default_num_classes, summary
-from cnnlab.summary_table import SHIPPED, summaries_text
+from cnnlab.summary_table import SHIPPED, per_class, summaries_text
 
 
 def main() -> None:
     rows = [zoo_table_row(name) for name in model_names("*")]
     write_text(TABLE, json.dumps({"models": rows}, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {len(rows)} models to {TABLE.name}")
-    shipped = {name: (summary(name), default_num_classes(name)) for name in sorted(TORCHVISION_BUILT)}
+    shipped = {}
+    for name in sorted(TORCHVISION_BUILT):
+        own, k = summary(name), default_num_classes(name)
+        shipped[name] = (own, k, per_class(own, summary(name, num_classes=k + 1)))
     write_text(SHIPPED, summaries_text(shipped))
     print(f"wrote {len(shipped)} summaries to {SHIPPED.name}")
 

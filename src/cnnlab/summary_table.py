@@ -4,9 +4,10 @@ summaries shipped with the package; no torch at import.
 :mod:`cnnlab.models.summary` fills a :class:`Summary` from one forward pass. Building one of torchvision's
 ImageNet-shaped networks means importing torchvision, which imports TorchDynamo (about 2 s of a 2-core
 machine, more than the pass), so ``models/zoo_summaries.json`` holds those networks' summaries at their own
-input and class count (``python scripts/build_model_table.py`` writes it; a test rebuilds every entry and
-compares), and ``cnnlab summary vgg16`` prints one without importing torch. The file keeps one layer per line,
-so a change to a network reads as a diff of the rows it changed.
+input and class count, with what one class more changes (``python scripts/build_model_table.py`` writes it;
+a test rebuilds every entry, and each at a third class count, and compares), and ``cnnlab summary vgg16``
+(``--classes 10`` too) prints one without importing torch. The file keeps one layer per line, so a change to
+a network reads as a diff of the rows it changed.
 """
 
 from __future__ import annotations
@@ -145,24 +146,78 @@ def summary_from_dict(d: dict[str, Any]) -> Summary:
 
 
 def shipped_summary(name: str, input_shape: tuple[int, ...] | None, num_classes: int | None) -> Summary | None:
-    """The shipped summary of model ``name`` where it answers the question (``input_shape`` and
-    ``num_classes`` None or the model's own), else None: the model is then built and run."""
+    """The shipped summary of model ``name`` where it answers the question (``input_shape`` None or the
+    model's own; ``num_classes`` any count), else None: the model is then built and run.
+
+    Another class count moves the summary along what one class more changes (``per_class``: the
+    classifier's parameters, MACs, output width and memory are affine in the count), as ``cnnlab models
+    --classes`` moves its rows; a test checks every entry at a third count against the network built for it.
+    """
     table = json.loads(SHIPPED.read_text())
     entry = table["summaries"].get(name)
     if entry is None or input_shape not in (None, tuple(entry["input_shape"])):
         return None
-    if num_classes not in (None, entry["num_classes"]):
+    if num_classes is not None and num_classes < 1:  # the builder's refusal is the error to show
+        return None
+    extra = 0 if num_classes is None else num_classes - entry["num_classes"]
+    if extra and entry["per_class"] is None:
         return None
     rows = [dict(zip(table["row_columns"], row, strict=True)) for row in entry["rows"]]
-    return summary_from_dict({k: v for k, v in entry.items() if k != "num_classes"} | {"rows": rows})
+    head = {k: v for k, v in entry.items() if k not in ("num_classes", "per_class", "rows")}
+    if extra:
+        head = _moved(head, entry["per_class"]["summary"], extra)
+        for i, delta in entry["per_class"]["rows"].items():
+            rows[int(i)] = _moved(rows[int(i)], delta, extra)
+    return summary_from_dict(head | {"rows": rows})
 
 
-def summaries_text(summaries: dict[str, tuple[Summary, int]]) -> str:
-    """The text of ``zoo_summaries.json`` for ``{name: (summary at its own input, its class count)}``: valid
-    JSON with one layer row per line (a list in :class:`LayerRow`'s field order)."""
+def _moved(values: dict[str, Any], delta: dict[str, Any], times: int) -> dict[str, Any]:
+    """``values`` plus ``times`` x ``delta``, field by field (a shape element by element)."""
+    out = dict(values)
+    for key, d in delta.items():
+        v = values[key]
+        out[key] = [a + times * b for a, b in zip(v, d, strict=True)] if isinstance(v, list) else v + times * d
+    return out
+
+
+def _difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """``b - a`` for the fields that differ, numbers and shapes of one length; None where another field differs."""
+    delta = {}
+    for key, x in a.items():
+        y = b[key]
+        if x == y:
+            continue
+        numbers = all(isinstance(v, int) and not isinstance(v, bool) for v in (x, y))
+        shapes = isinstance(x, (list, tuple)) and isinstance(y, (list, tuple)) and len(x) == len(y)
+        if not (numbers or shapes):
+            return None
+        delta[key] = y - x if numbers else [q - p for p, q in zip(x, y)]
+    return delta
+
+
+def per_class(own: Summary, one_more: Summary) -> dict[str, Any] | None:
+    """What one class more changes in a summary (``own`` at the model's class count, ``one_more`` at one
+    more): per field of the totals and of each row that changes; None where the layers themselves differ."""
+    if [(r.name, r.type) for r in own.rows] != [(r.name, r.type) for r in one_more.rows]:
+        return None
+    head = _difference(*({k: v for k, v in s.to_dict().items() if k != "rows"} for s in (own, one_more)))
+    rows = {}
+    for i, (a, b) in enumerate(zip(own.rows, one_more.rows, strict=True)):
+        delta = _difference(asdict(a), asdict(b))
+        if delta is None or head is None:
+            return None
+        if delta:
+            rows[str(i)] = delta
+    return {"summary": head, "rows": rows}
+
+
+def summaries_text(summaries: dict[str, tuple[Summary, int, dict[str, Any] | None]]) -> str:
+    """The text of ``zoo_summaries.json`` for ``{name: (summary at its own input, its class count, what one
+    class more changes)}``: valid JSON with one layer row per line (a list in :class:`LayerRow`'s field order)."""
     entries = []
-    for name, (s, num_classes) in summaries.items():
+    for name, (s, num_classes, growth) in summaries.items():
         head = {k: v for k, v in s.to_dict().items() if k != "rows"} | {"num_classes": num_classes}
+        head["per_class"] = growth
         rows = ",\n".join(json.dumps(list(astuple(r))) for r in s.rows)
         entries.append(f'{json.dumps(name)}: {json.dumps(head)[:-1]}, "rows": [\n{rows}\n]}}')
     columns = json.dumps([f.name for f in fields(LayerRow)])

@@ -4,7 +4,7 @@ A thin wrapper over :func:`cnnlab.models.summary.summary`. ``MODEL`` is a regist
 a YAML custom-net spec (``configs/models/*.yaml``) or a trained model/run folder (its ``model.json``
 gives architecture, input shape and classes). The network runs shapes only (built on torch's meta
 device, its convolutions and linear layers as shape stand-ins), so even VGG-16 at 224 px summarises in
-a tenth of a second over the imports. torchvision's networks at their own input and class count are
+a tenth of a second over the imports. torchvision's networks at their own input (any class count) are
 printed from the summaries shipped with the package (:mod:`cnnlab.summary_table`): building one imports
 torchvision, and with it TorchDynamo, seconds more than the rest of the command.
 """
@@ -67,7 +67,7 @@ def run(args) -> int:
     if args.classes is not None and args.classes < 1:
         raise CnnlabError(f"--classes must be a positive integer, got {args.classes}.")
     classes = args.classes if args.classes is not None else defaults.get("num_classes")
-    # torchvision's networks at their own input and class count: the shipped summary, no torch imported
+    # torchvision's networks at their own input: the shipped summary, no torch imported
     s = None if kwargs else shipped_summary(name, shape, classes)
     if s is None:
         from cnnlab.models import MODELS
