@@ -3,7 +3,9 @@
 The figures of issues 18 and 30: ``cnnlab train --config configs/mnist_fast.yaml`` must reach >= 99.0 %
 test accuracy after one epoch for every seed, in no more time than the leanest plain script
 (``benchmarks/mnist_lean.py``: tensors in memory, batch 128, one shift per batch) takes in the same run
-(ratio ours / lean <= 1.0); ``benchmarks/mnist_plain.py`` (per-image shifts, the slower reference of
+(ratio ours / lean <= 1.0) and, as the recipe trains under bf16 autocast, the same script under bf16
+(``lean-bf16``: ``mnist_lean.py ROOT SEED bf16``, ``--skip-lean-bf16`` leaves it out);
+``benchmarks/mnist_plain.py`` (per-image shifts, the slower reference of
 issue 18) runs beside them, and seed 001's recipe (``benchmarks/mnist_seed001.py``, trained until it
 reaches the target) must take >= 13x ours.
 
@@ -37,7 +39,7 @@ from pathlib import Path
 from _bench import add_result_args, append_row, open_results, source_env  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = ("cnnlab", "lean", "plain", "seed001")
+RECIPES = ("cnnlab", "lean", "lean-bf16", "plain", "seed001")
 
 
 def _run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess]:
@@ -58,9 +60,9 @@ def run_cnnlab(root: str, seed: int, out: Path, config: str) -> dict:
     return {"wall_s": wall, "accuracy": float(metrics["accuracy"]), "epochs": metrics.get("best_epoch")}
 
 
-def run_script(script: str, root: str, seed: int) -> dict:
+def run_script(script: str, root: str, seed: int, *extra: str) -> dict:
     """A plain reference script (``mnist_lean.py``, ``mnist_plain.py``): its own JSON line, our wall clock."""
-    wall, proc = _run([sys.executable, str(REPO / "benchmarks" / script), root, str(seed)])
+    wall, proc = _run([sys.executable, str(REPO / "benchmarks" / script), root, str(seed), *extra])
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     return {"wall_s": wall, "accuracy": res["accuracy"], "after_imports_s": res["after_imports_s"], "epochs": 1}
 
@@ -89,6 +91,8 @@ def measure(recipe: str, seed: int, args, tmp: Path, raw_root: str, out: Path) -
         res = run_cnnlab(args.data_root, seed, tmp / "runs", args.config)
     elif recipe in ("lean", "plain"):
         res = run_script(f"mnist_{recipe}.py", args.data_root, seed)
+    elif recipe == "lean-bf16":  # the lean script under bf16 autocast, as the recipe trains
+        res = run_script("mnist_lean.py", args.data_root, seed, "bf16")
     else:
         res = run_seed001(raw_root, seed, args.target)
     row = append_row(out, {"recipe": recipe, "seed": seed, "load": load, **res})
@@ -107,7 +111,7 @@ def summarise(rows: list[dict], target: float) -> None:
         sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0  # noqa: E731
         reached = sum(a >= target for a in accs)
         print(
-            f"{recipe:<8} seeds {[x['seed'] for x in rs]}  wall {statistics.mean(walls):7.1f} ± {sd(walls):5.1f} s  "
+            f"{recipe:<9} seeds {[x['seed'] for x in rs]}  wall {statistics.mean(walls):7.1f} ± {sd(walls):5.1f} s  "
             f"accuracy {100 * statistics.mean(accs):.2f} ± {100 * sd(accs):.2f} %  "
             f"(min {100 * min(accs):.2f} %, {reached}/{len(rs)} >= {100 * target:.1f} %)  "
             f"epochs {[x.get('epochs') for x in rs]}  load {[round(x['load'], 1) for x in rs]}"
@@ -115,6 +119,9 @@ def summarise(rows: list[dict], target: float) -> None:
     if "cnnlab" in mean and "lean" in mean:
         print(f"cnnlab / lean script:  {mean['cnnlab'] / mean['lean']:.2f}x (target <= 1.00x)")
         print(f"  per seed (each pair ran back to back): {_pair_ratios(by['cnnlab'], by['lean'])}")
+    if "cnnlab" in mean and "lean-bf16" in mean:
+        print(f"cnnlab / lean script in bf16:  {mean['cnnlab'] / mean['lean-bf16']:.2f}x")
+        print(f"  per seed: {_pair_ratios(by['cnnlab'], by['lean-bf16'])}")
     if "cnnlab" in mean and "plain" in mean:
         print(f"cnnlab / plain script: {mean['cnnlab'] / mean['plain']:.2f}x")
     if "cnnlab" in mean and "seed001" in mean:
@@ -141,6 +148,7 @@ def main() -> None:
     add_result_args(ap, "mnist_time.jsonl")
     ap.add_argument("--skip-seed001", action="store_true", help="only ours and the plain scripts (minutes, not ~30)")
     ap.add_argument("--skip-plain", action="store_true", help="leave out mnist_plain.py (issue 18's reference)")
+    ap.add_argument("--skip-lean-bf16", action="store_true", help="leave out the lean script under bf16 autocast")
     ap.add_argument(
         "--append", action="store_true", help="add this run's rows after those already in --out; summarise this run's"
     )
@@ -153,6 +161,7 @@ def main() -> None:
     done = {(r["recipe"], r["seed"]) for r in rows}
     skipped = {"seed001"} if args.skip_seed001 else set()
     skipped |= {"plain"} if args.skip_plain else set()
+    skipped |= {"lean-bf16"} if args.skip_lean_bf16 else set()
     recipes = [r for r in RECIPES if r not in skipped]
     with tempfile.TemporaryDirectory() as tmp:
         raw_root = unpack_mnist(args.data_root, Path(tmp) / "torchvision") if "seed001" in recipes else ""

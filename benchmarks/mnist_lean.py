@@ -5,9 +5,11 @@ What an expert writes when every second counts: the data as normalised tensors i
 each batch shifted as a whole by one ``torch.roll`` of up to 2 px (one random shift per batch instead
 of ``mnist_plain.py``'s per-image crops), label smoothing 0.1, one-cycle Nesterov SGD peaking at 0.2,
 one epoch, and the test set scored in batches of 2,000 under ``inference_mode``.
+With a third argument ``bf16``, training and scoring run under bf16 autocast, as ``configs/mnist_fast.yaml``
+does: on a CPU with bf16 kernels (AVX-512 BF16, AMX) the expert's one-line speed-up; everything else the same.
 Prints one JSON line: test accuracy, seconds after the imports and the seed.
 
-Run:  python benchmarks/mnist_lean.py ../shared/data 0
+Run:  python benchmarks/mnist_lean.py ../shared/data 0 [bf16]
 """
 
 import gzip  # noqa: E401 - a plain script, kept short on purpose
@@ -23,6 +25,7 @@ from torch import nn
 t_imports = time.time()
 root, seed = sys.argv[1], int(sys.argv[2])
 torch.manual_seed(seed)
+amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=sys.argv[3:] == ["bf16"])
 
 
 def idx(name, offset):  # the MNIST IDX files: a header, then uint8 values
@@ -52,13 +55,14 @@ shifts = torch.randint(-2, 3, (len(order), 2)).tolist()  # one (dy, dx) per batc
 model.train()
 for idx_b, (dy, dx) in zip(order, shifts):
     xb = torch.roll(x_train[idx_b], shifts=(dy, dx), dims=(2, 3))
-    loss = F.cross_entropy(model(xb), y_train[idx_b], label_smoothing=0.1)
+    with amp:
+        loss = F.cross_entropy(model(xb), y_train[idx_b], label_smoothing=0.1)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     sched.step()
 model.eval()
-with torch.inference_mode():
+with torch.inference_mode(), amp:
     correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in zip(x_test.split(2000), y_test.split(2000)))
 done = time.time()
 print(json.dumps({"accuracy": correct / len(x_test), "after_imports_s": done - t_imports, "seed": seed}))
