@@ -161,6 +161,18 @@ def test_early_stopping_stops_before_the_epoch_limit(fast_overrides):
         log=lambda s: None,
     )
     assert len(r.history) == 2
+    ckpt = r.run_dir / "checkpoints"
+    best, last = load_checkpoint(ckpt / "best.pt"), load_checkpoint(ckpt / "last.pt")
+    assert (best["epoch"], last["epoch"]) == (1, 2)  # epoch 2 did not improve: best.pt stayed epoch 1's
+    # epoch 1 improved: best.pt was a second name for its last.pt, which epoch 2's write replaced
+    assert (ckpt / "best.pt").stat().st_ino != (ckpt / "last.pt").stat().st_ino
+
+
+def test_an_improving_epochs_best_pt_is_its_last_pt_written_once(fast_overrides):
+    r = train(overrides={**fast_overrides, "train.epochs": 1}, log=lambda s: None)
+    ckpt = r.run_dir / "checkpoints"
+    assert (ckpt / "best.pt").stat().st_ino == (ckpt / "last.pt").stat().st_ino  # one file, two names
+    assert load_checkpoint(ckpt / "best.pt")["epoch"] == 1
 
 
 def test_callbacks_see_every_epoch_and_can_stop_training(fast_overrides):

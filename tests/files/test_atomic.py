@@ -271,3 +271,30 @@ def test_a_tight_laid_out_figure_is_drawn_once_and_saved_pixel_for_pixel(tmp_pat
     assert len(draws) == 1
     assert (tmp_path / "fig.png").read_bytes() == plain.read_bytes()
     assert fig.get_layout_engine() is engine
+
+
+def test_a_second_name_shares_the_finished_files_bytes_until_either_is_rewritten(tmp_path):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    atomic.write_bytes(last, b"epoch 1")
+    atomic.write_bytes(best, b"epoch 0")  # an older best, replaced whole
+    atomic.link_or_copy(last, best)
+    assert best.read_bytes() == b"epoch 1" and best.stat().st_ino == last.stat().st_ino  # written once
+    atomic.write_bytes(last, b"epoch 2")  # the next epoch renames a new file over last.pt
+    assert best.read_bytes() == b"epoch 1" and last.read_bytes() == b"epoch 2"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]  # no temporary left
+    with pytest.raises(FileNotFoundError):
+        atomic.link_or_copy(tmp_path / "missing.pt", best)
+    assert best.read_bytes() == b"epoch 1"
+
+
+def test_without_hard_links_the_second_name_is_a_copy(tmp_path, monkeypatch):
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    atomic.write_bytes(last, b"x" * (3 << 20))  # more than one chunk of the copy
+
+    def no_links(src, dst):  # FAT, some network shares
+        raise PermissionError(1, "Operation not permitted", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "link", no_links)
+    atomic.link_or_copy(last, best)
+    assert best.read_bytes() == last.read_bytes() and best.stat().st_ino != last.stat().st_ino
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]

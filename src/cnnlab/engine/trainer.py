@@ -389,8 +389,8 @@ class Trainer:
         state = self.state_dict()
         ckpt = self.run_dir / "checkpoints"
         atomic_save(state, ckpt / "last.pt")
-        if improved:
-            atomic_save(state, ckpt / "best.pt")
+        if improved:  # the same state: a second name for last.pt's bytes (a copy without hard links)
+            atomic.link_or_copy(ckpt / "last.pt", ckpt / "best.pt")
 
     def _save_step(self) -> None:
         """Mid-epoch ``last.pt`` (every ``checkpoint_every`` optimiser steps); ``best.pt`` stays per epoch."""

@@ -103,6 +103,31 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iter
         _replace(tmp, path)
 
 
+def link_or_copy(src: str | Path, path: str | Path) -> None:
+    """``path`` becomes a second name of the finished file ``src``: a hard link made under a temporary
+    name and renamed into place, so the bytes are not written (or fsynced) again and the two share
+    their disk space. A later atomic write of either name renames a new file over it and leaves the
+    other as it was. Where the file system has no hard links (FAT, some network shares), or ``path``
+    is a stream, a copy through :func:`atomic_write` instead."""
+    src, path = Path(src), _target(path)
+    if not _is_stream(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent, target=path.name)
+        tmp = temp_path(path)
+        _IN_FLIGHT.add(tmp.name)
+        try:
+            with _removed_on_error(tmp, path):
+                os.link(src, tmp)
+                _replace(tmp, path)
+            return
+        except OSError:
+            if not src.is_file():
+                raise  # nothing to copy either
+    with open(src, "rb") as f, atomic_write(path) as out:
+        while chunk := f.read(1 << 20):
+            out.write(chunk)
+
+
 def _target(path: str | Path) -> Path:
     """The file to replace: a symbolic link's target (the link itself stays a link)."""
     path = Path(path)
