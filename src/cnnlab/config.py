@@ -211,7 +211,7 @@ DEFAULT_LR = 1e-3  # optim.lr when none is given and no recipe picks one (seed 0
 class OptimConfig:
     # auto: adamw under the staged fine-tune recipe, else adam (cnnlab.finetune.recipe.resolve_recipe)
     name: str = setting("auto", NONEMPTY, names="optimizer")
-    # null: 1e-3, or under the staged fine-tune recipe the LR finder's suggestion
+    # null: 1e-3; under the staged fine-tune recipe 2e-3 for AdamW (recipe.NEW_HEAD_LR), the LR finder's for SGD
     lr: float | None = setting(None, above(0))
     weight_decay: float = setting(1e-4, at_least(0))
     momentum: float = setting(0.9, interval("[0, 1)"))  # SGD / RMSprop

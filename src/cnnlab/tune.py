@@ -145,7 +145,8 @@ def baseline_params(base: Config, space: dict[str, dict[str, Any]]) -> dict[str,
     """The base config's value of each key in the space (keys it cannot express are left to the sampler).
 
     ``auto``/null values count as what training makes of them (``optim.lr: null`` is 1e-3 without the
-    fine-tune recipe; under it the LR finder's choice is unknown here, so the sampler picks)."""
+    fine-tune recipe, AdamW's 2e-3 under it; where the recipe's LR finder would pick, with SGD, the
+    choice is unknown here, so the sampler picks)."""
     from cnnlab.finetune.recipe import resolve_recipe
 
     base = resolve_recipe(base, log=lambda line: None)

@@ -29,7 +29,7 @@ _SHORT_HELP = {
     "finetune": "auto (staged with --pretrained, else finetune_all), staged (the fine-tune recipe: head first, "
     "then everything with discriminative rates), finetune_all, feature_extraction, finetune_top or progressive",
     "optimizer": "optimiser name (sgd, adam, adamw, rmsprop)",
-    "lr": "learning rate (default 1e-3; under the fine-tune recipe the LR finder picks it)",
+    "lr": "learning rate (default 1e-3; under the fine-tune recipe 2e-3 for AdamW, the LR finder's for SGD)",
     "weight_decay": "weight decay",
     "scheduler": "learning-rate schedule (auto: plateau, or one-cycle per stage of the fine-tune recipe; cosine, "
     "step, onecycle, none, ...)",
