@@ -1,5 +1,8 @@
 """LR range test: restores the model exactly, suggests an LR before divergence; the CLI writes its plot."""
 
+import threading
+
+import pytest
 import torch
 from torch import nn
 
@@ -42,3 +45,66 @@ def test_cli_writes_plot_and_prints_suggestion(tmp_path, capsys):
     )
     assert code == 0 and out.stat().st_size > 5000
     assert "suggested learning rate" in capsys.readouterr().out
+
+
+def _images(tmp_path, n=40):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for i in range(n):
+        pixels = torch.randint(0, 256, (8, 8, 3), dtype=torch.uint8, generator=g).numpy()
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(pixels).save(path)
+        items.append((path, i % 4))
+    return items
+
+
+def _make_loader(kind: str, tmp_path):
+    """A shuffled, augmented loader of 40 images in batches of 8 (a data generator of its own)."""
+    from cnnlab.data.augment import build_augment
+    from cnnlab.data.loaders import FolderImages, FolderLoader, TensorLoader
+
+    gen, augment = torch.Generator().manual_seed(5), build_augment("seed", 3)
+    if kind.startswith("tensor"):
+        g = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8, generator=g)
+        prefetch = kind == "tensor-prefetch"
+        return TensorLoader(
+            images, torch.arange(40) % 4, 8, [0.5] * 3, [0.25] * 3, True, augment, gen, prefetch=prefetch
+        )
+    workers = 2 if kind == "folder-workers" else 0
+    return FolderLoader(FolderImages(_images(tmp_path), 3, 8), 8, [0.5] * 3, [0.25] * 3, True, augment, gen, workers)
+
+
+def _train_after(kind: str, tmp_path, find: bool):
+    """Two epochs of SGD, after an LR sweep (with its own optimiser, as the fine-tune recipe does) or not."""
+    from cnnlab.engine.loop import train_one_epoch
+
+    torch.manual_seed(0)
+    model = nn.Sequential(  # BatchNorm (state) and Dropout (global RNG): both must be left as found
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Dropout(0.3), nn.Linear(8, 4),
+    )  # fmt: skip
+    loader, loss_fn = _make_loader(kind, tmp_path), nn.CrossEntropyLoss()
+    if find:  # 12 steps of 5 batches per epoch: the sweep stops in the middle of its third pass
+        probe = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        before = {k: v for k, v in vars(loader).items()}
+        lr_find(model, loader, probe, loss_fn, 1e-4, 1.0, 12, diverge=1e9, generators=[loader.generator])
+        assert all(p.grad is None for p in model.parameters())  # no gradient left for the first step to add
+        assert vars(loader).keys() == before.keys() and all(vars(loader)[k] is v for k, v in before.items())
+        assert getattr(getattr(loader, "loader", None), "_iterator", None) is None  # no worker pool left running
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = [train_one_epoch(model, loader, optimizer, loss_fn)["train_loss"] for _ in range(2)]
+    return losses, model.state_dict()
+
+
+@pytest.mark.parametrize("kind", ["tensor", "tensor-prefetch", "folder", "folder-workers"])
+def test_training_after_a_sweep_is_the_training_without_one(kind, tmp_path):
+    """The sweep leaves model, gradients, random states and the loader (epoch plan, prefetch thread,
+    worker pool) exactly as it found them: the same training follows, bit for bit."""
+    plain_losses, plain = _train_after(kind, tmp_path, find=False)
+    losses, weights = _train_after(kind, tmp_path, find=True)
+    assert losses == plain_losses
+    assert all(torch.equal(weights[k], plain[k]) for k in plain)
+    assert not any(t.name == "cnnlab-prefetch" for t in threading.enumerate())

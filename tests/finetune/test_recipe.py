@@ -1,6 +1,7 @@
 """Transfer learning through a real training run: pretrain on the MNIST sample, fine-tune on digits."""
 
 import copy
+import csv
 import re
 
 import pytest
@@ -208,6 +209,15 @@ def test_recipe_with_sgd_sweeps_the_lr_finder_on_the_frozen_network(pretrained, 
     steps, batch = re.search(r"\((\d+) steps of (\d+) images\)", finder).groups()
     assert 40 <= int(steps) <= 100 and int(batch) <= r.config.data.batch_size  # bounded: about one pass
     assert r.config.optim.name == "sgd" and 1e-6 <= r.config.optim.lr <= 0.05  # held at SGD's ceiling at most
+    # the finder leaves no trace (gradients, loader, random states): the run is the run given its rate
+    given, lines = _recipe(pretrained, tmp_path, "sgd_given", lr=r.config.optim.lr, overrides={"optim.name": "sgd"})
+    assert not any("LR finder" in line for line in lines)
+    rows = [list(csv.DictReader((run.run_dir / "history.csv").open())) for run in (r, given)]
+    for row in rows[0] + rows[1]:
+        del row["seconds"]  # wall-clock time, the one column that may differ
+    assert rows[0] == rows[1] and len(rows[0]) == 2 and "train_loss" in rows[0][0]
+    a, b = load_model(r.run_dir)[0].state_dict(), load_model(given.run_dir)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_recipe_takes_a_given_lr_without_the_finder(pretrained, tmp_path):

@@ -12,6 +12,8 @@ one seed from the data generator and derives its order from it (a permutation, o
 sampling with replacement when ``weights`` are given), so ``state_dict()`` — the epoch seed and the
 batches consumed — is enough to resume mid-epoch: the order is rebuilt and the consumed batches are
 skipped without being loaded. Augmentation draws continue from the saved generator state.
+``preserved()`` puts all of it back after a look at the data (the LR finder), so the next epoch is
+the one it would have been.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +88,28 @@ class _EpochPlan:
             total = self._shard_len(n) * self.world
             order = torch.cat([order, order[: total - n]])[self.rank :: self.world]
         return order, start
+
+    @contextmanager
+    def preserved(self) -> Iterator[None]:
+        """Everything iterating changes is put back on exit: the epoch plan (epoch, seed, position, a pending
+        resume), the data generator and the worker pool (:meth:`_restore_extra`), so that a look at the data
+        (the LR finder) leaves the next epoch exactly as it would have been. Iterators opened inside must be
+        closed before the block ends (a prefetch thread still drawing would move the generator on)."""
+        saved, gen, extra = dict(vars(self)), self.generator.get_state(), self._save_extra()
+        try:
+            yield
+        finally:
+            self._restore_extra(extra)
+            # every attribute an iteration sets, whichever class set it: rebinding them all is exact
+            vars(self).clear()
+            vars(self).update(saved)
+            self.generator.set_state(gen)
+
+    def _save_extra(self):
+        return None
+
+    def _restore_extra(self, extra) -> None:
+        pass
 
     def state_dict(self) -> dict:
         return {"epoch_seed": getattr(self, "_epoch_seed", 0), "position": getattr(self, "position", 0)}
@@ -354,6 +379,20 @@ class FolderLoader(_EpochPlan):
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) * self.inv_std
+
+    def _save_extra(self):
+        return self.loader._iterator  # torch keeps the persistent workers' iterator here
+
+    def _restore_extra(self, iterator) -> None:
+        """Shut down workers started inside :meth:`preserved`. torch draws the workers' base seed from the
+        global RNG only when it starts them, so a pool left running would skip that draw on the next
+        epoch and shift every later global random number (dropout, global-RNG augmentations)."""
+        current = self.loader._iterator
+        if current is not iterator:
+            shutdown = getattr(current, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self.loader._iterator = iterator
 
     def __iter__(self):
         order, start = self._begin_epoch(len(self.loader.dataset))

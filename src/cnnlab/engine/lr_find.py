@@ -4,14 +4,18 @@ Train for a few hundred steps while the LR grows exponentially from ``start`` to
 the loss at each step, smooth it with a bias-corrected exponential moving average, and stop once
 the smoothed loss exceeds ``diverge`` times its minimum. The suggested LR is where the loss, averaged
 over a centred window (no lag, unlike the running average), falls fastest per unit of log-LR before
-its minimum: large enough to learn quickly, still on the stable side. The model, optimiser and every
-random state are restored afterwards, so the sweep leaves no trace on a later ``train``.
+its minimum: large enough to learn quickly, still on the stable side. Everything the sweep touches is
+restored afterwards: weights, buffers, gradients and train/eval modes of the model, the optimiser, the
+global and data random states, and the loader's epoch plan and workers (``preserved()``), so a run
+given the suggested rate and a run that found it are the same run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -35,11 +39,23 @@ class LRFindResult:
 def _cycle(loader: Iterable):
     while True:
         empty = True
-        for batch in loader:
-            empty = False
-            yield batch
+        batches = iter(loader)
+        try:
+            for batch in batches:
+                empty = False
+                yield batch
+        finally:  # closed when the sweep stops: a prefetch thread stops drawing before the states are restored
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
         if empty:
             raise CnnlabError("the LR finder got no training batches")
+
+
+def _preserved(loader):
+    """The loader's own restore (``preserved()``, also offered by views of a loader), or nothing to do."""
+    preserved = getattr(loader, "preserved", None)
+    return preserved() if preserved is not None else contextlib.nullcontext()
 
 
 def lr_find(
@@ -58,42 +74,54 @@ def lr_find(
     """Sweep the LR of ``optimizer`` exponentially over ``steps`` batches and suggest one (see module doc)."""
     if not 0 < start < end or steps < 5:
         raise CnnlabError(f"lr-find needs 0 < start < end and at least 5 steps (got {start}, {end}, {steps})")
-    saved = _snapshot(model, optimizer, generators or [])
     ratios = [
         g["lr"] / optimizer.param_groups[0]["lr"] if optimizer.param_groups[0]["lr"] else 1.0
         for g in optimizer.param_groups
     ]
+    saved = _snapshot(model, optimizer, generators or [])
+    bar = _bar(steps, progress)
+    batches = _cycle(loader)
+    with _preserved(loader):
+        try:
+            lrs, losses, smoothed = _sweep(
+                model, batches, optimizer, ratios, loss_fn, (start, end, steps), beta, diverge, bar
+            )
+        finally:
+            batches.close()  # its iterators stop (no prefetch thread left drawing) before anything is restored
+            bar.close()
+            _restore(model, optimizer, generators or [], saved)
+    suggestion, reason = suggest(lrs, centred(losses))
+    return LRFindResult(lrs, losses, smoothed, suggestion, reason)
+
+
+def _sweep(model, batches, optimizer, ratios, loss_fn, sweep: tuple[float, float, int], beta, diverge, bar):
+    """The range test proper: one step per batch at an exponentially growing LR until the smoothed loss diverges."""
+    start, end, steps = sweep
     lrs, losses, smoothed = [], [], []
     avg, best = 0.0, math.inf
     model.train()
-    bar = _bar(steps, progress)
-    try:
-        for i, (x, y) in zip(range(steps), _cycle(loader)):
-            lr = start * (end / start) ** (i / (steps - 1))
-            for g, r in zip(optimizer.param_groups, ratios):
-                g["lr"] = lr * r
-            loss = loss_fn(_split_output(model(x))[0], y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            avg = beta * avg + (1 - beta) * value
-            smooth = avg / (1 - beta ** (i + 1))
-            lrs.append(lr)
-            losses.append(value)
-            smoothed.append(smooth)
-            best = min(best, smooth)
-            bar.update(1)
-            bar.set_postfix_str(f"lr {lr:.1e} loss {smooth:.3f}", refresh=False)
-            if smooth > diverge * best:
-                break
-    finally:
-        bar.close()
-        _restore(model, optimizer, generators or [], saved)
-    suggestion, reason = suggest(lrs, centred(losses))
-    return LRFindResult(lrs, losses, smoothed, suggestion, reason)
+    for i, (x, y) in zip(range(steps), batches):
+        lr = start * (end / start) ** (i / (steps - 1))
+        for g, r in zip(optimizer.param_groups, ratios):
+            g["lr"] = lr * r
+        loss = loss_fn(_split_output(model(x))[0], y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        avg = beta * avg + (1 - beta) * value
+        smooth = avg / (1 - beta ** (i + 1))
+        lrs.append(lr)
+        losses.append(value)
+        smoothed.append(smooth)
+        best = min(best, smooth)
+        bar.update(1)
+        bar.set_postfix_str(f"lr {lr:.1e} loss {smooth:.3f}", refresh=False)
+        if smooth > diverge * best:
+            break
+    return lrs, losses, smoothed
 
 
 def centred(losses: list[float], share: float = 0.1) -> list[float]:
@@ -140,23 +168,38 @@ def suggest(lrs: list[float], smoothed: list[float]) -> tuple[float, str]:
     return float(lrs[i]), reason
 
 
-def _snapshot(model, optimizer, generators) -> dict:
+def _snapshot(model: nn.Module, optimizer, generators) -> dict:
+    """Everything the sweep changes outside the loader. The gradients matter: the sweep's last step leaves
+    them on the parameters, and a loop that zeroes after its step would add them to its first update."""
+    params = list(model.parameters())
     return {
         "model": copy.deepcopy(model.state_dict()),
+        "buffers": [b.detach().clone() for b in model.buffers()],  # non-persistent ones are not in state_dict
+        "grads": [None if p.grad is None else p.grad.detach().clone() for p in params],
+        "modes": [m.training for m in model.modules()],  # per module: a frozen BatchNorm may sit in eval mode
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
         "gens": [g.get_state() for g in generators],
-        "training": model.training,
     }
 
 
-def _restore(model, optimizer, generators, saved: dict) -> None:
+def _restore(model: nn.Module, optimizer, generators, saved: dict) -> None:
     model.load_state_dict(saved["model"])
+    with torch.no_grad():
+        for b, value in zip(model.buffers(), saved["buffers"]):
+            b.copy_(value)
+    for p, grad in zip(model.parameters(), saved["grads"]):
+        p.grad = grad
+    for m, mode in zip(model.modules(), saved["modes"]):
+        m.training = mode
     optimizer.load_state_dict(saved["optimizer"])
     torch.set_rng_state(saved["torch"])
     if saved["cuda"] is not None:
         torch.cuda.set_rng_state_all(saved["cuda"])
+    np.random.set_state(saved["numpy"])
+    random.setstate(saved["python"])
     for g, st in zip(generators, saved["gens"]):
         g.set_state(st)
-    model.train(saved["training"])
