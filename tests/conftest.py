@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,19 @@ def _test_cache(request, tmp_path_factory, monkeypatch):
     CIFAR-10 JPEG copy is decoded once per machine rather than once per test session."""
     if request.node.get_closest_marker("data") is None and "CNNLAB_CACHE" not in os.environ:
         monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cnnlab-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _sigchld_as_found():
+    """A test whose DataLoader started worker processes leaves torch's Python SIGCHLD handler installed for
+    the rest of the process. Under pytest-xdist the next test that kills a child of its own
+    (tests/files/test_atomic.py) then took the whole xdist worker down ("node down: Not properly
+    terminated"). Each test starts with SIGCHLD as the session found it."""
+    found = signal.getsignal(signal.SIGCHLD)
+    yield
+    changed = signal.getsignal(signal.SIGCHLD) is not found
+    if changed and threading.current_thread() is threading.main_thread():  # only the main thread may set it
+        signal.signal(signal.SIGCHLD, found)
 
 
 @pytest.fixture
