@@ -36,26 +36,34 @@ class LRFindResult:
     reason: str
 
 
+@contextlib.contextmanager
+def closed_after(loader: Iterable):
+    """``iter(loader)``, closed when the block ends: a generator's ``finally`` runs then, so a loader's
+    prefetch thread stops drawing before the sweep restores the random states."""
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def preserved(loader):
+    """The loader's own restore (``preserved()``, also offered by views of a loader), or nothing to do."""
+    restore = getattr(loader, "preserved", None)
+    return restore() if restore is not None else contextlib.nullcontext()
+
+
 def _cycle(loader: Iterable):
     while True:
         empty = True
-        batches = iter(loader)
-        try:
+        with closed_after(loader) as batches:  # closed when the sweep stops
             for batch in batches:
                 empty = False
                 yield batch
-        finally:  # closed when the sweep stops: a prefetch thread stops drawing before the states are restored
-            close = getattr(batches, "close", None)
-            if close is not None:
-                close()
         if empty:
             raise CnnlabError("the LR finder got no training batches")
-
-
-def _preserved(loader):
-    """The loader's own restore (``preserved()``, also offered by views of a loader), or nothing to do."""
-    preserved = getattr(loader, "preserved", None)
-    return preserved() if preserved is not None else contextlib.nullcontext()
 
 
 def lr_find(
@@ -81,7 +89,7 @@ def lr_find(
     saved = _snapshot(model, optimizer, generators or [])
     bar = _bar(steps, progress)
     batches = _cycle(loader)
-    with _preserved(loader):
+    with preserved(loader):
         try:
             lrs, losses, smoothed = _sweep(
                 model, batches, optimizer, ratios, loss_fn, (start, end, steps), beta, diverge, bar

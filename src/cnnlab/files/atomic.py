@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,8 +125,7 @@ def link_or_copy(src: str | Path, path: str | Path) -> None:
             if not src.is_file():
                 raise  # nothing to copy either
     with open(src, "rb") as f, atomic_write(path) as out:
-        while chunk := f.read(1 << 20):
-            out.write(chunk)
+        shutil.copyfileobj(f, out)
 
 
 def _target(path: str | Path) -> Path:

@@ -52,7 +52,6 @@ running statistics (learnt on the pretraining data) are not overwritten by the n
 
 from __future__ import annotations
 
-import contextlib
 import math
 import types
 from collections.abc import Callable
@@ -326,15 +325,12 @@ def prepare_head(model: nn.Module, cfg: Config, loader, log=print) -> None:
 
 def probe_batches(loader, size: int):
     """The loader's batches cut into pieces of ``size`` images (the LR finder's smaller probe batch)."""
-    batches = iter(loader)
-    try:
+    from cnnlab.engine.lr_find import closed_after
+
+    with closed_after(loader) as batches:  # closing the probe closes the loader's iteration too
         for x, y in batches:
             for i in range(0, len(y), size):
                 yield x[i : i + size], y[i : i + size]
-    finally:  # closing the probe closes the loader's iteration too (its prefetch thread stops now)
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
 
 
 def probe_plan(n_train: int, batch_size: int) -> tuple[int, int]:
@@ -375,8 +371,9 @@ class _Batches:
 
     def preserved(self):
         """The loader's own restore: the finder leaves it as it found it (see ``_EpochPlan.preserved``)."""
-        preserved = getattr(self.loader, "preserved", None)
-        return preserved() if preserved is not None else contextlib.nullcontext()
+        from cnnlab.engine.lr_find import preserved
+
+        return preserved(self.loader)
 
 
 def resolve_weights(cfg: Config, log=print) -> tuple[Config, PretrainedWeights | None]:
