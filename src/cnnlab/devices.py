@@ -5,6 +5,7 @@ A leaf module (torch is imported when a name is resolved), so every layer may us
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from cnnlab.errors import CnnlabError
@@ -26,3 +27,13 @@ def resolve_device(name: Any = "auto"):
         return torch.device(name)
     except RuntimeError:
         raise CnnlabError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def spare_core() -> bool:
+    """Whether this process may run on a CPU core that none of torch's intra-op threads uses (a
+    process started with ``OMP_NUM_THREADS=1`` on two cores has one): work on a background thread
+    there costs the training nothing, while on a core torch uses every parallel region waits for it."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cores > torch.get_num_threads()

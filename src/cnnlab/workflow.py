@@ -18,8 +18,11 @@ tuning trial is an ordinary ``train``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
+import importlib
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from cnnlab.data.datasets import ArrayDataset, FolderDataset, load_dataset, writ
 from cnnlab.data.pipeline import PreparedData, prepare_data
 from cnnlab.data.splits import write_split_csv
 from cnnlab.data.tta import TTA
-from cnnlab.devices import resolve_device
+from cnnlab.devices import resolve_device, spare_core
 from cnnlab.engine.checkpoint import load_checkpoint
 from cnnlab.engine.distributed import DistInfo, broadcast, init_distributed, wrap_model
 from cnnlab.engine.init import INITS, init_weights
@@ -46,6 +49,7 @@ from cnnlab.engine.schedulers import SCHEDULERS, build_schedule
 from cnnlab.engine.trainer import Trainer
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluation.metrics import classification_metrics, softmax
+from cnnlab.finetune.fold import fold_batchnorm
 from cnnlab.finetune.recipe import (
     STAGED,
     describe_recipe,
@@ -265,6 +269,9 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     cfg = s.cfg = resolve_recipe(cfg, model, find_lr=finder, n_train=n_train, log=s.log if find_lr else _silent)
     if cfg.model.bn_stats == "pretrained":
         keep_bn_statistics(model)
+    eval_bn = cfg.model.bn_stats == "pretrained" or s.weights is not None  # batch norm in eval mode, all or part
+    if eval_bn and (folded := fold_batchnorm(model)):
+        s.log(f"BatchNorm folded into the convolution before it in {folded} places (eval-mode statistics)")
     if cfg.model.finetune == STAGED and find_lr:  # lr-find sweeps itself: no plan to announce
         describe_recipe(cfg, model, s.log)
     optimizer = build_optimizer(model, with_lr_decay(cfg.optim, model, cfg.model.lr_decay, cfg.model.body_lr_share))
@@ -407,10 +414,24 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
     return metrics
 
 
+def preload_report(s: Session, data: PreparedData) -> None:
+    """Import the HTML report's code (matplotlib with it: 0.4-0.7 s) on a background thread while the
+    epochs train, when the run will write a report and torch leaves a core idle
+    (``devices.spare_core``); :func:`finish` then finds it imported. A failure here is left for that
+    import to report."""
+    if s.cfg.output.plots and data.test is not None and s.dist.main and spare_core():
+        threading.Thread(target=_import_quietly, args=("cnnlab.viz.report",), daemon=True).start()
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(Exception):  # the import at the end of the run raises it where it is handled
+        importlib.import_module(module)
+
+
 def _load_best_weights(trainer: Trainer, run_dir: Path) -> None:
     """The model becomes the best checkpoint's weights (the EMA average when EMA is on)."""
     best = run_dir / "checkpoints" / "best.pt"
-    if best.is_file():
+    if best.is_file() and trainer.early.best_epoch != trainer.epoch:  # else its weights are the model's now
         state = load_checkpoint(best)
         trainer.model.load_state_dict(state["model"])
         if state.get("ema"):  # EMA on: the averaged weights are the model (validation chose them)

@@ -18,7 +18,6 @@ the one it would have been.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.augment import Augment, BatchPosition, augment_batch
 from cnnlab.data.images import load_image
+from cnnlab.devices import spare_core
 
 
 def epoch_order(n: int, seed: int, shuffle: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -249,10 +249,7 @@ def prefetch_pays(device: torch.device) -> bool:
     every parallel region waits for it (MNIST's fast recipe on a quiet 2-core Xeon: steps 1.29x as
     slow with the thread as with the same augmentation in line; ``benchmarks/bench_mnist_parts.py``).
     """
-    if device.type != "cpu":
-        return True
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return cores > torch.get_num_threads()
+    return device.type != "cpu" or spare_core()
 
 
 def to_tensor_images(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -177,35 +177,43 @@ def plot_image_grid(
     """A grid of images, each titled ``true -> pred (confidence)`` with its id, framed green when the
     prediction is right and red when wrong.
 
+    The figure has one axes, measured in inches, that holds every image, frame and title: a grid of
+    24 axes of their own took 0.7 s to build and draw (report of a 4-class run, one thread), most of it
+    matplotlib setting up axes, ticks and spines that a thumbnail does not show.
+
     Args:
         images: (n, H, W, C) float in [0, 1]; C is 1 (shown grey) or 3.
         rows: n rows of :func:`cnnlab.evaluation.interpret.prediction_table`.
     """
+    from matplotlib.patches import Rectangle
+
     n = len(rows)
     if n == 0:
         raise ValueError("plot_image_grid needs at least one image")
     cols = min(cols, n)
     nrows = math.ceil(n / cols)
-    height = 1.9 * nrows + (0.4 if title else 0)
-    fig, axes = plt.subplots(nrows, cols, figsize=(1.6 * cols, height), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.remove()
-    for ax, img, r in zip(axes.flat, images, rows):
+    cell_w, cell_h, head = 1.6, 1.9, 0.4 if title else 0.0  # inches
+    width, height = cell_w * cols, cell_h * nrows + head
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    ax.set(xlim=(0, width), ylim=(height, 0))  # y grows downwards, as rows do
+    for i, (img, r) in enumerate(zip(images, rows)):
         img = np.clip(img, 0, 1)
         grey = img.shape[-1] == 1
-        ax.imshow(img[..., 0] if grey else img, cmap="gray" if grey else None, vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        side = min(cell_w - 0.14, cell_h - 0.46)  # room for the frame beside and two lines of title above
+        h, w = img.shape[:2]
+        iw, ih = (side, side * h / w) if w >= h else (side * w / h, side)
+        cx = (i % cols + 0.5) * cell_w
+        top = head + (i // cols) * cell_h + 0.38
+        box = (cx - iw / 2, cx + iw / 2, top + ih, top)  # left, right, bottom, top in the axes' inches
+        ax.imshow(img[..., 0] if grey else img, cmap="gray" if grey else None, vmin=0, vmax=1, extent=box)
         color = "#1a9850" if r["correct"] else "#d73027"
-        for side in ax.spines.values():
-            side.set_edgecolor(color)
-            side.set_linewidth(3)
+        ax.add_patch(Rectangle((box[0], top), iw, ih, fill=False, edgecolor=color, linewidth=3))
         label = f"{r['true'][:10]}→{r['pred'][:10]} {r['confidence']:.2f}\n{str(r['id'])[-18:]}"
-        ax.set_title(label, fontsize=7, color=color)
+        ax.text(cx, top - 0.06, label, fontsize=7, color=color, ha="center", va="bottom")
     if title:
-        fig.suptitle(title, fontsize=10, y=1 - 0.12 / height)
-    # fixed margins (in inches) instead of tight_layout, which costs seconds on a grid of many axes
-    top = 1 - (0.38 + (0.4 if title else 0)) / height
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05 / height, top=top, wspace=0.12, hspace=0.32)
+        ax.text(width / 2, 0.08, title, fontsize=10, ha="center", va="top")
+    ax.set(xlim=(0, width), ylim=(height, 0))  # imshow's extents moved the limits; one inch stays one inch
     keep = ("index", "id", "true", "pred", "confidence", "loss", "correct")
     return _finish(fig, path, {"title": title, "panels": n, "rows": [{k: r[k] for k in keep if k in r} for r in rows]})
