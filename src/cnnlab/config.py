@@ -145,6 +145,9 @@ class DataConfig:
     batch_size: int = setting(128, count(1, MAX_BATCH))
     eval_batch_size: int = setting(1000, count(1, MAX_BATCH))
     num_workers: int = setting(2, count(0, 256))  # DataLoader workers (image folders only; in-memory data needs none)
+    # an image-folder split whose decoded images take at most this many MiB is decoded once into memory and
+    # needs no workers (0: decode every epoch)
+    cache_mb: int = setting(512, count(0, 1 << 20))
     on_bad_image: str = setting("fail", one_of("fail", "skip"))  # fail | skip (image folders)
     # none | weights (class-weighted loss) | sampler (class-balanced sampling)
     balance: str = setting("none", one_of("none", "weights", "sampler"))
@@ -335,7 +338,7 @@ class Config:
 
 # Where and how fast a run trains, not what it learns: the only keys ``--resume`` may change (a resumed
 # run keeps its saved config otherwise), and ignored when cross-validation compares configs.
-RUNTIME_KEYS = ("output.progress", "train.device", "train.threads", "data.num_workers")
+RUNTIME_KEYS = ("output.progress", "train.device", "train.threads", "data.num_workers", "data.cache_mb")
 
 # Short names used by the CLI (``--epochs``) and the Python API (``train(epochs=3)``) -> dotted keys.
 SHORT_KEYS = {

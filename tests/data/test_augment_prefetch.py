@@ -116,7 +116,9 @@ def test_prefetch_runs_only_where_a_core_is_spare(monkeypatch):
     started = []
     real_thread = loaders.threading.Thread
     monkeypatch.setattr(loaders.threading, "Thread", lambda *a, **k: started.append(1) or real_thread(*a, **k))
-    monkeypatch.setattr(loaders.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    import cnnlab.devices as devices
+
+    monkeypatch.setattr(devices.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)  # both cores train: augmenting in line is faster than a thread preempting one

@@ -142,6 +142,31 @@ def test_training_on_an_image_folder(tmp_path):
     assert again["accuracy"] == result.metrics["accuracy"]
 
 
+def test_a_small_folder_is_decoded_once_into_memory_and_gives_the_batches_files_give(tmp_path):
+    """Within ``data.cache_mb`` every split is decoded once and needs no workers; the tensors are the ones
+    decoding each epoch gives (so a run is the same bit for bit either way); 0 decodes every epoch."""
+    from cnnlab.data.datasets import load_folder
+
+    rng = np.random.default_rng(2)
+    for c in range(2):
+        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)).save(
+                tmp_path / "imgs" / f"c{c}" / f"{i}.png"
+            )
+    ds = load_folder(tmp_path / "imgs", image_size=8)
+    cfg = dict(batch_size=5, augment="none", num_workers=2)
+    memory = prepare_data(ds, DataConfig(**cfg), seed=0, device=torch.device("cpu"))
+    files = prepare_data(ds, DataConfig(**cfg, cache_mb=0), seed=0, device=torch.device("cpu"))
+    for split in ("train", "val", "test"):
+        kept, read = getattr(memory, split), getattr(files, split)
+        assert kept.loader.dataset.memory is not None and kept.loader.num_workers == 0
+        assert read.loader.dataset.memory is None and read.loader.num_workers == 2
+        for (x, y), (x2, y2) in zip(kept, read, strict=True):
+            assert torch.equal(x, x2) and torch.equal(y, y2)
+    assert memory.train.loader.dataset.memory.shape == (memory.train.num_samples, 3, 8, 8)
+
+
 def test_split_manifest_is_written_and_reused_exactly(tmp_path):
     rng = np.random.default_rng(1)
     for c in range(2):

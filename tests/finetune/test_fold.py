@@ -100,3 +100,18 @@ def test_timm_efficientnet_blocks_fold_with_their_activation():
     assert fold_batchnorm(net) == 49  # every BatchNormAct2d of Lite0 follows its own convolution
     x = torch.randn(2, 3, 64, 64)
     torch.testing.assert_close(net(x), ref(x), rtol=1e-4, atol=1e-4)
+
+
+def test_statistics_read_under_inference_mode_still_train_and_a_changed_statistic_is_read_anew():
+    ref = _randomised(Net()).eval()
+    net = copy.deepcopy(ref)
+    fold_batchnorm(net)
+    x = torch.randn(2, 3, 10, 10)
+    with torch.inference_mode():  # a validation pass first: what it keeps must serve a training step after it
+        net(x)
+    net(x).sum().backward()
+    assert net.b1.weight.grad is not None and net.c1.weight.grad is not None
+    with torch.no_grad():
+        ref.b1.running_var.mul_(4)
+        net.b1.running_var.mul_(4)
+    torch.testing.assert_close(net(x), ref(x), rtol=1e-5, atol=1e-5)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.augment import Augment, BatchPosition, augment_batch
 from cnnlab.data.images import load_image
-from cnnlab.devices import spare_core
+from cnnlab.devices import available_cores, spare_core
 
 
 def epoch_order(n: int, seed: int, shuffle: bool, weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -295,18 +296,34 @@ def _bilinear(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 class FolderImages(Dataset):
-    """Decode image files to float (C, size, size) in [0, 1] with the shared decoding rule."""
+    """Decode image files to float (C, size, size) in [0, 1] with the shared decoding rule; after
+    :meth:`preload`, the same tensors from memory."""
 
     def __init__(self, items: list[tuple[Path, int]], channels: int, size: int, resize_size: int | None = None):
         self.items, self.channels, self.size, self.resize_size = items, channels, size, resize_size
+        self.memory: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def nbytes(self) -> int:
+        """What :meth:`preload` holds: every image as float32 at the input size."""
+        return len(self.items) * self.channels * self.size * self.size * 4
+
+    def preload(self) -> None:
+        """Decode every image once into one tensor, on a thread per core (PIL's decoder and torch's resize
+        release the GIL): a small folder then costs no decoding after its first pass, and no workers."""
+        if self.memory is None and self.items:
+            with ThreadPoolExecutor(max(1, available_cores())) as pool:
+                self.memory = torch.stack(list(pool.map(self._decode, range(len(self.items)))))
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path, label = self.items[i]
-        x = torch.from_numpy(load_image(path, self.channels)).permute(2, 0, 1)  # (C, H, W)
-        return fit_to_input(x, self.size, self.resize_size).clamp_(0, 1), label
+        return (self._decode(i) if self.memory is None else self.memory[i]), self.items[i][1]
+
+    def _decode(self, i: int) -> torch.Tensor:
+        x = torch.from_numpy(load_image(self.items[i][0], self.channels)).permute(2, 0, 1)  # (C, H, W)
+        return fit_to_input(x, self.size, self.resize_size).clamp_(0, 1)
 
 
 class _OrderSampler(torch.utils.data.Sampler):

@@ -212,19 +212,23 @@ def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, st
     splits = folder_splits(ds, cfg, seed)
     c, size = ds.channels, ds.image_size
     mean, std = stats(c) if stats else _folder_stats(splits["train"], c, size, seed)
+    images = {name: FolderImages(items, c, size, resize) for name, items in splits.items()}
+    in_memory = sum(d.nbytes for d in images.values()) <= cfg.cache_mb * 2**20  # the images of every split
+    for d in images.values() if in_memory else ():
+        d.preload()
 
     def loader(split, train):
         if split not in splits:
             return None
         return FolderLoader(
-            FolderImages(splits[split], c, size, resize),
+            images[split],
             cfg.batch_size if train else cfg.eval_batch_size,
             mean,
             std,
             shuffle=train and train_shuffle,
             augment=build_augment(cfg.augment, c) if train else None,
             generator=gen if train else None,
-            num_workers=cfg.num_workers,
+            num_workers=0 if in_memory else cfg.num_workers,
             device=device,
             channels_last=channels_last,
             weights=balanced_weights([lab for _, lab in splits[split]]) if train and cfg.balance == "sampler" else None,
