@@ -48,3 +48,16 @@ def test_a_session_warns_when_bf16_would_be_emulated_on_this_cpu(registered, mon
     lines: list[str] = []
     workflow.start_session(cfg, log=lines.append)
     assert any("train.amp bf16" in line and "--train.amp none" in line for line in lines) == warned
+
+
+def test_the_report_code_is_imported_once_on_a_background_thread_after_the_first_epoch(monkeypatch):
+    import types
+
+    started = []
+    fake = lambda *a, **k: types.SimpleNamespace(start=lambda: started.append((k["args"], k["daemon"])))  # noqa: E731
+    monkeypatch.setattr(workflow.threading, "Thread", fake)
+    preload = workflow.ReportPreload()
+    assert started == []  # not while the first epoch trains
+    preload(None, {"epoch": 1})
+    preload(None, {"epoch": 2})
+    assert started == [(("cnnlab.viz.report",), True)]

@@ -40,7 +40,6 @@ from cnnlab.workflow import (
     load_data,
     make_trainer,
     new_run_folder,
-    preload_report,
     resume_trainer,
     start_session,
 )
@@ -102,7 +101,6 @@ def train(
     if resume is not None:
         resume_trainer(session, trainer, parts, run_dir)
     describe(session, data, parts)
-    preload_report(session, data)
     history = trainer.fit()
     metrics = finish(session, trainer, data, run_dir) if session.dist.main else {}  # rank 0 writes
     shutdown(session.dist)

@@ -325,6 +325,8 @@ def make_trainer(s: Session, parts: Parts, data: PreparedData, run_dir: Path, ca
         from cnnlab.engine.tracking import tracking_callbacks
 
         callbacks += tracking_callbacks(cfg, run_dir)
+    if cfg.output.plots and data.test is not None and s.dist.main and spare_core():
+        callbacks.append(ReportPreload())
     return Trainer(
         parts.model,
         parts.optimizer,
@@ -414,13 +416,21 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
     return metrics
 
 
-def preload_report(s: Session, data: PreparedData) -> None:
-    """Import the HTML report's code (matplotlib with it: 0.4-0.7 s) on a background thread while the
-    epochs train, when the run will write a report and torch leaves a core idle
-    (``devices.spare_core``); :func:`finish` then finds it imported. A failure here is left for that
-    import to report."""
-    if s.cfg.output.plots and data.test is not None and s.dist.main and spare_core():
-        threading.Thread(target=_import_quietly, args=("cnnlab.viz.report",), daemon=True).start()
+class ReportPreload:
+    """A trainer callback that imports the HTML report's code (matplotlib with it: 0.4-0.7 s) on a
+    background thread once the first epoch has ended, so that :func:`finish` finds it imported. Only
+    where torch leaves a core idle (``devices.spare_core``), and not during the first epoch: a fine-tune
+    recipe's first epoch trains only the new head, forward passes whose many short operations each
+    need the interpreter lock that the import holds (the first epoch took 0.6 s longer), while the
+    later epochs spend most of their time in backward passes, which release it."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self, trainer: Trainer, row: dict) -> None:
+        if not self.started:
+            self.started = True
+            threading.Thread(target=_import_quietly, args=("cnnlab.viz.report",), daemon=True).start()
 
 
 def _import_quietly(module: str) -> None:

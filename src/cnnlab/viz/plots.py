@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from cnnlab.files import atomic
 
@@ -35,13 +36,14 @@ def plot_history(history: list[dict[str, float]], path: str | Path | None = None
                 ax.plot(epochs, vals, marker="o", ms=3, label=k)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if title == "learning rate":
             if all(r.get("lr", 0) > 0 for r in history):
                 ax.set_yscale("log")
         else:
             ax.legend()
-    fig.tight_layout()
+    _margins(fig, left=0.7, right=0.2, bottom=0.55, top=0.35, gap=0.75)
     keys = ("train_loss", "val_loss", "train_acc", "val_acc", "lr")
     series = {k: [r.get(k, math.nan) for r in history] for k in keys}
     return _finish(fig, path, {"epochs": epochs, "panels": [p[0] for p in panels], **series})
@@ -80,11 +82,24 @@ def plot_confusion(
     return _finish(fig, path, {"classes": list(classes), "normalize": normalize, "matrix": shown.tolist()})
 
 
+def _margins(fig, left: float, right: float, bottom: float, top: float, gap: float) -> None:
+    """Fixed margins and gaps between panels, in inches, for a figure whose text is known in advance
+    (numbers on the axes, set titles, legends inside): ``tight_layout`` measures every label first,
+    0.1-0.25 s of a run plot's 0.3 s. The confusion matrices, labelled by class names of any length,
+    keep it."""
+    w, h = fig.get_size_inches()
+    n = len(fig.axes)
+    panel = (w - left - right - gap * (n - 1)) / n
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h, wspace=gap / panel)
+
+
 def _finish(fig, path: str | Path | None, data: dict[str, Any], dpi: int = 110):
     """Save ``fig`` as PNG and ``data`` as JSON beside it (same stem), close it, return it."""
     if path is not None:
         path = Path(path)
-        atomic.save_figure(fig, path, dpi=dpi)
+        # zlib level 1: the report's PNGs encode several times faster for about a fifth more bytes
+        fast = {"pil_kwargs": {"compress_level": 1}} if path.suffix.lower() == ".png" else {}
+        atomic.save_figure(fig, path, dpi=dpi, **fast)
         text = json.dumps(data, indent=1, default=_jsonable)
         atomic.write_text(path.with_suffix(".json"), text.replace("NaN", "null") + "\n")
     plt.close(fig)
@@ -136,7 +151,7 @@ def plot_roc_pr(roc: dict, pr: dict, classes: list[str], path: str | Path | None
         ax.grid(alpha=0.3)
         if _legend_classes(len(classes)):
             ax.legend(fontsize=7, loc="lower right" if ax is a1 else "lower left")
-    fig.tight_layout()
+    _margins(fig, left=0.75, right=0.2, bottom=0.6, top=0.4, gap=0.85)
     data.update(macro_auc=roc["macro_auc"], macro_ap=pr["macro_ap"])
     return _finish(fig, path, data)
 
@@ -166,7 +181,7 @@ def plot_reliability(cal: dict, path: str | Path | None = None):
     a2.bar(mids, count, width=width, edgecolor="black", color="#55a868")
     a2.set(xlim=(0, 1), xlabel="confidence", ylabel="predictions")
     a2.set_title("confidence histogram")
-    fig.tight_layout()
+    _margins(fig, left=0.75, right=0.2, bottom=0.6, top=0.4, gap=0.85)
     data = {k: cal[k] for k in ("edges", "count", "accuracy", "confidence", "ece", "mce")}
     return _finish(fig, path, {"panels": ["reliability", "histogram"], **data})
 
