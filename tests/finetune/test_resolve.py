@@ -103,6 +103,16 @@ def test_given_values_are_kept_and_big_data_updates_batchnorm():
         resolve_recipe(_staged(**{"model.bn_stats": "frozen"}), log=lambda s: None)
 
 
+def test_the_recipe_keeps_the_checkpoint_with_the_lowest_validation_loss_unless_told():
+    lines: list[str] = []
+    cfg = resolve_recipe(_staged(), n_train=356, log=lines.append)
+    assert cfg.train.early_stop_metric == "val_loss"
+    assert "train.early_stop_metric val_loss (a few validation photos tie on accuracy" in lines[0]
+    given = resolve_recipe(_staged(**{"train.early_stop_metric": "val_macro_f1"}), n_train=356, log=lambda s: None)
+    assert given.train.early_stop_metric == "val_macro_f1"
+    assert resolve_recipe(Config(), n_train=356, log=lambda s: None).train.early_stop_metric == "val_acc"
+
+
 def test_a_zero_head_starts_at_chance_whatever_the_features():
     model = _model().eval()
     zero_head(model)
