@@ -270,7 +270,8 @@ def build_parts(s: Session, data: PreparedData, find_lr: bool = True) -> Parts:
     if cfg.model.bn_stats == "pretrained":
         keep_bn_statistics(model)
     eval_bn = cfg.model.bn_stats == "pretrained" or s.weights is not None  # batch norm in eval mode, all or part
-    if eval_bn and (folded := fold_batchnorm(model)):
+    # torch.compile fuses a batch norm's arithmetic into the kernels around it by itself
+    if eval_bn and not cfg.train.compile and (folded := fold_batchnorm(model)):
         s.log(f"BatchNorm folded into the convolution before it in {folded} places (eval-mode statistics)")
     if cfg.model.finetune == STAGED and find_lr:  # lr-find sweeps itself: no plan to announce
         describe_recipe(cfg, model, s.log)
