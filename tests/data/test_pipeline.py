@@ -147,14 +147,7 @@ def test_a_small_folder_is_decoded_once_into_memory_and_gives_the_batches_files_
     decoding each epoch gives (so a run is the same bit for bit either way); 0 decodes every epoch."""
     from cnnlab.data.datasets import load_folder
 
-    rng = np.random.default_rng(2)
-    for c in range(2):
-        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 256, (10, 14, 3), dtype=np.uint8)).save(
-                tmp_path / "imgs" / f"c{c}" / f"{i}.png"
-            )
-    ds = load_folder(tmp_path / "imgs", image_size=8)
+    ds = load_folder(_noise_folder(tmp_path / "imgs", 12, (10, 14), seed=2), image_size=8)
     cfg = dict(batch_size=5, augment="none", num_workers=2)
     memory = prepare_data(ds, DataConfig(**cfg), seed=0, device=torch.device("cpu"))
     files = prepare_data(ds, DataConfig(**cfg, cache_mb=0), seed=0, device=torch.device("cpu"))
@@ -167,14 +160,18 @@ def test_a_small_folder_is_decoded_once_into_memory_and_gives_the_batches_files_
     assert memory.train.loader.dataset.memory.shape == (memory.train.num_samples, 3, 8, 8)
 
 
-def test_split_manifest_is_written_and_reused_exactly(tmp_path):
-    rng = np.random.default_rng(1)
+def _noise_folder(root, per_class: int, hw: tuple[int, int], seed: int):
+    """root/c0, root/c1: ``per_class`` PNGs of uniform noise each, ``hw`` pixels."""
+    rng = np.random.default_rng(seed)
     for c in range(2):
-        (tmp_path / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(15):
-            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
-                tmp_path / "imgs" / f"c{c}" / f"{i}.png"
-            )
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def test_split_manifest_is_written_and_reused_exactly(tmp_path):
+    _noise_folder(tmp_path / "imgs", 15, (8, 8), seed=1)
     common = {
         "data": f"folder:{tmp_path / 'imgs'}",
         "epochs": 1,
