@@ -40,9 +40,11 @@ def fused(groups) -> dict:
     """``{"fused": True}`` where every parameter is a floating tensor on a CPU or CUDA device, else ``{}``.
 
     torch's fused kernel updates each tensor in one pass instead of one per operation and per tensor:
-    AdamW over EfficientNet-Lite0's 3.4 M parameters took 3.4 ms a step fused against 20.1 ms with the
-    default per-tensor loop on one core of the 2-core Xeon (14.5 ms with ``foreach``). Same update, other
-    rounding: a run resumes with the same kernel, so resume stays exact."""
+    AdamW over EfficientNet-Lite0's 3.4 M parameters took 4.2-4.4 ms a step fused against 20.5-21.2 ms
+    with torch's default per-tensor loop and 14.3-15.5 ms with ``foreach``, each after the others' steps
+    had pushed its tensors out of the caches, as a training step does (one core of the 2-core Xeon,
+    ``benchmarks/finetune_parts.py``; back to back, fused: 3.1-3.4 ms). Same update, other rounding: a
+    run resumes with the same kernel, so resume stays exact."""
     ps = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
     ok = ps and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in ps)
     return {"fused": True} if ok and len({p.device for p in ps}) == 1 else {}
