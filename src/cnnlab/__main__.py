@@ -1,5 +1,5 @@
 """``python -m cnnlab`` (also what torchrun runs) is the same as the ``cnnlab`` command."""
 
-from cnnlab.cli.main import main
+from cnnlab.cli.main import run
 
-raise SystemExit(main())
+run()

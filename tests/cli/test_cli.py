@@ -75,3 +75,27 @@ def test_empty_class_folder_is_named(tmp_path):
 def test_help_lists_config_keys():
     r = cnnlab("train", "--help")
     assert r.returncode == 0 and "--optim.lr" in r.stdout and "--data" in r.stdout
+
+
+def test_the_command_ends_as_a_normal_exit_would_without_the_teardown(tmp_path):
+    """exit_now: non-daemon threads joined, atexit handlers run, output flushed (to a file and to a pipe),
+    the status kept; the cnnlab command and ``python -m cnnlab`` end through it."""
+    marker, out = tmp_path / "atexit.txt", tmp_path / "out.txt"
+    code = (
+        "import atexit, threading, time, sys\n"
+        "from cnnlab.cli.main import exit_now\n"
+        f"atexit.register(lambda: open({str(marker)!r}, 'w').write('ran'))\n"
+        f"threading.Thread(target=lambda: (time.sleep(0.3), open({str(marker)!r} + '.t', 'w').write('t'))).start()\n"
+        "print('unflushed', end='')\n"
+        "exit_now(3)\n"
+    )
+    with out.open("w") as f:
+        done = subprocess.run([sys.executable, "-c", code], stdout=f, timeout=60)
+    assert done.returncode == 3 and out.read_text() == "unflushed"
+    assert marker.read_text() == "ran" and Path(f"{marker}.t").read_text() == "t"
+    cnnlab = [sys.executable, "-m", "cnnlab", "calc", "conv"]
+    piped = subprocess.run([*cnnlab, "--in", "32", "--k", "3"], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "30" in piped.stdout
+    bad = subprocess.run([sys.executable, "-m", "cnnlab", "evaluate", str(tmp_path / "nothing")], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 1 and bad.stderr.startswith("cnnlab: error:") and bad.stderr.count("\n") == 1
