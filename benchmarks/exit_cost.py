@@ -1,11 +1,13 @@
-"""What a training process's exit costs, with and without the objects frozen first (``gc.freeze`` at exit).
+"""What a training process's exit costs: as Python leaves it, with the objects frozen first (``gc.freeze`` at
+exit), and ended by ``cnnlab.cli.main.exit_now`` (threads joined, atexit handlers run, then ``os._exit``), as
+the ``cnnlab`` command ends now.
 
 A child process imports torch, builds MNIST's ``fast_cnn`` with a ``torch.optim.SGD`` (whose first use
 imports TorchDynamo, as in every training run), takes 3 steps, prints the time and returns; the parent
 notes when the child has exited. The gap is the interpreter's shutdown: the atexit handlers, the last
 garbage collection over every object still alive, and freeing them. ``frozen`` registers ``gc.freeze``
-with atexit first, as ``cnnlab.workflow.start_session`` does. Rounds alternate the two; the minimum and
-the median of each are printed.
+with atexit first, as ``cnnlab.workflow.start_session`` does; ``exit_now`` does that too and then ends the
+process through ``exit_now``. Rounds alternate the three; the minimum and the median of each are printed.
 
 Run:  python benchmarks/exit_cost.py [--rounds 5]
 """
@@ -32,12 +34,15 @@ for _ in range(3):
     F.cross_entropy(model(torch.randn(96, 1, 28, 28)), torch.randint(0, 10, (96,))).backward()
     opt.step()
 print(time.time(), flush=True)
+if {fast}:
+    from cnnlab.cli.main import exit_now
+    exit_now(0)
 """
 
 
-def exit_seconds(frozen: bool) -> float:
+def exit_seconds(frozen: bool, fast: bool = False) -> float:
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD.format(frozen=frozen)], capture_output=True, text=True, env=source_env()
+        [sys.executable, "-c", CHILD.format(frozen=frozen, fast=fast)], capture_output=True, text=True, env=source_env()
     )
     ended = time.time()
     if proc.returncode != 0:
@@ -49,10 +54,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    times: dict[str, list[float]] = {"as Python leaves it": [], "frozen at exit": []}
+    times: dict[str, list[float]] = {"as Python leaves it": [], "frozen at exit": [], "exit_now": []}
     for _ in range(args.rounds):
         times["as Python leaves it"].append(exit_seconds(False))
         times["frozen at exit"].append(exit_seconds(True))
+        times["exit_now"].append(exit_seconds(True, fast=True))
     for name, ts in times.items():
         print(f"exit {name:<20} min {min(ts):.3f} s  median {statistics.median(ts):.3f} s  ({args.rounds} rounds)")
 
