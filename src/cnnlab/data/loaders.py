@@ -322,9 +322,12 @@ class FolderImages(Dataset):
         line, 0.59 s on two threads)."""
         if self.memory is not None or not self.items:
             return
-        heavy = sum(_file_size(path) for path, _ in self.items) > PARALLEL_DECODE_BYTES
-        with ThreadPoolExecutor(available_cores() if heavy else 1) as pool:
-            self.memory = torch.stack(list(pool.map(self._decode, range(len(self.items)))))
+        indices = range(len(self.items))
+        if sum(_file_size(path) for path, _ in self.items) <= PARALLEL_DECODE_BYTES:
+            self.memory = torch.stack([self._decode(i) for i in indices])
+            return
+        with ThreadPoolExecutor(available_cores()) as pool:
+            self.memory = torch.stack(list(pool.map(self._decode, indices)))
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return (self._decode(i) if self.memory is None else self.memory[i]), self.items[i][1]

@@ -211,11 +211,11 @@ def folder_splits(ds: FolderDataset, cfg: DataConfig, seed: int) -> dict[str, li
 def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, stats=None, resize=None) -> PreparedData:
     splits = folder_splits(ds, cfg, seed)
     c, size = ds.channels, ds.image_size
-    mean, std = stats(c) if stats else _folder_stats(splits["train"], c, size, seed)
     images = {name: FolderImages(items, c, size, resize) for name, items in splits.items()}
     in_memory = sum(d.nbytes for d in images.values()) <= cfg.cache_mb * 2**20  # the images of every split
     for d in images.values() if in_memory else ():
         d.preload()
+    mean, std = stats(c) if stats else _folder_stats(images["train"], seed)  # from memory when preloaded
 
     def loader(split, train):
         if split not in splits:
@@ -255,12 +255,11 @@ def _prepare_folder(ds, cfg, seed, device, gen, channels_last, train_shuffle, st
     )
 
 
-def _folder_stats(items, c: int, size: int, seed: int) -> tuple[list[float], list[float]]:
+def _folder_stats(train: FolderImages, seed: int) -> tuple[list[float], list[float]]:
     """Mean/std from (up to) 1,000 training images, decoded exactly as training decodes them."""
     rng = np.random.default_rng(seed)
-    pick = rng.choice(len(items), size=min(1000, len(items)), replace=False)
-    sample = FolderImages([items[i] for i in pick], c, size)
-    arr = np.stack([sample[i][0].numpy() for i in range(len(sample))])  # (n, C, H, W) float
+    pick = rng.choice(len(train), size=min(1000, len(train)), replace=False)
+    arr = np.stack([train[int(i)][0].numpy() for i in pick])  # (n, C, H, W) float
     return arr.mean((0, 2, 3)).tolist(), np.maximum(arr.std((0, 2, 3)), 1e-6).tolist()
 
 
