@@ -212,7 +212,6 @@ def plot_image_grid(
     fig = plt.figure(figsize=(width, height))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
-    ax.set(xlim=(0, width), ylim=(height, 0))  # y grows downwards, as rows do
     for i, (img, r) in enumerate(zip(images, rows)):
         img = np.clip(img, 0, 1)
         grey = img.shape[-1] == 1
@@ -229,6 +228,6 @@ def plot_image_grid(
         ax.text(cx, top - 0.06, label, fontsize=7, color=color, ha="center", va="bottom")
     if title:
         ax.text(width / 2, 0.08, title, fontsize=10, ha="center", va="top")
-    ax.set(xlim=(0, width), ylim=(height, 0))  # imshow's extents moved the limits; one inch stays one inch
+    ax.set(xlim=(0, width), ylim=(height, 0))  # after imshow, whose extents move them: y grows downwards, as rows do
     keep = ("index", "id", "true", "pred", "confidence", "loss", "correct")
     return _finish(fig, path, {"title": title, "panels": n, "rows": [{k: r[k] for k in keep if k in r} for r in rows]})
