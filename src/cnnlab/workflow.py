@@ -418,12 +418,15 @@ def finish(s: Session, trainer: Trainer, data: PreparedData, run_dir: Path) -> d
 
 
 class ReportPreload:
-    """A trainer callback that imports the HTML report's code (matplotlib with it: 0.4-0.7 s) on a
-    background thread once the first epoch has ended, so that :func:`finish` finds it imported. Only
+    """A trainer callback that imports the HTML report's code (matplotlib with it: 0.41-0.64 s in runs of
+    ``benchmarks/train_phases.py``) on a background thread once the first epoch has ended, so that
+    :func:`finish` finds it imported. Only
     where torch leaves a core idle (``devices.spare_core``), and not during the first epoch: a fine-tune
     recipe's first epoch trains only the new head, forward passes whose many short operations each
-    need the interpreter lock that the import holds (the first epoch took 0.6 s longer), while the
-    later epochs spend most of their time in backward passes, which release it."""
+    need the interpreter lock that the import holds (with the import at the start, that epoch took
+    1.8-2.2 s against 1.2-1.6 s without a report: ``benchmarks/finetune_photos.py`` at 14cbf87, the
+    2026-12-08 00:33 UTC rows of its results file), while the later epochs spend most of their time in
+    backward passes, which release it."""
 
     def __init__(self) -> None:
         self.started = False

@@ -85,8 +85,8 @@ def plot_confusion(
 def _margins(fig, left: float, right: float, bottom: float, top: float, gap: float) -> None:
     """Fixed margins and gaps between panels, in inches, for a figure whose text is known in advance
     (numbers on the axes, set titles, legends inside): ``tight_layout`` measures every label first,
-    0.1-0.25 s of a run plot's 0.3 s. The confusion matrices, labelled by class names of any length,
-    keep it."""
+    which is much of a small figure's time. The confusion matrices, labelled by class names of any
+    length, keep it."""
     w, h = fig.get_size_inches()
     n = len(fig.axes)
     panel = (w - left - right - gap * (n - 1)) / n
@@ -97,7 +97,7 @@ def _finish(fig, path: str | Path | None, data: dict[str, Any], dpi: int = 110):
     """Save ``fig`` as PNG and ``data`` as JSON beside it (same stem), close it, return it."""
     if path is not None:
         path = Path(path)
-        # zlib level 1: the report's PNGs encode several times faster for about a fifth more bytes
+        # zlib level 1: the report's flat-coloured PNGs encode faster, for somewhat larger files
         fast = {"pil_kwargs": {"compress_level": 1}} if path.suffix.lower() == ".png" else {}
         atomic.save_figure(fig, path, dpi=dpi, **fast)
         text = json.dumps(data, indent=1, default=_jsonable)
@@ -192,9 +192,8 @@ def plot_image_grid(
     """A grid of images, each titled ``true -> pred (confidence)`` with its id, framed green when the
     prediction is right and red when wrong.
 
-    The figure has one axes, measured in inches, that holds every image, frame and title: a grid of
-    24 axes of their own took 0.7 s to build and draw (report of a 4-class run, one thread), most of it
-    matplotlib setting up axes, ticks and spines that a thumbnail does not show.
+    The figure has one axes, measured in inches, that holds every image, frame and title: an axes per
+    thumbnail made matplotlib set up ticks, spines and a layout for each, which a thumbnail does not show.
 
     Args:
         images: (n, H, W, C) float in [0, 1]; C is 1 (shown grey) or 3.
